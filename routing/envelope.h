@@ -1,0 +1,92 @@
+// The event envelope (contract.md §3): parsing what enters fanout, and building what leaves it.
+//
+// In:  {"id": "optional", "org_id": 42, "type": "business_updated", "payload": {...}}
+// Out: {"type":"business_updated","payload":{...}}   (payload bytes copied verbatim)
+//
+// Parsing uses simdjson On-Demand and validates the whole input (payload included) as JSON, so
+// a body built from an accepted envelope is always valid JSON. Refusals carry a reason code.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <tl/expected.hpp>
+
+#include "routing/catalogue.h"
+
+namespace fanout::routing {
+
+inline constexpr std::size_t kDefaultMaxEventBytes = 256 * 1024;
+inline constexpr std::size_t kDefaultMaxDepth = 64;
+inline constexpr std::size_t kMaxEventIdLength = 128;
+
+enum class EnvelopeError : std::uint8_t {
+  kTooLarge,        // input longer than max_event_bytes
+  kInvalidJson,     // not valid JSON (syntax, truncation, invalid UTF-8, trailing bytes)
+  kTooDeep,         // nesting deeper than max_depth
+  kNotObject,       // top level is not an object
+  kDuplicateField,  // org_id, type, id or payload given twice
+  kMissingOrgId,
+  kBadOrgId,        // not an integer in 1..2^63-1
+  kMissingType,
+  kBadType,         // not a string
+  kUnknownType,     // not in the catalogue
+  kBadId,           // not a string of 1..128 printable ASCII characters (0x21..0x7E)
+  kMissingPayload,
+  kBadPayload,      // not an object
+};
+
+// Stable machine-readable code, e.g. "unknown_type".
+[[nodiscard]] std::string_view reason_code(EnvelopeError e) noexcept;
+// A short English phrase, e.g. "type is not in the event catalogue".
+[[nodiscard]] std::string_view to_string(EnvelopeError e) noexcept;
+
+// An accepted envelope. The views point into the parser that produced it and stay valid until
+// that parser's next parse() call or its destruction.
+struct Envelope {
+  std::int64_t org_id = 0;
+  EventTypeId type = 0;
+  std::string_view id;       // empty when the event has no id
+  std::string_view payload;  // the payload object's exact bytes, '{' to '}'
+};
+
+struct EnvelopeOptions {
+  std::size_t max_event_bytes = kDefaultMaxEventBytes;
+  std::size_t max_depth = kDefaultMaxDepth;  // nesting depth, the top-level object counting 1
+};
+
+// Parses envelopes. Keeps its simdjson parser and a padded input buffer between calls, so after
+// warm-up parse() allocates nothing. Not thread-safe: use one per thread. `catalogue` must
+// outlive the parser.
+class EnvelopeParser {
+ public:
+  explicit EnvelopeParser(const EventCatalogue& catalogue, EnvelopeOptions options = {});
+  ~EnvelopeParser();
+  EnvelopeParser(const EnvelopeParser&) = delete;
+  EnvelopeParser& operator=(const EnvelopeParser&) = delete;
+
+  [[nodiscard]] tl::expected<Envelope, EnvelopeError> parse(std::string_view json) noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Size in bytes of the delivery body for this type name and payload.
+[[nodiscard]] std::size_t delivery_body_size(std::string_view type_name,
+                                             std::string_view payload) noexcept;
+// Writes {"type":"<type_name>","payload":<payload>} to `out`, which must hold
+// delivery_body_size() bytes; returns the bytes written. `type_name` comes from the catalogue
+// (no escaping needed); `payload` is copied byte for byte.
+std::size_t write_delivery_body(std::string_view type_name, std::string_view payload,
+                                char* out) noexcept;
+// The simdjson version the parser was built with, e.g. "3.0.1".
+[[nodiscard]] std::string_view json_library_version() noexcept;
+
+// Convenience form returning a new string.
+[[nodiscard]] std::string build_delivery_body(std::string_view type_name, std::string_view payload);
+
+}  // namespace fanout::routing

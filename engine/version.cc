@@ -12,7 +12,9 @@
 
 namespace fanout {
 
-std::string_view version() noexcept { return FANOUT_VERSION; }
+std::string_view version() noexcept {
+  return FANOUT_VERSION;
+}
 
 std::vector<std::pair<std::string, std::string>> dependency_versions() {
   const transport::LibraryVersions t = transport::library_versions();

@@ -48,15 +48,17 @@ tl::expected<EventTypeId, CatalogueError> EventCatalogue::add(std::string_view n
   if (names_.size() >= kMaxEventTypes) return tl::unexpected(CatalogueError::kFull);
   const auto id = static_cast<EventTypeId>(names_.size());
   names_.emplace_back(name);
-  const auto pos = std::upper_bound(sorted_.begin(), sorted_.end(), name,
-                                    [this](std::string_view n, EventTypeId e) { return n < names_[e]; });
+  const auto pos =
+      std::upper_bound(sorted_.begin(), sorted_.end(), name,
+                       [this](std::string_view n, EventTypeId e) { return n < names_[e]; });
   sorted_.insert(pos, id);
   return id;
 }
 
 std::optional<EventTypeId> EventCatalogue::find(std::string_view name) const noexcept {
-  const auto it = std::lower_bound(sorted_.begin(), sorted_.end(), name,
-                                   [this](EventTypeId e, std::string_view n) { return names_[e] < n; });
+  const auto it =
+      std::lower_bound(sorted_.begin(), sorted_.end(), name,
+                       [this](EventTypeId e, std::string_view n) { return names_[e] < n; });
   if (it == sorted_.end() || names_[*it] != name) return std::nullopt;
   return *it;
 }

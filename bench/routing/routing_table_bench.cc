@@ -1,7 +1,9 @@
 // Routing-table benchmarks. Run: build/release/bench/routing_table_bench
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -15,6 +17,13 @@ namespace fanout::routing {
 namespace {
 
 constexpr EventTypeId kTypes = 6;
+
+// The bench-smoke test (FANOUT_BENCH_SMOKE=1) checks every benchmark runs, not its speed: it caps
+// table sizes so a sanitizer build finishes in seconds.
+std::size_t table_size(std::int64_t arg) {
+  const auto n = static_cast<std::size_t>(arg);
+  return std::getenv("FANOUT_BENCH_SMOKE") != nullptr ? std::min<std::size_t>(n, 10'000) : n;
+}
 
 Subscription make_sub(std::int64_t org, EventTypeId type) {
   Subscription s;
@@ -64,7 +73,7 @@ Fixture& fixture(std::size_t n) {
 // over 1k / 100k / 1M shows the step from cache-resident to memory-bound. Goal: well under
 // 100 ns at 1M.
 void BM_RouteLookup(benchmark::State& state) {
-  Fixture& f = fixture(static_cast<std::size_t>(state.range(0)));
+  Fixture& f = fixture(table_size(state.range(0)));
   auto reader = f.table.make_reader();
   std::size_t i = static_cast<std::size_t>(state.thread_index()) * 9973;
   for (auto _ : state) {
@@ -82,7 +91,7 @@ BENCHMARK(BM_RouteLookup)->Arg(1'000'000)->Threads(2)->UseRealTime();
 // Lookups under one pin (a batch of events routed together): the pin's seq_cst store and
 // re-check amortised away, leaving the hash probe alone.
 void BM_RouteLookupOnePin(benchmark::State& state) {
-  Fixture& f = fixture(static_cast<std::size_t>(state.range(0)));
+  Fixture& f = fixture(table_size(state.range(0)));
   auto reader = f.table.make_reader();
   std::size_t i = 0;
   auto pin = reader.pin();
@@ -96,7 +105,7 @@ BENCHMARK(BM_RouteLookupOnePin)->Arg(1'000)->Arg(1'000'000);
 
 // A lookup that misses (an event for a pair nobody subscribed to: the common "dropped" case).
 void BM_RouteLookupMiss(benchmark::State& state) {
-  Fixture& f = fixture(static_cast<std::size_t>(state.range(0)));
+  Fixture& f = fixture(table_size(state.range(0)));
   auto reader = f.table.make_reader();
   std::int64_t org = 2;  // ids in the fixture are 1 mod 7919; 2.. never are
   for (auto _ : state) {
@@ -111,7 +120,7 @@ BENCHMARK(BM_RouteLookupMiss)->Arg(1'000'000);
 // One upsert committed alone into a table of n: copies one shard and the root, so the cost
 // should grow as n / 256, not n (compare 1k, 100k and 1M).
 void BM_RouteUpsert(benchmark::State& state) {
-  const auto n = static_cast<std::size_t>(state.range(0));
+  const std::size_t n = table_size(state.range(0));
   Fixture& f = fixture(n);
   std::size_t i = 0;
   for (auto _ : state) {
@@ -124,7 +133,7 @@ BENCHMARK(BM_RouteUpsert)->Arg(1'000)->Arg(100'000)->Arg(1'000'000);
 
 // Bulk load of n subscriptions (start-up from the store); items/s is subscriptions per second.
 void BM_RouteLoad(benchmark::State& state) {
-  const auto n = static_cast<std::size_t>(state.range(0));
+  const std::size_t n = table_size(state.range(0));
   std::vector<Subscription> subs;
   subs.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {

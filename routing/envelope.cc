@@ -1,8 +1,494 @@
-// placeholder
 #include "routing/envelope.h"
+
 #include <simdjson.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <optional>
+
 #define FANOUT_STR2(x) #x
 #define FANOUT_STR(x) FANOUT_STR2(x)
+
 namespace fanout::routing {
-std::string_view json_library_version() noexcept { return FANOUT_STR(SIMDJSON_VERSION); }
+
+namespace {
+
+namespace od = simdjson::ondemand;
+
+// The validating walk recurses once per nesting level; this cap keeps its stack use bounded
+// (well under 1 MiB) whatever max_depth an operator configures.
+constexpr std::size_t kMaxSupportedDepth = 1024;
+// First buffer size, so a stream of small events never reallocates.
+constexpr std::size_t kInitialCapacity = 4096;
+
+constexpr std::string_view kOrgIdKey = "org_id";
+constexpr std::string_view kTypeKey = "type";
+constexpr std::string_view kIdKey = "id";
+constexpr std::string_view kPayloadKey = "payload";
+
+constexpr std::string_view kBodyHead = R"({"type":")";
+constexpr std::string_view kBodyMiddle = R"(","payload":)";
+constexpr std::string_view kBodyTail = "}";
+
+// What a validating walk found.
+enum class Walk : std::uint8_t { kOk, kInvalid, kTooDeep };
+
+bool is_json_space(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
+bool is_digit(char c) noexcept {
+  return c >= '0' && c <= '9';
+}
+
+// simdjson's scalar tokens run up to the next structural character, so they carry the
+// whitespace that follows them.
+std::string_view trim_right(std::string_view s) noexcept {
+  while (!s.empty() && is_json_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// RFC 8259 number grammar. Checked here rather than by simdjson because simdjson 3.0.1 refuses
+// integers beyond 64 bits and numbers beyond double's range (1e400): valid JSON, which must pass
+// through a payload untouched.
+bool is_json_number(std::string_view s) noexcept {
+  std::size_t i = 0;
+  const std::size_t n = s.size();
+  if (i < n && s[i] == '-') ++i;
+  if (i == n) return false;
+  if (s[i] == '0') {
+    ++i;
+  } else if (s[i] >= '1' && s[i] <= '9') {
+    while (i < n && is_digit(s[i])) ++i;
+  } else {
+    return false;
+  }
+  if (i < n && s[i] == '.') {
+    ++i;
+    if (i == n || !is_digit(s[i])) return false;
+    while (i < n && is_digit(s[i])) ++i;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < n && (s[i] == '+' || s[i] == '-')) ++i;
+    if (i == n || !is_digit(s[i])) return false;
+    while (i < n && is_digit(s[i])) ++i;
+  }
+  return i == n;
+}
+
+bool is_json_literal(std::string_view s) noexcept {
+  return s == "true" || s == "false" || s == "null";
+}
+
+// `token` is a valid JSON number; only a plain positive integer that fits int64 is an org id.
+std::optional<std::int64_t> parse_org_id(std::string_view token) noexcept {
+  if (token.empty() || token.front() == '0') return std::nullopt;
+  std::int64_t value = 0;
+  for (char c : token) {
+    if (!is_digit(c)) return std::nullopt;
+    const int digit = c - '0';
+    if (value > (std::numeric_limits<std::int64_t>::max() - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+// The id travels in an HTTP header, so only visible ASCII is allowed.
+bool is_valid_id(std::string_view id) noexcept {
+  if (id.empty() || id.size() > kMaxEventIdLength) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) { return c >= 0x21 && c <= 0x7E; });
+}
+
+// On-Demand only looks at the values a caller asks for and skips the rest without checking
+// them (it balances brackets, nothing more). The walker visits every value so the whole input
+// is validated: scalars are checked here, containers and keys through simdjson's iterators.
+// Recursion depth is bounded by max_depth, checked before descending.
+class Walker {
+ public:
+  explicit Walker(std::size_t max_depth) noexcept : max_depth_(max_depth) {}
+
+  // `depth` is the nesting depth `v` has if it is a container.
+  Walk value(od::value& v, std::size_t depth) noexcept {
+    const std::string_view token = v.raw_json_token();
+    if (token.empty()) return Walk::kInvalid;
+    switch (token.front()) {
+      case '{': {
+        if (depth > max_depth_) return Walk::kTooDeep;
+        od::object o;
+        if (v.get_object().get(o) != simdjson::SUCCESS) return Walk::kInvalid;
+        return object(o, depth);
+      }
+      case '[': {
+        if (depth > max_depth_) return Walk::kTooDeep;
+        od::array a;
+        if (v.get_array().get(a) != simdjson::SUCCESS) return Walk::kInvalid;
+        return array(a, depth);
+      }
+      case '"': {
+        // Stage 1 has already checked UTF-8, control characters and the closing quote; only
+        // escapes remain, and most strings have none. Unescaping checks them (simdjson refuses
+        // unpaired surrogates such as "\ud800", as I-JSON does). Either way the string is
+        // consumed: left to skip_child(), a string followed by ':' is taken for a key and the
+        // skip runs on past the value's end, hiding a syntax error.
+        if (std::memchr(token.data() + 1, '\\', token.size() - 1) == nullptr) {
+          od::raw_json_string raw;
+          return v.get_raw_json_string().get(raw) == simdjson::SUCCESS ? Walk::kOk : Walk::kInvalid;
+        }
+        std::string_view unescaped;
+        return v.get_string().get(unescaped) == simdjson::SUCCESS ? Walk::kOk : Walk::kInvalid;
+      }
+      // Numbers and literals are checked here and left unconsumed: skip_child() steps over a
+      // token that does not start with '"' without looking at what follows.
+      case 't':
+      case 'f':
+      case 'n':
+        return is_json_literal(trim_right(token)) ? Walk::kOk : Walk::kInvalid;
+      default:
+        return is_json_number(trim_right(token)) ? Walk::kOk : Walk::kInvalid;
+    }
+  }
+
+  // `o` has been started; its fields are at `depth` + 1.
+  Walk object(od::object& o, std::size_t depth) noexcept {
+    for (auto field_result : o) {
+      od::field field;
+      if (std::move(field_result).get(field) != simdjson::SUCCESS) return Walk::kInvalid;
+      // Like a string value, a key needs checking only for its escapes. Between the key's first
+      // byte and its value lie only the rest of the key, a quote, a colon and whitespace, so a
+      // backslash there is an escape in the key; unescaping it (a copy) is then the check.
+      const char* key = field.key().raw();
+      const char* value_start = field.value().raw_json_token().data();
+      if (std::memchr(key, '\\', static_cast<std::size_t>(value_start - key)) != nullptr) {
+        std::string_view unescaped;
+        if (field.unescaped_key().get(unescaped) != simdjson::SUCCESS) return Walk::kInvalid;
+      }
+      const Walk w = value(field.value(), depth + 1);
+      if (w != Walk::kOk) return w;
+    }
+    return Walk::kOk;
+  }
+
+  Walk array(od::array& a, std::size_t depth) noexcept {
+    for (auto element_result : a) {
+      od::value element;
+      if (std::move(element_result).get(element) != simdjson::SUCCESS) return Walk::kInvalid;
+      const Walk w = value(element, depth + 1);
+      if (w != Walk::kOk) return w;
+    }
+    return Walk::kOk;
+  }
+
+ private:
+  std::size_t max_depth_;
+};
+
+// What parse() has learnt about one of the four known fields.
+struct FieldState {
+  bool seen = false;
+  bool ok = false;
+  EnvelopeError error = EnvelopeError::kInvalidJson;  // the refusal when !ok
+};
+
+EnvelopeError to_error(Walk w) noexcept {
+  return w == Walk::kTooDeep ? EnvelopeError::kTooDeep : EnvelopeError::kInvalidJson;
+}
+
+// On-Demand reports an exhausted document as OUT_OF_BOUNDS from current_location().
+bool at_end(od::document& doc) noexcept {
+  const char* location = nullptr;
+  return doc.current_location().get(location) == simdjson::OUT_OF_BOUNDS;
+}
+
+}  // namespace
+
+std::string_view reason_code(EnvelopeError e) noexcept {
+  switch (e) {
+    case EnvelopeError::kTooLarge:
+      return "too_large";
+    case EnvelopeError::kInvalidJson:
+      return "invalid_json";
+    case EnvelopeError::kTooDeep:
+      return "too_deep";
+    case EnvelopeError::kNotObject:
+      return "not_object";
+    case EnvelopeError::kDuplicateField:
+      return "duplicate_field";
+    case EnvelopeError::kMissingOrgId:
+      return "missing_org_id";
+    case EnvelopeError::kBadOrgId:
+      return "bad_org_id";
+    case EnvelopeError::kMissingType:
+      return "missing_type";
+    case EnvelopeError::kBadType:
+      return "bad_type";
+    case EnvelopeError::kUnknownType:
+      return "unknown_type";
+    case EnvelopeError::kBadId:
+      return "bad_id";
+    case EnvelopeError::kMissingPayload:
+      return "missing_payload";
+    case EnvelopeError::kBadPayload:
+      return "bad_payload";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(EnvelopeError e) noexcept {
+  switch (e) {
+    case EnvelopeError::kTooLarge:
+      return "event is larger than the configured maximum";
+    case EnvelopeError::kInvalidJson:
+      return "event is not valid JSON";
+    case EnvelopeError::kTooDeep:
+      return "event nests objects or arrays too deeply";
+    case EnvelopeError::kNotObject:
+      return "event is not a JSON object";
+    case EnvelopeError::kDuplicateField:
+      return "org_id, type, id or payload appears twice";
+    case EnvelopeError::kMissingOrgId:
+      return "org_id is missing";
+    case EnvelopeError::kBadOrgId:
+      return "org_id is not an integer from 1 to 2^63-1";
+    case EnvelopeError::kMissingType:
+      return "type is missing";
+    case EnvelopeError::kBadType:
+      return "type is not a string";
+    case EnvelopeError::kUnknownType:
+      return "type is not in the event catalogue";
+    case EnvelopeError::kBadId:
+      return "id is not 1 to 128 printable ASCII characters";
+    case EnvelopeError::kMissingPayload:
+      return "payload is missing";
+    case EnvelopeError::kBadPayload:
+      return "payload is not an object";
+  }
+  return "unknown envelope error";
+}
+
+struct EnvelopeParser::Impl {
+  Impl(const EventCatalogue& catalogue, EnvelopeOptions options) noexcept
+      : catalogue_(catalogue),
+        max_event_bytes_(options.max_event_bytes),
+        max_depth_(std::min(options.max_depth, kMaxSupportedDepth)) {
+    reserve(std::min(kInitialCapacity, max_event_bytes_));
+  }
+
+  tl::expected<Envelope, EnvelopeError> parse(std::string_view json) noexcept;
+  // Makes room for `size` input bytes plus simdjson's padding, in both buffers.
+  void reserve(std::size_t size) noexcept;
+
+  const EventCatalogue& catalogue_;
+  std::size_t max_event_bytes_;
+  std::size_t max_depth_;
+  od::parser json_parser_;
+  // The input is copied here: simdjson reads up to SIMDJSON_PADDING bytes past the end, and
+  // the returned views must outlive the caller's buffer.
+  std::unique_ptr<char[]> buffer_;
+  std::size_t buffer_capacity_ = 0;  // usable bytes, padding excluded
+};
+
+void EnvelopeParser::Impl::reserve(std::size_t size) noexcept {
+  if (size <= buffer_capacity_ && size <= json_parser_.capacity()) return;
+  // Grow geometrically up to the size limit, so a slowly growing stream of events reallocates
+  // a handful of times, then never.
+  const std::size_t grown =
+      std::min(std::max(buffer_capacity_ * 2, kInitialCapacity), std::max(max_event_bytes_, size));
+  const std::size_t capacity = std::max(size, grown);
+  if (capacity > buffer_capacity_) {
+    buffer_ = std::make_unique<char[]>(capacity + simdjson::SIMDJSON_PADDING);
+    buffer_capacity_ = capacity;
+  }
+  // On-Demand's own max_depth only sizes debug bookkeeping; the walker enforces the real one.
+  if (json_parser_.allocate(capacity, max_depth_ + 1) != simdjson::SUCCESS) {
+    std::abort();  // out of memory: crash, as everywhere else (style.md, Errors)
+  }
+}
+
+tl::expected<Envelope, EnvelopeError> EnvelopeParser::Impl::parse(std::string_view json) noexcept {
+  using tl::unexpected;
+  if (json.size() > max_event_bytes_) return unexpected(EnvelopeError::kTooLarge);
+  if (json.empty()) return unexpected(EnvelopeError::kInvalidJson);
+  reserve(json.size());
+  std::memcpy(buffer_.get(), json.data(), json.size());
+  // Zeroed padding: a stale '}' there would send simdjson on a needless balance scan.
+  std::memset(buffer_.get() + json.size(), 0, simdjson::SIMDJSON_PADDING);
+
+  od::document doc;
+  if (json_parser_
+          .iterate(buffer_.get(), json.size(), buffer_capacity_ + simdjson::SIMDJSON_PADDING)
+          .get(doc) != simdjson::SUCCESS) {
+    // Stage 1 failures: empty input, invalid UTF-8, unclosed string, raw control characters.
+    return unexpected(EnvelopeError::kInvalidJson);
+  }
+
+  const std::string_view input(buffer_.get(), json.size());
+  const std::size_t first = input.find_first_not_of(" \t\n\r");
+  if (first == std::string_view::npos) return unexpected(EnvelopeError::kInvalidJson);
+  Walker walker(max_depth_);
+
+  if (input[first] != '{') {
+    // Not an envelope, but a syntax error still takes precedence, so validate it all.
+    if (input[first] == '[') {
+      if (max_depth_ < 1) return unexpected(EnvelopeError::kTooDeep);
+      od::array a;
+      if (doc.get_array().get(a) != simdjson::SUCCESS) {
+        return unexpected(EnvelopeError::kInvalidJson);
+      }
+      const Walk w = walker.array(a, 1);
+      if (w != Walk::kOk) return unexpected(to_error(w));
+    } else if (input[first] == '"') {
+      std::string_view s;
+      if (doc.get_string().get(s) != simdjson::SUCCESS) {
+        return unexpected(EnvelopeError::kInvalidJson);
+      }
+    } else {
+      const std::string_view token = trim_right(input.substr(first));
+      if (!is_json_literal(token) && !is_json_number(token)) {
+        return unexpected(EnvelopeError::kInvalidJson);
+      }
+      return unexpected(EnvelopeError::kNotObject);
+    }
+    if (!at_end(doc)) return unexpected(EnvelopeError::kInvalidJson);
+    return unexpected(EnvelopeError::kNotObject);
+  }
+
+  if (max_depth_ < 1) return unexpected(EnvelopeError::kTooDeep);
+  od::object root;
+  if (doc.get_object().get(root) != simdjson::SUCCESS) {
+    return unexpected(EnvelopeError::kInvalidJson);
+  }
+
+  // Semantic problems are recorded, not returned at once: the rest of the input must still be
+  // validated, and the error reported must not depend on key order.
+  Envelope envelope;
+  FieldState org_id{.ok = false, .error = EnvelopeError::kMissingOrgId};
+  FieldState type{.ok = false, .error = EnvelopeError::kMissingType};
+  FieldState id{.ok = true, .error = EnvelopeError::kBadId};
+  FieldState payload{.ok = false, .error = EnvelopeError::kMissingPayload};
+  bool duplicate = false;
+  const auto mark_seen = [&duplicate](FieldState& state) {
+    duplicate = duplicate || state.seen;
+    state.seen = true;
+  };
+
+  for (auto field_result : root) {
+    od::field field;
+    if (std::move(field_result).get(field) != simdjson::SUCCESS) {
+      return unexpected(EnvelopeError::kInvalidJson);
+    }
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+      return unexpected(EnvelopeError::kInvalidJson);
+    }
+    od::value& v = field.value();
+    const std::string_view token = v.raw_json_token();
+    if (token.empty()) return unexpected(EnvelopeError::kInvalidJson);
+    const char kind = token.front();
+
+    if (key == kTypeKey || key == kIdKey) {
+      const bool is_type = key == kTypeKey;
+      FieldState& state = is_type ? type : id;
+      mark_seen(state);
+      if (kind != '"') {
+        const Walk w = walker.value(v, 2);
+        if (w != Walk::kOk) return unexpected(to_error(w));
+        state.ok = false;
+        state.error = is_type ? EnvelopeError::kBadType : EnvelopeError::kBadId;
+        continue;
+      }
+      // Unescaped, so "business\u005fcreated" is business_created; the text lands in the
+      // parser's string buffer, which lives until the next parse like the input copy.
+      std::string_view text;
+      if (v.get_string().get(text) != simdjson::SUCCESS) {
+        return unexpected(EnvelopeError::kInvalidJson);
+      }
+      if (is_type) {
+        const std::optional<EventTypeId> found = catalogue_.find(text);
+        type.ok = found.has_value();
+        type.error = EnvelopeError::kUnknownType;
+        if (found) envelope.type = *found;
+      } else {
+        id.ok = is_valid_id(text);
+        envelope.id = text;
+      }
+    } else if (key == kOrgIdKey) {
+      mark_seen(org_id);
+      const Walk w = walker.value(v, 2);
+      if (w != Walk::kOk) return unexpected(to_error(w));
+      // Any valid token other than a plain integer (string, fraction, exponent) is refused.
+      const std::optional<std::int64_t> value = parse_org_id(trim_right(token));
+      org_id.ok = value.has_value();
+      org_id.error = EnvelopeError::kBadOrgId;
+      if (value) envelope.org_id = *value;
+    } else if (key == kPayloadKey) {
+      mark_seen(payload);
+      const Walk w = walker.value(v, 2);
+      if (w != Walk::kOk) return unexpected(to_error(w));
+      payload.ok = kind == '{';
+      payload.error = EnvelopeError::kBadPayload;
+      if (!payload.ok) continue;
+      // The payload span is taken in the same pass that validates it: it starts at the '{'
+      // token, and once the walk has consumed the object the iterator rests on the next
+      // structural character (',' or '}'), so the closing '}' is the last non-space byte
+      // before it. A second On-Demand pass over raw_json() would run stage 1 twice.
+      const char* next = nullptr;
+      if (doc.current_location().get(next) != simdjson::SUCCESS) {
+        return unexpected(EnvelopeError::kInvalidJson);
+      }
+      const char* end = next;
+      while (end > token.data() && is_json_space(end[-1])) --end;
+      if (end == token.data() || end[-1] != '}') return unexpected(EnvelopeError::kInvalidJson);
+      envelope.payload =
+          std::string_view(token.data(), static_cast<std::size_t>(end - token.data()));
+    } else {
+      const Walk w = walker.value(v, 2);
+      if (w != Walk::kOk) return unexpected(to_error(w));
+    }
+  }
+  if (!at_end(doc)) return unexpected(EnvelopeError::kInvalidJson);
+
+  if (duplicate) return unexpected(EnvelopeError::kDuplicateField);
+  for (const FieldState* state : {&org_id, &type, &id, &payload}) {
+    if (!state->ok) return unexpected(state->error);
+  }
+  return envelope;
+}
+
+EnvelopeParser::EnvelopeParser(const EventCatalogue& catalogue, EnvelopeOptions options)
+    : impl_(std::make_unique<Impl>(catalogue, options)) {}
+
+EnvelopeParser::~EnvelopeParser() = default;
+
+tl::expected<Envelope, EnvelopeError> EnvelopeParser::parse(std::string_view json) noexcept {
+  return impl_->parse(json);
+}
+
+std::size_t delivery_body_size(std::string_view type_name, std::string_view payload) noexcept {
+  return kBodyHead.size() + type_name.size() + kBodyMiddle.size() + payload.size() +
+         kBodyTail.size();
+}
+
+std::size_t write_delivery_body(std::string_view type_name, std::string_view payload,
+                                char* out) noexcept {
+  char* p = out;
+  for (std::string_view part : {kBodyHead, type_name, kBodyMiddle, payload, kBodyTail}) {
+    if (part.empty()) continue;  // memcpy from a null data() is undefined even for 0 bytes
+    std::memcpy(p, part.data(), part.size());
+    p += part.size();
+  }
+  return static_cast<std::size_t>(p - out);
+}
+
+std::string build_delivery_body(std::string_view type_name, std::string_view payload) {
+  std::string body(delivery_body_size(type_name, payload), '\0');
+  write_delivery_body(type_name, payload, body.data());
+  return body;
+}
+
+std::string_view json_library_version() noexcept {
+  return FANOUT_STR(SIMDJSON_VERSION);
+}
+
+}  // namespace fanout::routing

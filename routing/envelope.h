@@ -5,6 +5,17 @@
 //
 // Parsing uses simdjson On-Demand and validates the whole input (payload included) as JSON, so
 // a body built from an accepted envelope is always valid JSON. Refusals carry a reason code.
+//
+// What counts as valid JSON: RFC 8259, UTF-8 checked everywhere (overlong forms, surrogates
+// encoded in UTF-8 and bytes above U+10FFFF refused), nothing but whitespace after the value.
+// Integers of any size are valid (a payload may carry 123456789012345678901234567890; only
+// org_id must fit int64). Escapes of unpaired surrogates ("\ud800") are refused, as I-JSON
+// (RFC 7493) and simdjson do, since many receivers' parsers reject them.
+//
+// When an input has several problems, the error reported does not depend on key order:
+// kTooLarge first; then kInvalidJson for byte-level faults anywhere (bad UTF-8, raw control
+// characters, an unclosed string); then kInvalidJson or kTooDeep, whichever comes first in the
+// text; then kNotObject; then the first in enum order among kDuplicateField .. kBadPayload.
 #pragma once
 
 #include <cstddef>
@@ -23,19 +34,22 @@ inline constexpr std::size_t kDefaultMaxEventBytes = 256 * 1024;
 inline constexpr std::size_t kDefaultMaxDepth = 64;
 inline constexpr std::size_t kMaxEventIdLength = 128;
 
+// Why an event was refused. Keys are compared after unescaping ("org\u005fid" is org_id); only
+// the four known keys must be unique, other top-level keys may repeat, and keys inside the
+// payload are never checked. An id is measured after unescaping too.
 enum class EnvelopeError : std::uint8_t {
   kTooLarge,        // input longer than max_event_bytes
   kInvalidJson,     // not valid JSON (syntax, truncation, invalid UTF-8, trailing bytes)
   kTooDeep,         // nesting deeper than max_depth
   kNotObject,       // top level is not an object
   kDuplicateField,  // org_id, type, id or payload given twice
-  kMissingOrgId,
+  kMissingOrgId,    // no org_id key
   kBadOrgId,        // not an integer in 1..2^63-1
-  kMissingType,
+  kMissingType,     // no type key
   kBadType,         // not a string
   kUnknownType,     // not in the catalogue
   kBadId,           // not a string of 1..128 printable ASCII characters (0x21..0x7E)
-  kMissingPayload,
+  kMissingPayload,  // no payload key
   kBadPayload,      // not an object
 };
 
@@ -49,18 +63,25 @@ enum class EnvelopeError : std::uint8_t {
 struct Envelope {
   std::int64_t org_id = 0;
   EventTypeId type = 0;
-  std::string_view id;       // empty when the event has no id
-  std::string_view payload;  // the payload object's exact bytes, '{' to '}'
+  // Empty when the event has no id. Unescaped ("a\u0041" gives "aA"); every accepted byte is
+  // 0x21..0x7E, so it can go into an HTTP header as is.
+  std::string_view id;
+  // The payload object's exact bytes, '{' to its matching '}', without the whitespace around it;
+  // escapes, spacing and duplicate keys inside are kept as sent.
+  std::string_view payload;
 };
 
 struct EnvelopeOptions {
   std::size_t max_event_bytes = kDefaultMaxEventBytes;
-  std::size_t max_depth = kDefaultMaxDepth;  // nesting depth, the top-level object counting 1
+  // Deepest nesting of objects and arrays, the top-level object counting 1 and the payload
+  // object 2. Values above 1024 act as 1024, which bounds the validator's recursion.
+  std::size_t max_depth = kDefaultMaxDepth;
 };
 
 // Parses envelopes. Keeps its simdjson parser and a padded input buffer between calls, so after
-// warm-up parse() allocates nothing. Not thread-safe: use one per thread. `catalogue` must
-// outlive the parser.
+// warm-up parse() allocates nothing (the buffers grow geometrically up to max_event_bytes and
+// never shrink). parse() copies the input, so the caller's buffer may be freed as soon as it
+// returns. Not thread-safe: use one per thread. `catalogue` must outlive the parser.
 class EnvelopeParser {
  public:
   explicit EnvelopeParser(const EventCatalogue& catalogue, EnvelopeOptions options = {});

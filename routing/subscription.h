@@ -38,9 +38,9 @@ struct Header {
 // A URL split into what delivery needs: the origin (scheme, host, port) and the request target.
 struct UrlParts {
   Scheme scheme = Scheme::kHttps;
-  std::string host;         // lower-cased; an IPv6 literal without its brackets
-  std::uint16_t port = 0;   // the explicit port, else 443 (https) or 80 (http)
-  std::string target;       // path and query as given, "/" when the URL has no path
+  std::string host;        // lower-cased; an IPv6 literal without its brackets
+  std::uint16_t port = 0;  // the explicit port, else 443 (https) or 80 (http)
+  std::string target;      // path and query as given, "/" when the URL has no path
   friend bool operator==(const UrlParts&, const UrlParts&) = default;
 };
 
@@ -58,8 +58,8 @@ struct Subscription {
   std::int64_t id = 0;  // assigned by the store, never reused; 0 until stored
   std::int64_t org_id = 0;
   EventTypeId event_type = 0;
-  std::string url;  // exactly as given
-  UrlParts parts;   // parsed from url
+  std::string url;                     // exactly as given
+  UrlParts parts;                      // parsed from url
   std::vector<Header> custom_headers;  // in the order given, names as given
   std::int64_t created_at_us = 0;      // microseconds since the Unix epoch (UTC)
   std::int64_t updated_at_us = 0;
@@ -100,7 +100,7 @@ enum class Rule : std::uint8_t {
 [[nodiscard]] std::string_view rule_name(Rule rule) noexcept;
 
 struct Violation {
-  std::string field;    // "org_id", "event_type", "url" or "custom_headers"
+  std::string field;  // "org_id", "event_type", "url" or "custom_headers"
   Rule rule = Rule::kUrlMalformed;
   std::string message;  // an English sentence naming the field, the rule and the culprit
   friend bool operator==(const Violation&, const Violation&) = default;

@@ -1,1 +1,806 @@
+// TimerWheel with a manual clock (unit), and LoopTimer on a real uv loop (loop).
 #include <gtest/gtest.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "transport/loop_timer.h"
+#include "transport/timer_wheel.h"
+
+namespace fanout::transport {
+namespace {
+
+constexpr std::uint64_t kSpan = TimerWheel::kSpanMs;
+constexpr std::uint64_t kDayMs = 24ULL * 3600 * 1000;
+
+struct Fired {
+  int id;
+  std::uint64_t at;  // the wheel's now() when the callback ran
+  friend bool operator==(const Fired&, const Fired&) = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const Fired& f) {
+  return os << "{id " << f.id << " at " << f.at << "}";
+}
+
+class TimerWheelTest : public ::testing::Test {
+ protected:
+  // A timer owner: records each firing, then runs its optional action.
+  struct Probe {
+    Probe(TimerWheelTest* t, int i) : test(t), id(i), entry(&Probe::on_timer, this) {}
+    ~Probe() { test->wheel_->cancel(entry); }
+    static void on_timer(TimerEntry& e, void* data) noexcept {
+      auto* self = static_cast<Probe*>(data);
+      EXPECT_EQ(&e, &self->entry);
+      EXPECT_FALSE(e.armed());
+      self->test->fired_.push_back({self->id, self->test->wheel_->now()});
+      if (self->action) self->action(*self);
+    }
+    TimerWheelTest* test;
+    int id;
+    TimerEntry entry;
+    std::function<void(Probe&)> action;
+  };
+
+  Probe& probe(int id) { return probes_.emplace_back(this, id); }
+  // Fresh wheel starting at `now` (and no probes).
+  void restart(std::uint64_t now) {
+    probes_.clear();
+    fired_.clear();
+    wheel_ = std::make_unique<TimerWheel>(now);
+  }
+  TimerWheel& wheel() { return *wheel_; }
+  std::vector<int> fired_ids() const {
+    std::vector<int> ids;
+    for (const auto& f : fired_) ids.push_back(f.id);
+    return ids;
+  }
+
+  // Declared before the probes: destroyed after them.
+  std::unique_ptr<TimerWheel> wheel_ = std::make_unique<TimerWheel>(0);
+  std::deque<Probe> probes_;
+  std::vector<Fired> fired_;
+};
+
+TEST_F(TimerWheelTest, FiresEqualDeadlinesInInsertionOrder) {
+  for (int id : {3, 1, 4, 0, 2}) wheel().schedule(probe(id).entry, 100);
+  EXPECT_EQ(wheel().advance(99), 0U);
+  EXPECT_EQ(wheel().advance(100), 5U);
+  EXPECT_EQ(fired_ids(), (std::vector<int>{3, 1, 4, 0, 2}));
+  EXPECT_TRUE(wheel().empty());
+}
+
+TEST_F(TimerWheelTest, EqualDeadlinesKeepInsertionOrderAcrossCascades) {
+  // The same deadline scheduled from three different times lands on three different levels
+  // at first; cascades must still deliver A, B, C.
+  const std::uint64_t d = 5000;  // [1, 14, 8]
+  wheel().schedule(probe(0).entry, d);
+  wheel().advance(4500);  // A cascades from level 2 to level 1
+  wheel().schedule(probe(1).entry, d);
+  wheel().advance(4995);  // A and B cascade to level 0
+  wheel().schedule(probe(2).entry, d);
+  wheel().advance(d);
+  EXPECT_EQ(fired_, (std::vector<Fired>{{0, d}, {1, d}, {2, d}}));
+}
+
+TEST_F(TimerWheelTest, FiresInDeadlineOrderAcrossLevels) {
+  const std::vector<std::uint64_t> deadlines = {4097,
+                                                1,
+                                                262144,
+                                                64,
+                                                2 * kSpan + 3,
+                                                63,
+                                                kSpan + 1,
+                                                4095,
+                                                65,
+                                                262143,
+                                                64ULL * 64 * 64 * 64 + 3,
+                                                4096,
+                                                kSpan - 1,
+                                                64ULL * 64 * 64 * 64 * 64 + 7,
+                                                kSpan};
+  for (std::size_t i = 0; i < deadlines.size(); ++i) {
+    wheel().schedule(probe(static_cast<int>(i)).entry, deadlines[i]);
+  }
+  // Walking by next_deadline(), each entry fires exactly at its deadline.
+  while (const auto next = wheel().next_deadline()) wheel().advance(*next);
+  ASSERT_EQ(fired_.size(), deadlines.size());
+  for (std::size_t i = 0; i < fired_.size(); ++i) {
+    EXPECT_EQ(fired_[i].at, deadlines[static_cast<std::size_t>(fired_[i].id)]);
+    if (i > 0) {
+      EXPECT_LT(fired_[i - 1].at, fired_[i].at);
+    }
+  }
+}
+
+TEST_F(TimerWheelTest, CancelledEntryNeverFires) {
+  // Cancel the head, the middle and the tail of one slot, and entries on other levels.
+  for (int id = 0; id < 6; ++id) wheel().schedule(probe(id).entry, 10);
+  wheel().schedule(probe(6).entry, 5000);
+  wheel().schedule(probe(7).entry, 5001);
+  wheel().schedule(probe(8).entry, 3 * kSpan);
+  EXPECT_EQ(wheel().size(), 9U);
+  for (int id : {0, 2, 5, 6, 8}) wheel().cancel(probes_[static_cast<std::size_t>(id)].entry);
+  EXPECT_EQ(wheel().size(), 4U);
+  EXPECT_FALSE(probes_[0].entry.armed());
+  EXPECT_TRUE(probes_[1].entry.armed());
+  wheel().advance(4 * kSpan);
+  EXPECT_EQ(fired_ids(), (std::vector<int>{1, 3, 4, 7}));
+  EXPECT_TRUE(wheel().empty());
+  EXPECT_EQ(wheel().next_deadline(), std::nullopt);
+}
+
+TEST_F(TimerWheelTest, CancelIsIdempotent) {
+  auto& a = probe(0);
+  wheel().cancel(a.entry);  // never scheduled
+  wheel().schedule(a.entry, 10);
+  wheel().cancel(a.entry);
+  wheel().cancel(a.entry);
+  EXPECT_EQ(wheel().size(), 0U);
+  EXPECT_FALSE(wheel().armed(a.entry));
+  wheel().schedule(a.entry, 20);  // a cancelled entry can be scheduled again
+  EXPECT_EQ(wheel().size(), 1U);
+  EXPECT_EQ(wheel().advance(20), 1U);
+  wheel().cancel(a.entry);  // after firing
+  EXPECT_EQ(wheel().size(), 0U);
+}
+
+TEST_F(TimerWheelTest, CancellingTheLastEntryOfASlotMovesNextDeadline) {
+  wheel().schedule(probe(0).entry, 10);
+  wheel().schedule(probe(1).entry, 30);
+  EXPECT_EQ(wheel().next_deadline(), 10U);
+  wheel().cancel(probes_[0].entry);
+  EXPECT_EQ(wheel().next_deadline(), 30U);
+}
+
+TEST_F(TimerWheelTest, CallbackCanCancelALaterEntryOfTheSameBatch) {
+  auto& a = probe(0);
+  auto& b = probe(1);
+  auto& c = probe(2);
+  auto& d = probe(3);
+  a.action = [&](Probe&) {
+    wheel().cancel(c.entry);
+    wheel().cancel(d.entry);
+  };
+  wheel().schedule(a.entry, 10);
+  wheel().schedule(b.entry, 10);
+  wheel().schedule(c.entry, 10);
+  wheel().schedule(d.entry, 11);
+  EXPECT_EQ(wheel().advance(20), 2U);
+  EXPECT_EQ(fired_ids(), (std::vector<int>{0, 1}));
+  EXPECT_TRUE(wheel().empty());
+}
+
+TEST_F(TimerWheelTest, CallbackCanMoveALaterEntryOfTheSameBatch) {
+  auto& a = probe(0);
+  auto& b = probe(1);
+  a.action = [&](Probe&) { wheel().schedule(b.entry, 100); };
+  wheel().schedule(a.entry, 10);
+  wheel().schedule(b.entry, 10);
+  EXPECT_EQ(wheel().advance(10), 1U);
+  EXPECT_TRUE(b.entry.armed());
+  wheel().advance(100);
+  EXPECT_EQ(fired_, (std::vector<Fired>{{0, 10}, {1, 100}}));
+}
+
+TEST_F(TimerWheelTest, CallbackCanRescheduleItself) {
+  auto& a = probe(0);
+  a.action = [&](Probe& self) {
+    if (fired_.size() < 3) wheel().schedule(self.entry, wheel().now() + 70);
+  };
+  wheel().schedule(a.entry, 10);
+  while (const auto next = wheel().next_deadline()) wheel().advance(*next);
+  EXPECT_EQ(fired_, (std::vector<Fired>{{0, 10}, {0, 80}, {0, 150}}));
+}
+
+TEST_F(TimerWheelTest, EntryScheduledDueFromCallbackFiresInTheNextAdvance) {
+  auto& a = probe(0);
+  auto& b = probe(1);
+  auto& c = probe(2);
+  auto& d = probe(3);
+  a.action = [&](Probe&) {
+    wheel().schedule(b.entry, 10);  // due now
+    wheel().schedule(c.entry, 3);   // in the past
+    wheel().schedule(d.entry, 15);  // due before the advance's target
+  };
+  wheel().schedule(a.entry, 10);
+  EXPECT_EQ(wheel().advance(20), 1U);
+  EXPECT_EQ(wheel().next_deadline(), 20U);
+  EXPECT_EQ(c.entry.deadline(), 20U);
+  EXPECT_EQ(wheel().advance(20), 3U);
+  EXPECT_EQ(fired_, (std::vector<Fired>{{0, 20}, {1, 20}, {2, 20}, {3, 20}}));
+}
+
+TEST_F(TimerWheelTest, SelfReschedulingDueNowFiresOncePerAdvance) {
+  auto& a = probe(0);
+  a.action = [&](Probe& self) { wheel().schedule(self.entry, 0); };
+  wheel().schedule(a.entry, 5);
+  for (std::uint64_t now = 5; now < 10; ++now) EXPECT_EQ(wheel().advance(now), 1U);
+  EXPECT_EQ(fired_.size(), 5U);
+}
+
+TEST_F(TimerWheelTest, RescheduleMovesAnArmedEntry) {
+  auto& a = probe(0);
+  auto& b = probe(1);
+  wheel().schedule(a.entry, 100);
+  wheel().schedule(b.entry, 10);
+  wheel().schedule(a.entry, 50);    // earlier, same level
+  wheel().schedule(b.entry, 5000);  // later, another level
+  EXPECT_EQ(wheel().size(), 2U);
+  while (const auto next = wheel().next_deadline()) wheel().advance(*next);
+  EXPECT_EQ(fired_, (std::vector<Fired>{{0, 50}, {1, 5000}}));
+}
+
+TEST_F(TimerWheelTest, RescheduledEntryGoesBehindEqualDeadlines) {
+  auto& a = probe(0);
+  auto& b = probe(1);
+  wheel().schedule(a.entry, 10);
+  wheel().schedule(b.entry, 10);
+  wheel().schedule(a.entry, 10);
+  wheel().advance(10);
+  EXPECT_EQ(fired_ids(), (std::vector<int>{1, 0}));
+}
+
+TEST_F(TimerWheelTest, PastDeadlineFiresAtTheNextAdvance) {
+  wheel().advance(1000);
+  auto& a = probe(0);
+  auto& b = probe(1);
+  wheel().schedule(a.entry, 1000);
+  wheel().schedule(b.entry, 5);
+  EXPECT_EQ(b.entry.deadline(), 1000U);
+  EXPECT_EQ(wheel().next_deadline(), 1000U);
+  EXPECT_EQ(wheel().advance(1000), 2U);
+  EXPECT_EQ(fired_, (std::vector<Fired>{{0, 1000}, {1, 1000}}));
+}
+
+TEST_F(TimerWheelTest, FarFutureDeadlinesFireExactlyAtTheirDeadline) {
+  const std::uint64_t start = 1'700'000'000'123;  // unaligned, epoch-like
+  restart(start);
+  const std::vector<std::uint64_t> delays = {
+      3 * kDayMs, kSpan - 1,         kSpan,     kSpan + 12345, 3 * kSpan + 7,
+      7 * kSpan,  400 * kDayMs + 17, 2 * kSpan, kSpan + 1,     70 * kSpan + 99};
+  for (std::size_t i = 0; i < delays.size(); ++i) {
+    wheel().schedule(probe(static_cast<int>(i)).entry, start + delays[i]);
+  }
+  std::size_t advances = 0;
+  while (const auto next = wheel().next_deadline()) {
+    std::uint64_t earliest = std::numeric_limits<std::uint64_t>::max();
+    for (const auto& p : probes_) {
+      if (p.entry.armed()) earliest = std::min(earliest, p.entry.deadline());
+    }
+    ASSERT_LE(*next, earliest);
+    wheel().advance(*next);
+    ++advances;
+  }
+  ASSERT_EQ(fired_.size(), delays.size());
+  for (const auto& f : fired_) EXPECT_EQ(f.at, start + delays[static_cast<std::size_t>(f.id)]);
+  // Cascades, not 1 ms steps: a handful of visits per level and per 2^36 ms turn.
+  EXPECT_LT(advances, 400U);
+}
+
+TEST_F(TimerWheelTest, JumpsNeverFireBeyondSpanDeadlinesEarly) {
+  const std::uint64_t d = 5 * kSpan + 4242;
+  wheel().schedule(probe(0).entry, d);
+  for (std::uint64_t now = 1; now < d; now += kSpan / 3) EXPECT_EQ(wheel().advance(now), 0U);
+  EXPECT_EQ(wheel().advance(d - 1), 0U);
+  EXPECT_EQ(wheel().advance(d), 1U);
+}
+
+TEST_F(TimerWheelTest, ClampedDeadlinesKeepInsertionOrder) {
+  const std::uint64_t d = 3 * kSpan + 5;
+  wheel().schedule(probe(0).entry, d);
+  wheel().advance(kSpan + 100);
+  wheel().schedule(probe(1).entry, d);
+  wheel().advance(2 * kSpan + 1);
+  wheel().schedule(probe(2).entry, d);
+  wheel().advance(d);
+  EXPECT_EQ(fired_, (std::vector<Fired>{{0, d}, {1, d}, {2, d}}));
+}
+
+TEST_F(TimerWheelTest, LargeJumpFiresEverythingDueInDeadlineOrder) {
+  std::mt19937_64 rng(7);
+  std::vector<std::pair<std::uint64_t, int>> expected;
+  for (int id = 0; id < 2000; ++id) {
+    const std::uint64_t d = rng() % 10'000'000;
+    wheel().schedule(probe(id).entry, d);
+    expected.emplace_back(d, id);
+  }
+  std::stable_sort(expected.begin(), expected.end(),
+                   [](const auto& x, const auto& y) { return x.first < y.first; });
+  const std::uint64_t cut = 5'000'000;
+  const auto due = static_cast<std::size_t>(std::count_if(
+      expected.begin(), expected.end(), [&](const auto& e) { return e.first <= cut; }));
+  EXPECT_EQ(wheel().advance(cut), due);
+  EXPECT_EQ(wheel().advance(20'000'000), expected.size() - due);
+  ASSERT_EQ(fired_.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(fired_[i].id, expected[i].second);
+}
+
+TEST_F(TimerWheelTest, NextDeadlineIsALowerBoundAndAdvancingToItMakesProgress) {
+  std::mt19937_64 rng(11);
+  restart(987'654'321);
+  for (int id = 0; id < 500; ++id) {
+    const std::uint64_t delay = rng() >> (rng() % 64);  // log-uniform, up to beyond the span
+    wheel().schedule(probe(id).entry, 987'654'321 + std::min<std::uint64_t>(delay, 50 * kSpan));
+  }
+  std::size_t advances = 0;
+  while (const auto next = wheel().next_deadline()) {
+    std::uint64_t earliest = std::numeric_limits<std::uint64_t>::max();
+    for (const auto& p : probes_) {
+      if (p.entry.armed()) earliest = std::min(earliest, p.entry.deadline());
+    }
+    ASSERT_LE(*next, earliest);
+    ASSERT_GE(*next, wheel().now());
+    const std::size_t fired = wheel().advance(*next);
+    const auto after = wheel().next_deadline();
+    // Progress: something fired, or the next visit moved strictly later.
+    ASSERT_TRUE(fired > 0 || !after || *after > *next);
+    ASSERT_LT(++advances, 500U * 60);
+  }
+  EXPECT_EQ(fired_.size(), 500U);
+  for (const auto& f : fired_)
+    EXPECT_EQ(f.at, probes_[static_cast<std::size_t>(f.id)].entry.deadline());
+}
+
+TEST_F(TimerWheelTest, FiresExactlyAtDeadlineForEveryOffsetSteppingOneMillisecond) {
+  // All offsets at once, one entry each, advancing 1 ms at a time: at every step exactly the
+  // entry due at that time fires.
+  struct Case {
+    std::uint64_t start;
+    std::uint64_t offsets;
+  };
+  const std::uint64_t k2 = 64 * 64 + 100;
+  const std::uint64_t k3 = 64 * 64 * 64 + 100;
+  for (const Case& c :
+       {Case{0, k2}, Case{1, k2}, Case{37, k2}, Case{63, k2}, Case{64, k2}, Case{4095, k2},
+        Case{4097, k2}, Case{262'143 + 5, k2}, Case{1'234'567'891, k2}, Case{kSpan - 3, k2},
+        Case{5 * kSpan - 1, k2}, Case{0, k3}, Case{262'140, k3}, Case{kSpan - 100'000, k3}}) {
+    SCOPED_TRACE(testing::Message() << "start " << c.start << " offsets " << c.offsets);
+    restart(c.start);
+    for (std::uint64_t off = 0; off <= c.offsets; ++off) {
+      wheel().schedule(probe(static_cast<int>(off)).entry, c.start + off);
+    }
+    for (std::uint64_t off = 0; off <= c.offsets; ++off) {
+      const std::size_t before = fired_.size();
+      ASSERT_EQ(wheel().advance(c.start + off), 1U);
+      ASSERT_EQ(fired_[before], (Fired{static_cast<int>(off), c.start + off}));
+    }
+    EXPECT_TRUE(wheel().empty());
+  }
+}
+
+TEST_F(TimerWheelTest, FiresExactlyAtDeadlineForEveryOffsetFollowingNextDeadline) {
+  // One entry at a time, jumping by next_deadline(): every jump stays <= the deadline and the
+  // entry fires exactly at it.
+  std::vector<std::uint64_t> offsets;
+  for (std::uint64_t off = 0; off <= 64 * 64 + 100; ++off) offsets.push_back(off);
+  for (std::uint64_t p = 64; p <= kSpan; p *= 64) {
+    for (std::uint64_t m : {1ULL, 2ULL, 63ULL}) {
+      for (std::uint64_t delta = 0; delta < 5; ++delta) {
+        offsets.push_back(m * p + delta);
+        offsets.push_back(m * p - 1 - delta);
+      }
+    }
+  }
+  const std::uint64_t starts[] = {
+      0, 1, 63, 64, 4097, 1'234'567'891, kSpan - 3, 3 * kSpan + 262'145};
+  for (const std::uint64_t start : starts) {
+    for (const std::uint64_t off : offsets) {
+      restart(start);
+      const std::uint64_t d = start + off;
+      wheel().schedule(probe(0).entry, d);
+      std::size_t jumps = 0;
+      while (const auto next = wheel().next_deadline()) {
+        ASSERT_LE(*next, d) << "start " << start << " offset " << off;
+        wheel().advance(*next);
+        ASSERT_LT(++jumps, 200U);
+      }
+      ASSERT_EQ(fired_, (std::vector<Fired>{{0, d}})) << "start " << start << " offset " << off;
+    }
+  }
+}
+
+// A reference model: a std::multimap from effective deadline to id (equal keys keep insertion
+// order), advanced in lockstep. Callbacks also schedule and cancel, on both.
+TEST_F(TimerWheelTest, MatchesAReferenceModelUnderRandomOperations) {
+  constexpr int kProbes = 1000;
+  std::mt19937_64 rng(20240601);
+  const std::uint64_t start = 1'000'003;
+  restart(start);
+  std::uint64_t model_now = start;
+  std::multimap<std::uint64_t, int> ref;
+  std::vector<std::optional<std::multimap<std::uint64_t, int>::iterator>> where(kProbes);
+  std::vector<bool> in_batch(kProbes, false);
+  std::deque<int> batch;
+
+  auto random_delay = [&]() -> std::uint64_t {
+    switch (rng() % 6) {
+      case 0:
+        return 0;
+      case 1:
+        return rng() % 64;
+      case 2:
+        return rng() % 5000;
+      case 3:
+        return rng() % 300'000;
+      case 4:
+        return rng() % (kSpan * 3);
+      default:
+        return rng() % 100;
+    }
+  };
+  auto model_remove = [&](int id) {
+    auto i = static_cast<std::size_t>(id);
+    if (where[i]) ref.erase(*where[i]);
+    where[i].reset();
+    in_batch[i] = false;
+  };
+  auto do_schedule = [&](int id) {
+    // Sometimes a deadline in the past.
+    const std::uint64_t now = wheel().now();
+    const std::uint64_t d =
+        rng() % 8 == 0 ? now - std::min<std::uint64_t>(now, rng() % 1000) : now + random_delay();
+    model_remove(id);
+    where[static_cast<std::size_t>(id)] = ref.emplace(std::max(d, model_now), id);
+    wheel().schedule(probes_[static_cast<std::size_t>(id)].entry, d);
+  };
+  auto do_cancel = [&](int id) {
+    model_remove(id);
+    wheel().cancel(probes_[static_cast<std::size_t>(id)].entry);
+  };
+  auto random_id = [&] { return static_cast<int>(rng() % kProbes); };
+
+  for (int id = 0; id < kProbes; ++id) {
+    probe(id).action = [&](Probe& self) {
+      // The wheel must fire the model's next live batch entry.
+      while (!batch.empty() && !in_batch[static_cast<std::size_t>(batch.front())])
+        batch.pop_front();
+      ASSERT_FALSE(batch.empty());
+      ASSERT_EQ(batch.front(), self.id);
+      in_batch[static_cast<std::size_t>(self.id)] = false;
+      batch.pop_front();
+      switch (rng() % 5) {
+        case 0:
+          do_schedule(self.id);
+          break;
+        case 1:
+          do_schedule(random_id());
+          break;
+        case 2:
+          do_cancel(random_id());
+          break;
+        default:
+          break;
+      }
+    };
+  }
+
+  std::size_t total_fired = 0;
+  for (int op = 0; op < 100'000; ++op) {
+    const auto kind = rng() % 10;
+    if (kind < 5) {
+      do_schedule(random_id());
+    } else if (kind < 7) {
+      do_cancel(random_id());
+    } else {
+      std::uint64_t step = 0;
+      switch (rng() % 4) {
+        case 0:
+          step = 0;
+          break;
+        case 1:
+          step = 1 + rng() % 64;
+          break;
+        case 2:
+          step = rng() % 20'000;
+          break;
+        default:
+          step = rng() % 1000 == 0 ? rng() % (kSpan * 2) : rng() % 400'000;
+          break;
+      }
+      const std::uint64_t to = wheel().now() + step;
+      model_now = std::max(model_now, to);
+      while (!ref.empty() && ref.begin()->first <= model_now) {
+        const int id = ref.begin()->second;
+        ref.erase(ref.begin());
+        where[static_cast<std::size_t>(id)].reset();
+        in_batch[static_cast<std::size_t>(id)] = true;
+        batch.push_back(id);
+      }
+      const std::size_t before = fired_.size();
+      const std::size_t fired = wheel().advance(to);
+      ASSERT_EQ(fired, fired_.size() - before);
+      total_fired += fired;
+      for (int id : batch) ASSERT_FALSE(in_batch[static_cast<std::size_t>(id)]) << "unfired " << id;
+      batch.clear();
+    }
+    ASSERT_EQ(wheel().size(), ref.size());
+    if (!ref.empty()) {
+      const auto next = wheel().next_deadline();
+      ASSERT_TRUE(next.has_value());
+      ASSERT_LE(*next, ref.begin()->first);
+    }
+  }
+  for (int id = 0; id < kProbes; ++id) {
+    ASSERT_EQ(probes_[static_cast<std::size_t>(id)].entry.armed(),
+              where[static_cast<std::size_t>(id)].has_value());
+  }
+  EXPECT_GT(total_fired, 10'000U);
+}
+
+TEST_F(TimerWheelTest, AdvanceNeverMovesTimeBackwards) {
+  wheel().advance(500);
+  EXPECT_EQ(wheel().advance(100), 0U);
+  EXPECT_EQ(wheel().now(), 500U);
+  wheel().schedule(probe(0).entry, 501);
+  EXPECT_EQ(wheel().advance(200), 0U);
+  EXPECT_EQ(wheel().advance(501), 1U);
+}
+
+TEST_F(TimerWheelTest, ClearDisarmsEveryEntryWithoutFiring) {
+  for (int id = 0; id < 4; ++id) {
+    wheel().schedule(probe(id).entry, static_cast<std::uint64_t>(id) * 3000 + 1);
+  }
+  wheel().clear();
+  EXPECT_TRUE(wheel().empty());
+  EXPECT_EQ(wheel().next_deadline(), std::nullopt);
+  for (const auto& p : probes_) EXPECT_FALSE(p.entry.armed());
+  EXPECT_EQ(wheel().advance(100'000), 0U);
+  wheel().schedule(probes_[0].entry, 100'001);  // still usable
+  EXPECT_EQ(wheel().advance(100'001), 1U);
+}
+
+TEST_F(TimerWheelTest, DestroyingTheWheelDisarmsItsEntries) {
+  TimerEntry entry([](TimerEntry&, void*) noexcept {}, nullptr);
+  {
+    TimerWheel local(0);
+    local.schedule(entry, 5000);
+    EXPECT_TRUE(entry.armed());
+  }
+  EXPECT_FALSE(entry.armed());
+}
+
+TEST_F(TimerWheelTest, BindCallsTheOwnersMember) {
+  struct Connection {
+    void on_idle() noexcept { ++idle_timeouts; }
+    int idle_timeouts = 0;
+    TimerEntry idle_timer;
+  };
+  Connection conn;
+  conn.idle_timer.bind<&Connection::on_idle>(&conn);
+  wheel().schedule(conn.idle_timer, 30);
+  wheel().advance(30);
+  EXPECT_EQ(conn.idle_timeouts, 1);
+  EXPECT_EQ(conn.idle_timer.data(), &conn);
+}
+
+TEST_F(TimerWheelTest, MaximumDeadlineStaysArmedWithoutFiring) {
+  wheel().schedule(probe(0).entry, std::numeric_limits<std::uint64_t>::max());
+  for (std::uint64_t turn = 1; turn <= 8; ++turn) EXPECT_EQ(wheel().advance(turn * kSpan), 0U);
+  EXPECT_TRUE(probes_[0].entry.armed());
+  ASSERT_TRUE(wheel().next_deadline().has_value());
+  EXPECT_GT(*wheel().next_deadline(), wheel().now());
+}
+
+#ifndef NDEBUG
+TEST(TimerEntryDeathTest, DestroyingAnArmedEntryAsserts) {
+  EXPECT_DEATH(
+      [] {
+        TimerWheel wheel(0);
+        auto entry = std::make_unique<TimerEntry>([](TimerEntry&, void*) noexcept {}, nullptr);
+        wheel.schedule(*entry, 5);
+        entry.reset();
+      }(),
+      "cancel it first");
+}
+#endif
+
+TEST_F(TimerWheelTest, EntryIsSmall) {
+  // 16 (links) + 8 (deadline) + 8 (callback) + 8 (data) + 2 (slot), padded.
+  EXPECT_LE(sizeof(TimerEntry), 48U);
+}
+
+// --- LoopTimer on a real loop ----------------------------------------------------------------
+
+class LoopTimerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(uv_loop_init(&loop_), 0); }
+  void TearDown() override { EXPECT_EQ(uv_loop_close(&loop_), 0); }
+
+  // Closes `timer` and lets the loop process the close.
+  void close(LoopTimer& timer) {
+    timer.close();
+    EXPECT_EQ(uv_run(&loop_, UV_RUN_DEFAULT), 0);
+  }
+
+  struct Recorder {
+    LoopTimer* timer = nullptr;
+    int id = 0;
+    std::vector<std::pair<int, std::uint64_t>>* log = nullptr;  // (id, uv_now at firing)
+    std::uint64_t deadline = 0;
+    TimerEntry entry{&Recorder::on_timer, this};
+    std::function<void(Recorder&)> action;
+    static void on_timer(TimerEntry&, void* data) noexcept {
+      auto* self = static_cast<Recorder*>(data);
+      self->log->emplace_back(self->id, self->timer->now());
+      if (self->action) self->action(*self);
+    }
+  };
+
+  uv_loop_t loop_{};
+};
+
+TEST_F(LoopTimerTest, FiresEntriesInDeadlineOrderWhileTheLoopRuns) {
+  LoopTimer timer(&loop_);
+  std::vector<std::pair<int, std::uint64_t>> log;
+  std::deque<Recorder> recs;
+  const std::uint64_t now = timer.now();
+  for (int id : {2, 0, 1}) {
+    auto& r = recs.emplace_back();
+    r.timer = &timer;
+    r.id = id;
+    r.log = &log;
+    r.deadline = now + static_cast<std::uint64_t>(id);
+    timer.schedule(r.entry, r.deadline);
+  }
+  EXPECT_EQ(timer.size(), 3U);
+  // The loop waits by itself and returns once nothing is armed.
+  EXPECT_EQ(uv_run(&loop_, UV_RUN_DEFAULT), 0);
+  ASSERT_EQ(log.size(), 3U);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(log[static_cast<std::size_t>(i)].first, i);
+    EXPECT_GE(log[static_cast<std::size_t>(i)].second, now + static_cast<std::uint64_t>(i));
+  }
+  EXPECT_EQ(timer.armed_deadline(), std::nullopt);
+  close(timer);
+}
+
+TEST_F(LoopTimerTest, CancellingTheOnlyTimerLetsTheLoopExit) {
+  LoopTimer timer(&loop_);
+  TimerEntry hour([](TimerEntry&, void*) noexcept { ADD_FAILURE() << "cancelled timer fired"; },
+                  nullptr);
+  timer.schedule_after(hour, 3'600'000);
+  EXPECT_TRUE(timer.armed_deadline().has_value());
+  timer.cancel(hour);
+  EXPECT_EQ(timer.armed_deadline(), std::nullopt);
+  EXPECT_EQ(uv_run(&loop_, UV_RUN_DEFAULT), 0);  // would wait an hour if the handle stayed active
+  close(timer);
+}
+
+TEST_F(LoopTimerTest, CancellingFromACallbackLetsTheLoopExit) {
+  LoopTimer timer(&loop_);
+  std::vector<std::pair<int, std::uint64_t>> log;
+  Recorder hour;
+  hour.timer = &timer;
+  hour.id = 1;
+  hour.log = &log;
+  Recorder now;
+  now.timer = &timer;
+  now.id = 0;
+  now.log = &log;
+  now.action = [&](Recorder&) { timer.cancel(hour.entry); };
+  timer.schedule_after(hour.entry, 3'600'000);
+  timer.schedule_after(now.entry, 0);
+  EXPECT_EQ(uv_run(&loop_, UV_RUN_DEFAULT), 0);
+  ASSERT_EQ(log.size(), 1U);
+  EXPECT_EQ(log[0].first, 0);
+  EXPECT_FALSE(hour.entry.armed());
+  close(timer);
+}
+
+TEST_F(LoopTimerTest, OnlyAnEarlierDeadlineRestartsTheUvTimer) {
+  LoopTimer timer(&loop_);
+  TimerEntry a([](TimerEntry&, void*) noexcept {}, nullptr);
+  TimerEntry b([](TimerEntry&, void*) noexcept {}, nullptr);
+  TimerEntry c([](TimerEntry&, void*) noexcept {}, nullptr);
+  const std::uint64_t now = timer.now();
+  timer.schedule(a, now + 50'000);
+  const auto first = timer.armed_deadline();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_LE(*first, now + 50'000);
+  timer.schedule(b, now + 90'000);
+  EXPECT_EQ(timer.armed_deadline(), first);
+  timer.schedule(c, now + 10);
+  ASSERT_TRUE(timer.armed_deadline().has_value());
+  EXPECT_LE(*timer.armed_deadline(), now + 10);
+  timer.cancel(c);  // not the last one: the uv timer stays early, a spurious wake-up is cheaper
+  EXPECT_TRUE(timer.armed_deadline().has_value());
+  timer.cancel(a);
+  timer.cancel(b);
+  EXPECT_EQ(timer.armed_deadline(), std::nullopt);
+  close(timer);
+}
+
+TEST_F(LoopTimerTest, EntryRescheduledDueNowFiresOnALaterIteration) {
+  LoopTimer timer(&loop_);
+  std::vector<std::pair<int, std::uint64_t>> log;
+  Recorder r;
+  r.timer = &timer;
+  r.log = &log;
+  r.action = [&](Recorder& self) {
+    if (log.size() < 4) timer.schedule(self.entry, timer.now());
+  };
+  timer.schedule_after(r.entry, 0);
+  EXPECT_EQ(uv_run(&loop_, UV_RUN_DEFAULT), 0);
+  ASSERT_EQ(log.size(), 4U);
+  for (std::size_t i = 1; i < log.size(); ++i) EXPECT_GT(log[i].second, log[i - 1].second);
+  close(timer);
+}
+
+TEST_F(LoopTimerTest, CloseDisarmsEntriesAndFreesTheOwnerInTheCloseCallback) {
+  auto* timer = new LoopTimer(&loop_);
+  TimerEntry a([](TimerEntry&, void*) noexcept { ADD_FAILURE() << "fired after close"; }, nullptr);
+  timer->schedule_after(a, 3'600'000);
+  int closed = 0;
+  timer->close(
+      [](LoopTimer* t, void* data) noexcept {
+        ++*static_cast<int*>(data);
+        delete t;  // the libuv rule: free the handle's owner in its close callback
+      },
+      &closed);
+  EXPECT_FALSE(a.armed());
+  EXPECT_EQ(uv_run(&loop_, UV_RUN_DEFAULT), 0);
+  EXPECT_EQ(closed, 1);
+}
+
+TEST_F(LoopTimerTest, CallbackCanCloseTheTimer) {
+  LoopTimer timer(&loop_);
+  std::vector<std::pair<int, std::uint64_t>> log;
+  std::deque<Recorder> recs;
+  for (int id = 0; id < 3; ++id) {
+    auto& r = recs.emplace_back();
+    r.timer = &timer;
+    r.id = id;
+    r.log = &log;
+  }
+  recs[0].action = [&](Recorder&) { timer.close(); };  // a shutdown deadline
+  for (auto& r : recs) timer.schedule_after(r.entry, 0);
+  timer.schedule_after(recs.emplace_back().entry, 3'600'000);
+  EXPECT_EQ(uv_run(&loop_, UV_RUN_DEFAULT), 0);
+  ASSERT_EQ(log.size(), 1U);  // the rest of the batch was disarmed by close()
+  for (const auto& r : recs) EXPECT_FALSE(r.entry.armed());
+}
+
+TEST_F(LoopTimerTest, SchedulingAfterAnIdlePeriodArmsForTheRealDeadline) {
+  LoopTimer timer(&loop_);
+  TimerEntry a([](TimerEntry&, void*) noexcept {}, nullptr);
+  // Let the loop's clock move by at least 2 ms while the wheel is idle.
+  uv_timer_t tick;
+  uv_timer_init(&loop_, &tick);
+  uv_timer_start(
+      &tick, [](uv_timer_t*) {}, 2, 0);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  const std::uint64_t now = timer.now();
+  EXPECT_GE(now, timer.wheel().now() + 2);
+  const std::uint64_t d = now | 63;  // same 64 ms block as now: level 0, an exact deadline
+  timer.schedule(a, d);
+  EXPECT_EQ(timer.wheel().now(), now);
+  EXPECT_EQ(timer.armed_deadline(), d);
+  timer.cancel(a);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
+  close(timer);
+}
+
+TEST_F(LoopTimerTest, UnrefdTimerDoesNotKeepTheLoopAlive) {
+  LoopTimer timer(&loop_);
+  TimerEntry a([](TimerEntry&, void*) noexcept { ADD_FAILURE() << "fired"; }, nullptr);
+  timer.unref();
+  timer.schedule_after(a, 3'600'000);
+  EXPECT_EQ(uv_run(&loop_, UV_RUN_DEFAULT), 0);
+  EXPECT_TRUE(a.armed());
+  close(timer);
+  EXPECT_FALSE(a.armed());
+}
+
+}  // namespace
+}  // namespace fanout::transport

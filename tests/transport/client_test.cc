@@ -1,0 +1,542 @@
+#include "transport/client.h"
+
+#include <gtest/gtest.h>
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/transport/test_peers.h"
+#include "transport/loop_timer.h"
+#include "transport/stream.h"
+
+namespace fanout::transport {
+namespace {
+
+using fanout::testing::Child;
+using fanout::testing::ScratchDir;
+
+// A request that records its response (views copied) and stops the loop when the last of a
+// batch completes.
+struct TestRequest final : Request {
+  Response got;
+  std::string got_body;
+  std::string got_detail;
+  bool done = false;
+  int* remaining = nullptr;
+  uv_loop_t* loop = nullptr;
+  std::string body_storage;
+  std::vector<HeaderView> header_storage;
+
+  void on_response(const Response& r) override {
+    got = r;
+    got_body.assign(r.body);
+    got_detail.assign(r.detail);
+    got.body = got_body;
+    got.detail = got_detail;
+    done = true;
+    if (--*remaining == 0) uv_stop(loop);
+  }
+};
+
+// A TCP server inside the test's loop that accepts and reads, then either never answers (black
+// hole) or closes each connection after its first read.
+class SilentPeer {
+ public:
+  SilentPeer(uv_loop_t* loop, bool close_after_read) : close_after_read_(close_after_read) {
+    uv_tcp_init(loop, &server_);
+    server_.data = this;
+    sockaddr_in a{};
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_bind(&server_, reinterpret_cast<const sockaddr*>(&a), 0);
+    uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 64, on_connection);
+    int len = sizeof a;
+    uv_tcp_getsockname(&server_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  void close() {
+    for (uv_tcp_t* c : conns_) {
+      if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(c))) {
+        uv_close(reinterpret_cast<uv_handle_t*>(c),
+                 [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+      }
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+ private:
+  static void on_connection(uv_stream_t* s, int) {
+    auto* self = static_cast<SilentPeer*>(s->data);
+    auto* c = new uv_tcp_t;
+    uv_tcp_init(s->loop, c);
+    c->data = self;
+    uv_accept(s, reinterpret_cast<uv_stream_t*>(c));
+    self->conns_.push_back(c);
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(c),
+        [](uv_handle_t*, std::size_t, uv_buf_t* b) {
+          static char buf[65536];
+          *b = uv_buf_init(buf, sizeof buf);
+        },
+        [](uv_stream_t* st, ssize_t n, const uv_buf_t*) {
+          auto* peer = static_cast<SilentPeer*>(st->data);
+          if ((n > 0 && peer->close_after_read_) || n < 0) {
+            uv_read_stop(st);
+            if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(st))) {
+              uv_close(reinterpret_cast<uv_handle_t*>(st), [](uv_handle_t* h) {
+                auto* p = static_cast<SilentPeer*>(h->data);
+                std::erase(p->conns_, reinterpret_cast<uv_tcp_t*>(h));
+                delete reinterpret_cast<uv_tcp_t*>(h);
+              });
+            }
+          }
+        });
+  }
+  uv_tcp_t server_{};
+  std::vector<uv_tcp_t*> conns_;
+  std::uint16_t port_ = 0;
+  bool close_after_read_;
+};
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    streams_ = std::make_unique<StreamLoop>(&loop_);
+    timers_ = std::make_unique<LoopTimer>(&loop_);
+    guard_.bind<&ClientTest::on_guard>(this);
+  }
+
+  void TearDown() override {
+    if (peer_) peer_->close();
+    if (client_) {
+      bool closed = false;
+      client_->close([](void* d) { *static_cast<bool*>(d) = true; }, &closed);
+      while (!closed) uv_run(&loop_, UV_RUN_ONCE);
+      client_.reset();
+    }
+    timers_->cancel(guard_);
+    streams_->close();
+    timers_->close();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(uv_loop_close(&loop_), 0) << "a handle leaked";
+    peer_.reset();
+  }
+
+  // A silent peer on this loop, closed and freed by TearDown after the loop has run.
+  SilentPeer& silent_peer(bool close_after_read) {
+    peer_ = std::make_unique<SilentPeer>(&loop_, close_after_read);
+    return *peer_;
+  }
+
+  static ClientOptions local_options() {
+    ClientOptions o;
+    o.allow.push_back(*Subnet::parse("127.0.0.1/32"));
+    o.response_timeout_ms = 10'000;
+    o.connect_timeout_ms = 5'000;
+    return o;
+  }
+
+  void make_client(ClientOptions o) {
+    auto c = Client::create(*streams_, *timers_, std::move(o));
+    ASSERT_TRUE(c.has_value()) << c.error();
+    client_ = std::move(*c);
+  }
+
+  // Makes `n` requests to tls/host/port with `body`.
+  std::vector<std::unique_ptr<TestRequest>> make_requests(std::size_t n, bool tls,
+                                                          std::string_view host, std::uint16_t port,
+                                                          const std::string& body = "{}") {
+    std::vector<std::unique_ptr<TestRequest>> v;
+    for (std::size_t i = 0; i < n; ++i) {
+      auto r = std::make_unique<TestRequest>();
+      r->tls = tls;
+      r->host = host;
+      r->port = port;
+      r->target = "/hook";
+      r->body_storage = body;
+      r->body = r->body_storage;
+      r->loop = &loop_;
+      r->remaining = &remaining_;
+      v.push_back(std::move(r));
+    }
+    return v;
+  }
+
+  // Submits every request and runs the loop until all completed (or a 30 s guard fires, which
+  // fails the test: the loop would otherwise never stop).
+  void run_all(std::vector<std::unique_ptr<TestRequest>>& reqs) {
+    remaining_ = static_cast<int>(reqs.size());
+    for (auto& r : reqs) client_->submit(*r);
+    timers_->schedule_after(guard_, 30'000);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    timers_->cancel(guard_);
+    for (auto& r : reqs) ASSERT_TRUE(r->done) << "request never completed";
+  }
+
+  void on_guard() noexcept {
+    ADD_FAILURE() << "requests still running after 30 s";
+    uv_stop(&loop_);
+  }
+
+  uv_loop_t loop_{};
+  std::unique_ptr<StreamLoop> streams_;
+  std::unique_ptr<LoopTimer> timers_;
+  std::unique_ptr<Client> client_;
+  TimerEntry guard_;
+  int remaining_ = 0;
+  std::unique_ptr<SilentPeer> peer_;
+};
+
+// --- Peers nobody here wrote: nghttpd ----------------------------------------------------------
+
+class NghttpdTest : public ClientTest {
+ protected:
+  void SetUp() override {
+    ClientTest::SetUp();
+    dir_.write("hook", "");
+    ASSERT_TRUE(fanout::testing::make_test_pki(dir_)) << "openssl failed";
+  }
+  // Starts nghttpd on a free port; extra flags go before the port.
+  std::uint16_t start_nghttpd(bool tls, std::vector<std::string> flags = {},
+                              const std::string& cert = "server") {
+    const std::uint16_t port = fanout::testing::free_port();
+    std::vector<std::string> argv = {"nghttpd", "--address=127.0.0.1", "--echo-upload", "-d",
+                                     dir_.path()};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    if (!tls) argv.push_back("--no-tls");
+    argv.push_back(std::to_string(port));
+    if (tls) {
+      argv.push_back(dir_.file(cert + ".key"));
+      argv.push_back(dir_.file(cert + ".pem"));
+    }
+    peer_ = Child(argv);
+    EXPECT_TRUE(fanout::testing::wait_accepting(port)) << "nghttpd did not start";
+    return port;
+  }
+  ScratchDir dir_;
+  Child peer_;
+};
+
+TEST_F(NghttpdTest, H2cPostsArriveAndBodiesComeBackIntact) {
+  const std::uint16_t port = start_nghttpd(false);
+  ClientOptions o = local_options();
+  o.insecure = true;
+  make_client(o);
+  auto reqs = make_requests(300, false, "127.0.0.1", port);
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i]->body_storage =
+        R"({"type":"business_updated","payload":{"n":)" + std::to_string(i) + "}}";
+    reqs[i]->body = reqs[i]->body_storage;
+  }
+  run_all(reqs);
+  for (auto& r : reqs) {
+    ASSERT_EQ(r->got.failure, Failure::kNone) << to_string(r->got.failure) << ": " << r->got_detail;
+    EXPECT_EQ(r->got.status, 200);
+    EXPECT_EQ(r->got.protocol, Protocol::kHttp2);
+    EXPECT_EQ(r->got_body, r->body_storage) << "nghttpd --echo-upload sends the body back";
+  }
+  const ClientStats st = client_->stats();
+  EXPECT_GE(st.connections_opened, 1u);
+  // nghttpd allows 100 streams per connection: 300 requests at once need at most 3.
+  EXPECT_LE(st.connections_opened, 3u);
+}
+
+TEST_F(NghttpdTest, LargeBodiesCrossFlowControlWindows) {
+  // -w 12: nghttpd grants 4 KiB stream windows, so a 200 KiB body stalls and resumes ~50 times.
+  const std::uint16_t port = start_nghttpd(false, {"-w", "12", "-W", "14"});
+  ClientOptions o = local_options();
+  o.insecure = true;
+  make_client(o);
+  std::string big(200 * 1024, 'x');
+  for (std::size_t i = 0; i < big.size(); i += 97) big[i] = static_cast<char>('a' + (i % 26));
+  auto reqs = make_requests(4, false, "127.0.0.1", port, big);
+  run_all(reqs);
+  for (auto& r : reqs) {
+    ASSERT_EQ(r->got.failure, Failure::kNone) << r->got_detail;
+    EXPECT_EQ(r->got.status, 200);
+    EXPECT_EQ(r->got_body, big.substr(0, Request::kMaxBodyExcerpt)) << "first 64 KiB kept";
+  }
+}
+
+TEST_F(NghttpdTest, PeerStreamLimitQueuesTheRest) {
+  // -m 2: at most two streams at once per connection; the rest wait in the pool and nghttp2.
+  const std::uint16_t port = start_nghttpd(false, {"-m", "2"});
+  ClientOptions o = local_options();
+  o.insecure = true;
+  o.max_connections_per_origin = 1;
+  make_client(o);
+  auto reqs = make_requests(60, false, "127.0.0.1", port);
+  run_all(reqs);
+  for (auto& r : reqs) ASSERT_EQ(r->got.status, 200) << to_string(r->got.failure);
+  EXPECT_EQ(client_->stats().connections_opened, 1u);
+}
+
+TEST_F(NghttpdTest, TlsWithTheTestCaVerifiesAndSpeaksH2) {
+  const std::uint16_t port = start_nghttpd(true);
+  ClientOptions o = local_options();
+  o.ca_file = dir_.file("ca.pem");
+  make_client(o);
+  auto reqs = make_requests(50, true, "localhost", port);
+  run_all(reqs);
+  for (auto& r : reqs) {
+    ASSERT_EQ(r->got.failure, Failure::kNone) << to_string(r->got.failure) << ": " << r->got_detail;
+    EXPECT_EQ(r->got.status, 200);
+    EXPECT_EQ(r->got.protocol, Protocol::kHttp2);
+  }
+}
+
+TEST_F(NghttpdTest, TlsRefusesAnUnknownCa) {
+  const std::uint16_t port = start_nghttpd(true);
+  make_client(local_options());  // system trust store only
+  auto reqs = make_requests(1, true, "localhost", port);
+  run_all(reqs);
+  EXPECT_EQ(reqs[0]->got.failure, Failure::kTlsFailure);
+  EXPECT_NE(reqs[0]->got_detail.find("certificate"), std::string::npos) << reqs[0]->got_detail;
+  EXPECT_TRUE(is_retryable(reqs[0]->got.failure));
+}
+
+TEST_F(NghttpdTest, TlsRefusesTheWrongHostName) {
+  const std::uint16_t port = start_nghttpd(true, {}, "wrong");
+  ClientOptions o = local_options();
+  o.ca_file = dir_.file("ca.pem");
+  make_client(o);
+  auto reqs = make_requests(1, true, "127.0.0.1", port);
+  run_all(reqs);
+  EXPECT_EQ(reqs[0]->got.failure, Failure::kTlsFailure) << reqs[0]->got_detail;
+}
+
+TEST_F(NghttpdTest, TlsFailsWhenNoAlpnProtocolMatches) {
+  const std::uint16_t port = start_nghttpd(true);  // nghttpd speaks h2 only
+  ClientOptions o = local_options();
+  o.ca_file = dir_.file("ca.pem");
+  o.offer_h2 = false;  // offer http/1.1 only
+  make_client(o);
+  auto reqs = make_requests(1, true, "localhost", port);
+  run_all(reqs);
+  EXPECT_NE(reqs[0]->got.failure, Failure::kNone);
+  EXPECT_EQ(reqs[0]->got.status, 0);
+}
+
+// --- Failures without a peer -----------------------------------------------------------------
+
+TEST_F(ClientTest, RefusedConnectionIsReportedAndRetryable) {
+  ClientOptions o = local_options();
+  o.insecure = true;
+  make_client(o);
+  auto reqs = make_requests(3, false, "127.0.0.1", fanout::testing::free_port());
+  run_all(reqs);
+  for (auto& r : reqs) {
+    EXPECT_EQ(r->got.failure, Failure::kConnectRefused) << to_string(r->got.failure);
+    EXPECT_TRUE(is_retryable(r->got.failure));
+  }
+}
+
+TEST_F(ClientTest, AddressGuardRefusesLoopbackWithoutAnAllowList) {
+  ClientOptions o;
+  o.insecure = true;
+  make_client(o);
+  auto reqs = make_requests(2, false, "127.0.0.1", 9);
+  run_all(reqs);
+  for (auto& r : reqs) {
+    EXPECT_EQ(r->got.failure, Failure::kAddressRefused);
+    EXPECT_NE(r->got_detail.find("127.0.0.1"), std::string::npos) << r->got_detail;
+    EXPECT_FALSE(is_retryable(r->got.failure));
+  }
+}
+
+TEST_F(ClientTest, HttpIsRefusedOutsideInsecureMode) {
+  make_client(local_options());
+  auto reqs = make_requests(1, false, "127.0.0.1", 9);
+  run_all(reqs);
+  EXPECT_EQ(reqs[0]->got.failure, Failure::kSchemeRefused);
+}
+
+TEST_F(ClientTest, BlackHoleEndsInResponseTimeoutOverH2c) {
+  SilentPeer& peer = silent_peer(false);
+  ClientOptions o = local_options();
+  o.insecure = true;
+  o.response_timeout_ms = 40;
+  make_client(o);
+  auto reqs = make_requests(3, false, "127.0.0.1", peer.port());
+  run_all(reqs);
+  for (auto& r : reqs) {
+    EXPECT_EQ(r->got.failure, Failure::kResponseTimeout) << to_string(r->got.failure);
+    EXPECT_TRUE(is_retryable(r->got.failure));
+  }
+}
+
+TEST_F(ClientTest, BlackHoleEndsInResponseTimeoutOverHttp1) {
+  SilentPeer& peer = silent_peer(false);
+  ClientOptions o = local_options();
+  o.insecure = true;
+  o.cleartext_h2 = false;
+  o.response_timeout_ms = 40;
+  make_client(o);
+  auto reqs = make_requests(2, false, "127.0.0.1", peer.port());
+  run_all(reqs);
+  for (auto& r : reqs) EXPECT_EQ(r->got.failure, Failure::kResponseTimeout);
+}
+
+TEST_F(ClientTest, TlsHandshakeThatNeverCompletesIsAConnectTimeout) {
+  SilentPeer& peer = silent_peer(false);
+  ClientOptions o = local_options();
+  o.connect_timeout_ms = 40;
+  make_client(o);
+  auto reqs = make_requests(2, true, "127.0.0.1", peer.port());
+  run_all(reqs);
+  for (auto& r : reqs)
+    EXPECT_EQ(r->got.failure, Failure::kConnectTimeout) << to_string(r->got.failure);
+}
+
+TEST_F(ClientTest, PeerClosingTheSocketAfterTheRequestIsAConnectionLoss) {
+  SilentPeer& peer = silent_peer(true);
+  ClientOptions o = local_options();
+  o.insecure = true;
+  o.cleartext_h2 = false;
+  make_client(o);
+  auto reqs = make_requests(1, false, "127.0.0.1", peer.port());
+  run_all(reqs);
+  EXPECT_EQ(reqs[0]->got.failure, Failure::kConnectionLost) << to_string(reqs[0]->got.failure);
+  EXPECT_TRUE(is_retryable(reqs[0]->got.failure));
+}
+
+TEST_F(ClientTest, FullOriginQueueAnswersQueueFull) {
+  SilentPeer& peer = silent_peer(false);
+  ClientOptions o = local_options();
+  o.insecure = true;
+  o.max_pending_per_origin = 4;
+  o.max_connections_per_origin = 1;
+  o.max_streams_per_connection = 1;
+  o.response_timeout_ms = 40;
+  make_client(o);
+  auto reqs = make_requests(8, false, "127.0.0.1", peer.port());
+  run_all(reqs);
+  std::size_t full = 0;
+  for (auto& r : reqs) full += r->got.failure == Failure::kQueueFull ? 1u : 0u;
+  EXPECT_EQ(full, 4u) << "4 queued, 4 refused";
+}
+
+TEST_F(ClientTest, CancelCompletesAQueuedRequestOnce) {
+  SilentPeer& peer = silent_peer(false);
+  ClientOptions o = local_options();
+  o.insecure = true;
+  o.response_timeout_ms = 60'000;
+  make_client(o);
+  auto reqs = make_requests(2, false, "127.0.0.1", peer.port());
+  remaining_ = 2;
+  client_->submit(*reqs[0]);
+  client_->submit(*reqs[1]);
+  client_->cancel(*reqs[0]);
+  client_->cancel(*reqs[0]);  // second cancel: no-op
+  EXPECT_FALSE(reqs[0]->done) << "never completed from inside cancel()";
+  client_->cancel(*reqs[1]);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(reqs[0]->got.failure, Failure::kCancelled);
+  EXPECT_EQ(reqs[1]->got.failure, Failure::kCancelled);
+  EXPECT_EQ(remaining_, 0);
+}
+
+// --- nginx: HTTP/1.1 keep-alive and h2 over TLS, GOAWAY after N requests -----------------------
+
+class NginxTest : public ClientTest {
+ protected:
+  void SetUp() override {
+    ClientTest::SetUp();
+    ASSERT_TRUE(fanout::testing::make_test_pki(dir_));
+    h1_port_ = fanout::testing::free_port();
+    tls_port_ = fanout::testing::free_port();
+    const std::string d = dir_.path();
+    dir_.write("nginx.conf",
+               "daemon off; master_process off; worker_processes 1; pid " + d +
+                   "/nginx.pid;\n"
+                   "error_log " +
+                   d +
+                   "/error.log;\n"
+                   "events { worker_connections 256; }\n"
+                   "http {\n"
+                   "  access_log off;\n"
+                   "  client_body_temp_path " +
+                   d + "/body; proxy_temp_path " + d +
+                   "/proxy;\n"
+                   "  fastcgi_temp_path " +
+                   d + "/fcgi; uwsgi_temp_path " + d +
+                   "/uwsgi;\n"
+                   "  scgi_temp_path " +
+                   d +
+                   "/scgi;\n"
+                   "  keepalive_requests 7;\n"
+                   "  server {\n"
+                   "    listen 127.0.0.1:" +
+                   std::to_string(h1_port_) +
+                   ";\n"
+                   "    location / { return 200 \"$http_x_auth_token|$content_type\"; }\n"
+                   "  }\n"
+                   "  server {\n"
+                   "    listen 127.0.0.1:" +
+                   std::to_string(tls_port_) +
+                   " ssl http2;\n"
+                   "    ssl_certificate " +
+                   d + "/server.pem; ssl_certificate_key " + d +
+                   "/server.key;\n"
+                   "    keepalive_requests 30;\n"
+                   "    location / { return 200 \"$http_x_auth_token|$content_type\"; }\n"
+                   "  }\n"
+                   "}\n");
+    peer_ = Child({"nginx", "-p", d, "-e", d + "/stderr.log", "-c", d + "/nginx.conf"});
+    ASSERT_TRUE(fanout::testing::wait_accepting(h1_port_)) << "nginx did not start";
+    ASSERT_TRUE(fanout::testing::wait_accepting(tls_port_));
+  }
+  void add_header(std::vector<std::unique_ptr<TestRequest>>& reqs) {
+    for (auto& r : reqs) {
+      r->header_storage = {{"X-Auth-Token", "s3cr3t-value"}, {"X-Tenant", "acme"}};
+      r->headers = r->header_storage;
+    }
+  }
+  ScratchDir dir_;
+  Child peer_;
+  std::uint16_t h1_port_ = 0;
+  std::uint16_t tls_port_ = 0;
+};
+
+TEST_F(NginxTest, Http1KeepAliveHonoursConnectionClose) {
+  ClientOptions o = local_options();
+  o.insecure = true;
+  o.cleartext_h2 = false;
+  o.max_connections_per_origin = 4;
+  make_client(o);
+  auto reqs = make_requests(100, false, "127.0.0.1", h1_port_);
+  add_header(reqs);
+  run_all(reqs);
+  for (auto& r : reqs) {
+    ASSERT_EQ(r->got.failure, Failure::kNone) << to_string(r->got.failure) << ": " << r->got_detail;
+    EXPECT_EQ(r->got.status, 200);
+    EXPECT_EQ(r->got.protocol, Protocol::kHttp1);
+    EXPECT_EQ(r->got_body, "s3cr3t-value|application/json") << "custom header received";
+  }
+  // keepalive_requests 7: nginx closes each connection after 7 requests (Connection: close).
+  EXPECT_GE(client_->stats().connections_opened, 100u / 7);
+}
+
+TEST_F(NginxTest, H2OverTlsRequeuesStreamsRefusedByGoaway) {
+  ClientOptions o = local_options();
+  o.ca_file = dir_.file("ca.pem");
+  make_client(o);
+  // 70 requests at once on connections that nginx closes with GOAWAY after 30 streams each:
+  // the streams above last-stream-id are refused unprocessed and must be re-sent.
+  auto reqs = make_requests(70, true, "localhost", tls_port_);
+  add_header(reqs);
+  run_all(reqs);
+  for (auto& r : reqs) {
+    ASSERT_EQ(r->got.failure, Failure::kNone) << to_string(r->got.failure) << ": " << r->got_detail;
+    EXPECT_EQ(r->got.status, 200);
+    EXPECT_EQ(r->got.protocol, Protocol::kHttp2);
+    EXPECT_EQ(r->got_body, "s3cr3t-value|application/json");
+  }
+  EXPECT_GT(client_->stats().requeued, 0u) << "streams above last-stream-id were re-sent";
+}
+
+}  // namespace
+}  // namespace fanout::transport

@@ -1,0 +1,690 @@
+#include "transport/client.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <cassert>
+#include <cstring>
+#include <utility>
+
+#include "transport/client_internal.h"
+#include "transport/tls.h"
+
+namespace fanout::transport {
+
+std::string_view to_string(Failure f) noexcept {
+  switch (f) {
+    case Failure::kNone:
+      return "none";
+    case Failure::kDnsFailure:
+      return "DNS failure";
+    case Failure::kAddressRefused:
+      return "address refused by the address guard";
+    case Failure::kConnectRefused:
+      return "connection refused";
+    case Failure::kConnectFailed:
+      return "connect failed";
+    case Failure::kConnectTimeout:
+      return "connect timeout";
+    case Failure::kTlsFailure:
+      return "TLS failure";
+    case Failure::kProtocolError:
+      return "protocol error";
+    case Failure::kStreamReset:
+      return "stream reset by peer";
+    case Failure::kResponseTimeout:
+      return "response timeout";
+    case Failure::kConnectionLost:
+      return "connection lost";
+    case Failure::kRefusedBeforeProcessing:
+      return "refused before processing";
+    case Failure::kQueueFull:
+      return "origin queue full";
+    case Failure::kCancelled:
+      return "cancelled";
+    case Failure::kSchemeRefused:
+      return "http:// refused outside insecure mode";
+  }
+  return "unknown failure";
+}
+
+bool is_retryable(Failure f) noexcept {
+  switch (f) {
+    case Failure::kDnsFailure:
+    case Failure::kConnectRefused:
+    case Failure::kConnectFailed:
+    case Failure::kConnectTimeout:
+    case Failure::kTlsFailure:
+    case Failure::kProtocolError:
+    case Failure::kStreamReset:
+    case Failure::kResponseTimeout:
+    case Failure::kConnectionLost:
+    case Failure::kRefusedBeforeProcessing:
+    case Failure::kQueueFull:
+      return true;
+    case Failure::kNone:
+    case Failure::kAddressRefused:
+    case Failure::kCancelled:
+    case Failure::kSchemeRefused:
+      return false;
+  }
+  return false;
+}
+
+// --- RequestList --------------------------------------------------------------------------------
+
+void RequestList::push_back(Request* r) noexcept {
+  r->next_ = nullptr;
+  r->prev_ = tail_;
+  if (tail_ != nullptr) {
+    tail_->next_ = r;
+  } else {
+    head_ = r;
+  }
+  tail_ = r;
+  ++size_;
+}
+
+void RequestList::push_front(Request* r) noexcept {
+  r->prev_ = nullptr;
+  r->next_ = head_;
+  if (head_ != nullptr) {
+    head_->prev_ = r;
+  } else {
+    tail_ = r;
+  }
+  head_ = r;
+  ++size_;
+}
+
+void RequestList::remove(Request* r) noexcept {
+  if (r->prev_ != nullptr) {
+    r->prev_->next_ = r->next_;
+  } else {
+    head_ = r->next_;
+  }
+  if (r->next_ != nullptr) {
+    r->next_->prev_ = r->prev_;
+  } else {
+    tail_ = r->prev_;
+  }
+  r->prev_ = r->next_ = nullptr;
+  --size_;
+}
+
+Request* RequestList::pop_front() noexcept {
+  Request* r = head_;
+  if (r != nullptr) remove(r);
+  return r;
+}
+
+Request* RequestList::next(const Request* r) noexcept {
+  return r->next_;
+}
+
+// --- Client -------------------------------------------------------------------------------------
+
+tl::expected<std::unique_ptr<Client>, std::string> Client::create(StreamLoop& streams,
+                                                                  LoopTimer& timers,
+                                                                  ClientOptions options) {
+  TlsClientOptions tls_options;
+  tls_options.verify_peer = !options.insecure;
+  tls_options.ca_file = options.ca_file;
+  tls_options.offer_h2 = options.offer_h2;
+  auto tls = TlsContext::client(tls_options);
+  if (!tls) return tl::unexpected(tls.error());
+  std::unique_ptr<Client> c(new Client(streams, timers, std::move(options)));
+  c->tls_ = std::move(*tls);
+  return c;
+}
+
+Client::Client(StreamLoop& streams, LoopTimer& timers, ClientOptions options)
+    : streams_(streams), timers_(timers), options_(std::move(options)), guard_(options_.allow) {}
+
+Client::~Client() {
+  assert(live_connections_ == 0 && "close() the client and let the loop run before destroying it");
+}
+
+void Client::submit(Request& r) {
+  assert(r.where_ == Request::Where::kIdle && "a request is submitted again before it completed");
+  r.submit_ns_ = uv_hrtime();
+  r.sent_ = false;
+  r.requeues_ = 0;
+  r.status_ = 0;
+  r.stream_id_ = -1;
+  r.body_offset_ = 0;
+  r.new_connection_ = false;
+  r.failure_ = Failure::kNone;
+  r.detail_.clear();
+  r.body_excerpt_.clear();
+  if (closing_) {
+    complete_later(r, Failure::kCancelled, "the client is closing");
+    return;
+  }
+  if (!r.tls && !options_.insecure) {
+    complete_later(r, Failure::kSchemeRefused, "http:// needs insecure mode");
+    return;
+  }
+  auto it = origins_.find(r.host);
+  if (it == origins_.end()) it = origins_.emplace(std::string(r.host), OriginSet{}).first;
+  Origin* origin = nullptr;
+  for (const auto& o : it->second) {
+    if (o->tls() == r.tls && o->port() == r.port) origin = o.get();
+  }
+  if (origin == nullptr) {
+    it->second.push_back(std::make_unique<Origin>(*this, r.tls, std::string(r.host), r.port));
+    origin = it->second.back().get();
+  }
+  origin->submit(r);
+}
+
+void Client::cancel(Request& r) {
+  switch (r.where_) {
+    case Request::Where::kPending:
+      r.origin_->cancel(r, Failure::kCancelled);
+      break;
+    case Request::Where::kInFlight:
+      r.conn_->cancel(r, Failure::kCancelled);
+      break;
+    case Request::Where::kIdle:
+    case Request::Where::kCompleting:
+      break;
+  }
+}
+
+void Client::complete_later(Request& r, Failure f, std::string detail) {
+  r.failure_ = f;
+  r.detail_ = std::move(detail);
+  r.where_ = Request::Where::kCompleting;
+  r.timer_.set_callback(
+      [](TimerEntry&, void* data) noexcept { finish(*static_cast<Request*>(data)); }, &r);
+  timers_.schedule(r.timer_, timers_.now());
+}
+
+void Client::finish(Request& r) {
+  const std::uint64_t now = uv_hrtime();
+  Response resp;
+  resp.failure = r.failure_;
+  resp.status = r.failure_ == Failure::kNone ? r.status_ : 0;
+  resp.detail = r.detail_;
+  resp.body = r.body_excerpt_;
+  resp.protocol = r.conn_ != nullptr && r.conn_->session() != nullptr
+                      ? r.conn_->session()->protocol()
+                      : Protocol::kHttp2;
+  resp.new_connection = r.new_connection_;
+  resp.requeues = r.requeues_;
+  if (r.sent_ns_ >= r.submit_ns_ && r.sent_ns_ != 0) {
+    resp.queued_us = (r.sent_ns_ - r.submit_ns_) / 1000;
+    resp.response_us = r.status_ != 0 ? (now - r.sent_ns_) / 1000 : 0;
+  }
+  resp.total_us = (now - r.submit_ns_) / 1000;
+  r.where_ = Request::Where::kIdle;
+  r.conn_ = nullptr;
+  r.origin_ = nullptr;
+  r.sent_ns_ = 0;
+  r.on_response(resp);  // may free or resubmit r: touch nothing after this
+}
+
+void Client::close(void (*done)(void* data), void* data) {
+  closing_ = true;
+  done_ = done;
+  done_data_ = data;
+  for (auto& [host, set] : origins_) {
+    for (auto& o : set) {
+      o->fail_pending(Failure::kCancelled, "the client is closing");
+      o->close_all();
+    }
+  }
+  maybe_done();
+}
+
+void Client::connection_closed(Connection* c) {
+  c->origin().forget(c);
+  delete c;
+  --live_connections_;
+  maybe_done();
+}
+
+void Client::maybe_done() {
+  if (!closing_ || live_connections_ != 0 || done_ == nullptr) return;
+  auto* done = std::exchange(done_, nullptr);
+  origins_.clear();  // drops pending DNS lookups' owners: their callbacks see no origin
+  done(done_data_);
+}
+
+ClientStats Client::stats() const {
+  ClientStats st;
+  for (const auto& [host, set] : origins_) {
+    for (const auto& o : set) {
+      ++st.origins;
+      st.pending += o->pending();
+      st.connecting += o->count(Connection::State::kConnecting);
+      o->for_each_open([&](const Connection& c) {
+        if (c.session() == nullptr) return;
+        if (c.session()->protocol() == Protocol::kHttp2) {
+          ++st.connections_h2;
+        } else {
+          ++st.connections_h1;
+        }
+        st.in_flight += c.session()->active();
+      });
+    }
+  }
+  st.connections_opened = connections_opened_;
+  st.requeued = requeued_;
+  return st;
+}
+
+// --- Origin -------------------------------------------------------------------------------------
+
+Origin::Origin(Client& client, bool tls, std::string host, std::uint16_t port)
+    : client_(client), tls_(tls), host_(std::move(host)), port_(port) {
+  const bool v6 = host_.find(':') != std::string::npos;
+  authority_ = v6 ? "[" + host_ + "]" : host_;
+  if (port_ != (tls_ ? 443 : 80)) authority_ += ":" + std::to_string(port_);
+  // IP literals need no lookup: check them once, now.
+  sockaddr_storage ss{};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, host_.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port_);
+    literal_ = true;
+  } else if (inet_pton(AF_INET6, host_.c_str(), &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(port_);
+    literal_ = true;
+  }
+  if (literal_) {
+    const Verdict v = client_.guard_.check(reinterpret_cast<const sockaddr*>(&ss));
+    if (v.allowed) {
+      addresses_.push_back(ss);
+    } else {
+      literal_refusal_ = format_address(reinterpret_cast<const sockaddr*>(&ss)) + " is " +
+                         std::string(to_string(v.address_class));
+    }
+  }
+}
+
+Origin::~Origin() {
+  if (resolving_ != nullptr) {
+    // The lookup finishes on the thread pool; its callback frees the request.
+    resolving_->data = nullptr;
+    uv_cancel(reinterpret_cast<uv_req_t*>(resolving_));
+  }
+}
+
+void Origin::submit(Request& r) {
+  if (pending_.size() >= client_.options_.max_pending_per_origin) {
+    client_.complete_later(
+        r, Failure::kQueueFull,
+        "the queue of " + authority_ + " holds " + std::to_string(pending_.size()) + " requests");
+    return;
+  }
+  r.where_ = Request::Where::kPending;
+  r.origin_ = this;
+  pending_.push_back(&r);
+  dispatch();
+}
+
+void Origin::cancel(Request& r, Failure f) {
+  pending_.remove(&r);
+  client_.complete_later(r, f, "cancelled while queued");
+}
+
+void Origin::requeue(Request& r) {
+  ++client_.requeued_;
+  if (++r.requeues_ > Request::kMaxRequeues) {
+    r.failure_ = Failure::kRefusedBeforeProcessing;
+    r.detail_ = "refused unprocessed " + std::to_string(r.requeues_) + " times";
+    Client::finish(r);
+    return;
+  }
+  r.sent_ = false;
+  r.sent_ns_ = 0;
+  r.stream_id_ = -1;
+  r.body_offset_ = 0;
+  r.status_ = 0;
+  r.body_excerpt_.clear();
+  r.conn_ = nullptr;
+  r.where_ = Request::Where::kPending;
+  r.origin_ = this;
+  pending_.push_front(&r);
+}
+
+void Origin::dispatch() {
+  if (closing_) return;
+  while (!pending_.empty()) {
+    Connection* c = list(Connection::State::kReady);
+    if (c == nullptr) break;
+    c->submit(*pending_.pop_front());
+  }
+  if (pending_.empty()) return;
+  const ClientOptions& o = client_.options_;
+  // A connection still connecting is expected to take a full share of streams (HTTP/2) or one
+  // request (HTTP/1.1); open more only when the pending requests exceed that.
+  const bool expect_h2 = tls_ ? o.offer_h2 : o.cleartext_h2;
+  const std::size_t share = expect_h2 ? o.max_streams_per_connection : 1;
+  for (;;) {
+    const std::size_t open = count(Connection::State::kConnecting) +
+                             count(Connection::State::kReady) + count(Connection::State::kBusy);
+    if (open >= o.max_connections_per_origin) return;
+    if (pending_.size() <= count(Connection::State::kConnecting) * share) return;
+    if (!open_connection()) return;
+  }
+}
+
+bool Origin::open_connection() {
+  if (addresses_.empty() || (!literal_ && client_.timers_.now() >= addresses_expire_ms_)) {
+    if (literal_) {
+      fail_pending(Failure::kAddressRefused, literal_refusal_);
+    } else {
+      resolve();
+    }
+    return false;
+  }
+  const sockaddr_storage& addr = addresses_[next_address_ % addresses_.size()];
+  auto* c = new Connection(client_, *this);
+  std::string error;
+  if (!c->connect(reinterpret_cast<const sockaddr*>(&addr), &error)) {
+    delete c;
+    fail_pending(Failure::kConnectFailed, error);
+    return false;
+  }
+  ++client_.live_connections_;
+  ++client_.connections_opened_;
+  Connection*& head = list(Connection::State::kConnecting);
+  c->next_ = head;
+  if (head != nullptr) head->prev_ = c;
+  head = c;
+  ++counts_[static_cast<std::size_t>(Connection::State::kConnecting)];
+  return true;
+}
+
+void Origin::resolve() {
+  if (resolving_ != nullptr) return;
+  auto* req = new uv_getaddrinfo_t;
+  req->data = this;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  const std::string port = std::to_string(port_);
+  const int rc =
+      uv_getaddrinfo(client_.streams_.uv(), req, on_resolved, host_.c_str(), port.c_str(), &hints);
+  if (rc != 0) {
+    delete req;
+    fail_pending(Failure::kDnsFailure, std::string("getaddrinfo: ") + uv_strerror(rc));
+    return;
+  }
+  resolving_ = req;
+}
+
+void Origin::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+  auto* self = static_cast<Origin*>(req->data);
+  if (self != nullptr) {
+    self->resolving_ = nullptr;
+    self->resolved(status, res);
+  }
+  uv_freeaddrinfo(res);
+  delete req;
+}
+
+void Origin::resolved(int status, const addrinfo* res) {
+  if (status != 0) {
+    fail_pending(Failure::kDnsFailure, host_ + ": " + uv_strerror(status));
+    return;
+  }
+  addresses_.clear();
+  std::string refused;
+  for (const addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    const Verdict v = client_.guard_.check(ai->ai_addr);
+    if (!v.allowed) {
+      if (!refused.empty()) refused += ", ";
+      refused += format_address(ai->ai_addr) + " (" + std::string(to_string(v.address_class)) + ")";
+      continue;
+    }
+    sockaddr_storage ss{};
+    std::memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    addresses_.push_back(ss);
+  }
+  if (addresses_.empty()) {
+    fail_pending(refused.empty() ? Failure::kDnsFailure : Failure::kAddressRefused,
+                 refused.empty() ? host_ + " has no IPv4 or IPv6 address"
+                                 : "every address of " + host_ + " is refused: " + refused);
+    return;
+  }
+  addresses_expire_ms_ = client_.timers_.now() + client_.options_.dns_ttl_ms;
+  dispatch();
+}
+
+void Origin::connect_failed(Connection* c, Failure f, std::string_view detail) {
+  // Try the next address next time; fail the queue only when no other connection may serve it.
+  // `c` is already in kClosed, so it is not counted here.
+  ++next_address_;
+  (void)c;
+  const std::size_t others = count(Connection::State::kConnecting) +
+                             count(Connection::State::kReady) + count(Connection::State::kBusy);
+  if (others == 0) fail_pending(f, detail);
+}
+
+void Origin::fail_pending(Failure f, std::string_view detail) {
+  while (Request* r = pending_.pop_front()) {
+    r->failure_ = f;
+    r->detail_ = std::string(detail);
+    // Completed from the loop: fail_pending may run inside submit().
+    client_.complete_later(*r, f, std::string(detail));
+  }
+}
+
+void Origin::move(Connection* c, Connection::State from, Connection::State to) {
+  if (from == to) return;
+  Connection*& src = list(from);
+  if (c->prev_ != nullptr) {
+    c->prev_->next_ = c->next_;
+  } else {
+    src = c->next_;
+  }
+  if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
+  --counts_[static_cast<std::size_t>(from)];
+  Connection*& dst = list(to);
+  c->prev_ = nullptr;
+  c->next_ = dst;
+  if (dst != nullptr) dst->prev_ = c;
+  dst = c;
+  ++counts_[static_cast<std::size_t>(to)];
+}
+
+void Origin::forget(Connection* c) {
+  Connection*& head = list(c->state());
+  if (c->prev_ != nullptr) {
+    c->prev_->next_ = c->next_;
+  } else {
+    head = c->next_;
+  }
+  if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
+  c->prev_ = c->next_ = nullptr;
+  --counts_[static_cast<std::size_t>(c->state())];
+}
+
+void Origin::close_all() {
+  closing_ = true;
+  for (auto s : {Connection::State::kConnecting, Connection::State::kReady,
+                 Connection::State::kBusy, Connection::State::kDraining}) {
+    while (Connection* c = list(s)) c->abort(Failure::kCancelled, "the client is closing");
+  }
+}
+
+// --- Connection ---------------------------------------------------------------------------------
+
+Connection::Connection(Client& client, Origin& origin) : client_(client), origin_(origin) {
+  connect_timer_.bind<&Connection::on_connect_timeout>(this);
+  idle_timer_.bind<&Connection::on_idle_timeout>(this);
+}
+
+Connection::~Connection() {
+  client_.timers_.cancel(connect_timer_);
+  client_.timers_.cancel(idle_timer_);
+}
+
+bool Connection::connect(const sockaddr* addr, std::string* error) {
+  auto s = Stream::connect(client_.streams_, addr, origin_.tls() ? client_.tls_ : nullptr,
+                           origin_.host(), this);
+  if (!s) {
+    *error = s.error();
+    return false;
+  }
+  stream_ = *s;
+  client_.timers_.schedule_after(connect_timer_, client_.options_.connect_timeout_ms);
+  return true;
+}
+
+bool Connection::has_capacity() const noexcept {
+  return session_ && session_->accepting() && session_->active() < session_->capacity();
+}
+
+void Connection::set_state(State s) {
+  if (s == state_) return;
+  origin_.move(this, state_, s);
+  state_ = s;
+}
+
+void Connection::on_stream_open(Stream& stream) {
+  client_.timers_.cancel(connect_timer_);
+  const std::string_view alpn = stream.alpn();
+  if (origin_.tls()) {
+    if (alpn == "h2") {
+      session_ = make_h2_session(*this);
+    } else if (alpn.empty() || alpn == "http/1.1") {
+      session_ = make_h1_session(*this);
+    } else {
+      abort_connecting(Failure::kProtocolError,
+                       "the server chose an unknown protocol: " + std::string(alpn));
+      return;
+    }
+  } else {
+    session_ = client_.options_.cleartext_h2 ? make_h2_session(*this) : make_h1_session(*this);
+  }
+  session_->start();
+  set_state(State::kReady);
+  update_idle_timer();
+  origin_.dispatch();
+}
+
+void Connection::abort_connecting(Failure f, std::string_view detail) {
+  set_state(State::kClosed);
+  origin_.connect_failed(this, f, detail);
+  stream_->close();
+}
+
+void Connection::on_stream_data(Stream& /*stream*/, const std::uint8_t* data, std::size_t len) {
+  if (session_ && state_ != State::kClosed) session_->on_data(data, len);
+}
+
+void Connection::on_stream_drained(Stream& /*stream*/) {
+  if (session_ && state_ != State::kClosed) session_->on_drained();
+}
+
+void Connection::on_stream_error(Stream& /*stream*/, StreamError error, std::string_view detail) {
+  if (state_ == State::kClosed) return;
+  if (state_ == State::kConnecting) {
+    Failure f = Failure::kConnectFailed;
+    if (error == StreamError::kConnectRefused) f = Failure::kConnectRefused;
+    if (error == StreamError::kTlsFailed) f = Failure::kTlsFailure;
+    if (origin_.tls() && (error == StreamError::kEof || error == StreamError::kReset)) {
+      f = Failure::kTlsFailure;  // the peer hung up during the handshake
+    }
+    client_.timers_.cancel(connect_timer_);
+    set_state(State::kClosed);
+    origin_.connect_failed(this, f, detail);
+    return;
+  }
+  set_state(State::kClosed);
+  if (session_) {
+    session_->on_connection_lost(
+        error == StreamError::kTlsFailed ? Failure::kTlsFailure : Failure::kConnectionLost, detail);
+  }
+  origin_.dispatch();
+}
+
+void Connection::on_stream_closed(Stream& /*stream*/) {
+  stream_ = nullptr;
+  if (state_ != State::kClosed) set_state(State::kClosed);
+  client_.connection_closed(this);  // frees this
+}
+
+void Connection::on_connect_timeout() noexcept {
+  if (state_ != State::kConnecting) return;
+  set_state(State::kClosed);
+  origin_.connect_failed(
+      this, Failure::kConnectTimeout,
+      "no connection within " + std::to_string(client_.options_.connect_timeout_ms) + " ms");
+  stream_->close();
+}
+
+void Connection::on_idle_timeout() noexcept {
+  if (state_ == State::kReady && session_ && session_->active() == 0) drain();
+}
+
+void Connection::update_idle_timer() {
+  if (session_ && session_->active() == 0 && state_ == State::kReady) {
+    client_.timers_.schedule_after(idle_timer_, client_.options_.idle_timeout_ms);
+  } else {
+    client_.timers_.cancel(idle_timer_);
+  }
+}
+
+void Connection::submit(Request& r) {
+  r.where_ = Request::Where::kInFlight;
+  r.conn_ = this;
+  r.new_connection_ = fresh_;
+  fresh_ = false;
+  client_.timers_.cancel(idle_timer_);
+  session_->submit(r);
+  if (state_ == State::kReady && !has_capacity()) {
+    set_state(session_->accepting() ? State::kBusy : State::kDraining);
+  }
+}
+
+void Connection::cancel(Request& r, Failure f) {
+  if (session_) session_->cancel(r, f);
+}
+
+void Connection::request_done() {
+  if (state_ == State::kReady || state_ == State::kBusy) {
+    if (!session_->accepting()) {
+      set_state(State::kDraining);
+    } else {
+      set_state(has_capacity() ? State::kReady : State::kBusy);
+    }
+  }
+  if (state_ == State::kDraining && session_->active() == 0) {
+    set_state(State::kClosed);
+    stream_->close();
+    origin_.dispatch();
+    return;
+  }
+  update_idle_timer();
+  origin_.dispatch();
+}
+
+void Connection::drain() {
+  if (state_ != State::kReady && state_ != State::kBusy) return;
+  set_state(State::kDraining);
+  if (session_->active() == 0) {
+    set_state(State::kClosed);
+    stream_->close();
+  }
+}
+
+void Connection::abort(Failure f, std::string_view detail) {
+  if (state_ == State::kClosed) return;
+  const bool was_connecting = state_ == State::kConnecting;
+  client_.timers_.cancel(connect_timer_);
+  client_.timers_.cancel(idle_timer_);
+  set_state(State::kClosed);
+  if (!was_connecting && session_) session_->on_connection_lost(f, detail);
+  stream_->close();
+}
+
+}  // namespace fanout::transport

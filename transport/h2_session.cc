@@ -84,17 +84,20 @@ class H2Session final : public Session {
     nva_.push_back(make_nv("content-length", length_, NGHTTP2_NV_FLAG_NO_COPY_NAME));
     nva_.push_back(
         make_nv("user-agent", client.options().user_agent, NGHTTP2_NV_FLAG_NO_COPY_NAME));
+    // Header names go lower-cased on the wire (RFC 9113). Lower-case copies of names that need
+    // it live in one reused buffer, reserved up front so the views into it stay put.
+    std::size_t need = 0;
+    for (const HeaderView& h : r.headers) need += has_upper(h.name) ? h.name.size() : 0;
     lowered_.clear();
-    for (const HeaderView& h : r.headers) {
-      if (has_upper(h.name)) {
-        lowered_.emplace_back(h.name);
-        for (char& c : lowered_.back()) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-      }
-    }
-    std::size_t li = 0;
+    lowered_.reserve(need);
     for (const HeaderView& h : r.headers) {
       std::string_view name = h.name;
-      if (has_upper(name)) name = lowered_[li++];
+      if (has_upper(name)) {
+        const std::size_t at = lowered_.size();
+        for (const char c : name)
+          lowered_ += (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+        name = std::string_view(lowered_).substr(at, name.size());
+      }
       nva_.push_back(make_nv(name, h.value, NGHTTP2_NV_FLAG_NONE));
     }
     nghttp2_data_provider prd;
@@ -247,14 +250,12 @@ class H2Session final : public Session {
     H2Session* s = self(user_data);
     r->sent_ = true;
     r->sent_ns_ = uv_hrtime();
-    Connection* conn = &s->conn_;
     r->timer_.set_callback(
         [](TimerEntry&, void* data) noexcept {
           auto* req = static_cast<Request*>(data);
           req->conn_->cancel(*req, Failure::kResponseTimeout);
         },
         r);
-    (void)conn;
     s->conn_.client().timers_.schedule_after(r->timer_,
                                              s->conn_.client().options().response_timeout_ms);
     return 0;
@@ -271,11 +272,7 @@ class H2Session final : public Session {
     if (r == nullptr) return 0;
     int status = 0;
     for (std::size_t i = 0; i < valuelen && i < 3; ++i) status = status * 10 + (value[i] - '0');
-    if (status >= 200) {
-      r->status_ = status;
-      // Response headers arrived: the response timeout is met.
-      static_cast<void>(0);
-    }
+    if (status >= 200) r->status_ = status;  // 1xx: the final response follows
     return 0;
   }
 
@@ -347,7 +344,7 @@ class H2Session final : public Session {
   bool blocked_ = false;
   bool sending_ = false;
   std::vector<nghttp2_nv> nva_;
-  std::vector<std::string> lowered_;
+  std::string lowered_;
   std::string length_;
 };
 

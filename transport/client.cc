@@ -201,6 +201,27 @@ void Client::complete_later(Request& r, Failure f, std::string detail) {
   timers_.schedule(r.timer_, timers_.now());
 }
 
+void Client::settle(Request& r, Failure f) {
+  if (f == Failure::kResponseTimeout && r.status_ != 0) {
+    // The headers came and the body stalled: the receiver answered; its body is abandoned.
+    r.failure_ = Failure::kNone;
+    r.detail_.clear();
+    finish(r);
+    return;
+  }
+  std::string detail =
+      f == Failure::kResponseTimeout
+          ? "no response within " + std::to_string(options_.response_timeout_ms) + " ms"
+          : std::string(to_string(f));
+  if (f == Failure::kCancelled) {
+    complete_later(r, f, std::move(detail));  // never inside cancel()
+    return;
+  }
+  r.failure_ = f;
+  r.detail_ = std::move(detail);
+  finish(r);
+}
+
 void Client::finish(Request& r) {
   const std::uint64_t now = uv_hrtime();
   Response resp;
@@ -208,9 +229,7 @@ void Client::finish(Request& r) {
   resp.status = r.failure_ == Failure::kNone ? r.status_ : 0;
   resp.detail = r.detail_;
   resp.body = r.body_excerpt_;
-  resp.protocol = r.conn_ != nullptr && r.conn_->session() != nullptr
-                      ? r.conn_->session()->protocol()
-                      : Protocol::kHttp2;
+  resp.protocol = r.protocol_;
   resp.new_connection = r.new_connection_;
   resp.requeues = r.requeues_;
   if (r.sent_ns_ >= r.submit_ns_ && r.sent_ns_ != 0) {
@@ -333,13 +352,14 @@ void Origin::cancel(Request& r, Failure f) {
 }
 
 void Origin::requeue(Request& r) {
-  ++client_.requeued_;
-  if (++r.requeues_ > Request::kMaxRequeues) {
-    r.failure_ = Failure::kRefusedBeforeProcessing;
-    r.detail_ = "refused unprocessed " + std::to_string(r.requeues_) + " times";
-    Client::finish(r);
+  if (r.requeues_ >= Request::kMaxRequeues) {
+    // From the loop: requeue() may run inside submit() (stream ids exhausted).
+    client_.complete_later(r, Failure::kRefusedBeforeProcessing,
+                           "refused unprocessed " + std::to_string(r.requeues_ + 1) + " times");
     return;
   }
+  ++r.requeues_;
+  ++client_.requeued_;
   r.sent_ = false;
   r.sent_ns_ = 0;
   r.stream_id_ = -1;
@@ -638,6 +658,7 @@ void Connection::submit(Request& r) {
   r.where_ = Request::Where::kInFlight;
   r.conn_ = this;
   r.new_connection_ = fresh_;
+  r.protocol_ = session_->protocol();
   fresh_ = false;
   client_.timers_.cancel(idle_timer_);
   session_->submit(r);
@@ -685,6 +706,7 @@ void Connection::abort(Failure f, std::string_view detail) {
   set_state(State::kClosed);
   if (!was_connecting && session_) session_->on_connection_lost(f, detail);
   stream_->close();
+  origin_.dispatch();  // requests handed back unsent go out on another connection
 }
 
 }  // namespace fanout::transport

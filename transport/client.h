@@ -139,6 +139,7 @@ class Request {
   std::size_t body_offset_ = 0;  // HTTP/2 DATA frames written so far
   bool sent_ = false;            // first byte handed to the connection
   bool new_connection_ = false;
+  Protocol protocol_ = Protocol::kHttp2;
   std::uint32_t requeues_ = 0;
   std::uint64_t submit_ns_ = 0;
   std::uint64_t sent_ns_ = 0;
@@ -208,6 +209,8 @@ class Client {
   Client(StreamLoop& streams, LoopTimer& timers, ClientOptions options);
 
   void complete_later(Request& r, Failure f, std::string detail);
+  // Completes a request taken off its connection by cancel() or its response timeout.
+  void settle(Request& r, Failure f);
   static void finish(Request& r);
   void connection_closed(Connection* c);
   void maybe_done();

@@ -85,15 +85,10 @@ class H1Session final : public Session {
     assert(current_ == &r);
     current_ = nullptr;
     conn_.client().timers_.cancel(r.timer_);
-    r.failure_ = f;
-    r.detail_ = f == Failure::kResponseTimeout
-                    ? "no response headers within " +
-                          std::to_string(conn_.client().options().response_timeout_ms) + " ms"
-                    : "cancelled";
     // HTTP/1.1 cannot abandon one response and keep the connection: close it.
     dead_ = true;
-    conn_.abort(f, r.detail_);
-    Client::finish(r);
+    conn_.abort(f, to_string(f));
+    conn_.client().settle(r, f);
   }
 
   std::size_t capacity() const noexcept override { return 1; }
@@ -108,7 +103,9 @@ class H1Session final : public Session {
     if (p->status_code < 200) return 0;  // 1xx: the final response follows
     if (s->current_ != nullptr) {
       s->current_->status_ = p->status_code;
-      s->conn_.client().timers_.cancel(s->current_->timer_);
+      // The same span again bounds the body (see H2Session).
+      s->conn_.client().timers_.schedule_after(s->current_->timer_,
+                                               s->conn_.client().options().response_timeout_ms);
     }
     return 0;
   }

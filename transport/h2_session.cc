@@ -118,12 +118,16 @@ class H2Session final : public Session {
     }
     r.stream_id_ = id;
     inflight_.push_back(&r);
-    send();
+    // Requests submitted while input is processed (a completion resubmitting) are framed in
+    // one nghttp2_session_send after mem_recv returns, not one each.
+    if (!in_recv_) send();
   }
 
   void on_data(const std::uint8_t* data, std::size_t len) override {
     if (dead_) return;
+    in_recv_ = true;
     const ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
+    in_recv_ = false;
     if (rv < 0) {
       conn_.abort(Failure::kProtocolError, nghttp2_strerror(static_cast<int>(rv)));
       return;
@@ -159,14 +163,9 @@ class H2Session final : public Session {
       nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, r.stream_id_, NGHTTP2_CANCEL);
     conn_.client().timers_.cancel(r.timer_);
     inflight_.remove(&r);
-    r.failure_ = f;
-    r.detail_ = f == Failure::kResponseTimeout
-                    ? "no response headers within " +
-                          std::to_string(conn_.client().options().response_timeout_ms) + " ms"
-                    : "cancelled";
     send();
     conn_.request_done();
-    Client::finish(r);
+    conn_.client().settle(r, f);
   }
 
   std::size_t capacity() const noexcept override {
@@ -282,7 +281,12 @@ class H2Session final : public Session {
       case NGHTTP2_HEADERS: {
         auto* r = static_cast<Request*>(
             nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
-        if (r != nullptr && r->status_ != 0) s->conn_.client().timers_.cancel(r->timer_);
+        // Headers met the response timeout; the same span again bounds the body, so a
+        // receiver that stalls its body cannot hold the stream forever.
+        if (r != nullptr && r->status_ != 0) {
+          s->conn_.client().timers_.schedule_after(r->timer_,
+                                                   s->conn_.client().options().response_timeout_ms);
+        }
         break;
       }
       case NGHTTP2_GOAWAY:
@@ -343,6 +347,7 @@ class H2Session final : public Session {
   bool dead_ = false;
   bool blocked_ = false;
   bool sending_ = false;
+  bool in_recv_ = false;
   std::vector<nghttp2_nv> nva_;
   std::string lowered_;
   std::string length_;

@@ -1,6 +1,7 @@
 #include "transport/stream.h"
 
 #include <cassert>
+#include <csignal>
 #include <cstring>
 #include <utility>
 
@@ -24,10 +25,26 @@ std::string_view to_string(StreamError e) noexcept {
 
 // --- StreamLoop ---------------------------------------------------------------------------------
 
+namespace {
+
+// A write to a socket the peer closed raises SIGPIPE, which kills the process by default; libuv
+// writes with write(2), so the signal must be ignored for the error to arrive as EPIPE instead
+// (what nghttp2's tools, h2o and Node do). Process-wide and idempotent.
+void ignore_sigpipe() {
+  static const bool done = [] {
+    std::signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  (void)done;
+}
+
+}  // namespace
+
 StreamLoop::StreamLoop(uv_loop_t* loop)
     : loop_(loop),
       read_buf_(new std::uint8_t[Stream::kReadBufferSize]),
       plain_buf_(new std::uint8_t[Stream::kReadBufferSize]) {
+  ignore_sigpipe();
   uv_prepare_init(loop_, &prepare_);
   prepare_.data = this;
   uv_prepare_start(&prepare_, on_prepare);
@@ -248,26 +265,35 @@ void Stream::mark_dirty() {
 
 void Stream::write(const void* data, std::size_t len) {
   if (state_ == State::kClosing || len == 0) return;
-  if (tls_) {
-    if (tls_->write_plaintext(static_cast<const std::uint8_t*>(data), len) != TlsStatus::kOk) {
-      fail(StreamError::kTlsFailed, tls_->error());
-      return;
-    }
-    collect_tls_output();
-    return;
-  }
   const auto* p = static_cast<const std::uint8_t*>(data);
-  out_.insert(out_.end(), p, p + len);
+  // Under TLS, plaintext waits for the flush and is encrypted there in one SSL_write: one
+  // record per 16 KiB, not one per write() (an HTTP/2 request is three writes).
+  std::vector<std::uint8_t>& dst = tls_ ? plain_out_ : out_;
+  dst.insert(dst.end(), p, p + len);
   mark_dirty();
 }
 
+void Stream::encrypt_pending() {
+  if (!tls_ || plain_out_.empty() || state_ != State::kOpen) return;
+  const TlsStatus st = tls_->write_plaintext(plain_out_.data(), plain_out_.size());
+  plain_out_.clear();
+  if (st != TlsStatus::kOk) {
+    fail(StreamError::kTlsFailed, tls_->error());
+    return;
+  }
+  collect_tls_output();
+}
+
 std::size_t Stream::pending_output() const noexcept {
-  return out_.size() + inflight_.size();
+  return plain_out_.size() + out_.size() + inflight_.size();
 }
 
 void Stream::flush() {
   if (dirty_) loop_.unlink_dirty(this);
   if (state_ == State::kClosing || state_ == State::kConnecting) return;
+  encrypt_pending();
+  if (state_ == State::kClosing) return;
+  if (dirty_) loop_.unlink_dirty(this);  // collect_tls_output marked it again
   if (writing_ || out_.empty()) return;
   uv_buf_t b =
       uv_buf_init(reinterpret_cast<char*>(out_.data()), static_cast<unsigned>(out_.size()));

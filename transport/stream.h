@@ -1,12 +1,12 @@
 // A byte stream over TCP, optionally wrapped in TLS, on one libuv loop: what HTTP/1.1 and HTTP/2
 // sessions (client and server side) read from and write to.
 //
-// Writes are buffered and flushed once per loop turn: write() appends (encrypting first under
-// TLS) and marks the stream dirty; the loop's prepare phase, which runs after every callback of
-// an iteration and before the loop waits for I/O, flushes each dirty stream with one
-// uv_try_write, falling back to one uv_write for what the socket did not take. Reads land in a
-// buffer shared by every stream of the loop (libuv calls alloc and read back to back), are
-// decrypted if needed, and are handed to the handler as plaintext.
+// Writes are buffered and flushed once per loop turn: write() appends and marks the stream
+// dirty (under TLS the plaintext is encrypted at the flush, in one SSL_write); the loop's prepare
+// phase, which runs after every callback of an iteration and before the loop waits for I/O, flushes
+// each dirty stream with one uv_try_write, falling back to one uv_write for what the socket did not
+// take. Reads land in a buffer shared by every stream of the loop (libuv calls alloc and read back
+// to back), are decrypted if needed, and are handed to the handler as plaintext.
 //
 // States:  connecting ──► (handshaking) ──► open ──► closing ──► closed (freed)
 //          every state can go to closing by close() or by a fatal error.
@@ -62,7 +62,9 @@ class StreamHandler {
 };
 
 // Per-loop state shared by streams: the flush list (a uv_prepare_t), and the read buffers.
-// One per uv loop; must outlive its streams. close() before uv_loop_close.
+// One per uv loop; must outlive its streams. close() before uv_loop_close. Creating one sets
+// SIGPIPE to ignored, process-wide: libuv writes with write(2), and a peer that closed must
+// surface as EPIPE, not kill the process.
 class StreamLoop {
  public:
   explicit StreamLoop(uv_loop_t* loop);
@@ -109,7 +111,8 @@ class Stream {
       StreamLoop& loop, uv_stream_t* server, std::shared_ptr<const TlsContext> tls,
       StreamHandler* handler);
 
-  // Appends plaintext to the output (copied; encrypted now under TLS); flushed this loop turn.
+  // Appends plaintext to the output (copied; under TLS encrypted at the flush); flushed this
+  // loop turn.
   // Ignored once closing.
   void write(const void* data, std::size_t len);
   // Bytes accepted by write() and not yet handed to the kernel.
@@ -148,6 +151,7 @@ class Stream {
   void fail(StreamError error, std::string_view detail);
   void collect_tls_output();
   void mark_dirty();
+  void encrypt_pending();
 
   StreamLoop& loop_;
   StreamHandler* handler_;
@@ -161,8 +165,9 @@ class Stream {
   Stream* dirty_prev_ = nullptr;
   Stream* dirty_next_ = nullptr;
   std::unique_ptr<TlsSession> tls_;
-  std::vector<std::uint8_t> out_;       // bytes waiting for the next flush
-  std::vector<std::uint8_t> inflight_;  // bytes owned by the in-flight uv_write
+  std::vector<std::uint8_t> plain_out_;  // TLS: plaintext waiting to be encrypted at flush
+  std::vector<std::uint8_t> out_;        // bytes waiting for the next flush
+  std::vector<std::uint8_t> inflight_;   // bytes owned by the in-flight uv_write
   std::uint64_t started_ns_ = 0;
   std::uint64_t connect_us_ = 0;
 

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,6 +113,8 @@ class Child {
   explicit Child(const std::vector<std::string>& argv) {
     pid_ = fork();
     if (pid_ == 0) {
+      // Die with the test process, even when it is killed before its destructors run.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
       std::vector<char*> args;
       for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
       args.push_back(nullptr);

@@ -1,0 +1,700 @@
+// fanout-sink: a webhook receiver for tests, demos and benchmarks, with fault injection.
+//
+// One thread, one libuv loop, one transport::HttpServer (h2c, HTTP/1.1 and, with a certificate,
+// TLS on the same port). Each request is counted, its X-Partoo-Event-Id remembered, optionally
+// recorded, and then answered according to the flags: black hole, reset, or a status drawn
+// from the mix, after an optional delay. See tools/README.md for the command line.
+#include <arpa/inet.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cinttypes>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "transport/http_server.h"
+#include "transport/loop_timer.h"
+#include "transport/stream.h"
+#include "transport/timer_wheel.h"
+#include "transport/tls.h"
+
+namespace {
+
+using fanout::transport::GoawayMode;
+using fanout::transport::HttpHeaderView;
+using fanout::transport::HttpRequest;
+using fanout::transport::HttpResponder;
+using fanout::transport::HttpServer;
+using fanout::transport::HttpServerOptions;
+using fanout::transport::HttpVersion;
+using fanout::transport::LoopTimer;
+using fanout::transport::StreamLoop;
+using fanout::transport::TimerEntry;
+
+constexpr const char* kUsage =
+    "usage: fanout-sink --listen HOST:PORT [options]\n"
+    "  --listen HOST:PORT        numeric address; PORT 0 picks one (printed on stdout)\n"
+    "  --tls-cert FILE --tls-key FILE\n"
+    "                            serve TLS (ALPN h2, http/1.1) instead of h2c + HTTP/1.1\n"
+    "  --status-mix S:W,...      answer status S with weight W (default 200:1)\n"
+    "  --delay-ms N              answer (or reset) N ms after the request (default 0)\n"
+    "  --blackhole               never answer\n"
+    "  --reset-rate P            fraction 0..1 of requests reset (HTTP/2 RST_STREAM,\n"
+    "                            HTTP/1.1 connection close)\n"
+    "  --goaway-every N          GOAWAY after every Nth request on a connection\n"
+    "  --record FILE             append one JSON line per request\n"
+    "  --seed N                  seed of the status and reset draws (default 1)\n"
+    "  --max-body BYTES          largest request body accepted (default 8388608)\n"
+    "  --json                    print the final summary as JSON\n"
+    "  --quiet                   no live rate line on stderr\n"
+    "  --help                    this text\n";
+
+struct Options {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string tls_cert;
+  std::string tls_key;
+  std::vector<std::pair<int, std::uint64_t>> mix{{200, 1}};
+  std::uint64_t delay_ms = 0;
+  bool blackhole = false;
+  double reset_rate = 0.0;
+  std::uint64_t goaway_every = 0;
+  std::string record;
+  std::uint64_t seed = 1;
+  std::uint64_t max_body = 8 * 1024 * 1024;
+  bool json = false;
+  bool quiet = false;
+};
+
+template <class T>
+bool parse_uint(std::string_view s, T& out) {
+  if (s.empty()) return false;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+bool parse_fraction(const std::string& s, double& out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  out = std::strtod(s.c_str(), &end);
+  return errno == 0 && end == s.c_str() + s.size() && out >= 0.0 && out <= 1.0;
+}
+
+// "200:90,500:5,404:5"
+bool parse_mix(std::string_view s, std::vector<std::pair<int, std::uint64_t>>& out,
+               std::string& err) {
+  out.clear();
+  std::uint64_t total = 0;
+  while (!s.empty()) {
+    const std::size_t comma = s.find(',');
+    const std::string_view item = s.substr(0, comma);
+    s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
+    const std::size_t colon = item.find(':');
+    int status = 0;
+    std::uint64_t weight = 0;
+    if (colon == std::string_view::npos || !parse_uint(item.substr(0, colon), status) ||
+        !parse_uint(item.substr(colon + 1), weight)) {
+      err = "--status-mix: '" + std::string(item) + "' is not STATUS:WEIGHT";
+      return false;
+    }
+    if (status < 200 || status > 599) {
+      err = "--status-mix: status " + std::to_string(status) + " is outside 200..599";
+      return false;
+    }
+    if (weight == 0) continue;
+    out.emplace_back(status, weight);
+    total += weight;
+  }
+  if (total == 0) {
+    err = "--status-mix: no status has a positive weight";
+    return false;
+  }
+  return true;
+}
+
+bool parse_listen(std::string_view s, Options& o, std::string& err) {
+  const std::size_t colon = s.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    err = "--listen: expected HOST:PORT, got '" + std::string(s) + "'";
+    return false;
+  }
+  std::string_view host = s.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (!parse_uint(s.substr(colon + 1), o.port)) {
+    err = "--listen: bad port in '" + std::string(s) + "'";
+    return false;
+  }
+  o.host = std::string(host);
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, o.host.c_str(), buf) != 1 &&
+      inet_pton(AF_INET6, o.host.c_str(), buf) != 1) {
+    err = "--listen: '" + o.host + "' is not a numeric IPv4 or IPv6 address";
+    return false;
+  }
+  return true;
+}
+
+// Returns the options, or nullopt with `err` set (empty err: --help).
+std::optional<Options> parse_args(int argc, char** argv, std::string& err) {
+  Options o;
+  bool have_listen = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    std::string value;
+    bool has_inline = false;
+    if (const std::size_t eq = arg.find('=');
+        arg.starts_with("--") && eq != std::string_view::npos) {
+      value = std::string(arg.substr(eq + 1));
+      arg = arg.substr(0, eq);
+      has_inline = true;
+    }
+    auto need = [&](std::string& out) {
+      if (has_inline) {
+        out = value;
+        return true;
+      }
+      if (i + 1 >= argc) {
+        err = std::string(arg) + " needs a value";
+        return false;
+      }
+      out = argv[++i];
+      return true;
+    };
+    auto flag = [&]() {
+      if (has_inline) err = std::string(arg) + " takes no value";
+      return !has_inline;
+    };
+    std::string v;
+    if (arg == "--help" || arg == "-h") {
+      err.clear();
+      return std::nullopt;
+    } else if (arg == "--listen") {
+      if (!need(v) || !parse_listen(v, o, err)) return std::nullopt;
+      have_listen = true;
+    } else if (arg == "--tls-cert") {
+      if (!need(o.tls_cert)) return std::nullopt;
+    } else if (arg == "--tls-key") {
+      if (!need(o.tls_key)) return std::nullopt;
+    } else if (arg == "--status-mix") {
+      if (!need(v) || !parse_mix(v, o.mix, err)) return std::nullopt;
+    } else if (arg == "--delay-ms") {
+      if (!need(v)) return std::nullopt;
+      if (!parse_uint(v, o.delay_ms)) {
+        err = "--delay-ms: '" + v + "' is not a number of milliseconds";
+        return std::nullopt;
+      }
+    } else if (arg == "--blackhole") {
+      if (!flag()) return std::nullopt;
+      o.blackhole = true;
+    } else if (arg == "--reset-rate") {
+      if (!need(v)) return std::nullopt;
+      if (!parse_fraction(v, o.reset_rate)) {
+        err = "--reset-rate: '" + v + "' is not a fraction between 0 and 1";
+        return std::nullopt;
+      }
+    } else if (arg == "--goaway-every") {
+      if (!need(v)) return std::nullopt;
+      if (!parse_uint(v, o.goaway_every) || o.goaway_every == 0) {
+        err = "--goaway-every: '" + v + "' is not a positive count";
+        return std::nullopt;
+      }
+    } else if (arg == "--record") {
+      if (!need(o.record)) return std::nullopt;
+    } else if (arg == "--seed") {
+      if (!need(v)) return std::nullopt;
+      if (!parse_uint(v, o.seed)) {
+        err = "--seed: '" + v + "' is not an unsigned integer";
+        return std::nullopt;
+      }
+    } else if (arg == "--max-body") {
+      if (!need(v)) return std::nullopt;
+      if (!parse_uint(v, o.max_body)) {
+        err = "--max-body: '" + v + "' is not a byte count";
+        return std::nullopt;
+      }
+    } else if (arg == "--json") {
+      if (!flag()) return std::nullopt;
+      o.json = true;
+    } else if (arg == "--quiet") {
+      if (!flag()) return std::nullopt;
+      o.quiet = true;
+    } else {
+      err = "unknown option '" + std::string(arg) + "'";
+      return std::nullopt;
+    }
+  }
+  if (!have_listen) {
+    err = "--listen HOST:PORT is required";
+    return std::nullopt;
+  }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    err = "--tls-cert and --tls-key go together";
+    return std::nullopt;
+  }
+  return o;
+}
+
+// splitmix64: small, seedable, good enough for fault injection draws.
+class Rng {
+ public:
+  explicit Rng(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t next() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, 1).
+  double fraction() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
+ private:
+  std::uint64_t state_;
+};
+
+// Exact set of event ids: open addressing over an arena, no allocation per id once grown.
+class IdSet {
+ public:
+  IdSet() : slots_(1 << 16, 0), mask_((1 << 16) - 1) {}
+
+  // True when `id` was not in the set.
+  bool insert(std::string_view id) {
+    if ((entries_.size() + 1) * 2 > slots_.size()) grow();
+    const std::uint64_t h = std::hash<std::string_view>{}(id);
+    for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const std::uint32_t e = slots_[i];
+      if (e == 0) {
+        entries_.push_back({h, arena_.size(), id.size()});
+        arena_.append(id);
+        slots_[i] = static_cast<std::uint32_t>(entries_.size());
+        return true;
+      }
+      const Entry& x = entries_[e - 1];
+      if (x.hash == h && std::string_view(arena_).substr(x.off, x.len) == id) return false;
+    }
+  }
+  [[nodiscard]] std::size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    std::uint64_t hash;
+    std::size_t off;
+    std::size_t len;
+  };
+  void grow() {
+    std::vector<std::uint32_t> next(slots_.size() * 2, 0);
+    const std::size_t mask = next.size() - 1;
+    for (std::size_t k = 0; k < entries_.size(); ++k) {
+      std::size_t i = entries_[k].hash & mask;
+      while (next[i] != 0) i = (i + 1) & mask;
+      next[i] = static_cast<std::uint32_t>(k + 1);
+    }
+    slots_.swap(next);
+    mask_ = mask;
+  }
+
+  std::vector<std::uint32_t> slots_;  // entry index + 1, 0 = empty
+  std::size_t mask_;
+  std::vector<Entry> entries_;
+  std::string arena_;
+};
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (u < 0x20) {
+      out.append("\\u00");
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 15]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
+void append_base64(std::string& out, std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  std::size_t n = in.size();
+  for (; n >= 3; p += 3, n -= 3) {
+    const std::uint32_t v = (std::uint32_t{p[0]} << 16) | (std::uint32_t{p[1]} << 8) | p[2];
+    out.push_back(kAlphabet[v >> 18]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(kAlphabet[(v >> 6) & 63]);
+    out.push_back(kAlphabet[v & 63]);
+  }
+  if (n > 0) {
+    std::uint32_t v = std::uint32_t{p[0]} << 16;
+    if (n == 2) v |= std::uint32_t{p[1]} << 8;
+    out.push_back(kAlphabet[v >> 18]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(n == 2 ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+}
+
+class Sink final : public fanout::transport::HttpRequestHandler {
+ public:
+  Sink(uv_loop_t* loop, Options options)
+      : loop_(loop),
+        options_(std::move(options)),
+        rng_(options_.seed),
+        streams_(loop),
+        timer_(loop) {
+    for (const auto& [status, weight] : options_.mix) mix_total_ += weight;
+    tick_.bind<&Sink::on_tick>(this);
+  }
+
+  ~Sink() {
+    if (record_ != nullptr) std::fclose(record_);
+  }
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+
+  // Listens and installs the signal handlers. Errors are printed; false means exit 1 (the
+  // loop must still run once to close what was opened).
+  bool start();
+  void on_request(const HttpRequest& request, HttpResponder responder) override;
+
+ private:
+  enum class Action : std::uint8_t { kRespond, kReset };
+  // An answer waiting for --delay-ms. Pooled; the entry is armed while it waits.
+  struct Delayed {
+    TimerEntry entry;
+    Sink* sink = nullptr;
+    HttpResponder responder;
+    Action action = Action::kRespond;
+    int status = 200;
+    void fire() noexcept {
+      sink->act(responder, action, status);
+      sink->free_delayed_.push_back(this);
+    }
+  };
+
+  bool listen();
+  int draw_status() {
+    if (options_.mix.size() == 1) return options_.mix.front().first;
+    std::uint64_t r = rng_.next() % mix_total_;
+    for (const auto& [status, weight] : options_.mix) {
+      if (r < weight) return status;
+      r -= weight;
+    }
+    return options_.mix.back().first;
+  }
+  void act(const HttpResponder& responder, Action action, int status);
+  void record(const HttpRequest& request);
+  void on_tick() noexcept;
+  static void on_signal(uv_signal_t* handle, int signum);
+  void stop();
+  void print_summary();
+
+  uv_loop_t* loop_;
+  Options options_;
+  Rng rng_;
+  std::uint64_t mix_total_ = 0;
+  StreamLoop streams_;
+  LoopTimer timer_;
+  TimerEntry tick_;
+  std::unique_ptr<HttpServer> server_;
+  uv_signal_t sigint_{};
+  uv_signal_t sigterm_{};
+  bool stopping_ = false;
+  std::vector<std::unique_ptr<Delayed>> delayed_;
+  std::vector<Delayed*> free_delayed_;
+  std::FILE* record_ = nullptr;
+  std::string line_;
+
+  // Counters.
+  std::uint64_t started_ns_ = 0;
+  std::uint64_t requests_ = 0;
+  std::uint64_t last_tick_requests_ = 0;
+  std::uint64_t last_tick_ns_ = 0;
+  std::uint64_t h1_ = 0;
+  std::uint64_t h2_ = 0;
+  std::uint64_t body_bytes_ = 0;
+  std::array<std::uint64_t, 1000> by_status_{};
+  std::uint64_t resets_ = 0;
+  std::uint64_t blackholed_ = 0;
+  std::uint64_t abandoned_ = 0;  // the connection or stream was gone when the answer was due
+  std::uint64_t goaways_ = 0;
+  std::uint64_t duplicates_ = 0;
+  std::uint64_t without_id_ = 0;
+  IdSet ids_;
+};
+
+bool Sink::start() {
+  if (!listen()) {
+    timer_.close();
+    streams_.close();
+    return false;
+  }
+  uv_signal_init(loop_, &sigint_);
+  uv_signal_init(loop_, &sigterm_);
+  sigint_.data = sigterm_.data = this;
+  uv_signal_start(&sigint_, on_signal, SIGINT);
+  uv_signal_start(&sigterm_, on_signal, SIGTERM);
+  started_ns_ = last_tick_ns_ = uv_hrtime();
+  if (!options_.quiet) timer_.schedule_after(tick_, 1000);
+  return true;
+}
+
+bool Sink::listen() {
+  HttpServerOptions so;
+  so.host = options_.host;
+  so.port = options_.port;
+  so.max_body_bytes = options_.max_body;
+  if (!options_.tls_cert.empty()) {
+    auto tls = fanout::transport::TlsContext::server({options_.tls_cert, options_.tls_key});
+    if (!tls) {
+      std::fprintf(stderr, "fanout-sink: %s\n", tls.error().c_str());
+      return false;
+    }
+    so.tls = *tls;
+  }
+  if (!options_.record.empty()) {
+    record_ = std::fopen(options_.record.c_str(), "a");
+    if (record_ == nullptr) {
+      std::fprintf(stderr, "fanout-sink: cannot open %s: %s\n", options_.record.c_str(),
+                   std::strerror(errno));
+      return false;
+    }
+    std::setvbuf(record_, nullptr, _IOFBF, 1 << 20);
+  }
+  auto server = HttpServer::create(streams_, so, this);
+  if (!server) {
+    std::fprintf(stderr, "fanout-sink: %s\n", server.error().c_str());
+    return false;
+  }
+  server_ = std::move(*server);
+  const bool v6 = options_.host.find(':') != std::string::npos;
+  std::printf(v6 ? "listening on [%s]:%u\n" : "listening on %s:%u\n", options_.host.c_str(),
+              unsigned{server_->port()});
+  std::fflush(stdout);
+  return true;
+}
+
+void Sink::on_request(const HttpRequest& request, HttpResponder responder) {
+  ++requests_;
+  ++(request.version == HttpVersion::kHttp2 ? h2_ : h1_);
+  body_bytes_ += request.body.size();
+  const std::string_view id = request.header("x-partoo-event-id");
+  if (id.empty()) {
+    ++without_id_;
+  } else if (!ids_.insert(id)) {
+    ++duplicates_;
+  }
+  if (record_ != nullptr) record(request);
+  if (options_.goaway_every != 0 && request.sequence % options_.goaway_every == 0) {
+    if (responder.goaway(GoawayMode::kGraceful)) ++goaways_;
+  }
+  if (options_.blackhole) {
+    ++blackholed_;
+    return;
+  }
+  const Action action = options_.reset_rate > 0.0 && rng_.fraction() < options_.reset_rate
+                            ? Action::kReset
+                            : Action::kRespond;
+  const int status = action == Action::kRespond ? draw_status() : 0;
+  if (options_.delay_ms == 0) {
+    act(responder, action, status);
+    return;
+  }
+  Delayed* d;
+  if (!free_delayed_.empty()) {
+    d = free_delayed_.back();
+    free_delayed_.pop_back();
+  } else {
+    d = delayed_.emplace_back(std::make_unique<Delayed>()).get();
+    d->sink = this;
+    d->entry.bind<&Delayed::fire>(d);
+  }
+  d->responder = responder;
+  d->action = action;
+  d->status = status;
+  timer_.schedule_after(d->entry, options_.delay_ms);
+}
+
+void Sink::act(const HttpResponder& responder, Action action, int status) {
+  if (action == Action::kReset) {
+    if (responder.reset()) {
+      ++resets_;
+    } else {
+      ++abandoned_;
+    }
+    return;
+  }
+  if (responder.respond(status)) {
+    ++by_status_[static_cast<std::size_t>(status)];
+  } else {
+    ++abandoned_;
+  }
+}
+
+void Sink::record(const HttpRequest& request) {
+  line_.clear();
+  line_.append("{\"method\":");
+  append_json_string(line_, request.method);
+  line_.append(",\"path\":");
+  append_json_string(line_, request.target);
+  line_.append(",\"authority\":");
+  append_json_string(line_, request.authority);
+  line_.append(",\"protocol\":");
+  append_json_string(line_, to_string(request.version));
+  line_.append(",\"headers\":[");
+  bool first = true;
+  for (const HttpHeaderView& h : request.headers) {
+    if (!first) line_.push_back(',');
+    first = false;
+    line_.push_back('[');
+    append_json_string(line_, h.name);
+    line_.push_back(',');
+    append_json_string(line_, h.value);
+    line_.push_back(']');
+  }
+  line_.append("],\"body_base64\":\"");
+  append_base64(line_, request.body);
+  line_.append("\"}\n");
+  std::fwrite(line_.data(), 1, line_.size(), record_);
+}
+
+void Sink::on_tick() noexcept {
+  const std::uint64_t now = uv_hrtime();
+  const double secs = static_cast<double>(now - last_tick_ns_) / 1e9;
+  const double rate = secs > 0 ? static_cast<double>(requests_ - last_tick_requests_) / secs : 0;
+  std::uint64_t s2 = 0, s4 = 0, s5 = 0;
+  for (std::size_t s = 200; s < 300; ++s) s2 += by_status_[s];
+  for (std::size_t s = 400; s < 500; ++s) s4 += by_status_[s];
+  for (std::size_t s = 500; s < 600; ++s) s5 += by_status_[s];
+  std::fprintf(stderr,
+               "fanout-sink: %.0f req/s  total %" PRIu64 "  2xx %" PRIu64 "  4xx %" PRIu64
+               "  5xx %" PRIu64 "  reset %" PRIu64 "  dup-ids %" PRIu64 "  conns %zu\n",
+               rate, requests_, s2, s4, s5, resets_, duplicates_, server_->connections());
+  last_tick_ns_ = now;
+  last_tick_requests_ = requests_;
+  timer_.schedule_after(tick_, 1000);
+}
+
+void Sink::on_signal(uv_signal_t* handle, int /*signum*/) {
+  static_cast<Sink*>(handle->data)->stop();
+}
+
+void Sink::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  print_summary();
+  if (record_ != nullptr) {
+    std::fclose(record_);
+    record_ = nullptr;
+  }
+  // Abrupt: a black hole or a long delay must not hold the exit.
+  server_->close();
+  timer_.close();  // disarms the tick and every delayed answer
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+  streams_.close();
+}
+
+void Sink::print_summary() {
+  const double secs = static_cast<double>(uv_hrtime() - started_ns_) / 1e9;
+  const std::size_t unique = ids_.size();
+  std::string out;
+  char buf[128];
+  if (options_.json) {
+    out.append("{\"requests\":").append(std::to_string(requests_));
+    out.append(",\"by_status\":{");
+    bool first = true;
+    for (std::size_t s = 0; s < by_status_.size(); ++s) {
+      if (by_status_[s] == 0) continue;
+      if (!first) out.push_back(',');
+      first = false;
+      out.append("\"")
+          .append(std::to_string(s))
+          .append("\":")
+          .append(std::to_string(by_status_[s]));
+    }
+    out.append("},\"resets\":").append(std::to_string(resets_));
+    out.append(",\"blackholed\":").append(std::to_string(blackholed_));
+    out.append(",\"abandoned\":").append(std::to_string(abandoned_));
+    out.append(",\"goaways\":").append(std::to_string(goaways_));
+    out.append(",\"unique_event_ids\":").append(std::to_string(unique));
+    out.append(",\"duplicate_event_ids\":").append(std::to_string(duplicates_));
+    out.append(",\"without_event_id\":").append(std::to_string(without_id_));
+    out.append(",\"by_protocol\":{\"h2\":").append(std::to_string(h2_));
+    out.append(",\"http/1.1\":").append(std::to_string(h1_)).append("}");
+    out.append(",\"body_bytes\":").append(std::to_string(body_bytes_));
+    std::snprintf(buf, sizeof buf, ",\"elapsed_s\":%.3f}\n", secs);
+    out.append(buf);
+  } else {
+    std::snprintf(buf, sizeof buf, "requests: %" PRIu64 " in %.1f s (%.0f req/s)\n", requests_,
+                  secs, secs > 0 ? static_cast<double>(requests_) / secs : 0.0);
+    out.append(buf);
+    std::snprintf(buf, sizeof buf, "  h2: %" PRIu64 "  http/1.1: %" PRIu64 "\n", h2_, h1_);
+    out.append(buf);
+    for (std::size_t s = 0; s < by_status_.size(); ++s) {
+      if (by_status_[s] == 0) continue;
+      std::snprintf(buf, sizeof buf, "  status %zu: %" PRIu64 "\n", s, by_status_[s]);
+      out.append(buf);
+    }
+    std::snprintf(buf, sizeof buf,
+                  "  resets: %" PRIu64 "  blackholed: %" PRIu64 "  abandoned: %" PRIu64
+                  "  goaways: %" PRIu64 "\n",
+                  resets_, blackholed_, abandoned_, goaways_);
+    out.append(buf);
+    std::snprintf(buf, sizeof buf,
+                  "event ids: %zu unique, %" PRIu64 " duplicate, %" PRIu64 " requests without\n",
+                  unique, duplicates_, without_id_);
+    out.append(buf);
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string err;
+  std::optional<Options> options = parse_args(argc, argv, err);
+  if (!options) {
+    if (err.empty()) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    std::fprintf(stderr, "fanout-sink: %s\n%s", err.c_str(), kUsage);
+    return 2;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int rc = 0;
+  {
+    Sink sink(&loop, std::move(*options));
+    if (!sink.start()) rc = 1;
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  if (uv_loop_close(&loop) != 0) {
+    std::fprintf(stderr, "fanout-sink: handles left open at exit\n");
+    return rc != 0 ? rc : 1;
+  }
+  return rc;
+}

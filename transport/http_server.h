@@ -1,0 +1,247 @@
+// A small HTTP server on one libuv loop: what the daemon's management API and fanout-sink answer
+// requests with. Not a general web server: requests are buffered whole (headers and body) and
+// handed to one handler, which answers when it likes.
+//
+// Protocols. One listening port serves HTTP/1.1 and HTTP/2:
+//   - under TLS, ALPN decides ("h2" -> HTTP/2, "http/1.1" or none -> HTTP/1.1);
+//   - in cleartext, a connection whose first 24 bytes are the HTTP/2 client preface
+//     "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" speaks HTTP/2 (h2c with prior knowledge, RFC 9113 §3.3);
+//     the first byte that differs from the preface makes it HTTP/1.1. HTTP/1.1 "Upgrade: h2c"
+//     is ignored (answered in HTTP/1.1, as RFC 9110 allows).
+// HTTP/1.1 is parsed by llhttp: keep-alive, pipelining (answers leave in request order whatever
+// order the handler answers in), Content-Length and chunked bodies, "Connection: close",
+// "Expect: 100-continue". HTTP/2 is an nghttp2 server session doing no I/O: input goes through
+// nghttp2_session_mem_recv, output through nghttp2_session_mem_send into the Stream's write
+// buffer, which the StreamLoop flushes once per loop turn (under TLS the frames of one input
+// batch or one send are encrypted together, one record rather than one per frame).
+//
+// Limits, answered by the server itself (the handler never sees these requests):
+//   header block (request line or pseudo-headers, names and values) > max_header_bytes -> 431
+//   body (declared Content-Length or bytes received) > max_body_bytes                   -> 413
+//   malformed HTTP/1.1 (llhttp error)                                                   -> 400
+// Over HTTP/1.1 each of these also closes the connection once the answer is written; over
+// HTTP/2 only the stream ends (the rest of the body is read and dropped; past 1 MiB more the
+// stream is reset with RST_STREAM(NO_ERROR)).
+// When the server closes a connection on its own initiative (HTTP/1.1 error, graceful GOAWAY,
+// drain) it lingers: it keeps reading and discarding input for up to 2 s after the last answer
+// is written, until the client closes, so that the kernel does not reset the connection under
+// unread input and destroy answers the client has not read yet. One uv_timer_t per server
+// serves every lingering connection.
+//
+// Connection states:
+//   detecting ──► http1 | http2 ──► draining ──► lingering ──► closing ──► freed
+//   detecting: cleartext only, until the preface matches or differs.
+//   draining: HTTP/2 has sent GOAWAY, HTTP/1.1 reads no new request; once every accepted
+//   request is answered and written the connection lingers (or, after GoawayMode::kImmediate
+//   or when the client asked for "Connection: close", closes at once).
+//   Any state goes to closing on a socket error, the client's EOF, reset(), close_connection()
+//   or close().
+//
+// Asynchronous answers. The handler gets an HttpResponder, a small value it may copy and keep:
+// (server, connection slot, slot generation, request id). A connection's slot is reused only
+// with a new generation, so a responder whose connection closed, whose stream was reset or which
+// already answered is simply stale: its calls return false and touch nothing. Responders must
+// not be used after the server's close callback has run.
+//
+// Threading: everything on the loop's thread. Lifetime: create(), then drain() or close(); free
+// the server only after the close callback ran.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "transport/stream.h"
+#include "transport/tls.h"
+
+namespace fanout::transport {
+
+class HttpServer;
+
+enum class HttpVersion : std::uint8_t { kHttp1, kHttp2 };
+[[nodiscard]] std::string_view to_string(HttpVersion v) noexcept;  // "http/1.1", "h2"
+
+struct HttpHeaderView {
+  std::string_view name;
+  std::string_view value;
+};
+
+// One complete request. Every view points into the connection's buffers and is valid during
+// the on_request call only: copy what must outlive it.
+struct HttpRequest {
+  std::string_view method;
+  std::string_view target;     // HTTP/2 :path; HTTP/1.1 request-target (path and query)
+  std::string_view authority;  // HTTP/2 :authority, else the Host header (may be empty)
+  // Regular headers in arrival order, pseudo-headers excluded. HTTP/2 names are lower case
+  // (the protocol requires it); HTTP/1.1 names are as sent.
+  std::span<const HttpHeaderView> headers;
+  std::string_view body;  // de-chunked
+  HttpVersion version = HttpVersion::kHttp1;
+  bool tls = false;
+  std::uint64_t connection_id = 0;  // unique per server, from 1
+  std::uint64_t sequence = 0;       // 1-based index of this request on its connection
+
+  // The first header named `name` (ASCII case-insensitive), or empty.
+  [[nodiscard]] std::string_view header(std::string_view name) const noexcept;
+};
+
+enum class GoawayMode : std::uint8_t {
+  // HTTP/2: GOAWAY(NO_ERROR) naming the highest stream id received so far; those streams are
+  // still answered, later ones are refused by the protocol (the client may retry them
+  // elsewhere), and the connection closes once the last is answered and written.
+  // HTTP/1.1: no request is read after this one; requests pipelined after it are dropped
+  // unanswered; the connection closes once the answers up to this one are written (this one's
+  // carries "Connection: close" unless it was answered already).
+  kGraceful,
+  // HTTP/2: GOAWAY(NO_ERROR) with the same last-stream-id, then close as soon as it is written;
+  // unanswered requests are abandoned. HTTP/1.1: close the connection now.
+  kImmediate,
+};
+
+// The handle to answer one request with. Copyable, 24 bytes; default-constructed it is stale.
+// Every call returns true when it took effect, false when the responder is stale (connection
+// gone or closing, stream reset by the client, already answered or reset).
+class HttpResponder {
+ public:
+  HttpResponder() noexcept = default;
+
+  // Answers with `status` (200 to 999: no interim answers), `headers` (names lower case for HTTP/2;
+  // content-length, connection and transfer-encoding are the server's and must not be given),
+  // and `body`. Everything is copied. Answers to a HEAD request carry no body.
+  bool respond(int status, std::span<const HttpHeaderView> headers = {},
+               std::string_view body = {}) const;
+  // HTTP/2: RST_STREAM with `h2_error_code` (default INTERNAL_ERROR, 0x2). HTTP/1.1, which has
+  // no per-request reset: closes the connection at once (pending answers are lost).
+  bool reset(std::uint32_t h2_error_code = 0x2) const;
+  // Closes the request's connection at once (unsent output is dropped).
+  bool close_connection() const;
+  // Sends GOAWAY on the request's connection (HTTP/1.1: see GoawayMode). Valid as long as the
+  // connection is open, even after this request was answered.
+  bool goaway(GoawayMode mode) const;
+  // True while respond() would succeed.
+  [[nodiscard]] bool pending() const;
+
+ private:
+  friend class HttpServer;
+  HttpResponder(HttpServer* server, std::uint32_t slot, std::uint32_t generation,
+                std::uint64_t id) noexcept
+      : server_(server), slot_(slot), generation_(generation), id_(id) {}
+
+  HttpServer* server_ = nullptr;
+  std::uint32_t slot_ = 0;
+  std::uint32_t generation_ = 0;
+  std::uint64_t id_ = 0;  // HTTP/2 stream id, or HTTP/1.1 request sequence
+};
+
+class HttpRequestHandler {
+ public:
+  // A complete request. Answer through `responder`, now or later (or never: a black hole).
+  // May call any HttpServer or HttpResponder function, including close() and drain().
+  virtual void on_request(const HttpRequest& request, HttpResponder responder) = 0;
+
+ protected:
+  ~HttpRequestHandler() = default;
+};
+
+struct HttpServerOptions {
+  // Numeric IPv4 or IPv6 address and port; port 0 picks a free one (see port()).
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  // TLS context from TlsContext::server(); null serves cleartext (h2c and HTTP/1.1).
+  std::shared_ptr<const TlsContext> tls;
+  std::size_t max_header_bytes = 64 * 1024;
+  std::size_t max_body_bytes = 8 * 1024 * 1024;
+  // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; for HTTP/1.1, the most pipelined requests waiting
+  // for an answer before the connection is closed as abusive.
+  std::uint32_t max_concurrent_streams = 1024;
+  int backlog = 511;
+};
+
+class HttpServer {
+ public:
+  using CloseCallback = void (*)(HttpServer* server, void* data) noexcept;
+
+  // Binds and listens. Errors name the address and libuv's reason; after a bind or listen
+  // error the handle is closed and freed by the loop's next run. `loop` and `handler` must
+  // outlive the server.
+  [[nodiscard]] static tl::expected<std::unique_ptr<HttpServer>, std::string> create(
+      StreamLoop& loop, HttpServerOptions options, HttpRequestHandler* handler);
+
+  // Asserts (debug) that the close callback ran.
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // The bound port (the chosen one when options.port was 0).
+  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+  // Open connections (lingering and closing ones included until their handle is closed).
+  [[nodiscard]] std::size_t connections() const noexcept { return live_connections_; }
+
+  // Graceful stop: stops listening, closes idle connections now and every other one once it
+  // has answered what it accepted (HTTP/2 sends GOAWAY first). `callback` runs once the
+  // listener, every connection and the server's timer are closed: from the loop, or at once
+  // when that is already the case. A black-holed request keeps its connection open: call
+  // close() to force the end.
+  void drain(CloseCallback callback = nullptr, void* data = nullptr);
+  // Abrupt stop: stops listening and closes every connection now. `callback` replaces any
+  // given to drain() (each callback runs at most once), with the same timing. Free the server
+  // only after it ran.
+  void close(CloseCallback callback = nullptr, void* data = nullptr);
+
+ private:
+  // Defined in http_server.cc; nested so that they reach the server's private parts.
+  class Connection;
+  class Session;
+  class Http1Session;
+  class Http2Session;
+  friend class HttpResponder;
+  struct Slot {
+    Connection* conn = nullptr;
+    std::uint32_t generation = 0;
+  };
+
+  HttpServer(StreamLoop& loop, HttpServerOptions options, HttpRequestHandler* handler);
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_listener_closed(uv_handle_t* handle);
+  void accept_one();
+  void stop_listening();
+  void connection_gone(std::uint32_t slot);
+  void linger_add(Connection* c);
+  void linger_remove(Connection* c);
+  static void on_linger_timer(uv_timer_t* timer);
+  static void on_linger_timer_closed(uv_handle_t* handle);
+  void maybe_finished();
+  [[nodiscard]] Connection* find(std::uint32_t slot, std::uint32_t generation) const noexcept;
+
+  StreamLoop& loop_;
+  HttpServerOptions options_;
+  HttpRequestHandler* handler_;
+  // Heap-allocated and freed by its own close callback, so that a failed create() can return
+  // at once while libuv still holds the handle.
+  uv_tcp_t* listener_ = nullptr;
+  std::uint16_t port_ = 0;
+  bool listener_closed_ = true;  // no handle open (before bind, or after its close callback)
+  // One timer for every lingering connection (see kLingerMs in http_server.cc).
+  uv_timer_t* linger_timer_ = nullptr;
+  bool linger_timer_closed_ = true;
+  Connection* linger_head_ = nullptr;
+  Connection* linger_tail_ = nullptr;
+  bool stopping_ = false;  // drain() or close() called
+  bool finished_ = false;  // close callback delivered
+  std::size_t live_connections_ = 0;
+  std::uint64_t next_connection_id_ = 1;
+  std::vector<Slot> slots_;
+  std::vector<std::uint32_t> free_slots_;
+  CloseCallback close_callback_ = nullptr;
+  void* close_data_ = nullptr;
+};
+
+}  // namespace fanout::transport

@@ -12,7 +12,7 @@ packages=(
   libconcurrentqueue-dev node-llhttp libsqlite3-dev libexpected-dev libsodium-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers for tests and benchmarks
-  nghttp2-client nghttp2-server nginx openssl curl ca-certificates
+  nghttp2-client nghttp2-server nginx wrk openssl curl ca-certificates
 )
 
 missing=()

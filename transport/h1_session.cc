@@ -124,6 +124,7 @@ class H1Session final : public Session {
     Request* r = std::exchange(s->current_, nullptr);
     s->keep_alive_ = llhttp_should_keep_alive(p) != 0;
     if (r == nullptr) return 0;
+    s->conn_.client().timers_.cancel(r->timer_);
     r->failure_ = Failure::kNone;
     s->conn_.request_done();
     Client::finish(*r);

@@ -1,0 +1,289 @@
+#include "fanout/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <thread>
+
+#include "engine/worker.h"
+#include "fanout/version.h"
+
+namespace fanout {
+
+using engine::Delivery;
+using engine::Worker;
+
+std::string_view to_string(OutcomeKind kind) noexcept {
+  switch (kind) {
+    case OutcomeKind::kDelivered:
+      return "delivered";
+    case OutcomeKind::kRejected:
+      return "rejected";
+    case OutcomeKind::kExhausted:
+      return "exhausted";
+    case OutcomeKind::kDropped:
+      return "dropped";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(PublishStatus s) noexcept {
+  switch (s) {
+    case PublishStatus::kAccepted:
+      return "accepted";
+    case PublishStatus::kInvalid:
+      return "invalid";
+    case PublishStatus::kNoSubscription:
+      return "no_subscription";
+    case PublishStatus::kBusy:
+      return "busy";
+    case PublishStatus::kStopped:
+      return "stopped";
+  }
+  return "unknown";
+}
+
+std::uint64_t backoff_ms(const RetryPolicy& policy, std::uint32_t retry, double unit) noexcept {
+  if (retry == 0) retry = 1;
+  double delay = static_cast<double>(policy.base_ms) * std::pow(policy.factor, retry - 1.0);
+  delay = std::min(delay, static_cast<double>(policy.cap_ms));
+  // unit in [0, 1) maps to a factor in [1 - jitter, 1 + jitter).
+  delay *= 1.0 + policy.jitter * (2.0 * unit - 1.0);
+  return delay <= 0 ? 0 : static_cast<std::uint64_t>(std::llround(delay));
+}
+
+// --- Producer -----------------------------------------------------------------------------------
+
+struct Producer::State {
+  Engine* engine = nullptr;
+  routing::RoutingTable::Reader reader;
+  routing::EnvelopeParser parser;
+  std::vector<moodycamel::ProducerToken> tokens;
+  std::mt19937_64 rng;
+  char id_buf[32] = {};
+
+  State(Engine* e, routing::RoutingTable::Reader r)
+      : engine(e), reader(std::move(r)), parser(e->catalogue_, [&] {
+          routing::EnvelopeOptions o;
+          o.max_event_bytes = e->options_.max_event_bytes;
+          return o;
+        }()) {
+    for (auto& w : e->workers_) tokens.emplace_back(w->inbox());
+    rng.seed(e->options_.random ? e->options_.random() : std::random_device{}());
+  }
+
+  std::string_view generate_id() {
+    static constexpr char kHex[] = "0123456789abcdef";
+    const std::uint64_t hi = rng();
+    const std::uint64_t lo = rng();
+    for (int i = 0; i < 16; ++i) {
+      id_buf[i] = kHex[(hi >> (60 - 4 * i)) & 15];
+      id_buf[16 + i] = kHex[(lo >> (60 - 4 * i)) & 15];
+    }
+    return {id_buf, sizeof id_buf};
+  }
+
+  PublishResult enqueue(std::int64_t org_id, routing::EventTypeId type, std::string_view id,
+                        std::string_view payload, std::string_view body, std::uint32_t attempts) {
+    Engine& e = *engine;
+    Engine::Shared& sh = *e.shared_;
+    const std::uint32_t n = static_cast<std::uint32_t>(e.workers_.size());
+    // Routing: the subscription at publish time; each attempt routes again on its worker.
+    std::int64_t sub_id = 0;
+    {
+      auto pin = reader.pin();
+      const routing::Subscription* s = pin.find(org_id, type);
+      if (s == nullptr) {
+        sh.refused_no_subscription.fetch_add(1, std::memory_order_relaxed);
+        return {PublishStatus::kNoSubscription, {}, {}};
+      }
+      sub_id = s->id;
+    }
+    if (sh.in_flight.fetch_add(1, std::memory_order_relaxed) >=
+        static_cast<std::int64_t>(e.options_.max_in_flight)) {
+      sh.in_flight.fetch_sub(1, std::memory_order_relaxed);
+      sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
+      return {PublishStatus::kBusy, {}, {}};
+    }
+    auto* d = new Delivery;
+    d->org_id = org_id;
+    d->type = type;
+    d->subscription_id = sub_id;
+    d->event_id.assign(id.empty() ? generate_id() : id);
+    if (body.empty()) {
+      const std::string_view name = e.catalogue_.name(type);
+      d->body_bytes.resize(routing::delivery_body_size(name, payload));
+      routing::write_delivery_body(name, payload, d->body_bytes.data());
+    } else {
+      d->body_bytes.assign(body);
+    }
+    if (sh.signer) {
+      sh.signer->sign_base64(d->body_bytes, d->signature);
+      d->has_signature = true;
+    }
+    d->attempts = attempts;
+    d->published_ns = uv_hrtime();
+    // One organisation's events stay on one worker (best-effort order, local limits).
+    const std::uint64_t h = static_cast<std::uint64_t>(org_id) * 0x9E3779B97F4A7C15ULL;
+    const std::uint32_t k = static_cast<std::uint32_t>((h >> 32) % n);
+    sh.published.fetch_add(1, std::memory_order_relaxed);
+    e.workers_[k]->enqueue(tokens[k], d);
+    return {PublishStatus::kAccepted, {}, d->event_id};
+  }
+};
+
+Producer::Producer(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+Producer::Producer(Producer&&) noexcept = default;
+Producer::~Producer() = default;
+
+PublishResult Producer::publish(std::string_view event_json) {
+  Engine::Shared& sh = *state_->engine->shared_;
+  // Counted before the running check so stop() can wait for publishers already past it.
+  sh.publishing.fetch_add(1, std::memory_order_seq_cst);
+  struct Leave {
+    Engine::Shared& sh;
+    ~Leave() { sh.publishing.fetch_sub(1, std::memory_order_seq_cst); }
+  } leave{sh};
+  if (!sh.running.load(std::memory_order_seq_cst)) return {PublishStatus::kStopped, {}, {}};
+  auto env = state_->parser.parse(event_json);
+  if (!env) {
+    sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
+    return {PublishStatus::kInvalid, routing::reason_code(env.error()), {}};
+  }
+  return state_->enqueue(env->org_id, env->type, env->id, env->payload, {}, 0);
+}
+
+void Producer::publish_batch(std::span<const std::string_view> events,
+                             std::span<PublishResult> results) {
+  const std::size_t n = std::min(events.size(), results.size());
+  for (std::size_t i = 0; i < n; ++i) results[i] = publish(events[i]);
+}
+
+PublishResult Producer::resume(const Unfinished& u) {
+  Engine::Shared& sh = *state_->engine->shared_;
+  sh.publishing.fetch_add(1, std::memory_order_seq_cst);
+  struct Leave {
+    Engine::Shared& sh;
+    ~Leave() { sh.publishing.fetch_sub(1, std::memory_order_seq_cst); }
+  } leave{sh};
+  if (!sh.running.load(std::memory_order_seq_cst)) return {PublishStatus::kStopped, {}, {}};
+  const auto type = state_->engine->catalogue_.find(u.event_type);
+  if (!type || u.body.empty()) {
+    sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
+    return {PublishStatus::kInvalid, "unknown_type", {}};
+  }
+  return state_->enqueue(u.org_id, *type, u.event_id, {}, u.body, u.attempts);
+}
+
+// --- Engine -------------------------------------------------------------------------------------
+
+Engine::Engine(EngineOptions options, Observer* observer)
+    : options_(std::move(options)), observer_(observer), shared_(std::make_unique<Shared>()) {}
+
+tl::expected<std::unique_ptr<Engine>, std::string> Engine::create(EngineOptions options,
+                                                                  Observer* observer) {
+  if (observer == nullptr) return tl::unexpected(std::string("an Observer is required"));
+  if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
+  if (options.retry.factor < 1.0 || options.retry.jitter < 0 || options.retry.jitter >= 1) {
+    return tl::unexpected(std::string("retry: factor must be >= 1 and jitter in [0, 1)"));
+  }
+  std::unique_ptr<Engine> e(new Engine(std::move(options), observer));
+  for (const std::string& t : e->options_.extra_event_types) {
+    auto r = e->catalogue_.add(t);
+    if (!r) {
+      return tl::unexpected("event type \"" + t +
+                            "\": " + std::string(routing::to_string(r.error())));
+    }
+  }
+  for (const std::string& cidr : e->options_.allow_subnets) {
+    auto s = transport::Subnet::parse(cidr);
+    if (!s) {
+      return tl::unexpected("allow-subnet \"" + cidr +
+                            "\": " + std::string(transport::to_string(s.error())));
+    }
+    e->shared_->allow.push_back(*s);
+  }
+  if (!e->options_.signing_key_pem.empty()) {
+    auto signer = engine::Signer::from_pem(e->options_.signing_key_pem);
+    if (!signer) return tl::unexpected("signing key: " + signer.error());
+    e->shared_->signer = std::move(*signer);
+  }
+  e->shared_->user_agent = "fanout/" + std::string(version());
+  for (unsigned i = 0; i < e->options_.workers; ++i) {
+    e->workers_.push_back(std::make_unique<Worker>(*e, i));
+  }
+  return e;
+}
+
+Engine::~Engine() {
+  (void)stop(std::chrono::milliseconds(0));
+}
+
+tl::expected<void, std::string> Engine::start() {
+  for (auto& w : workers_) {
+    auto r = w->start();
+    if (!r) {
+      (void)stop(std::chrono::milliseconds(0));
+      return r;
+    }
+  }
+  shared_->running.store(true, std::memory_order_seq_cst);
+  return {};
+}
+
+std::vector<Unfinished> Engine::stop(std::chrono::milliseconds drain) {
+  std::lock_guard lock(shared_->stop_mu);
+  std::vector<Unfinished> out;
+  if (shared_->stopped) return out;
+  shared_->stopped = true;
+  shared_->running.store(false, std::memory_order_seq_cst);
+  // Publishers already past their running check finish enqueueing before workers drain.
+  while (shared_->publishing.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  for (auto& w : workers_) {
+    auto u = w->stop(drain);
+    out.insert(out.end(), std::make_move_iterator(u.begin()), std::make_move_iterator(u.end()));
+  }
+  return out;
+}
+
+Producer Engine::make_producer() {
+  return Producer(std::make_unique<Producer::State>(this, table_.make_reader()));
+}
+
+void Engine::upsert(routing::Subscription s) {
+  table_.upsert(std::move(s));
+}
+
+bool Engine::remove(std::int64_t org_id, std::string_view event_type) {
+  const auto type = catalogue_.find(event_type);
+  return type && table_.remove({org_id, *type});
+}
+
+void Engine::load(std::vector<routing::Subscription> subscriptions) {
+  table_.load(std::move(subscriptions));
+}
+
+tl::expected<routing::Subscription, std::vector<routing::Violation>> Engine::upsert(
+    std::int64_t id, const routing::SubscriptionSpec& spec) {
+  routing::ValidationOptions vo;
+  vo.allow_insecure_http = options_.insecure;
+  auto s = routing::validate(spec, catalogue_, vo);
+  if (!s) return s;
+  s->id = id;
+  table_.upsert(*s);
+  return s;
+}
+
+EngineStats Engine::stats() const {
+  EngineStats st;
+  st.published = shared_->published.load(std::memory_order_relaxed);
+  st.refused_invalid = shared_->refused_invalid.load(std::memory_order_relaxed);
+  st.refused_no_subscription = shared_->refused_no_subscription.load(std::memory_order_relaxed);
+  st.refused_busy = shared_->refused_busy.load(std::memory_order_relaxed);
+  const std::int64_t in_flight = shared_->in_flight.load(std::memory_order_relaxed);
+  st.in_flight = in_flight > 0 ? static_cast<std::uint64_t>(in_flight) : 0;
+  for (const auto& w : workers_) w->add_stats(st);
+  return st;
+}
+
+}  // namespace fanout

@@ -1,0 +1,235 @@
+// fanout as a library: publish events from any thread; fanout routes each to the one
+// subscription of its (org_id, event_type), POSTs it with Partoo's delivery rules
+// (contract.md §4) from per-core worker loops, and tells an Observer each event's final outcome.
+//
+//   Producer::publish(json)        any thread, never blocks: parse (simdjson), route (lock-free
+//     │                            snapshot), build the body once (and sign it once), enqueue
+//     ▼                            on worker hash(org_id) % N (moodycamel queue + uv_async)
+//   worker k (thread + uv loop)    attempt: HTTP/2 or HTTP/1.1 POST through the pooled client
+//     ├─ 2xx ───────────────────► delivered
+//     ├─ 3xx, 4xx ──────────────► rejected (never retried, redirects never followed)
+//     └─ 5xx, timeout, reset... ─► backoff in the worker's timer wheel ─► retry, or exhausted
+//   Observer::on_outcomes(batch)   on the worker thread, once per event: delivered, rejected,
+//                                  exhausted or dropped
+//
+// Threading. Engine's member functions may be called from any thread unless stated. A Producer
+// belongs to one thread at a time. The Observer is called on worker threads (several at once).
+//
+// No libuv, nghttp2 or SSL type appears here. Errors are values, never exceptions.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "routing/catalogue.h"
+#include "routing/envelope.h"
+#include "routing/routing_table.h"
+#include "routing/subscription.h"
+
+namespace fanout {
+
+namespace engine {
+class Worker;
+class Delivery;
+}  // namespace engine
+
+// The final outcome of an accepted event (contract.md §4).
+enum class OutcomeKind : std::uint8_t {
+  kDelivered,  // the receiver answered 2xx
+  kRejected,   // 3xx or 4xx (429 too by default), or a target fanout will not contact (address
+               // refused by the guard, http:// outside insecure mode)
+  kExhausted,  // every attempt failed with 5xx or a retryable network failure
+  kDropped,    // the subscription was deleted (or replaced) before an attempt
+};
+[[nodiscard]] std::string_view to_string(OutcomeKind kind) noexcept;
+
+struct Outcome {
+  std::string_view event_id;
+  std::int64_t org_id = 0;
+  std::string_view event_type;
+  std::int64_t subscription_id = 0;
+  OutcomeKind kind = OutcomeKind::kDelivered;
+  std::uint32_t attempts = 0;     // attempts made (re-sends after a refusal before processing
+                                  // are not attempts)
+  int last_status = 0;            // HTTP status of the last attempt, 0 when it had none
+  std::string_view last_failure;  // why the last attempt had no status, else empty
+  std::uint64_t latency_us = 0;   // publish() to the final outcome
+};
+
+// Receives final outcomes. Called on worker threads, in batches (one per loop turn at most);
+// the views are valid during the call only. Must not block for long: it holds up its worker.
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void on_outcomes(std::span<const Outcome> outcomes) noexcept = 0;
+};
+
+// Retry schedule (contract.md §4): attempt n+1 waits base_ms * factor^(n-1), capped at cap_ms,
+// with ±jitter (a fraction) drawn from the engine's random source. Defaults: 30 s, 90 s,
+// 4.5 min, 13.5 min, 40.5 min.
+struct RetryPolicy {
+  std::uint32_t max_retries = 5;  // so at most 6 attempts
+  std::uint64_t base_ms = 30'000;
+  double factor = 3.0;
+  std::uint64_t cap_ms = 3'600'000;
+  double jitter = 0.2;
+  bool retry_429 = false;  // contract: 429 is a 4xx and is not retried by default
+};
+
+// The delay before retry number `retry` (1-based) under `policy`, with `unit` a uniform random
+// number in [0, 1). Pure: tests call it with fixed values.
+[[nodiscard]] std::uint64_t backoff_ms(const RetryPolicy& policy, std::uint32_t retry,
+                                       double unit) noexcept;
+
+struct EngineOptions {
+  unsigned workers = 0;                   // 0: one per core
+  std::size_t max_in_flight = 1'000'000;  // accepted, not yet final (waiting retries included)
+  std::size_t max_event_bytes = routing::kDefaultMaxEventBytes;
+  RetryPolicy retry;
+  std::uint32_t connect_timeout_ms = 5'000;
+  std::uint32_t response_timeout_ms = 10'000;
+  std::uint32_t idle_timeout_ms = 60'000;
+  std::uint32_t max_connections_per_origin = 8;
+  std::uint32_t max_streams_per_connection = 256;
+  std::size_t max_pending_per_origin = 65'536;
+  // Insecure mode (contract.md §1, §5): http:// URLs and no TLS verification. Tests only.
+  bool insecure = false;
+  std::string ca_file;                     // extra trust anchors (PEM)
+  std::vector<std::string> allow_subnets;  // address-guard exceptions, e.g. "127.0.0.1/32"
+  std::vector<std::string> extra_event_types;
+  // PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`); empty: unsigned.
+  std::string signing_key_pem;
+  // Source of uniform 64-bit random numbers for jitter and generated event ids; empty: seeded
+  // from std::random_device. Called on worker and producer threads: must be thread-safe.
+  std::function<std::uint64_t()> random;
+};
+
+enum class PublishStatus : std::uint8_t {
+  kAccepted,        // queued; exactly one Outcome will follow
+  kInvalid,         // refused at the door: `reason` is the envelope's reason code
+  kNoSubscription,  // nobody subscribed to (org_id, type): dropped and counted, no Outcome
+  kBusy,            // over max_in_flight: slow down and publish again later
+  kStopped,         // the engine is not running
+};
+[[nodiscard]] std::string_view to_string(PublishStatus s) noexcept;
+
+struct PublishResult {
+  PublishStatus status = PublishStatus::kAccepted;
+  std::string_view reason;    // kInvalid: e.g. "unknown_type"
+  std::string_view event_id;  // kAccepted: the event's id (given, or generated); valid until
+                              // the next publish() on the same Producer
+};
+
+// A delivery that was not final when the engine stopped: enough to persist it and resume it.
+struct Unfinished {
+  std::string event_id;
+  std::int64_t org_id = 0;
+  std::string event_type;
+  std::string body;  // the delivery body {"type":...,"payload":...}
+  std::int64_t subscription_id = 0;
+  std::uint32_t attempts = 0;
+};
+
+struct EngineStats {
+  std::uint64_t published = 0;  // accepted
+  std::uint64_t refused_invalid = 0;
+  std::uint64_t refused_no_subscription = 0;
+  std::uint64_t refused_busy = 0;
+  std::uint64_t in_flight = 0;  // accepted and not final
+  std::uint64_t waiting_retry = 0;
+  std::uint64_t delivered = 0, rejected = 0, exhausted = 0, dropped = 0;
+  std::uint64_t attempts = 0;
+  std::uint64_t attempts_2xx = 0, attempts_3xx = 0, attempts_4xx = 0, attempts_5xx = 0;
+  std::uint64_t attempts_failed = 0;  // no status (network, TLS, timeout...)
+  std::uint64_t connections_h2 = 0, connections_h1 = 0;
+};
+
+class Engine;
+
+// Publishes events into an engine. One per thread (it keeps a routing reader, a parser and
+// queue tokens); movable, not copyable; must not outlive its Engine.
+class Producer {
+ public:
+  Producer(Producer&&) noexcept;
+  Producer& operator=(Producer&&) = delete;
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+  ~Producer();
+
+  // Takes one event as JSON (contract.md §3) and answers at once; never blocks. The bytes are
+  // copied: `event_json` may be freed on return.
+  PublishResult publish(std::string_view event_json);
+  // Publishes each event in turn; results[i] answers events[i] (same size).
+  void publish_batch(std::span<const std::string_view> events, std::span<PublishResult> results);
+  // Re-injects a delivery handed back by Engine::stop() (after a restart): attempts continue
+  // from `u.attempts`. kNoSubscription when its subscription is gone (then nothing follows).
+  PublishResult resume(const Unfinished& u);
+
+ private:
+  friend class Engine;
+  struct State;
+  explicit Producer(std::unique_ptr<State> state) noexcept;
+  std::unique_ptr<State> state_;
+};
+
+class Engine {
+ public:
+  // Validates the options (signing key, subnets, event types) and prepares the workers; nothing
+  // runs until start(). `observer` must outlive the engine.
+  [[nodiscard]] static tl::expected<std::unique_ptr<Engine>, std::string> create(
+      EngineOptions options, Observer* observer);
+  // Stops with no drain time if still running.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Starts the worker threads. Errors: a worker's loop or TLS context could not be set up.
+  [[nodiscard]] tl::expected<void, std::string> start();
+
+  // Stops accepting (publish answers kStopped), lets in-flight attempts finish for up to
+  // `drain`, then cancels the rest; returns every accepted delivery that has no final outcome
+  // (waiting for a retry, queued, or cut by the deadline). Every worker's handles are closed
+  // and its loop closed before this returns. Idempotent (a second call returns nothing).
+  std::vector<Unfinished> stop(std::chrono::milliseconds drain);
+
+  [[nodiscard]] Producer make_producer();
+
+  // Routing changes take effect for later attempts without stopping delivery. An attempt whose
+  // subscription was deleted (or replaced by one with another id) meanwhile ends as kDropped.
+  // `s` must be valid (routing::validate made it); any thread.
+  void upsert(routing::Subscription s);
+  bool remove(std::int64_t org_id, std::string_view event_type);
+  void load(std::vector<routing::Subscription> subscriptions);
+  // Validates `spec` against the engine's catalogue and insecure mode, then upserts it with `id`.
+  [[nodiscard]] tl::expected<routing::Subscription, std::vector<routing::Violation>> upsert(
+      std::int64_t id, const routing::SubscriptionSpec& spec);
+
+  [[nodiscard]] const routing::EventCatalogue& catalogue() const noexcept { return catalogue_; }
+  [[nodiscard]] EngineStats stats() const;
+  [[nodiscard]] const EngineOptions& options() const noexcept { return options_; }
+
+ private:
+  friend class Producer;
+  friend class engine::Worker;
+  Engine(EngineOptions options, Observer* observer);
+
+  EngineOptions options_;
+  Observer* observer_;
+  routing::EventCatalogue catalogue_;
+  routing::RoutingTable table_;
+  std::vector<std::unique_ptr<engine::Worker>> workers_;
+  struct Shared;
+  std::unique_ptr<Shared> shared_;
+};
+
+}  // namespace fanout

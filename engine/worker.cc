@@ -1,0 +1,394 @@
+#include "engine/worker.h"
+
+#include <cassert>
+#include <cstdio>
+#include <random>
+
+namespace fanout::engine {
+
+namespace {
+
+// Deliveries started per inbox wake-up before the loop gets back to I/O.
+constexpr std::size_t kInboxBatch = 256;
+constexpr std::size_t kInboxCapPerTurn = 8192;
+
+double unit_random(const EngineOptions& o, std::mt19937_64& rng) {
+  const std::uint64_t r = o.random ? o.random() : rng();
+  return static_cast<double>(r >> 11) * 0x1.0p-53;
+}
+
+}  // namespace
+
+void Delivery::on_response(const transport::Response& response) {
+  worker->on_response(*this, response);
+}
+
+Worker::Worker(Engine& engine, unsigned index) : engine_(engine), index_(index) {
+  drain_timer_.bind<&Worker::on_drain_deadline>(this);
+}
+
+Worker::~Worker() {
+  assert(!thread_.joinable() && "stop() the worker before destroying it");
+}
+
+tl::expected<void, std::string> Worker::start() {
+  thread_ = std::thread([this] { run(); });
+  // Wait for the loop to be set up (or to fail) so start() reports errors.
+  while (started_.load(std::memory_order_acquire) == 0) std::this_thread::yield();
+  if (started_.load(std::memory_order_acquire) < 0) {
+    thread_.join();
+    return tl::unexpected(start_error_);
+  }
+  return {};
+}
+
+void Worker::run() {
+  uv_loop_init(&loop_);
+  streams_ = std::make_unique<transport::StreamLoop>(&loop_);
+  timers_ = std::make_unique<transport::LoopTimer>(&loop_);
+  const EngineOptions& o = engine_.options_;
+  transport::ClientOptions co;
+  co.insecure = o.insecure;
+  co.ca_file = o.ca_file;
+  co.allow = engine_.shared_->allow;
+  co.connect_timeout_ms = o.connect_timeout_ms;
+  co.response_timeout_ms = o.response_timeout_ms;
+  co.idle_timeout_ms = o.idle_timeout_ms;
+  co.max_connections_per_origin = o.max_connections_per_origin;
+  co.max_streams_per_connection = o.max_streams_per_connection;
+  co.max_pending_per_origin = o.max_pending_per_origin;
+  co.user_agent = engine_.shared_->user_agent;
+  auto client = transport::Client::create(*streams_, *timers_, co);
+  if (!client) {
+    start_error_ = client.error();
+    streams_->close();
+    timers_->close();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+    started_.store(-1, std::memory_order_release);
+    return;
+  }
+  client_ = std::move(*client);
+  reader_.emplace(engine_.table_.make_reader());
+  consumer_.emplace(inbox_);
+  uv_async_init(&loop_, &async_, on_async);
+  async_.data = this;
+  // A prepare handle runs after every callback of an iteration and before the loop blocks, so
+  // outcomes made in any phase (I/O, timers) reach the observer without waiting for more I/O.
+  uv_prepare_init(&loop_, &flush_);
+  flush_.data = this;
+  uv_prepare_start(&flush_, on_flush);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&flush_));
+  started_.store(1, std::memory_order_release);
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+
+  client_.reset();
+  reader_.reset();
+  const int rc = uv_loop_close(&loop_);
+  assert(rc == 0 && "a handle outlived the worker's loop");
+  (void)rc;
+}
+
+void Worker::enqueue(moodycamel::ProducerToken& token, Delivery* d) {
+  d->worker = this;
+  inbox_.enqueue(token, d);
+  uv_async_send(&async_);
+}
+
+void Worker::on_async(uv_async_t* handle) {
+  auto* self = static_cast<Worker*>(handle->data);
+  if (self->stop_requested_.load(std::memory_order_acquire) && !self->stopping_) {
+    self->begin_stop();
+    return;
+  }
+  self->drain_inbox();
+}
+
+void Worker::drain_inbox() {
+  Delivery* batch[kInboxBatch];
+  std::size_t total = 0;
+  while (total < kInboxCapPerTurn) {
+    const std::size_t n = inbox_.try_dequeue_bulk(*consumer_, batch, kInboxBatch);
+    if (n == 0) return;
+    total += n;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (stopping_) {
+        hand_back(*batch[i]);
+      } else {
+        attempt(*batch[i]);
+      }
+    }
+  }
+  // More is queued: come back after the loop has served I/O (wake-ups coalesce, so ask again).
+  uv_async_send(&async_);
+}
+
+Target* Worker::target_for(const routing::Subscription& s) {
+  auto it = targets_.find(s.id);
+  if (it != targets_.end()) {
+    Target* t = it->second;
+    if (t->url == s.url && t->headers == s.custom_headers) return t;
+    // The subscription changed (URL or headers): later attempts use a fresh copy; deliveries
+    // already in flight keep theirs.
+    t->stale = true;
+    targets_.erase(it);
+    if (t->refs == 0) delete t;
+  }
+  auto* t = new Target{s.id, s.url, s.parts, s.custom_headers, 0, false};
+  targets_.emplace(s.id, t);
+  return t;
+}
+
+void Worker::release(Delivery& d) {
+  Target* t = std::exchange(d.dest, nullptr);
+  if (t == nullptr) return;
+  if (--t->refs == 0 && t->stale) delete t;
+}
+
+void Worker::attempt(Delivery& d) {
+  const routing::Subscription* s = nullptr;
+  Target* t = nullptr;
+  {
+    auto pin = reader_->pin();
+    s = pin.find(d.org_id, d.type);
+    if (s != nullptr && s->id == d.subscription_id) t = target_for(*s);
+  }
+  if (t == nullptr) {
+    finish(d, OutcomeKind::kDropped);
+    return;
+  }
+  ++t->refs;
+  d.dest = t;
+  d.tls = t->parts.scheme == routing::Scheme::kHttps;
+  d.host = t->parts.host;
+  d.port = t->parts.port;
+  d.target = t->parts.target;
+  std::size_t n = 0;
+  for (const routing::Header& h : t->headers) d.header_views[n++] = {h.name, h.value};
+  d.header_views[n++] = {"X-Partoo-Event-Id", d.event_id};
+  ++d.attempts;
+  std::snprintf(d.attempt_text, sizeof d.attempt_text, "%u", d.attempts);
+  d.header_views[n++] = {"X-Partoo-Attempt", d.attempt_text};
+  if (d.has_signature) {
+    d.header_views[n++] = {"X-Partoo-Signature-v1",
+                           std::string_view(d.signature, Signer::kSignatureBase64Size)};
+  }
+  d.headers = std::span<const transport::HeaderView>(d.header_views.data(), n);
+  d.body = d.body_bytes;
+  ++attempting_;
+  attempts_.fetch_add(1, std::memory_order_relaxed);
+  client_->submit(d);
+}
+
+void Worker::on_response(Delivery& d, const transport::Response& r) {
+  --attempting_;
+  release(d);
+  d.last_status = r.status;
+  d.last_failure = r.failure;
+  bool retry = false;
+  if (r.failure == transport::Failure::kNone) {
+    const int cls = r.status / 100;
+    (cls == 2   ? a2xx_
+     : cls == 3 ? a3xx_
+     : cls == 4 ? a4xx_
+                : a5xx_)
+        .fetch_add(1, std::memory_order_relaxed);
+    if (cls == 2) {
+      finish(d, OutcomeKind::kDelivered);
+    } else if (cls == 5 || cls == 1 || (r.status == 429 && engine_.options_.retry.retry_429)) {
+      retry = true;
+    } else {
+      finish(d, OutcomeKind::kRejected);  // 3xx (never followed) and 4xx
+    }
+  } else {
+    afailed_.fetch_add(1, std::memory_order_relaxed);
+    if (r.failure == transport::Failure::kCancelled && stopping_) {
+      --d.attempts;  // cut by the shutdown: not an attempt the receiver saw through
+      hand_back(d);
+    } else if (transport::is_retryable(r.failure)) {
+      retry = true;
+    } else {
+      finish(d, OutcomeKind::kRejected);  // address refused, http:// outside insecure mode
+    }
+  }
+  if (retry) {
+    if (d.attempts > engine_.options_.retry.max_retries) {
+      finish(d, OutcomeKind::kExhausted);
+    } else if (stopping_) {
+      hand_back(d);
+    } else {
+      schedule_retry(d);
+    }
+  }
+  maybe_close();
+}
+
+void Worker::schedule_retry(Delivery& d) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  const std::uint64_t delay =
+      backoff_ms(engine_.options_.retry, d.attempts, unit_random(engine_.options_, rng));
+  d.prev = nullptr;
+  d.next = waiting_head_;
+  if (waiting_head_ != nullptr) waiting_head_->prev = &d;
+  waiting_head_ = &d;
+  waiting_.fetch_add(1, std::memory_order_relaxed);
+  d.backoff.set_callback(
+      [](transport::TimerEntry&, void* data) noexcept {
+        auto* dd = static_cast<Delivery*>(data);
+        Worker* w = dd->worker;
+        if (dd->prev != nullptr) {
+          dd->prev->next = dd->next;
+        } else {
+          w->waiting_head_ = dd->next;
+        }
+        if (dd->next != nullptr) dd->next->prev = dd->prev;
+        dd->prev = dd->next = nullptr;
+        w->waiting_.fetch_sub(1, std::memory_order_relaxed);
+        w->attempt(*dd);
+      },
+      &d);
+  timers_->schedule_after(d.backoff, delay);
+}
+
+void Worker::finish(Delivery& d, OutcomeKind kind) {
+  d.kind = kind;
+  d.next = nullptr;
+  if (done_tail_ != nullptr) {
+    done_tail_->next = &d;
+  } else {
+    done_head_ = &d;
+  }
+  done_tail_ = &d;
+}
+
+void Worker::hand_back(Delivery& d) {
+  Unfinished u;
+  u.event_id = d.event_id;
+  u.org_id = d.org_id;
+  u.event_type = std::string(engine_.catalogue_.name(d.type));
+  u.body = std::move(d.body_bytes);
+  u.subscription_id = d.subscription_id;
+  u.attempts = d.attempts;
+  unfinished_.push_back(std::move(u));
+  delete &d;
+  engine_.shared_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Worker::on_flush(uv_prepare_t* handle) {
+  static_cast<Worker*>(handle->data)->flush_outcomes();
+}
+
+void Worker::flush_outcomes() {
+  if (done_head_ == nullptr) return;
+  outcome_buf_.clear();
+  const std::uint64_t now = uv_hrtime();
+  for (Delivery* d = done_head_; d != nullptr; d = d->next) {
+    Outcome o;
+    o.event_id = d->event_id;
+    o.org_id = d->org_id;
+    o.event_type = engine_.catalogue_.name(d->type);
+    o.subscription_id = d->subscription_id;
+    o.kind = d->kind;
+    o.attempts = d->attempts;
+    o.last_status = d->last_status;
+    o.last_failure = d->last_failure == transport::Failure::kNone
+                         ? std::string_view()
+                         : transport::to_string(d->last_failure);
+    o.latency_us = (now - d->published_ns) / 1000;
+    outcome_buf_.push_back(o);
+  }
+  engine_.observer_->on_outcomes(outcome_buf_);
+  std::int64_t n = 0;
+  for (Delivery* d = done_head_; d != nullptr;) {
+    Delivery* next = d->next;
+    (d->kind == OutcomeKind::kDelivered   ? delivered_
+     : d->kind == OutcomeKind::kRejected  ? rejected_
+     : d->kind == OutcomeKind::kExhausted ? exhausted_
+                                          : dropped_)
+        .fetch_add(1, std::memory_order_relaxed);
+    delete d;
+    d = next;
+    ++n;
+  }
+  done_head_ = done_tail_ = nullptr;
+  engine_.shared_->in_flight.fetch_sub(n, std::memory_order_relaxed);
+  const transport::ClientStats cs = client_->stats();
+  conns_h2_.store(cs.connections_h2, std::memory_order_relaxed);
+  conns_h1_.store(cs.connections_h1, std::memory_order_relaxed);
+}
+
+// --- Stopping -----------------------------------------------------------------------------------
+
+std::vector<Unfinished> Worker::stop(std::chrono::milliseconds drain) {
+  if (!thread_.joinable()) return {};
+  drain_ms_ = static_cast<std::uint64_t>(std::max<std::int64_t>(0, drain.count()));
+  stop_requested_.store(true, std::memory_order_release);
+  uv_async_send(&async_);
+  thread_.join();
+  // Anything enqueued after the loop drained its inbox (none: stop() waits for publishers).
+  Delivery* d = nullptr;
+  while (inbox_.try_dequeue(d)) hand_back(*d);
+  return std::move(unfinished_);
+}
+
+void Worker::begin_stop() {
+  stopping_ = true;
+  drain_inbox();  // queued deliveries are handed back (stopping_)
+  while (Delivery* d = waiting_head_) {
+    waiting_head_ = d->next;
+    timers_->cancel(d->backoff);
+    waiting_.fetch_sub(1, std::memory_order_relaxed);
+    hand_back(*d);
+  }
+  if (attempting_ == 0) {
+    timers_->schedule(drain_timer_, timers_->now());
+  } else {
+    timers_->schedule_after(drain_timer_, drain_ms_);
+  }
+}
+
+void Worker::on_drain_deadline() noexcept {
+  // Whatever is still in flight is cut: the client completes it with kCancelled (handed back).
+  close_handles();
+}
+
+void Worker::maybe_close() {
+  // Through the timer wheel, never from inside a client callback: closing the client there
+  // would tear down the connection whose callback is on the stack.
+  if (stopping_ && attempting_ == 0 && !closing_) timers_->schedule(drain_timer_, timers_->now());
+}
+
+void Worker::close_handles() {
+  if (closing_) return;
+  closing_ = true;
+  timers_->cancel(drain_timer_);
+  client_->close(
+      [](void* data) {
+        auto* w = static_cast<Worker*>(data);
+        w->flush_outcomes();
+        uv_close(reinterpret_cast<uv_handle_t*>(&w->async_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&w->flush_), nullptr);
+        w->streams_->close();
+        w->timers_->close();
+      },
+      this);
+}
+
+void Worker::add_stats(EngineStats& st) const {
+  st.delivered += delivered_.load(std::memory_order_relaxed);
+  st.rejected += rejected_.load(std::memory_order_relaxed);
+  st.exhausted += exhausted_.load(std::memory_order_relaxed);
+  st.dropped += dropped_.load(std::memory_order_relaxed);
+  st.attempts += attempts_.load(std::memory_order_relaxed);
+  st.attempts_2xx += a2xx_.load(std::memory_order_relaxed);
+  st.attempts_3xx += a3xx_.load(std::memory_order_relaxed);
+  st.attempts_4xx += a4xx_.load(std::memory_order_relaxed);
+  st.attempts_5xx += a5xx_.load(std::memory_order_relaxed);
+  st.attempts_failed += afailed_.load(std::memory_order_relaxed);
+  st.waiting_retry += waiting_.load(std::memory_order_relaxed);
+  st.connections_h2 += conns_h2_.load(std::memory_order_relaxed);
+  st.connections_h1 += conns_h1_.load(std::memory_order_relaxed);
+}
+
+}  // namespace fanout::engine

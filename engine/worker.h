@@ -1,0 +1,168 @@
+// Internals of the engine: a Delivery (one accepted event on its way), and a Worker (one thread,
+// one uv loop, one inbox, one client, one timer wheel). Not part of the public API.
+//
+// Delivery states (owned by exactly one place at a time):
+//
+//   producer ──enqueue──► inbox ──► attempting (in the client) ──► done (outcome batch) ──► freed
+//                                      ▲            │ 5xx / retryable failure
+//                                      └─ waiting ◄─┘ (backoff entry in the timer wheel)
+//   stop(): inbox and waiting ──► unfinished; attempting ──► finishes by the drain deadline, or is
+//           cancelled ──► unfinished
+//
+// Invariants: Engine::Shared::in_flight counts deliveries from accept to their outcome batch (or
+// hand-back); a Delivery is touched only by its worker's thread once dequeued; the body and
+// signature never change after publish().
+#pragma once
+
+#include <uv.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+// moodycamel's queue trips GCC's flow-based -Wnull-dereference once inlined into our code (the
+// pointers it follows are never null by its own invariants); the warning stays on everywhere else.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <concurrentqueue/concurrentqueue.h>
+#pragma GCC diagnostic pop
+
+#include "engine/signer.h"
+#include "fanout/engine.h"
+#include "transport/client.h"
+#include "transport/loop_timer.h"
+#include "transport/stream.h"
+
+namespace fanout {
+
+struct Engine::Shared {
+  std::atomic<bool> running{false};
+  std::atomic<int> publishing{0};  // producers between their running check and their enqueue
+  std::atomic<std::int64_t> in_flight{0};
+  std::atomic<std::uint64_t> published{0}, refused_invalid{0}, refused_no_subscription{0},
+      refused_busy{0};
+  std::optional<engine::Signer> signer;
+  std::vector<transport::Subnet> allow;
+  std::string user_agent;
+  bool stopped = false;
+  std::mutex stop_mu;
+};
+
+namespace engine {
+
+class Worker;
+
+// What a delivery sends to: a worker-local copy of a subscription's target, shared by every
+// delivery of that subscription version on the worker (non-atomic count: one thread).
+struct Target {
+  std::int64_t subscription_id = 0;
+  std::string url;
+  routing::UrlParts parts;
+  std::vector<routing::Header> headers;
+  std::uint32_t refs = 0;
+  bool stale = false;  // replaced in the cache; freed when the last delivery lets go
+};
+
+class Delivery final : public transport::Request {
+ public:
+  static constexpr std::size_t kMaxHeaders = routing::kMaxCustomHeaders + 3;
+
+  Worker* worker = nullptr;
+  std::int64_t org_id = 0;
+  routing::EventTypeId type = 0;
+  std::int64_t subscription_id = 0;
+  std::string event_id;
+  std::string body_bytes;
+  char signature[Signer::kSignatureBase64Size] = {};
+  bool has_signature = false;
+  std::uint32_t attempts = 0;
+  int last_status = 0;
+  transport::Failure last_failure = transport::Failure::kNone;
+  std::uint64_t published_ns = 0;
+  OutcomeKind kind = OutcomeKind::kDelivered;
+  Target* dest = nullptr;  // what this attempt was sent to
+  std::array<transport::HeaderView, kMaxHeaders> header_views{};
+  char attempt_text[4] = {};
+  transport::TimerEntry backoff;
+  Delivery* prev = nullptr;  // the worker's waiting list, then its done list
+  Delivery* next = nullptr;
+
+  void on_response(const transport::Response& response) override;
+};
+
+class Worker {
+ public:
+  Worker(Engine& engine, unsigned index);
+  ~Worker();
+
+  [[nodiscard]] tl::expected<void, std::string> start();
+  // Any thread. The delivery is the worker's from here on.
+  void enqueue(moodycamel::ProducerToken& token, Delivery* d);
+  [[nodiscard]] moodycamel::ConcurrentQueue<Delivery*>& inbox() noexcept { return inbox_; }
+  // Asks the loop to stop, waits for the thread; returns what was not final.
+  std::vector<Unfinished> stop(std::chrono::milliseconds drain);
+  void add_stats(EngineStats& st) const;
+
+  void on_response(Delivery& d, const transport::Response& r);
+
+ private:
+  void run();
+  static void on_async(uv_async_t* handle);
+  static void on_flush(uv_prepare_t* handle);
+  void drain_inbox();
+  void attempt(Delivery& d);
+  void schedule_retry(Delivery& d);
+  void finish(Delivery& d, OutcomeKind kind);
+  void hand_back(Delivery& d);
+  void flush_outcomes();
+  void begin_stop();
+  void on_drain_deadline() noexcept;
+  void maybe_close();
+  void close_handles();
+  Target* target_for(const routing::Subscription& s);
+  void release(Delivery& d);
+
+  Engine& engine_;
+  unsigned index_;
+  std::thread thread_;
+  moodycamel::ConcurrentQueue<Delivery*> inbox_;
+  std::atomic<bool> stop_requested_{false};
+  std::uint64_t drain_ms_ = 0;
+
+  // Loop-thread state.
+  uv_loop_t loop_{};
+  uv_async_t async_{};
+  uv_prepare_t flush_{};  // outcomes go out before the loop waits for I/O
+  std::unique_ptr<transport::StreamLoop> streams_;
+  std::unique_ptr<transport::LoopTimer> timers_;
+  std::unique_ptr<transport::Client> client_;
+  std::optional<routing::RoutingTable::Reader> reader_;
+  std::optional<moodycamel::ConsumerToken> consumer_;
+  std::unordered_map<std::int64_t, Target*> targets_;
+  Delivery* waiting_head_ = nullptr;
+  Delivery* done_head_ = nullptr;
+  Delivery* done_tail_ = nullptr;
+  std::vector<Outcome> outcome_buf_;
+  std::vector<Unfinished> unfinished_;
+  std::size_t attempting_ = 0;
+  bool stopping_ = false;
+  bool closing_ = false;
+  transport::TimerEntry drain_timer_;
+  std::string start_error_;
+  std::atomic<int> started_{0};  // 1 ok, -1 failed
+
+  // Counters read by stats() from other threads.
+  std::atomic<std::uint64_t> delivered_{0}, rejected_{0}, exhausted_{0}, dropped_{0};
+  std::atomic<std::uint64_t> attempts_{0}, a2xx_{0}, a3xx_{0}, a4xx_{0}, a5xx_{0}, afailed_{0};
+  std::atomic<std::uint64_t> waiting_{0}, conns_h2_{0}, conns_h1_{0};
+};
+
+}  // namespace engine
+}  // namespace fanout

@@ -44,7 +44,9 @@ struct TestRequest final : Request {
 // hole) or closes each connection after its first read.
 class SilentPeer {
  public:
-  SilentPeer(uv_loop_t* loop, bool close_after_read) : close_after_read_(close_after_read) {
+  // `reply` (if any) is written after the first bytes of each request arrive.
+  SilentPeer(uv_loop_t* loop, bool close_after_read, std::string reply = {})
+      : close_after_read_(close_after_read), reply_(std::move(reply)) {
     uv_tcp_init(loop, &server_);
     server_.data = this;
     sockaddr_in a{};
@@ -82,6 +84,11 @@ class SilentPeer {
         },
         [](uv_stream_t* st, ssize_t n, const uv_buf_t*) {
           auto* peer = static_cast<SilentPeer*>(st->data);
+          if (n > 0 && !peer->reply_.empty()) {
+            uv_buf_t b =
+                uv_buf_init(peer->reply_.data(), static_cast<unsigned>(peer->reply_.size()));
+            (void)uv_try_write(st, &b, 1);
+          }
           if ((n > 0 && peer->close_after_read_) || n < 0) {
             uv_read_stop(st);
             if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(st))) {
@@ -98,6 +105,7 @@ class SilentPeer {
   std::vector<uv_tcp_t*> conns_;
   std::uint16_t port_ = 0;
   bool close_after_read_;
+  std::string reply_;
 };
 
 class ClientTest : public ::testing::Test {
@@ -126,8 +134,8 @@ class ClientTest : public ::testing::Test {
   }
 
   // A silent peer on this loop, closed and freed by TearDown after the loop has run.
-  SilentPeer& silent_peer(bool close_after_read) {
-    peer_ = std::make_unique<SilentPeer>(&loop_, close_after_read);
+  SilentPeer& silent_peer(bool close_after_read, std::string reply = {}) {
+    peer_ = std::make_unique<SilentPeer>(&loop_, close_after_read, std::move(reply));
     return *peer_;
   }
 
@@ -274,6 +282,26 @@ TEST_F(NghttpdTest, PeerStreamLimitQueuesTheRest) {
   EXPECT_EQ(client_->stats().connections_opened, 1u);
 }
 
+TEST_F(NghttpdTest, IdleConnectionsCloseAfterTheIdleTimeout) {
+  const std::uint16_t port = start_nghttpd(false);
+  ClientOptions o = local_options();
+  o.insecure = true;
+  o.idle_timeout_ms = 30;
+  make_client(o);
+  auto reqs = make_requests(1, false, "127.0.0.1", port);
+  run_all(reqs);
+  ASSERT_EQ(reqs[0]->got.status, 200);
+  EXPECT_EQ(client_->stats().connections_h2, 1u);
+  // The loop turns until the idle timer closes the connection (a 30 s guard fails the test).
+  bool fired = false;
+  TimerEntry guard([](TimerEntry&, void* d) noexcept { *static_cast<bool*>(d) = true; }, &fired);
+  timers_->schedule_after(guard, 30'000);
+  while (client_->stats().connections_h2 != 0 && !fired) uv_run(&loop_, UV_RUN_ONCE);
+  timers_->cancel(guard);
+  EXPECT_FALSE(fired);
+  EXPECT_EQ(client_->stats().connections_opened, 1u);
+}
+
 TEST_F(NghttpdTest, TlsWithTheTestCaVerifiesAndSpeaksH2) {
   const std::uint16_t port = start_nghttpd(true);
   ClientOptions o = local_options();
@@ -400,6 +428,44 @@ TEST_F(ClientTest, PeerClosingTheSocketAfterTheRequestIsAConnectionLoss) {
   auto reqs = make_requests(1, false, "127.0.0.1", peer.port());
   run_all(reqs);
   EXPECT_EQ(reqs[0]->got.failure, Failure::kConnectionLost) << to_string(reqs[0]->got.failure);
+  EXPECT_TRUE(is_retryable(reqs[0]->got.failure));
+}
+
+ClientOptions http1_options() {
+  ClientOptions o;
+  o.allow.push_back(*Subnet::parse("127.0.0.1/32"));
+  o.insecure = true;
+  o.cleartext_h2 = false;
+  return o;
+}
+
+TEST_F(ClientTest, Http1ChunkedResponseIsReadWhole) {
+  SilentPeer& peer = silent_peer(false,
+                                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+                                 "chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+  make_client(http1_options());
+  auto reqs = make_requests(1, false, "127.0.0.1", peer.port());
+  run_all(reqs);
+  EXPECT_EQ(reqs[0]->got.status, 200) << to_string(reqs[0]->got.failure);
+  EXPECT_EQ(reqs[0]->got_body, "hello world");
+  EXPECT_EQ(reqs[0]->got.protocol, Protocol::kHttp1);
+}
+
+TEST_F(ClientTest, Http1BodyDelimitedByCloseIsRead) {
+  SilentPeer& peer = silent_peer(true, "HTTP/1.1 201 Created\r\n\r\nuntil-close");
+  make_client(http1_options());
+  auto reqs = make_requests(1, false, "127.0.0.1", peer.port());
+  run_all(reqs);
+  EXPECT_EQ(reqs[0]->got.status, 201) << to_string(reqs[0]->got.failure);
+  EXPECT_EQ(reqs[0]->got_body, "until-close");
+}
+
+TEST_F(ClientTest, MalformedHttp1ResponseIsAProtocolError) {
+  SilentPeer& peer = silent_peer(false, "HTTP/1.1 abc\r\n\r\n");
+  make_client(http1_options());
+  auto reqs = make_requests(1, false, "127.0.0.1", peer.port());
+  run_all(reqs);
+  EXPECT_EQ(reqs[0]->got.failure, Failure::kProtocolError) << reqs[0]->got_detail;
   EXPECT_TRUE(is_retryable(reqs[0]->got.failure));
 }
 

@@ -31,7 +31,7 @@ if [ "${FANOUT_TEST_QUICK:-0}" != 1 ]; then
   # halt_on_error keeps a report from scrolling past; detect_leaks is LeakSanitizer (ASan's).
   export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp"
   suite asan "" -DCMAKE_BUILD_TYPE=Debug -DFANOUT_SANITIZE=address,undefined
   suite tsan tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFANOUT_SANITIZE=thread
 fi

@@ -61,6 +61,7 @@ struct Producer::State {
   std::vector<moodycamel::ProducerToken> tokens;
   std::mt19937_64 rng;
   char id_buf[32] = {};
+  std::string last_id;  // the id returned by the last publish (capacity reused)
 
   State(Engine* e, routing::RoutingTable::Reader r)
       : engine(e), reader(std::move(r)), parser(e->catalogue_, [&] {
@@ -127,8 +128,10 @@ struct Producer::State {
     const std::uint64_t h = static_cast<std::uint64_t>(org_id) * 0x9E3779B97F4A7C15ULL;
     const std::uint32_t k = static_cast<std::uint32_t>((h >> 32) % n);
     sh.published.fetch_add(1, std::memory_order_relaxed);
+    // The worker may finish and free `d` as soon as it is queued: answer with our own copy.
+    last_id.assign(d->event_id);
     e.workers_[k]->enqueue(tokens[k], d);
-    return {PublishStatus::kAccepted, {}, d->event_id};
+    return {PublishStatus::kAccepted, {}, last_id};
   }
 };
 

@@ -85,6 +85,9 @@ void Worker::run() {
 
   client_.reset();
   reader_.reset();
+  // Every delivery is gone, so no target is still referenced.
+  for (auto& [id, t] : targets_) delete t;
+  targets_.clear();
   const int rc = uv_loop_close(&loop_);
   assert(rc == 0 && "a handle outlived the worker's loop");
   (void)rc;

@@ -196,8 +196,17 @@ void Client::complete_later(Request& r, Failure f, std::string detail) {
   r.failure_ = f;
   r.detail_ = std::move(detail);
   r.where_ = Request::Where::kCompleting;
+  r.client_ = this;
+  ++deferred_;
   r.timer_.set_callback(
-      [](TimerEntry&, void* data) noexcept { finish(*static_cast<Request*>(data)); }, &r);
+      [](TimerEntry&, void* data) noexcept {
+        auto* req = static_cast<Request*>(data);
+        Client* c = req->client_;
+        --c->deferred_;
+        finish(*req);  // may free req
+        c->maybe_done();
+      },
+      &r);
   timers_.schedule(r.timer_, timers_.now());
 }
 
@@ -248,10 +257,12 @@ void Client::close(void (*done)(void* data), void* data) {
   closing_ = true;
   done_ = done;
   done_data_ = data;
+  // Connections first: requests they hand back unsent land in the pending queues, which are
+  // then completed at once (close() never runs inside submit(), so that is allowed here).
   for (auto& [host, set] : origins_) {
     for (auto& o : set) {
-      o->fail_pending(Failure::kCancelled, "the client is closing");
       o->close_all();
+      o->fail_pending(Failure::kCancelled, "the client is closing", /*now=*/true);
     }
   }
   maybe_done();
@@ -265,7 +276,8 @@ void Client::connection_closed(Connection* c) {
 }
 
 void Client::maybe_done() {
-  if (!closing_ || live_connections_ != 0 || done_ == nullptr) return;
+  // Deferred completions are owed too: the owner may close the loop's timers once done runs.
+  if (!closing_ || live_connections_ != 0 || deferred_ != 0 || done_ == nullptr) return;
   auto* done = std::exchange(done_, nullptr);
   origins_.clear();  // drops pending DNS lookups' owners: their callbacks see no origin
   done(done_data_);
@@ -352,6 +364,13 @@ void Origin::cancel(Request& r, Failure f) {
 }
 
 void Origin::requeue(Request& r) {
+  if (client_.closing_) {
+    // Handed back by a connection the closing client aborted: nothing will send it again.
+    r.failure_ = Failure::kCancelled;
+    r.detail_ = "the client is closing";
+    Client::finish(r);
+    return;
+  }
   if (r.requeues_ >= Request::kMaxRequeues) {
     // From the loop: requeue() may run inside submit() (stream ids exhausted).
     client_.complete_later(r, Failure::kRefusedBeforeProcessing,
@@ -488,7 +507,15 @@ void Origin::connect_failed(Connection* c, Failure f, std::string_view detail) {
   if (others == 0) fail_pending(f, detail);
 }
 
-void Origin::fail_pending(Failure f, std::string_view detail) {
+void Origin::fail_pending(Failure f, std::string_view detail, bool now) {
+  if (now) {
+    while (Request* r = pending_.pop_front()) {
+      r->failure_ = f;
+      r->detail_ = std::string(detail);
+      Client::finish(*r);
+    }
+    return;
+  }
   while (Request* r = pending_.pop_front()) {
     r->failure_ = f;
     r->detail_ = std::string(detail);

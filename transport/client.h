@@ -44,6 +44,7 @@
 namespace fanout::transport {
 
 class LoopTimer;
+class Client;
 class RequestList;
 class StreamLoop;
 class Origin;
@@ -135,6 +136,7 @@ class Request {
   Request* next_ = nullptr;
   Origin* origin_ = nullptr;
   Connection* conn_ = nullptr;
+  Client* client_ = nullptr;     // set while a deferred completion is owed
   std::int32_t stream_id_ = -1;  // HTTP/2
   std::size_t body_offset_ = 0;  // HTTP/2 DATA frames written so far
   bool sent_ = false;            // first byte handed to the connection
@@ -231,6 +233,7 @@ class Client {
   std::unordered_map<std::string, OriginSet, HostHash, std::equal_to<>> origins_;
   bool closing_ = false;
   std::size_t live_connections_ = 0;
+  std::size_t deferred_ = 0;  // complete_later() calls not yet fired
   void (*done_)(void*) = nullptr;
   void* done_data_ = nullptr;
   std::uint64_t connections_opened_ = 0;

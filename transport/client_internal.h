@@ -141,7 +141,9 @@ class Origin {
   void connect_failed(Connection* c, Failure f, std::string_view detail);
   void move(Connection* c, Connection::State from, Connection::State to);
   void forget(Connection* c);
-  void fail_pending(Failure f, std::string_view detail);
+  // Completes every queued request with `f`: from the loop (safe inside submit()), or at once
+  // when `now` (only where no caller can be inside submit(), i.e. Client::close()).
+  void fail_pending(Failure f, std::string_view detail, bool now = false);
   void close_all();
 
   [[nodiscard]] bool tls() const noexcept { return tls_; }

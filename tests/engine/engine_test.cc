@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <csignal>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -12,12 +15,19 @@
 #include "engine/signer.h"
 #include "fanout/version.h"
 #include "tests/engine/receiver.h"
+#include "tests/transport/spawn_on_loop.h"
+#include "tests/transport/test_peers.h"
 
 namespace fanout {
 namespace {
 
 using fanout::testing::Received;
 using fanout::testing::Receiver;
+
+std::string event_for(std::int64_t org_id, const std::string& id) {
+  return R"({"id":")" + id + R"(","org_id":)" + std::to_string(org_id) +
+         R"(,"type":"business_updated","payload":{"n":1}})";
+}
 
 // Collects outcomes; wait_for(n) blocks until n arrived (condition variable, no sleeping).
 class Collector final : public Observer {
@@ -72,16 +82,29 @@ EngineOptions test_options() {
 class EngineTest : public ::testing::Test {
  protected:
   void start(EngineOptions o, std::uint16_t port) {
+    create(std::move(o));
+    ASSERT_TRUE(engine_);
+    subscribe(7, 42, "http://127.0.0.1:" + std::to_string(port) + "/hook?x=1",
+              {{"X-Auth-Token", "s3cr3t"}, {"X-Tenant", "acme"}});
+    run();
+  }
+  // The steps of start(), for tests with other subscriptions.
+  void create(EngineOptions o) {
     auto e = Engine::create(std::move(o), &collector_);
     ASSERT_TRUE(e.has_value()) << e.error();
     engine_ = std::move(*e);
+  }
+  void subscribe(std::int64_t id, std::int64_t org_id, const std::string& url,
+                 std::vector<routing::Header> headers = {}) {
     routing::SubscriptionSpec spec;
-    spec.org_id = 42;
+    spec.org_id = org_id;
     spec.event_type = "business_updated";
-    spec.url = "http://127.0.0.1:" + std::to_string(port) + "/hook?x=1";
-    spec.custom_headers = {{"X-Auth-Token", "s3cr3t"}, {"X-Tenant", "acme"}};
-    auto s = engine_->upsert(7, spec);
-    ASSERT_TRUE(s.has_value());
+    spec.url = url;
+    spec.custom_headers = std::move(headers);
+    auto s = engine_->upsert(id, spec);
+    ASSERT_TRUE(s.has_value()) << url;
+  }
+  void run() {
     auto started = engine_->start();
     ASSERT_TRUE(started.has_value()) << started.error();
   }
@@ -265,7 +288,388 @@ TEST_F(EngineTest, BusyWhenTheBudgetIsFullAndNothingIsLost) {
   for (const auto& u : left) ids.insert(u.event_id);
   EXPECT_EQ(ids, (std::set<std::string>{"b0", "b1", "b2"}));
   EXPECT_EQ(p.publish(event("late")).status, PublishStatus::kStopped);
-  engine_.reset();
+  // TearDown's stop() returns nothing more (stop is idempotent). The engine itself stays until
+  // then: a Producer must not outlive its Engine.
+}
+
+// Regression: PublishResult::event_id once pointed into the Delivery, which the worker may free
+// as soon as it is queued (TSan race, ASan use-after-free). It is now the Producer's own copy.
+TEST_F(EngineTest, EventIdOfTheResultStaysValidUntilTheNextPublish) {
+  Receiver rx([](const Received&, std::size_t) { return 200; });
+  start(test_options(), rx.port());
+  auto p = engine_->make_producer();
+  const std::string id(40, 'k');  // longer than any small-string buffer: its bytes are on the heap
+  const PublishResult r = p.publish(event(id));
+  ASSERT_EQ(r.status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(1));
+  EXPECT_TRUE(engine_->stop(std::chrono::milliseconds(0)).empty());
+  // No publish() since: the view must still be valid.
+  EXPECT_EQ(std::string(r.event_id), id);
+}
+
+// --- Network failures ---------------------------------------------------------------------------
+
+TEST_F(EngineTest, BlackHoleTimesOutAndIsRetriedUntilExhausted) {
+  Receiver rx([](const Received&, std::size_t) { return Receiver::kNoAnswer; });
+  EngineOptions o = test_options();
+  o.response_timeout_ms = 50;
+  start(o, rx.port());
+  auto p = engine_->make_producer();
+  ASSERT_EQ(p.publish(event("hole")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(1));
+  const auto out = collector_.outcomes();
+  EXPECT_EQ(out[0].kind, OutcomeKind::kExhausted);
+  EXPECT_EQ(out[0].attempts, 6u);
+  EXPECT_EQ(out[0].last_status, 0);
+  EXPECT_EQ(out[0].last_failure, "response timeout");
+  const auto got = rx.received();
+  ASSERT_EQ(got.size(), 6u) << "each timed-out attempt reached the receiver";
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].headers.at("x-partoo-attempt"), std::to_string(i + 1));
+    EXPECT_EQ(got[i].headers.at("x-partoo-event-id"), "hole");
+  }
+  // Outcome counters are final once the workers have stopped (the observer hears first).
+  EXPECT_TRUE(engine_->stop(std::chrono::milliseconds(0)).empty());
+  const EngineStats st = engine_->stats();
+  EXPECT_EQ(st.attempts_failed, 6u);
+  EXPECT_EQ(st.exhausted, 1u);
+  EXPECT_EQ(st.in_flight, 0u);
+}
+
+TEST_F(EngineTest, StreamResetsAreRetriedUntilExhausted) {
+  Receiver rx([](const Received&, std::size_t) { return Receiver::kReset; });
+  start(test_options(), rx.port());
+  auto p = engine_->make_producer();
+  ASSERT_EQ(p.publish(event("rst")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(1));
+  const auto out = collector_.outcomes();
+  EXPECT_EQ(out[0].kind, OutcomeKind::kExhausted);
+  EXPECT_EQ(out[0].attempts, 6u);
+  EXPECT_EQ(out[0].last_failure, "stream reset by peer");
+  EXPECT_EQ(rx.count(), 6u);
+}
+
+TEST_F(EngineTest, ResetStreamAndClosedConnectionAreRetriedThenDelivered) {
+  Receiver rx([](const Received&, std::size_t i) {
+    return i == 0 ? Receiver::kReset : i == 1 ? Receiver::kCloseConnection : 200;
+  });
+  start(test_options(), rx.port());
+  auto p = engine_->make_producer();
+  ASSERT_EQ(p.publish(event("flaky")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(1));
+  const auto out = collector_.outcomes();
+  EXPECT_EQ(out[0].kind, OutcomeKind::kDelivered);
+  EXPECT_EQ(out[0].attempts, 3u) << "a reset and a lost connection each count as an attempt";
+  EXPECT_EQ(out[0].last_status, 200);
+  const auto got = rx.received();
+  ASSERT_EQ(got.size(), 3u);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].headers.at("x-partoo-attempt"), std::to_string(i + 1));
+    EXPECT_EQ(got[i].headers.at("x-partoo-event-id"), "flaky");
+  }
+}
+
+// --- Isolation ----------------------------------------------------------------------------------
+
+TEST_F(EngineTest, BlackHoledOriginDoesNotHoldUpAHealthyOne) {
+  constexpr int kEach = 200;
+  Receiver healthy([](const Received&, std::size_t) { return 200; });
+  Receiver hole([](const Received&, std::size_t) { return Receiver::kNoAnswer; });
+  EngineOptions o = test_options();
+  o.workers = 1;                     // both origins share one loop and one client
+  o.response_timeout_ms = 600'000;   // the black hole never produces an outcome by itself
+  o.max_streams_per_connection = 8;  // the black hole takes 25 connections, all of them
+  o.max_connections_per_origin = 32;
+  create(o);
+  ASSERT_TRUE(engine_);
+  subscribe(1, 1, healthy.url());
+  subscribe(2, 2, hole.url());
+  run();
+  auto p = engine_->make_producer();
+  std::set<std::string> hole_ids;
+  for (int i = 0; i < kEach; ++i) {
+    const std::string id = "hole-" + std::to_string(i);
+    ASSERT_EQ(p.publish(event_for(2, id)).status, PublishStatus::kAccepted);
+    hole_ids.insert(id);
+    ASSERT_EQ(p.publish(event_for(1, "ok-" + std::to_string(i))).status, PublishStatus::kAccepted);
+  }
+  ASSERT_TRUE(collector_.wait_for(kEach));
+  std::size_t healthy_delivered = 0;
+  for (const auto& c : collector_.outcomes()) {
+    EXPECT_EQ(c.org_id, 1) << c.event_id << " ended (" << to_string(c.kind) << ", "
+                           << c.last_failure << ") while its receiver was still silent";
+    if (c.org_id == 1 && c.kind == OutcomeKind::kDelivered && c.attempts == 1) ++healthy_delivered;
+  }
+  EXPECT_EQ(healthy_delivered, static_cast<std::size_t>(kEach));
+  EXPECT_EQ(healthy.count(), static_cast<std::size_t>(kEach));
+  // Every black-holed request is in flight (sent, unanswered) before the engine stops.
+  ASSERT_TRUE(hole.wait_for(kEach));
+
+  auto left = engine_->stop(std::chrono::milliseconds(0));
+  ASSERT_EQ(left.size(), static_cast<std::size_t>(kEach));
+  std::set<std::string> left_ids;
+  for (const auto& u : left) {
+    left_ids.insert(u.event_id);
+    EXPECT_EQ(u.org_id, 2);
+    EXPECT_EQ(u.subscription_id, 2);
+    EXPECT_EQ(u.event_type, "business_updated");
+    EXPECT_EQ(u.body, R"({"type":"business_updated","payload":{"n":1}})");
+    EXPECT_LE(u.attempts, 1u);
+  }
+  EXPECT_EQ(left_ids, hole_ids);
+  EXPECT_EQ(collector_.outcomes().size(), static_cast<std::size_t>(kEach)) << "no late outcome";
+  EXPECT_EQ(engine_->stats().in_flight, 0u);
+}
+
+// Regression: requests queued behind a full pool were once completed through the timer wheel
+// after the worker had already closed it, so stop() neither reported nor handed them back.
+// Client::close() now aborts connections first and completes the queue at once.
+TEST_F(EngineTest, StopHandsBackDeliveriesQueuedBehindAFullPool) {
+  constexpr int kEvents = 20;
+  Receiver hole([](const Received&, std::size_t) { return Receiver::kNoAnswer; });
+  EngineOptions o = test_options();
+  o.response_timeout_ms = 600'000;
+  o.max_connections_per_origin = 1;
+  o.max_streams_per_connection = 4;  // 4 in flight, 16 queued in the origin
+  start(o, hole.port());
+  auto p = engine_->make_producer();
+  for (int i = 0; i < kEvents; ++i) {
+    ASSERT_EQ(p.publish(event("q" + std::to_string(i))).status, PublishStatus::kAccepted);
+  }
+  ASSERT_TRUE(hole.wait_for(4));
+  auto left = engine_->stop(std::chrono::milliseconds(0));
+  EXPECT_EQ(left.size(), static_cast<std::size_t>(kEvents));
+  EXPECT_TRUE(collector_.outcomes().empty());
+  EXPECT_EQ(engine_->stats().in_flight, 0u);
+}
+
+// --- Routing changes between attempts -----------------------------------------------------------
+
+TEST_F(EngineTest, UrlChangeTakesEffectForTheRetry) {
+  // The first receiver holds the first attempt until the route has moved, then answers 503:
+  // the order of events is fixed by the test, not by a clock.
+  Receiver before([](const Received&, std::size_t) { return Receiver::kHold; });
+  Receiver after([](const Received&, std::size_t) { return 200; });
+  start(test_options(), before.port());
+  auto p = engine_->make_producer();
+  ASSERT_EQ(p.publish(event("moved")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(before.wait_for(1));
+  subscribe(7, 42, after.url("/new"), {{"X-Tenant", "globex"}});  // same id, new URL and headers
+  before.release_held(503);
+  ASSERT_TRUE(collector_.wait_for(1));
+  const auto out = collector_.outcomes();
+  EXPECT_EQ(out[0].kind, OutcomeKind::kDelivered);
+  EXPECT_EQ(out[0].attempts, 2u);
+  EXPECT_EQ(out[0].subscription_id, 7);
+  EXPECT_EQ(before.count(), 1u);
+  const auto got = after.received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].path, "/new");
+  EXPECT_EQ(got[0].headers.at("x-partoo-attempt"), "2");
+  EXPECT_EQ(got[0].headers.at("x-partoo-event-id"), "moved");
+  EXPECT_EQ(got[0].headers.at("x-tenant"), "globex");
+  EXPECT_EQ(got[0].headers.count("x-auth-token"), 0u) << "the old headers went with the old URL";
+}
+
+TEST_F(EngineTest, SubscriptionReplacedByAnotherIdDropsTheRetry) {
+  Receiver before([](const Received&, std::size_t) { return Receiver::kHold; });
+  Receiver after([](const Received&, std::size_t) { return 200; });
+  start(test_options(), before.port());
+  auto p = engine_->make_producer();
+  ASSERT_EQ(p.publish(event("replaced")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(before.wait_for(1));
+  subscribe(8, 42, after.url());  // the same (org, type) under a new id
+  before.release_held(503);
+  ASSERT_TRUE(collector_.wait_for(1));
+  const auto out = collector_.outcomes();
+  EXPECT_EQ(out[0].kind, OutcomeKind::kDropped);
+  EXPECT_EQ(out[0].attempts, 1u);
+  EXPECT_EQ(out[0].subscription_id, 7);
+  EXPECT_EQ(after.count(), 0u);
+  // Later events go to the new subscription.
+  ASSERT_EQ(p.publish(event("next")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(2));
+  EXPECT_EQ(collector_.outcomes()[1].kind, OutcomeKind::kDelivered);
+  EXPECT_EQ(collector_.outcomes()[1].subscription_id, 8);
+  EXPECT_EQ(after.count(), 1u);
+}
+
+// --- Real peers nobody here wrote ---------------------------------------------------------------
+
+// nghttpd (nghttp2's server) over h2c: answers 200 to a POST on a file that exists.
+class EngineNghttpdTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    if (!fanout::testing::have_program("nghttpd")) GTEST_SKIP() << "missing test peer nghttpd";
+    dir_.write("hook", "");
+  }
+  std::uint16_t start_nghttpd() {
+    const std::uint16_t port = fanout::testing::free_port();
+    peer_ = fanout::testing::Child({"nghttpd", "--address=127.0.0.1", "--echo-upload", "-d",
+                                    dir_.path(), "--no-tls", std::to_string(port)});
+    EXPECT_TRUE(fanout::testing::wait_accepting(port)) << "nghttpd did not start";
+    return port;
+  }
+  fanout::testing::ScratchDir dir_;
+  fanout::testing::Child peer_;
+};
+
+TEST_F(EngineNghttpdTest, DeliversInOneAttemptOverH2c) {
+  constexpr int kEvents = 50;
+  const std::uint16_t port = start_nghttpd();
+  create(test_options());
+  ASSERT_TRUE(engine_);
+  subscribe(7, 42, "http://127.0.0.1:" + std::to_string(port) + "/hook");
+  run();
+  auto p = engine_->make_producer();
+  for (int i = 0; i < kEvents; ++i) {
+    ASSERT_EQ(p.publish(event("ng-" + std::to_string(i))).status, PublishStatus::kAccepted);
+  }
+  ASSERT_TRUE(collector_.wait_for(kEvents));
+  std::set<std::string> ids;
+  for (const auto& c : collector_.outcomes()) {
+    EXPECT_EQ(c.kind, OutcomeKind::kDelivered) << c.event_id << ": " << c.last_failure;
+    EXPECT_EQ(c.attempts, 1u);
+    EXPECT_EQ(c.last_status, 200);
+    ids.insert(c.event_id);
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kEvents));
+  const EngineStats st = engine_->stats();
+  EXPECT_EQ(st.attempts, static_cast<std::uint64_t>(kEvents));
+  EXPECT_EQ(st.attempts_2xx, static_cast<std::uint64_t>(kEvents));
+}
+
+// fanout-sink, spawned on port 0 from the test thread's own loop (tests/tools/
+// fanout_sink_test.cc does the same); its JSON summary after SIGTERM is the receiver's view.
+class EngineSinkTest : public EngineTest {
+ protected:
+  void SetUp() override {
+#ifndef FANOUT_SINK_PATH
+    GTEST_SKIP() << "fanout-sink is not built (FANOUT_BUILD_TOOLS=OFF)";
+#else
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    loop_ready_ = true;
+#endif
+  }
+  void TearDown() override {
+    EngineTest::TearDown();
+    if (!loop_ready_) return;
+    if (sink_ != nullptr && !sink_->done()) {
+      sink_->kill(SIGKILL);
+      run_until([&] { return sink_->done(); });
+    }
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(uv_loop_close(&loop_), 0);
+  }
+  void run_until(const std::function<bool()>& done) {
+    while (!done()) {
+      if (uv_run(&loop_, UV_RUN_ONCE) == 0 && !done()) {
+        ADD_FAILURE() << "the loop ran out of work";
+        return;
+      }
+    }
+  }
+  // Starts the sink with `flags`; its port, from "listening on 127.0.0.1:PORT".
+  std::uint16_t start_sink(std::vector<std::string> flags) {
+#ifdef FANOUT_SINK_PATH
+    std::vector<std::string> argv = {FANOUT_SINK_PATH, "--listen", "127.0.0.1:0", "--quiet",
+                                     "--json"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    sink_child_ = std::make_unique<fanout::testing::LoopChild>();
+    sink_ = sink_child_.get();
+    EXPECT_TRUE(sink_->start(&loop_, argv)) << sink_->error();
+    run_until([&] { return sink_->out().find('\n') != std::string::npos || sink_->done(); });
+    const std::string prefix = "listening on 127.0.0.1:";
+    if (sink_->out().rfind(prefix, 0) != 0) {
+      ADD_FAILURE() << sink_->describe();
+      return 0;
+    }
+    return static_cast<std::uint16_t>(std::stoi(sink_->out().substr(prefix.size())));
+#else
+    (void)flags;
+    return 0;
+#endif
+  }
+  // SIGTERM; the JSON summary line.
+  std::string stop_sink() {
+    sink_->kill(SIGTERM);
+    run_until([&] { return sink_->done(); });
+    EXPECT_EQ(sink_->exit_status(), 0) << sink_->describe();
+    return sink_->out().substr(sink_->out().find('\n') + 1);
+  }
+  // Publishes `n` events to a fresh engine subscribed to the sink; waits for every outcome.
+  void deliver(std::uint16_t port, int n) {
+    create(test_options());
+    ASSERT_TRUE(engine_);
+    subscribe(7, 42, "http://127.0.0.1:" + std::to_string(port) + "/hook");
+    run();
+    auto p = engine_->make_producer();
+    for (int i = 0; i < n; ++i) {
+      ASSERT_EQ(p.publish(event("sink-" + std::to_string(i))).status, PublishStatus::kAccepted);
+    }
+    ASSERT_TRUE(collector_.wait_for(static_cast<std::size_t>(n)));
+  }
+
+  uv_loop_t loop_{};
+  bool loop_ready_ = false;
+  std::unique_ptr<fanout::testing::LoopChild> sink_child_;
+  fanout::testing::LoopChild* sink_ = nullptr;
+};
+
+using fanout::testing::number_after;
+
+TEST_F(EngineSinkTest, EveryEventIsDeliveredOnceWhenTheSinkAnswersOk) {
+  constexpr int kEvents = 200;
+  const std::uint16_t port = start_sink({"--status-mix", "200:1"});
+  ASSERT_NE(port, 0);
+  deliver(port, kEvents);
+  if (HasFatalFailure()) return;
+  std::size_t delivered = 0;
+  for (const auto& c : collector_.outcomes()) {
+    EXPECT_EQ(c.kind, OutcomeKind::kDelivered) << c.event_id << ": " << c.last_failure;
+    EXPECT_EQ(c.attempts, 1u);
+    if (c.kind == OutcomeKind::kDelivered) ++delivered;
+  }
+  const std::string summary = stop_sink();
+  EXPECT_EQ(number_after(summary, "\"requests\":"), kEvents) << summary;
+  EXPECT_EQ(number_after(summary, "\"unique_event_ids\":"), static_cast<long long>(delivered))
+      << summary;
+  EXPECT_EQ(number_after(summary, "\"duplicate_event_ids\":"), 0) << summary;
+  EXPECT_EQ(number_after(summary, "\"without_event_id\":"), 0) << summary;
+  EXPECT_EQ(number_after(summary, "\"by_protocol\":{\"h2\":"), kEvents) << summary;
+}
+
+TEST_F(EngineSinkTest, RetriesReachTheSinkAsDuplicateEventIds) {
+  constexpr int kEvents = 200;
+  // Half the answers are 503: most events need retries, about 1 in 64 uses all six attempts.
+  const std::uint16_t port = start_sink({"--status-mix", "200:1,503:1", "--seed", "11"});
+  ASSERT_NE(port, 0);
+  deliver(port, kEvents);
+  if (HasFatalFailure()) return;
+  long long attempts = 0, delivered = 0, exhausted = 0;
+  for (const auto& c : collector_.outcomes()) {
+    attempts += c.attempts;
+    if (c.kind == OutcomeKind::kDelivered) {
+      ++delivered;
+      EXPECT_EQ(c.last_status, 200);
+    } else {
+      EXPECT_EQ(c.kind, OutcomeKind::kExhausted) << c.event_id;
+      EXPECT_EQ(c.attempts, 6u);
+      EXPECT_EQ(c.last_status, 503);
+      ++exhausted;
+    }
+  }
+  EXPECT_EQ(delivered + exhausted, kEvents);
+  EXPECT_GT(attempts, kEvents) << "the 503s were retried";
+  const std::string summary = stop_sink();
+  EXPECT_EQ(number_after(summary, "\"requests\":"), attempts) << summary;
+  EXPECT_EQ(number_after(summary, "\"unique_event_ids\":"), kEvents) << summary;
+  EXPECT_EQ(number_after(summary, "\"duplicate_event_ids\":"), attempts - kEvents) << summary;
+  EXPECT_EQ(number_after(summary, "\"by_status\":{\"200\":"), delivered) << summary;
+  EXPECT_EQ(number_after(summary, "\"503\":"), attempts - delivered) << summary;
+  const EngineStats st = engine_->stats();
+  EXPECT_EQ(st.attempts_2xx, static_cast<std::uint64_t>(delivered));
+  EXPECT_EQ(st.attempts_5xx, static_cast<std::uint64_t>(attempts - delivered));
 }
 
 }  // namespace

@@ -1,5 +1,9 @@
 // A webhook receiver for engine tests: transport::HttpServer on its own thread and loop, on
 // 127.0.0.1 port 0, answering each request through a script and recording what arrived.
+//
+// The script answers with an HTTP status, or with one of the actions below: never answer (a
+// black hole), reset the stream, close the connection, or hold the request until the test calls
+// release_held() (a delayed answer whose moment the test decides, without a clock).
 #pragma once
 
 #include <uv.h>
@@ -26,12 +30,30 @@ struct Received {
   std::map<std::string, std::string> headers;  // names lower-cased
 };
 
+// What the receiver did with one request: kept for every request, even in kAnswersOnly mode.
+struct Answer {
+  std::string event_id;  // X-Partoo-Event-Id
+  std::string attempt;   // X-Partoo-Attempt
+  int action = 0;        // the script's answer: a status or one of Receiver's actions
+};
+
 class Receiver final : public transport::HttpRequestHandler {
  public:
-  // Decides the status for a request (called on the receiver's thread); 0 means never answer.
+  // Script answers besides HTTP statuses.
+  static constexpr int kNoAnswer = 0;          // a black hole: the request stays open
+  static constexpr int kReset = -1;            // HTTP/2 RST_STREAM(INTERNAL_ERROR)
+  static constexpr int kCloseConnection = -2;  // the connection closes at once
+  static constexpr int kHold = -3;             // answered by release_held()
+
+  // kEverything keeps each request whole (received()); kAnswersOnly keeps only answers(), for
+  // load tests where copying every body and header would dominate.
+  enum class Keep { kEverything, kAnswersOnly };
+
+  // Decides the answer to a request (called on the receiver's thread).
   using Script = std::function<int(const Received&, std::size_t index)>;
 
-  explicit Receiver(Script script) : script_(std::move(script)) {
+  explicit Receiver(Script script, Keep keep = Keep::kEverything)
+      : script_(std::move(script)), keep_(keep) {
     std::atomic<int> ready{0};
     thread_ = std::thread([this, &ready] {
       uv_loop_init(&loop_);
@@ -52,11 +74,15 @@ class Receiver final : public transport::HttpRequestHandler {
             [](transport::HttpServer*, void* d) noexcept {
               auto* r = static_cast<Receiver*>(d);
               uv_close(reinterpret_cast<uv_handle_t*>(&r->stop_), nullptr);
+              uv_close(reinterpret_cast<uv_handle_t*>(&r->release_), nullptr);
               r->streams_->close();
             },
             self);
       });
       stop_.data = this;
+      uv_async_init(&loop_, &release_,
+                    [](uv_async_t* a) { static_cast<Receiver*>(a->data)->answer_held(); });
+      release_.data = this;
       ready.store(1);
       uv_run(&loop_, UV_RUN_DEFAULT);
       server_.reset();
@@ -66,6 +92,8 @@ class Receiver final : public transport::HttpRequestHandler {
   }
 
   ~Receiver() { stop(); }
+  Receiver(const Receiver&) = delete;
+  Receiver& operator=(const Receiver&) = delete;
 
   void stop() {
     if (!thread_.joinable()) return;
@@ -74,19 +102,36 @@ class Receiver final : public transport::HttpRequestHandler {
   }
 
   [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] std::string url(const std::string& path = "/hook") const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
   [[nodiscard]] int loop_close_result() const { return loop_closed_; }
+  // Every request, whole (empty in kAnswersOnly mode).
   [[nodiscard]] std::vector<Received> received() const {
     std::lock_guard lock(mu_);
     return received_;
   }
+  [[nodiscard]] std::vector<Answer> answers() const {
+    std::lock_guard lock(mu_);
+    return answers_;
+  }
   [[nodiscard]] std::size_t count() const {
     std::lock_guard lock(mu_);
-    return received_.size();
+    return count_;
   }
   // Blocks until `n` requests arrived; false after 60 s (a failure, not a timing assertion).
   bool wait_for(std::size_t n) {
     std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(60), [&] { return received_.size() >= n; });
+    return cv_.wait_for(lock, std::chrono::seconds(60), [&] { return count_ >= n; });
+  }
+  // Any thread: answers every request held so far (kHold) with `status`, on the receiver's
+  // thread. Requests held later wait for the next call.
+  void release_held(int status) {
+    {
+      std::lock_guard lock(mu_);
+      release_status_ = status;
+    }
+    uv_async_send(&release_);
   }
 
   void on_request(const transport::HttpRequest& request,
@@ -102,26 +147,66 @@ class Receiver final : public transport::HttpRequestHandler {
     std::size_t index = 0;
     {
       std::lock_guard lock(mu_);
-      index = received_.size();
-      received_.push_back(r);
+      index = count_;
+    }
+    const int action = script_(r, index);
+    {
+      std::lock_guard lock(mu_);
+      ++count_;
+      answers_.push_back({header_or_empty(r, "x-partoo-event-id"),
+                          header_or_empty(r, "x-partoo-attempt"), action});
+      if (keep_ == Keep::kEverything) received_.push_back(std::move(r));
     }
     cv_.notify_all();
-    const int status = script_(r, index);
-    if (status != 0) responder.respond(status, {}, "ok");
+    switch (action) {
+      case kNoAnswer:
+        break;
+      case kReset:
+        responder.reset();
+        break;
+      case kCloseConnection:
+        responder.close_connection();
+        break;
+      case kHold:
+        held_.push_back(responder);
+        break;
+      default:
+        responder.respond(action, {}, "ok");
+    }
   }
 
  private:
+  static std::string header_or_empty(const Received& r, const std::string& name) {
+    auto it = r.headers.find(name);
+    return it == r.headers.end() ? std::string() : it->second;
+  }
+  void answer_held() {
+    int status = 0;
+    {
+      std::lock_guard lock(mu_);
+      status = release_status_;
+    }
+    for (const transport::HttpResponder& h : held_) h.respond(status, {}, "ok");
+    held_.clear();
+  }
+
   Script script_;
+  Keep keep_;
   std::thread thread_;
   uv_loop_t loop_{};
   uv_async_t stop_{};
+  uv_async_t release_{};
   std::unique_ptr<transport::StreamLoop> streams_;
   std::unique_ptr<transport::HttpServer> server_;
   std::uint16_t port_ = 0;
   int loop_closed_ = -1;
+  std::vector<transport::HttpResponder> held_;  // receiver's thread only
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::size_t count_ = 0;
+  int release_status_ = 200;
   std::vector<Received> received_;
+  std::vector<Answer> answers_;
 };
 
 }  // namespace fanout::testing

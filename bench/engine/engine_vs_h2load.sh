@@ -1,0 +1,504 @@
+#!/usr/bin/env bash
+# fanout's engine end to end (publish -> 1 worker -> receiver -> Observer) against the physical
+# limit of this client stack, in one run (issue 4, "Benchmarks"):
+#
+#   throughput      server (CPU 1)              baseline (CPU 0)       fanout (CPU 0)
+#   h2c 1x100       nghttpd --no-tls -n 1       h2load -c 1 -m 100     fanout-engine-bench --conns 1 --streams 100
+#   h2c 8x10        nghttpd --no-tls -n 1       h2load -c 8 -m 10      ... --conns 8 --streams 10
+#   signed 1x100    nghttpd --no-tls -n 1       raw Ed25519 sign rate  ... --sign --conns 1 --streams 100
+#   signed 8x10     nghttpd --no-tls -n 1       (same, measured in     ... --sign --conns 8 --streams 10
+#                                               each repeat)
+#   latency         at half of fanout's measured saturation rate (median of the throughput runs):
+#                   fanout-engine-bench --rate R (p50/p99 publish -> outcome) beside
+#                   h2load --rps R/C --log-file (p50/p99 of its request times) at the same rate.
+#
+# Same connections x streams, same ~600 B JSON body (fanout-engine-bench --print-body: the
+# delivery body the engine builds), each client pinned to CPU 0 and nghttpd to CPU 1 (taskset).
+# The engine's publishing thread and its worker share CPU 0, as h2load's one thread does. The
+# signed baseline is measured on CPU 0 in each repeat by fanout-engine-bench --sign-rate-only:
+# raw BoringSSL ED25519_sign (the rate issue 4 names) and the engine's Signer (libsodium +
+# base64). Every pair runs R times, interleaved; the tables hold medians. Each run also records
+# the server's CPU time per request (/proc) and the client's (GNU time, when installed).
+#
+# Usage (from the repository root):
+#   bash bench/engine/engine_vs_h2load.sh [--events N] [--repeat R] [--smoke]
+#                                         [--out DIR] [--build-dir DIR]
+#   --events N     events (requests) per throughput run (default 200000)
+#   --repeat R     runs of each pair (default 3)
+#   --smoke        N=2000, one run, results in the temp dir only: checks that everything works
+#   --out DIR      where engine_vs_h2load.md/.json go (default bench/results; --smoke: none)
+#   --build-dir D  release tree (default build/bench; configured here if it has no build.ninja)
+#
+# Needs: cmake, ninja, nghttpd and h2load (nghttp2-server, nghttp2-client), taskset, timeout,
+# python3. Exit status: 0 when every run completed with every request answered 2xx.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROOT=$PWD
+
+N=200000
+REPEAT=3
+SMOKE=0
+OUT=""
+BUILD_DIR=build/bench
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --events | --requests) N=$2; shift 2 ;;
+    --repeat) REPEAT=$2; shift 2 ;;
+    --smoke) SMOKE=1; shift ;;
+    --out) OUT=$2; shift 2 ;;
+    --build-dir) BUILD_DIR=$2; shift 2 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "engine_vs_h2load.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+if [[ $SMOKE == 1 ]]; then
+  N=2000
+  REPEAT=1
+fi
+[[ $N =~ ^[1-9][0-9]*$ ]] || { echo "--events wants a positive integer" >&2; exit 2; }
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "--repeat wants a positive integer" >&2; exit 2; }
+if [[ -z $OUT && $SMOKE == 0 ]]; then OUT=bench/results; fi
+
+# Signatures per --sign-rate-only run (each library): about a second of signing at full size.
+SIGN_N=$((N / 4))
+[[ $SIGN_N -ge 1000 ]] || SIGN_N=1000
+# Upper bounds of every load loop: fanout's own --duration-max (signing is the slowest path, some
+# 20k/s on a loaded core), and `timeout` around each client so that nothing here can hang.
+RUN_LIMIT_S=$((60 + N / 2000))
+CLIENT_TIMEOUT_S=$((RUN_LIMIT_S + 30))
+
+log() { printf '%s\n' "$*" >&2; }
+
+# --- tools ---------------------------------------------------------------------------------------
+for tool in cmake ninja nghttpd h2load taskset python3 timeout; do
+  command -v "$tool" >/dev/null || { log "missing tool: $tool"; exit 2; }
+done
+CPUS=$(nproc)
+if [[ $CPUS -lt 2 ]]; then
+  log "needs at least 2 CPUs (clients on CPU 0, the server on CPU 1); this machine has $CPUS"
+  exit 2
+fi
+
+# --- build ---------------------------------------------------------------------------------------
+if [[ ! -f $BUILD_DIR/build.ninja ]]; then
+  log "configuring $BUILD_DIR (Release)"
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DFANOUT_BUILD_TESTS=OFF -DFANOUT_BUILD_TOOLS=OFF >/dev/null
+fi
+log "building fanout-engine-bench in $BUILD_DIR"
+cmake --build "$BUILD_DIR" --target fanout-engine-bench >/dev/null
+BENCH=$BUILD_DIR/bench/fanout-engine-bench
+[[ $BENCH == /* ]] || BENCH=$ROOT/$BENCH
+[[ -x $BENCH ]] || { log "no $BENCH after the build"; exit 2; }
+
+# --- server --------------------------------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout-engine-bench.XXXXXX")
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_accepting() {  # port: up to 10 s
+  local i
+  for ((i = 0; i < 200; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+
+"$BENCH" --print-body >"$TMP/body.json"
+BODY_BYTES=$(wc -c <"$TMP/body.json")
+mkdir -p "$TMP/htdocs"
+printf 'ok' >"$TMP/htdocs/hook"
+
+# nghttpd: one worker (-n 1); -m 256 so that its stream limit (default 100) never binds below
+# the client's window. A POST to an existing file is answered 200 with the file ("ok").
+PORT=$(free_port)
+taskset -c 1 nghttpd --address=127.0.0.1 -n 1 -m 256 -d "$TMP/htdocs" --no-tls "$PORT" \
+  >"$TMP/nghttpd.log" 2>&1 &
+PIDS+=($!)
+SERVER_PID=$!
+wait_accepting "$PORT" || { log "nghttpd did not start on port $PORT"; cat "$TMP/nghttpd.log" >&2; exit 1; }
+URL=http://127.0.0.1:$PORT/hook
+
+# --- helpers -------------------------------------------------------------------------------------
+CLK_TCK=$(getconf CLK_TCK)
+server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+per_request_us() {  # ticks requests
+  awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }'
+}
+timed() {
+  if [[ -x /usr/bin/time ]]; then
+    /usr/bin/time -f '%U %S' -o "$TMP/client-cpu.txt" "$@"
+  else
+    : >"$TMP/client-cpu.txt"
+    "$@"
+  fi
+}
+client_us() {  # requests
+  tail -n 1 "$TMP/client-cpu.txt" |
+    awk -v n="$1" '(NF == 2 && n > 0) { printf "%.2f", ($1 + $2) * 1e6 / n; found = 1 }
+                   END { if (!found) printf "nan" }'
+}
+
+# Every run appends one JSON line to $RUNS: {"kind", "scenario", "run", "tool", ...}.
+RUNS=$TMP/runs.jsonl
+: >"$RUNS"
+FAILED=0
+record() {  # json-object
+  printf '%s\n' "$1" >>"$RUNS"
+}
+
+run_fanout() {  # kind scenario run conns streams events extra...; prints its JSON on stdout
+  local kind=$1 scenario=$2 run=$3 c=$4 m=$5 n=$6
+  shift 6
+  local out rc=0 t0 sus cus
+  t0=$(server_ticks)
+  out=$(timed timeout "$CLIENT_TIMEOUT_S" taskset -c 0 "$BENCH" --url "$URL" --events "$n" \
+    --conns "$c" --streams "$m" --duration-max "$RUN_LIMIT_S" --json "$@") || rc=$?
+  sus=$(per_request_us $(($(server_ticks) - t0)) "$n")
+  cus=$(client_us "$n")
+  python3 - "$out" "$kind" "$scenario" "$run" "$rc" "$sus" "$cus" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+import json, sys
+out, kind, scenario, run, rc, sus, cus, load = sys.argv[1:]
+try:
+    d = json.loads(out)
+except Exception:
+    d = {"deliveries_per_s": 0, "delivered": 0, "events": -1, "error": "no JSON: " + out[:200]}
+ok = rc == "0" and d.get("delivered") == d.get("events") and not d.get("cut_by_duration", True)
+d.update({"kind": kind, "scenario": scenario, "run": int(run), "tool": "fanout", "ok": ok,
+          "exit": int(rc), "server_cpu_us_per_request": float(sus),
+          "client_cpu_us_per_request": float(cus) if cus != "nan" else None, "load": load})
+print(json.dumps(d))
+PY
+}
+
+run_h2load() {  # kind scenario run conns streams requests [rps-per-client]; prints JSON
+  local kind=$1 scenario=$2 run=$3 c=$4 m=$5 n=$6 rps=${7:-} out rc=0 t0 sus cus
+  local extra=()
+  if [[ -n $rps ]]; then extra=(--rps="$rps" --log-file="$TMP/h2load-times.tsv"); fi
+  : >"$TMP/h2load-times.tsv"
+  t0=$(server_ticks)
+  out=$(timed timeout "$CLIENT_TIMEOUT_S" taskset -c 0 h2load -n "$n" -c "$c" -m "$m" -t 1 \
+    "${extra[@]}" -d "$TMP/body.json" -H 'content-type: application/json' "$URL" 2>&1) || rc=$?
+  sus=$(per_request_us $(($(server_ticks) - t0)) "$n")
+  cus=$(client_us "$n")
+  printf '%s\n' "$out" >>"$TMP/h2load.log"
+  python3 - "$out" "$kind" "$scenario" "$run" "$rc" "$sus" "$cus" "$n" "$TMP/h2load-times.tsv" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+import json, re, sys
+out, kind, scenario, run, rc, sus, cus, n, times, load = sys.argv[1:]
+m = re.search(r"^finished in .*?, ([0-9.]+) req/s", out, re.M)
+s = re.search(r"^requests: .* ([0-9]+) succeeded", out, re.M)
+codes = re.search(r"^status codes: (.*)$", out, re.M)
+d = {"kind": kind, "scenario": scenario, "run": int(run), "tool": "h2load",
+     "requests_per_s": float(m.group(1)) if m else 0.0,
+     "succeeded": int(s.group(1)) if s else 0, "status_codes": codes.group(1) if codes else "?",
+     "exit": int(rc), "server_cpu_us_per_request": float(sus),
+     "client_cpu_us_per_request": float(cus) if cus != "nan" else None, "load": load}
+d["ok"] = rc == "0" and m is not None and d["succeeded"] == int(n)
+lat = []
+try:
+    for line in open(times):
+        f = line.split("\t")
+        if len(f) >= 3:
+            lat.append(int(f[2]))
+except OSError:
+    pass
+if lat:
+    lat.sort()
+    pick = lambda q: lat[min(len(lat) - 1, max(0, int(q * len(lat) + 0.5) - 1))]
+    d["latency_us"] = {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99),
+                       "p999": pick(0.999), "max": lat[-1], "mean": sum(lat) / len(lat)}
+print(json.dumps(d))
+PY
+}
+
+check() {  # json-line label
+  local ok
+  ok=$(python3 -c 'import json,sys; print(1 if json.loads(sys.argv[1])["ok"] else 0)' "$1")
+  if [[ $ok != 1 ]]; then
+    FAILED=1
+    log "  FAILED: $2: $1"
+  fi
+}
+
+summary() {  # json-line
+  python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+if d["tool"] == "h2load":
+    s = "%.0f req/s" % d["requests_per_s"]
+    if "latency_us" in d:
+        s += ", p50 %d us, p99 %d us" % (d["latency_us"]["p50"], d["latency_us"]["p99"])
+elif d.get("mode") == "sign-rate-only":
+    s = "Signer %.0f/s, BoringSSL %.0f/s" % (d["signer_per_s"], d["boringssl_per_s"])
+else:
+    s = "%.0f deliveries/s, p50 %.0f us, p99 %.0f us, cpu %.2f us/event (publisher %.2f)" % (
+        d["deliveries_per_s"], d["latency_us"]["p50"], d["latency_us"]["p99"],
+        d["cpu_us_per_event"], d["publisher_cpu_us_per_event"])
+print(s + "; server %.2f us/req" % d.get("server_cpu_us_per_request", 0))
+' "$1"
+}
+
+# --- runs ----------------------------------------------------------------------------------------
+SHAPES=("1x100|1|100" "8x10|8|10")
+LOAD_BEFORE=$(uptime)
+log "load before: $LOAD_BEFORE"
+log "N=$N, repeat=$REPEAT, body $BODY_BYTES B, nghttpd on CPU 1, clients on CPU 0"
+
+for ((run = 1; run <= REPEAT; run++)); do
+  for shape in "${SHAPES[@]}"; do
+    IFS='|' read -r name c m <<<"$shape"
+    log "[$run/$REPEAT] h2c $name  (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    line=$(run_fanout throughput "h2c $name" "$run" "$c" "$m" "$N")
+    record "$line"; check "$line" "fanout h2c $name"; log "  fanout  $(summary "$line")"
+    line=$(run_h2load throughput "h2c $name" "$run" "$c" "$m" "$N")
+    record "$line"; check "$line" "h2load h2c $name"; log "  h2load  $(summary "$line")"
+  done
+  # Signing on: the raw sign rate on CPU 0 right before the signed runs.
+  log "[$run/$REPEAT] signed  (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  out=$(timeout "$CLIENT_TIMEOUT_S" taskset -c 0 "$BENCH" --sign-rate-only --events "$SIGN_N" --json)
+  line=$(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1]); d.update({"kind": "sign-rate", "scenario": "sign", "run": int(sys.argv[2]),
+    "tool": "sign-rate-only", "ok": True, "load": sys.argv[3]}); print(json.dumps(d))' \
+    "$out" "$run" "$(cut -d' ' -f1-3 /proc/loadavg)")
+  record "$line"; log "  sign    $(summary "$line")"
+  for shape in "${SHAPES[@]}"; do
+    IFS='|' read -r name c m <<<"$shape"
+    line=$(run_fanout signed "signed $name" "$run" "$c" "$m" "$N" --sign)
+    record "$line"; check "$line" "fanout signed $name"; log "  fanout --sign $name  $(summary "$line")"
+  done
+done
+
+# Latency below saturation: half of fanout's median rate in each scenario, fanout and h2load
+# paced at that rate (h2load's --rps is per connection).
+half_rate() {  # kind scenario -> events/s (integer)
+  python3 - "$RUNS" "$1" "$2" <<'PY'
+import json, statistics, sys
+runs, kind, scenario = sys.argv[1:]
+rates = [d["deliveries_per_s"] for d in map(json.loads, open(runs))
+         if d["kind"] == kind and d["scenario"] == scenario and d["tool"] == "fanout"]
+print(max(1, int(statistics.median(rates) / 2)) if rates else 1000)
+PY
+}
+LAT_SCENARIOS=("throughput|h2c 1x100|1|100|" "throughput|h2c 8x10|8|10|" "signed|signed 1x100|1|100|--sign")
+for ((run = 1; run <= REPEAT; run++)); do
+  for s in "${LAT_SCENARIOS[@]}"; do
+    IFS='|' read -r kind scenario c m flag <<<"$s"
+    rate=$(half_rate "$kind" "$scenario")
+    # About 4 s of events at that rate, at most N, at least 1,000.
+    events=$((rate * 4))
+    [[ $events -le $N ]] || events=$N
+    [[ $events -ge 1000 ]] || events=1000
+    log "[$run/$REPEAT] latency $scenario at $rate events/s, $events events  (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    # shellcheck disable=SC2086  # an optional flag, split on purpose
+    line=$(run_fanout latency "$scenario" "$run" "$c" "$m" "$events" --rate "$rate" $flag)
+    record "$line"; check "$line" "fanout latency $scenario"; log "  fanout  $(summary "$line")"
+    if [[ -z $flag ]]; then
+      rps=$(((rate + c - 1) / c))
+      line=$(run_h2load latency "$scenario" "$run" "$c" "$m" "$events" "$rps")
+      record "$line"; check "$line" "h2load latency $scenario"; log "  h2load  $(summary "$line")"
+    fi
+  done
+done
+LOAD_AFTER=$(uptime)
+log "load after: $LOAD_AFTER"
+
+# --- report --------------------------------------------------------------------------------------
+REPORT_DIR=${OUT:-$TMP}
+mkdir -p "$REPORT_DIR"
+COMMAND="bash bench/engine/engine_vs_h2load.sh"
+if [[ $SMOKE == 1 ]]; then COMMAND+=" --smoke"; else COMMAND+=" --events $N --repeat $REPEAT"; fi
+python3 - "$RUNS" "$REPORT_DIR" "$N" "$REPEAT" "$BODY_BYTES" "$COMMAND" "$LOAD_BEFORE" \
+  "$LOAD_AFTER" "$SMOKE" "$SIGN_N" <<'PY'
+import json, os, platform, statistics, subprocess, sys, time
+runs_file, out_dir, n, repeat, body, command, load_before, load_after, smoke, sign_n = sys.argv[1:]
+runs = [json.loads(l) for l in open(runs_file) if l.strip()]
+
+def med(values):
+    values = [v for v in values if v is not None and v == v]
+    return statistics.median(values) if values else float("nan")
+
+def pick(kind, scenario, tool):
+    return [d for d in runs if d["kind"] == kind and d["scenario"] == scenario and d["tool"] == tool]
+
+def version(cmd):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (p.stdout + p.stderr).strip().splitlines()[0]
+    except Exception:
+        return "?"
+
+cpu = "?"
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+except OSError:
+    pass
+
+throughput = []
+for scenario in ("h2c 1x100", "h2c 8x10"):
+    f, h = pick("throughput", scenario, "fanout"), pick("throughput", scenario, "h2load")
+    fr, hr = med(d["deliveries_per_s"] for d in f), med(d["requests_per_s"] for d in h)
+    paired = med(x["deliveries_per_s"] / y["requests_per_s"] for x, y in zip(f, h)
+                 if y["requests_per_s"] > 0)
+    throughput.append({
+        "scenario": scenario, "h2load_rps": hr, "fanout_deliveries_per_s": fr,
+        "ratio": fr / hr if hr > 0 else 0.0, "median_paired_ratio": paired,
+        "fanout_cpu_us_per_event": med(d.get("cpu_us_per_event") for d in f),
+        "fanout_publisher_cpu_us_per_event": med(d.get("publisher_cpu_us_per_event") for d in f),
+        "h2load_client_cpu_us_per_request": med(d["client_cpu_us_per_request"] for d in h),
+        "fanout_server_cpu_us_per_request": med(d["server_cpu_us_per_request"] for d in f),
+        "h2load_server_cpu_us_per_request": med(d["server_cpu_us_per_request"] for d in h)})
+    t = throughput[-1]
+    # What the ratio would be were both CPU-bound on CPU 0: steadier than the rates when other
+    # processes share the machine.
+    t["cpu_ratio"] = (t["h2load_client_cpu_us_per_request"] / t["fanout_cpu_us_per_event"]
+                      if t["fanout_cpu_us_per_event"] and t["h2load_client_cpu_us_per_request"]
+                      else float("nan"))
+
+signs = [d for d in runs if d["kind"] == "sign-rate"]
+boring = med(d["boringssl_per_s"] for d in signs)
+signer = med(d["signer_per_s"] for d in signs)
+signed = []
+for scenario in ("signed 1x100", "signed 8x10"):
+    f = pick("signed", scenario, "fanout")
+    fr = med(d["deliveries_per_s"] for d in f)
+    # Paired with the sign rate measured in the same repeat.
+    by_run = {d["run"]: d for d in signs}
+    paired_b = med(d["deliveries_per_s"] / by_run[d["run"]]["boringssl_per_s"] for d in f
+                   if d["run"] in by_run)
+    signed.append({
+        "scenario": scenario, "boringssl_sign_per_s": boring, "signer_sign_per_s": signer,
+        "fanout_deliveries_per_s": fr, "ratio_to_boringssl": fr / boring if boring > 0 else 0.0,
+        "ratio_to_signer": fr / signer if signer > 0 else 0.0,
+        "median_paired_ratio_to_boringssl": paired_b,
+        "fanout_cpu_us_per_event": med(d.get("cpu_us_per_event") for d in f),
+        "fanout_publisher_cpu_us_per_event": med(d.get("publisher_cpu_us_per_event") for d in f)})
+
+latency = []
+for scenario in ("h2c 1x100", "h2c 8x10", "signed 1x100"):
+    f, h = pick("latency", scenario, "fanout"), pick("latency", scenario, "h2load")
+    row = {"scenario": scenario, "rate": med(d["rate_target"] for d in f),
+           "achieved": med(d["deliveries_per_s"] for d in f)}
+    for q in ("p50", "p90", "p99", "p999"):
+        row["fanout_" + q] = med(d["latency_us"][q] for d in f)
+        row["h2load_" + q] = med(d["latency_us"][q] for d in h if "latency_us" in d) if h else None
+    latency.append(row)
+
+def fmt(v, spec="%.0f"):
+    return "-" if v is None or v != v else spec % v
+
+md = ["# fanout engine end to end vs h2load", ""]
+md.append("Command: `%s` (from the repository root)%s" %
+          (command, " - smoke run, numbers meaningless" if smoke == "1" else ""))
+md.append("")
+md.append("Events per throughput run: %s; runs per pair: %s (medians below); body %s B of JSON "
+          "(the delivery body); fanout-engine-bench (publishing thread + 1 worker) and h2load on "
+          "CPU 0, nghttpd -n 1 on CPU 1; 10,000 orgs all subscribed to the one URL." % (n, repeat, body))
+md.append("")
+md.append("## Throughput (goal: ratio >= 0.85)")
+md.append("")
+md.append("| scenario | h2load req/s | fanout deliveries/s | ratio | paired ratio | CPU ratio "
+          "| fanout CPU us/event (publisher) | h2load CPU us/req | server CPU us/req: h2load / fanout |")
+md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for t in throughput:
+    md.append("| %s | %s | %s | %.2f | %.2f | %s | %s (%s) | %s | %s / %s |" % (
+        t["scenario"], fmt(t["h2load_rps"]), fmt(t["fanout_deliveries_per_s"]), t["ratio"],
+        t["median_paired_ratio"], fmt(t["cpu_ratio"], "%.2f"),
+        fmt(t["fanout_cpu_us_per_event"], "%.2f"),
+        fmt(t["fanout_publisher_cpu_us_per_event"], "%.2f"),
+        fmt(t["h2load_client_cpu_us_per_request"], "%.2f"),
+        fmt(t["h2load_server_cpu_us_per_request"], "%.2f"),
+        fmt(t["fanout_server_cpu_us_per_request"], "%.2f")))
+md.append("")
+md.append("ratio: median fanout rate / median h2load rate; paired: median of each repeat's "
+          "back-to-back ratio; CPU ratio: h2load's client CPU per request (GNU time) / fanout's "
+          "process CPU per event (getrusage over the run, both threads): the rate ratio when both "
+          "are CPU-bound on CPU 0, the steadiest of the three on a shared machine.")
+md.append("")
+md.append("## Signed (goal: >= 0.85 of the raw BoringSSL Ed25519 sign rate, per worker)")
+md.append("")
+md.append("Sign rates: %d signatures of the %s B body per library per repeat, on CPU 0." %
+          (int(sign_n), body))
+md.append("")
+md.append("| scenario | BoringSSL sign/s | engine Signer sign/s | fanout signed deliveries/s "
+          "| ratio to BoringSSL | paired | ratio to Signer | fanout CPU us/event (publisher) |")
+md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+for t in signed:
+    md.append("| %s | %s | %s | %s | %.2f | %.2f | %.2f | %s (%s) |" % (
+        t["scenario"], fmt(t["boringssl_sign_per_s"]), fmt(t["signer_sign_per_s"]),
+        fmt(t["fanout_deliveries_per_s"]), t["ratio_to_boringssl"],
+        t["median_paired_ratio_to_boringssl"], t["ratio_to_signer"],
+        fmt(t["fanout_cpu_us_per_event"], "%.2f"), fmt(t["fanout_publisher_cpu_us_per_event"], "%.2f")))
+md.append("")
+md.append("## Latency at half of fanout's saturation rate (us)")
+md.append("")
+md.append("fanout: publish() to the Observer's outcome (log-bucketed, <= 6.25% bucket width); "
+          "h2load: its per-request times (--log-file) at the same total rate (--rps per connection).")
+md.append("")
+md.append("| scenario | rate events/s | fanout p50 | fanout p99 | fanout p99.9 | h2load p50 | h2load p99 |")
+md.append("|---|---:|---:|---:|---:|---:|---:|")
+for t in latency:
+    md.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+        t["scenario"], fmt(t["rate"]), fmt(t["fanout_p50"]), fmt(t["fanout_p99"]),
+        fmt(t["fanout_p999"]), fmt(t["h2load_p50"]), fmt(t["h2load_p99"])))
+md.append("")
+md.append("- date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+md.append("- machine: %s, %d CPUs, %s" % (cpu, os.cpu_count() or 0, platform.platform()))
+md.append("- load before: `%s`" % load_before.strip())
+md.append("- load after: `%s`" % load_after.strip())
+md.append("- %s; %s" % (version(["h2load", "--version"]), version(["nghttpd", "--version"])))
+md.append("")
+md.append("Every run:")
+md.append("")
+md.append("| kind | scenario | tool | run | rate/s | p50 us | p99 us | ok | load (1/5/15 min) |")
+md.append("|---|---|---|---:|---:|---:|---:|---|---|")
+for d in runs:
+    if d["tool"] == "fanout":
+        r, lat = d["deliveries_per_s"], d.get("latency_us", {})
+    elif d["tool"] == "h2load":
+        r, lat = d["requests_per_s"], d.get("latency_us", {})
+    else:
+        r, lat = d["boringssl_per_s"], {}
+    md.append("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s |" % (
+        d["kind"], d["scenario"], d["tool"] if d["tool"] != "sign-rate-only"
+        else "BoringSSL sign (Signer %.0f/s)" % d["signer_per_s"], d["run"], r,
+        fmt(lat.get("p50")), fmt(lat.get("p99")), "yes" if d["ok"] else "NO", d["load"]))
+text = "\n".join(md) + "\n"
+with open(os.path.join(out_dir, "engine_vs_h2load.md"), "w") as f:
+    f.write(text)
+with open(os.path.join(out_dir, "engine_vs_h2load.json"), "w") as f:
+    json.dump({"command": command, "events": int(n), "repeat": int(repeat), "body_bytes": int(body),
+               "load_before": load_before.strip(), "load_after": load_after.strip(), "cpu": cpu,
+               "smoke": smoke == "1", "throughput": throughput, "signed": signed,
+               "latency": latency, "runs": runs}, f, indent=2)
+    f.write("\n")
+print(text)
+PY
+if [[ -n $OUT ]]; then
+  log "wrote $OUT/engine_vs_h2load.md and $OUT/engine_vs_h2load.json"
+fi
+if [[ $FAILED != 0 ]]; then
+  log "some runs FAILED (see above)"
+  exit 1
+fi

@@ -169,13 +169,14 @@ void Worker::attempt(Delivery& d) {
   d.target = t->parts.target;
   std::size_t n = 0;
   for (const routing::Header& h : t->headers) d.header_views[n++] = {h.name, h.value};
-  d.header_views[n++] = {"X-Partoo-Event-Id", d.event_id};
+  d.header_views[n++] = {"X-Partoo-Event-Id", d.event_id, /*never_index=*/true};
   ++d.attempts;
   std::snprintf(d.attempt_text, sizeof d.attempt_text, "%u", d.attempts);
   d.header_views[n++] = {"X-Partoo-Attempt", d.attempt_text};
   if (d.has_signature) {
     d.header_views[n++] = {"X-Partoo-Signature-v1",
-                           std::string_view(d.signature, Signer::kSignatureBase64Size)};
+                           std::string_view(d.signature, Signer::kSignatureBase64Size),
+                           /*never_index=*/true};
   }
   d.headers = std::span<const transport::HeaderView>(d.header_views.data(), n);
   d.body = d.body_bytes;

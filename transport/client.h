@@ -80,6 +80,10 @@ enum class Failure : std::uint8_t {
 struct HeaderView {
   std::string_view name;  // any case; sent lower-cased over HTTP/2
   std::string_view value;
+  // HTTP/2: never enter this header in the HPACK dynamic table. For values unique to one
+  // request (an event id, a signature): indexing them only evicts useful entries and makes every
+  // later lookup walk a longer chain.
+  bool never_index = false;
 };
 
 struct Response {

@@ -98,7 +98,8 @@ class H2Session final : public Session {
           lowered_ += (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
         name = std::string_view(lowered_).substr(at, name.size());
       }
-      nva_.push_back(make_nv(name, h.value, NGHTTP2_NV_FLAG_NONE));
+      nva_.push_back(
+          make_nv(name, h.value, h.never_index ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE));
     }
     nghttp2_data_provider prd;
     prd.source.ptr = &r;

@@ -170,6 +170,20 @@ ShardBuilder copy_of(const std::vector<Entry>& entries, std::size_t count) {
 
 }  // namespace
 
+void RoutingTable::free_retired(const Retired& r) {
+  switch (r.kind) {
+    case Retired::Kind::kRoot:
+      delete static_cast<const Root*>(r.ptr);
+      break;
+    case Retired::Kind::kShard:
+      delete static_cast<const Shard*>(r.ptr);
+      break;
+    case Retired::Kind::kSubscription:
+      delete static_cast<const Subscription*>(r.ptr);
+      break;
+  }
+}
+
 // --- Reader side ---------------------------------------------------------------------------------
 
 const RoutingTable::Root* RoutingTable::pin_root(Slot* slot,
@@ -234,19 +248,7 @@ RoutingTable::~RoutingTable() {
     s = next;
   }
   // Everything retired is unreachable now that no reader exists.
-  for (const Retired& r : retired_) {
-    switch (r.kind) {
-      case Retired::Kind::kRoot:
-        delete static_cast<const Root*>(r.ptr);
-        break;
-      case Retired::Kind::kShard:
-        delete static_cast<const Shard*>(r.ptr);
-        break;
-      case Retired::Kind::kSubscription:
-        delete static_cast<const Subscription*>(r.ptr);
-        break;
-    }
-  }
+  for (const Retired& r : retired_) free_retired(r);
   const Root* root = current_.load(std::memory_order_relaxed);
   for (const Root::Ref& ref : root->shards) {
     if (ref.shard == nullptr) continue;
@@ -436,18 +438,7 @@ void RoutingTable::reclaim_locked() {
   // Retired items are in non-decreasing tag order: free the prefix no reader can reach.
   std::size_t freed = 0;
   for (; freed < retired_.size() && retired_[freed].last_visible < oldest_pinned; ++freed) {
-    const Retired& r = retired_[freed];
-    switch (r.kind) {
-      case Retired::Kind::kRoot:
-        delete static_cast<const Root*>(r.ptr);
-        break;
-      case Retired::Kind::kShard:
-        delete static_cast<const Shard*>(r.ptr);
-        break;
-      case Retired::Kind::kSubscription:
-        delete static_cast<const Subscription*>(r.ptr);
-        break;
-    }
+    free_retired(retired_[freed]);
   }
   retired_.erase(retired_.begin(), retired_.begin() + static_cast<std::ptrdiff_t>(freed));
 }

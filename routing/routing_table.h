@@ -165,6 +165,7 @@ class RoutingTable {
   void publish_locked(std::unique_ptr<Root> next, std::vector<const Shard*> replaced_shards,
                       std::vector<const Subscription*> removed_subs);
   void reclaim_locked();
+  static void free_retired(const Retired& r);
   Slot* acquire_slot();
   static const Root* pin_root(Slot* slot, const std::atomic<const Root*>& current) noexcept;
 

@@ -152,18 +152,10 @@ TlsContext::~TlsContext() {
 
 tl::expected<std::unique_ptr<TlsSession>, std::string> TlsSession::client(
     std::shared_ptr<const TlsContext> ctx, std::string_view host) {
-  ERR_clear_error();
-  SSL* ssl = SSL_new(ctx->ctx_);
-  if (ssl == nullptr) return tl::unexpected(drain_errors("cannot create a TLS session"));
-  std::unique_ptr<TlsSession> s(new TlsSession(std::move(ctx), ssl));
-  BIO* rbio = BIO_new(BIO_s_mem());
-  BIO* wbio = BIO_new(BIO_s_mem());
-  if (rbio == nullptr || wbio == nullptr) {
-    BIO_free(rbio);
-    BIO_free(wbio);
-    return tl::unexpected(drain_errors("cannot create TLS buffers"));
-  }
-  SSL_set_bio(ssl, rbio, wbio);
+  auto made = make(std::move(ctx));
+  if (!made) return made;
+  std::unique_ptr<TlsSession> s = std::move(*made);
+  SSL* ssl = s->ssl_;
   SSL_set_connect_state(ssl);
   const std::string name(host);
   if (is_ip_literal(name)) {
@@ -185,6 +177,13 @@ tl::expected<std::unique_ptr<TlsSession>, std::string> TlsSession::client(
 
 tl::expected<std::unique_ptr<TlsSession>, std::string> TlsSession::server(
     std::shared_ptr<const TlsContext> ctx) {
+  auto made = make(std::move(ctx));
+  if (made) SSL_set_accept_state((*made)->ssl_);
+  return made;
+}
+
+tl::expected<std::unique_ptr<TlsSession>, std::string> TlsSession::make(
+    std::shared_ptr<const TlsContext> ctx) {
   ERR_clear_error();
   SSL* ssl = SSL_new(ctx->ctx_);
   if (ssl == nullptr) return tl::unexpected(drain_errors("cannot create a TLS session"));
@@ -196,8 +195,7 @@ tl::expected<std::unique_ptr<TlsSession>, std::string> TlsSession::server(
     BIO_free(wbio);
     return tl::unexpected(drain_errors("cannot create TLS buffers"));
   }
-  SSL_set_bio(ssl, rbio, wbio);
-  SSL_set_accept_state(ssl);
+  SSL_set_bio(ssl, rbio, wbio);  // the SSL owns both BIOs from here
   return s;
 }
 

@@ -114,6 +114,9 @@ class TlsSession {
   TlsSession(std::shared_ptr<const TlsContext> ctx, ssl_st* ssl) noexcept
       : ctx_(std::move(ctx)), ssl_(ssl) {}
   TlsStatus fail(int ret);
+  // An SSL over two fresh memory BIOs, in neither role yet.
+  static tl::expected<std::unique_ptr<TlsSession>, std::string> make(
+      std::shared_ptr<const TlsContext> ctx);
 
   std::shared_ptr<const TlsContext> ctx_;
   ssl_st* ssl_;

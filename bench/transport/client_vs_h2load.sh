@@ -62,7 +62,8 @@ if [[ -z $OUT && $SMOKE == 0 ]]; then OUT=bench/results; fi
 RUN_LIMIT_S=$((60 + N / 2000))
 CLIENT_TIMEOUT_S=$((RUN_LIMIT_S + 30))
 
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # --- tools ---------------------------------------------------------------------------------------
 if ! command -v wrk >/dev/null; then
@@ -71,56 +72,13 @@ if ! command -v wrk >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
   fi
 fi
-for tool in cmake ninja nghttpd h2load nginx wrk openssl taskset python3 timeout; do
-  command -v "$tool" >/dev/null || { log "missing tool: $tool"; exit 2; }
-done
-CPUS=$(nproc)
-if [[ $CPUS -lt 2 ]]; then
-  log "needs at least 2 CPUs (clients on CPU 0, servers on CPU 1); this machine has $CPUS"
-  exit 2
-fi
+require_tools cmake ninja nghttpd h2load nginx wrk openssl taskset python3 timeout
 
 # --- build ---------------------------------------------------------------------------------------
-# A Release tree of its own (build/bench by default): the benchmark needs neither tests nor tools.
-if [[ ! -f $BUILD_DIR/build.ninja ]]; then
-  log "configuring $BUILD_DIR (Release)"
-  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DFANOUT_BUILD_TESTS=OFF -DFANOUT_BUILD_TOOLS=OFF >/dev/null
-fi
-log "building fanout-client-bench in $BUILD_DIR"
-cmake --build "$BUILD_DIR" --target fanout-client-bench >/dev/null
-BENCH=$BUILD_DIR/bench/fanout-client-bench
-[[ $BENCH == /* ]] || BENCH=$ROOT/$BENCH
-[[ -x $BENCH ]] || { log "no $BENCH after the build"; exit 2; }
+build_bench "$BUILD_DIR" fanout-client-bench
 
 # --- servers -------------------------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout-client-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_accepting() {  # port: up to 10 s
-  local i
-  for ((i = 0; i < 200; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  return 1
-}
+make_scratch fanout-client-bench
 
 "$BENCH" --print-body >"$TMP/body.json"
 BODY_BYTES=$(wc -c <"$TMP/body.json")

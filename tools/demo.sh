@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tools/install-deps.sh
-cmake -S . -B build/release -G Ninja -Wno-dev -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFANOUT_SANITIZE= >/dev/null
+cmake -S . -B build/release -G Ninja -Wno-dev -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFANOUT_SANITIZE= \
+  -DFANOUT_BUILD_TOOLS=ON >/dev/null
 cmake --build build/release -j "$(nproc)" --target fanout-demo
 exec build/release/tools/fanout-demo "$@"

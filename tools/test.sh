@@ -18,7 +18,8 @@ suite() {
   local name=$1 label=$2
   shift 2
   echo "=== fanout tests: ${name} ===" >&2
-  cmake -S . -B "build/${name}" -G Ninja -Wno-dev "$@" >/dev/null
+  cmake -S . -B "build/${name}" -G Ninja -Wno-dev -DFANOUT_BUILD_TESTS=ON -DFANOUT_BUILD_BENCH=ON \
+    -DFANOUT_BUILD_TOOLS=ON "$@" >/dev/null
   cmake --build "build/${name}" -j "${jobs}"
   local args=(--test-dir "build/${name}" --output-on-failure -j "${jobs}")
   [ -n "${label}" ] && args+=(-L "${label}")

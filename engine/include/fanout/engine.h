@@ -68,6 +68,8 @@ struct Outcome {
 
 // Receives final outcomes. Called on worker threads, in batches (one per loop turn at most);
 // the views are valid during the call only. Must not block for long: it holds up its worker.
+// It may publish (with a Producer of its own) and change routes, but must not call
+// Engine::stop(), which waits for the very worker that is calling it.
 class Observer {
  public:
   virtual ~Observer() = default;

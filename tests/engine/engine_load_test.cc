@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fanout/engine.h"
+#include "tests/engine/collector.h"
 #include "tests/engine/receiver.h"
 
 // Sanitizers slow everything down several times: fewer events keep the runtime in seconds.
@@ -32,6 +33,7 @@ namespace fanout {
 namespace {
 
 using fanout::testing::Answer;
+using fanout::testing::Collector;
 using fanout::testing::Received;
 using fanout::testing::Receiver;
 
@@ -42,61 +44,6 @@ constexpr int kEventsPerPublisher = 1'500;
 constexpr int kLoadEvents = 100'000;
 constexpr int kEventsPerPublisher = 10'000;
 #endif
-
-// Collects outcomes from every worker. Producers that got kBusy wait on it for outcomes to free
-// budget (a condition variable, never a sleep).
-class Collector final : public Observer {
- public:
-  struct Copy {
-    std::string event_id;
-    std::int64_t org_id = 0;
-    std::int64_t subscription_id = 0;
-    OutcomeKind kind = OutcomeKind::kDelivered;
-    std::uint32_t attempts = 0;
-    int last_status = 0;
-  };
-  void on_outcomes(std::span<const Outcome> outcomes) noexcept override {
-    {
-      std::lock_guard lock(mu_);
-      for (const Outcome& o : outcomes) {
-        got_.push_back({std::string(o.event_id), o.org_id, o.subscription_id, o.kind, o.attempts,
-                        o.last_status});
-      }
-    }
-    cv_.notify_all();
-  }
-  // True once `n` outcomes arrived; false after 120 s (a failure, never a timing assertion).
-  bool wait_for(std::size_t n) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(120), [&] { return got_.size() >= n; });
-  }
-  // After kBusy: returns once at most `outstanding` of the `accepted` events lack an outcome,
-  // or once release() was called. The engine frees budget just after reporting, so a publish
-  // right after this may still be busy: the caller simply waits again (half the budget as
-  // `outstanding` keeps that rare).
-  void wait_for_room(const std::atomic<std::uint64_t>& accepted, std::size_t outstanding) {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return released_ || got_.size() + outstanding >= accepted.load(); });
-  }
-  // Wakes every wait_for_room() for good (the engine is stopping).
-  void release() {
-    {
-      std::lock_guard lock(mu_);
-      released_ = true;
-    }
-    cv_.notify_all();
-  }
-  std::vector<Copy> outcomes() {
-    std::lock_guard lock(mu_);
-    return got_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Copy> got_;
-  bool released_ = false;
-};
 
 EngineOptions load_options() {
   EngineOptions o;

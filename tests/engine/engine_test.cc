@@ -14,6 +14,7 @@
 
 #include "engine/signer.h"
 #include "fanout/version.h"
+#include "tests/engine/collector.h"
 #include "tests/engine/receiver.h"
 #include "tests/transport/spawn_on_loop.h"
 #include "tests/transport/test_peers.h"
@@ -21,6 +22,7 @@
 namespace fanout {
 namespace {
 
+using fanout::testing::Collector;
 using fanout::testing::Received;
 using fanout::testing::Receiver;
 
@@ -28,44 +30,6 @@ std::string event_for(std::int64_t org_id, const std::string& id) {
   return R"({"id":")" + id + R"(","org_id":)" + std::to_string(org_id) +
          R"(,"type":"business_updated","payload":{"n":1}})";
 }
-
-// Collects outcomes; wait_for(n) blocks until n arrived (condition variable, no sleeping).
-class Collector final : public Observer {
- public:
-  struct Copy {
-    std::string event_id;
-    std::int64_t org_id = 0;
-    std::string event_type;
-    std::int64_t subscription_id = 0;
-    OutcomeKind kind = OutcomeKind::kDelivered;
-    std::uint32_t attempts = 0;
-    int last_status = 0;
-    std::string last_failure;
-  };
-  void on_outcomes(std::span<const Outcome> outcomes) noexcept override {
-    std::lock_guard lock(mu_);
-    for (const Outcome& o : outcomes) {
-      got_.push_back({std::string(o.event_id), o.org_id, std::string(o.event_type),
-                      o.subscription_id, o.kind, o.attempts, o.last_status,
-                      std::string(o.last_failure)});
-    }
-    cv_.notify_all();
-  }
-  // True once `n` outcomes arrived; false after 60 s (a failure, never a timing assertion).
-  bool wait_for(std::size_t n) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(60), [&] { return got_.size() >= n; });
-  }
-  std::vector<Copy> outcomes() {
-    std::lock_guard lock(mu_);
-    return got_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Copy> got_;
-};
 
 EngineOptions test_options() {
   EngineOptions o;

@@ -9,5 +9,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash tools/install-deps.sh
 cmake -S . -B build/release -G Ninja -Wno-dev -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFANOUT_SANITIZE= \
   -DFANOUT_BUILD_TOOLS=ON >/dev/null
-cmake --build build/release -j "$(nproc)" --target fanout-demo
+cmake --build build/release -j "$(nproc)" --target fanout-demo fanout-sink
 exec build/release/tools/fanout-demo "$@"

@@ -3,20 +3,30 @@
 // Validates subscription requests (Partoo's rules), loads a routing table, then takes events
 // (an embedded sample, or NDJSON from --events) through the hot path: parse the envelope, route
 // (org_id, type) to its subscription, build the delivery body. Prints what would be POSTed where,
-// why anything was refused or dropped, and the hot path's rate.
+// why anything was refused or dropped, and the hot path's rate. Last, unless --no-delivery, the
+// engine delivers the sample for real to a local fanout-sink (started from beside this program,
+// answering 200 three times in four and 503 otherwise) and prints each event's outcome.
 //
-//   fanout-demo [--subscriptions N] [--events FILE|-] [--quiet]
+//   fanout-demo [--subscriptions N] [--events FILE|-] [--quiet] [--no-delivery]
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "fanout/engine.h"
 #include "fanout/version.h"
 #include "routing/catalogue.h"
 #include "routing/envelope.h"
@@ -31,6 +41,7 @@ struct Options {
   std::size_t subscriptions = 100'000;
   std::string events_file;
   bool quiet = false;
+  bool delivery = true;
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -41,7 +52,8 @@ struct Options {
                "(default 100000)\n"
                "  --events FILE      newline-delimited event JSON to route ('-' for stdin); "
                "default: an embedded sample\n"
-               "  --quiet            print only the summary\n",
+               "  --quiet            print only the summary\n"
+               "  --no-delivery      skip the real delivery to a local fanout-sink\n",
                why);
   std::exit(2);
 }
@@ -64,6 +76,8 @@ Options parse_args(int argc, char** argv) {
       o.events_file = std::string(value());
     } else if (a == "--quiet") {
       o.quiet = true;
+    } else if (a == "--no-delivery") {
+      o.delivery = false;
     } else if (a == "--help" || a == "-h") {
       usage("help");
     } else {
@@ -168,6 +182,121 @@ std::vector<std::string> read_events(const std::string& file) {
     if (!line.empty()) events.push_back(std::move(line));
   }
   return events;
+}
+
+// Keeps the outcomes; the main thread waits for them on a condition variable.
+class Outcomes final : public fanout::Observer {
+ public:
+  void on_outcomes(std::span<const fanout::Outcome> batch) noexcept override {
+    std::lock_guard lock(mu_);
+    for (const fanout::Outcome& o : batch) {
+      char line[256];
+      std::snprintf(line, sizeof line, "  %-9s %-6.*s %-16.*s after %u attempt(s), last HTTP %d",
+                    std::string(fanout::to_string(o.kind)).c_str(),
+                    static_cast<int>(o.event_id.size()), o.event_id.data(),
+                    static_cast<int>(o.event_type.size()), o.event_type.data(), o.attempts,
+                    o.last_status);
+      lines_.emplace_back(line);
+      ++by_kind_[static_cast<std::size_t>(o.kind)];
+    }
+    cv_.notify_all();
+  }
+  bool wait_for(std::size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return lines_.size() >= n; });
+  }
+  std::vector<std::string> lines_;
+  std::size_t by_kind_[4] = {};
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+// fanout-sink from the directory this program runs from, or empty.
+std::string sibling_sink() {
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return {};
+  std::string dir(self, static_cast<std::size_t>(n));
+  dir.resize(dir.rfind('/') + 1);
+  const std::string sink = dir + "fanout-sink";
+  return access(sink.c_str(), X_OK) == 0 ? sink : std::string();
+}
+
+// Section 5: the engine delivers the sample events to a local fanout-sink for real.
+void deliver_for_real(const std::vector<std::string>& events, bool quiet) {
+  const std::string sink = sibling_sink();
+  if (sink.empty()) {
+    std::puts("\ndelivery: skipped (fanout-sink is not built beside fanout-demo)");
+    return;
+  }
+  int out[2];
+  if (pipe(out) != 0) return;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    close(out[1]);
+    execl(sink.c_str(), sink.c_str(), "--listen", "127.0.0.1:0", "--status-mix", "200:3,503:1",
+          "--seed", "7", "--json", "--quiet", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  FILE* from_sink = fdopen(out[0], "r");
+  char first[256] = {};
+  unsigned port = 0;
+  if (from_sink == nullptr || std::fgets(first, sizeof first, from_sink) == nullptr ||
+      std::sscanf(first, "listening on 127.0.0.1:%u", &port) != 1) {
+    std::puts("\ndelivery: skipped (fanout-sink did not start)");
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+    if (from_sink != nullptr) std::fclose(from_sink);
+    return;
+  }
+
+  Outcomes outcomes;
+  fanout::EngineOptions eo;
+  eo.workers = 1;
+  eo.insecure = true;                   // http:// to the local sink: demo and tests only
+  eo.allow_subnets = {"127.0.0.1/32"};  // the address guard refuses loopback otherwise
+  eo.retry.base_ms = 100;               // the contract's 30 s, shortened for the demo
+  eo.retry.jitter = 0;
+  auto engine = fanout::Engine::create(eo, &outcomes);
+  std::size_t accepted = 0;
+  if (engine) {
+    const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/partoo";
+    const EventCatalogue& catalogue = (*engine)->catalogue();
+    for (EventTypeId t = 0; t < catalogue.size(); ++t) {
+      SubscriptionSpec spec{42, std::string(catalogue.name(t)), url, {{"X-Demo", "fanout"}}};
+      (void)(*engine)->upsert(t + 1, spec);
+    }
+    if ((*engine)->start()) {
+      auto producer = (*engine)->make_producer();
+      for (const std::string& e : events) {
+        if (producer.publish(e).status == fanout::PublishStatus::kAccepted) ++accepted;
+      }
+      outcomes.wait_for(accepted);
+    }
+    (void)(*engine)->stop(std::chrono::seconds(2));
+  }
+  kill(pid, SIGTERM);
+  std::string summary;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, from_sink) != nullptr) summary += buf;
+  std::fclose(from_sink);
+  waitpid(pid, nullptr, 0);
+  if (!quiet) {
+    std::printf(
+        "\ndelivery through the engine to fanout-sink on 127.0.0.1:%u (200 three times "
+        "in four, else 503; retries after 100 ms, 200 ms, ...):\n",
+        port);
+    for (const std::string& l : outcomes.lines_) std::puts(l.c_str());
+    std::printf("  the sink counted: %s", summary.c_str());
+  }
+  std::printf("delivery: accepted=%zu delivered=%zu rejected=%zu exhausted=%zu dropped=%zu\n",
+              accepted, outcomes.by_kind_[0], outcomes.by_kind_[1], outcomes.by_kind_[2],
+              outcomes.by_kind_[3]);
 }
 
 }  // namespace
@@ -287,5 +416,8 @@ int main(int argc, char** argv) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   std::printf("hot path (parse + route + build body, one thread): %.2f M events/s (%zu bytes)\n",
               static_cast<double>(kRounds * sample.size()) / secs / 1e6, sink);
+
+  // 5. The same events delivered for real.
+  if (opt.delivery) deliver_for_real(read_events(opt.events_file), opt.quiet);
   return 0;
 }

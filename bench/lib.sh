@@ -68,3 +68,28 @@ wait_accepting() {
   done
   return 1
 }
+
+# CPU accounting shared by the scripts.
+# server_ticks PID: the process's CPU time (user + system) in clock ticks, from /proc: how much
+# server work a client's way of framing requests costs.
+CLK_TCK=$(getconf CLK_TCK)
+server_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# per_request_us TICKS REQUESTS
+per_request_us() {
+  awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }'
+}
+# timed CMD...: runs CMD, recording its CPU time (user + system) through GNU time when installed;
+# client_us REQUESTS then gives it in us per request ("nan" without GNU time).
+timed() {
+  if [[ -x /usr/bin/time ]]; then
+    /usr/bin/time -f '%U %S' -o "$TMP/client-cpu.txt" "$@"
+  else
+    : >"$TMP/client-cpu.txt"
+    "$@"
+  fi
+}
+client_us() {
+  tail -n 1 "$TMP/client-cpu.txt" |
+    awk -v n="$1" '(NF == 2 && n > 0) { printf "%.2f", ($1 + $2) * 1e6 / n; found = 1 }
+                   END { if (!found) printf "nan" }'
+}

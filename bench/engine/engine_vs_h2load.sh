@@ -96,24 +96,6 @@ wait_accepting "$PORT" || { log "nghttpd did not start on port $PORT"; cat "$TMP
 URL=http://127.0.0.1:$PORT/hook
 
 # --- helpers -------------------------------------------------------------------------------------
-CLK_TCK=$(getconf CLK_TCK)
-server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
-per_request_us() {  # ticks requests
-  awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }'
-}
-timed() {
-  if [[ -x /usr/bin/time ]]; then
-    /usr/bin/time -f '%U %S' -o "$TMP/client-cpu.txt" "$@"
-  else
-    : >"$TMP/client-cpu.txt"
-    "$@"
-  fi
-}
-client_us() {  # requests
-  tail -n 1 "$TMP/client-cpu.txt" |
-    awk -v n="$1" '(NF == 2 && n > 0) { printf "%.2f", ($1 + $2) * 1e6 / n; found = 1 }
-                   END { if (!found) printf "nan" }'
-}
 
 # Every run appends one JSON line to $RUNS: {"kind", "scenario", "run", "tool", ...}.
 RUNS=$TMP/runs.jsonl
@@ -127,10 +109,10 @@ run_fanout() {  # kind scenario run conns streams events extra...; prints its JS
   local kind=$1 scenario=$2 run=$3 c=$4 m=$5 n=$6
   shift 6
   local out rc=0 t0 sus cus
-  t0=$(server_ticks)
+  t0=$(server_ticks "$SERVER_PID")
   out=$(timed timeout "$CLIENT_TIMEOUT_S" taskset -c 0 "$BENCH" --url "$URL" --events "$n" \
     --conns "$c" --streams "$m" --duration-max "$RUN_LIMIT_S" --json "$@") || rc=$?
-  sus=$(per_request_us $(($(server_ticks) - t0)) "$n")
+  sus=$(per_request_us $(($(server_ticks "$SERVER_PID") - t0)) "$n")
   cus=$(client_us "$n")
   python3 - "$out" "$kind" "$scenario" "$run" "$rc" "$sus" "$cus" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
 import json, sys
@@ -152,10 +134,10 @@ run_h2load() {  # kind scenario run conns streams requests [rps-per-client]; pri
   local extra=()
   if [[ -n $rps ]]; then extra=(--rps="$rps" --log-file="$TMP/h2load-times.tsv"); fi
   : >"$TMP/h2load-times.tsv"
-  t0=$(server_ticks)
+  t0=$(server_ticks "$SERVER_PID")
   out=$(timed timeout "$CLIENT_TIMEOUT_S" taskset -c 0 h2load -n "$n" -c "$c" -m "$m" -t 1 \
     "${extra[@]}" -d "$TMP/body.json" -H 'content-type: application/json' "$URL" 2>&1) || rc=$?
-  sus=$(per_request_us $(($(server_ticks) - t0)) "$n")
+  sus=$(per_request_us $(($(server_ticks "$SERVER_PID") - t0)) "$n")
   cus=$(client_us "$n")
   printf '%s\n' "$out" >>"$TMP/h2load.log"
   python3 - "$out" "$kind" "$scenario" "$run" "$rc" "$sus" "$cus" "$n" "$TMP/h2load-times.tsv" \

@@ -164,29 +164,7 @@ LOAD_BEFORE=$(uptime)
 log "load before: $LOAD_BEFORE"
 log "N=$N, repeat=$REPEAT, body $BODY_BYTES B, servers on CPU 1, clients on CPU 0"
 
-# The server's CPU time (user + system, clock ticks) from /proc: how much server work a client's
-# way of framing requests costs, and whether the server (one thread on CPU 1) is the bottleneck.
-CLK_TCK=$(getconf CLK_TCK)
-server_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-per_request_us() {  # ticks requests
-  awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }'
-}
-
-# The client's CPU time (user + system) through GNU time when it is installed: the same measure
-# for the three clients, in us per request.
-timed() {
-  if [[ -x /usr/bin/time ]]; then
-    /usr/bin/time -f '%U %S' -o "$TMP/client-cpu.txt" "$@"
-  else
-    : >"$TMP/client-cpu.txt"
-    "$@"
-  fi
-}
-client_us() {  # requests
-  tail -n 1 "$TMP/client-cpu.txt" |
-    awk -v n="$1" '(NF == 2 && n > 0) { printf "%.2f", ($1 + $2) * 1e6 / n; found = 1 }
-                   END { if (!found) printf "nan" }'
-}
+# Server and client CPU per request: server_ticks, per_request_us, timed, client_us (lib.sh).
 
 run_fanout() {  # scenario run url conns streams server_pid extra; sets WALL
   local scenario=$1 run=$2 url=$3 c=$4 m=$5 spid=$6 extra=$7 out rc=0 t0

@@ -1255,21 +1255,19 @@ HttpServer::Connection* HttpServer::find(std::uint32_t slot,
 }
 
 void HttpServer::drain(CloseCallback callback, void* data) {
-  close_callback_ = callback;
-  close_data_ = data;
-  stop_listening();
-  for (const Slot& s : slots_) {
-    if (s.conn != nullptr) s.conn->drain();
-  }
-  maybe_finished();
+  stop(callback, data, &Connection::drain);
 }
 
 void HttpServer::close(CloseCallback callback, void* data) {
+  stop(callback, data, &Connection::close_now);
+}
+
+void HttpServer::stop(CloseCallback callback, void* data, void (Connection::*each)()) {
   close_callback_ = callback;
   close_data_ = data;
   stop_listening();
   for (const Slot& s : slots_) {
-    if (s.conn != nullptr) s.conn->close_now();
+    if (s.conn != nullptr) (s.conn->*each)();
   }
   maybe_finished();
 }

@@ -213,6 +213,8 @@ class HttpServer {
   static void on_listener_closed(uv_handle_t* handle);
   void accept_one();
   void stop_listening();
+  // drain() and close(): stop listening, apply `each` to every connection, finish when all closed.
+  void stop(CloseCallback callback, void* data, void (Connection::*each)());
   void connection_gone(std::uint32_t slot);
   void linger_add(Connection* c);
   void linger_remove(Connection* c);

@@ -1,0 +1,72 @@
+// fanoutd's configuration: defaults, then a TOML file (`--config FILE`), then command-line
+// flags, each overriding the one before. Every option is listed, with its default, in
+// tools/fanoutd/README.md ("Configuration"); this header and that table must agree.
+//
+// Errors name the option (TOML key path or flag) and the rule, e.g.
+//   config.toml: retry.factor: must be a number >= 1 (got 0.5)
+//   --listen: expected HOST:PORT with a numeric IPv4 or [IPv6] address (got "localhost")
+// An unknown TOML key or table is an error (a typo must not be silently ignored).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "fanout/engine.h"
+
+namespace fanout::daemon {
+
+enum class LogLevel : std::uint8_t { kDebug, kInfo, kWarn, kError };
+[[nodiscard]] std::string_view to_string(LogLevel level) noexcept;  // "debug", ...
+
+struct Config {
+  // TOML key (flag) — default
+  std::string listen_host = "127.0.0.1";  // listen = "HOST:PORT" (--listen)
+  std::uint16_t listen_port = 8080;       //   port 0 picks a free one
+  std::filesystem::path data_dir = "fanoutd-data";  // data (--data)
+  std::string tls_cert;  // tls_cert (--tls-cert): PEM chain; with tls_key serves HTTPS
+  std::string tls_key;   // tls_key (--tls-key)
+  LogLevel log_level = LogLevel::kInfo;              // log_level (--log-level)
+  std::uint32_t drain_timeout_ms = 10'000;           // drain_timeout_ms (--drain-timeout-ms)
+  std::uint32_t api_rate_limit_per_minute = 300;     // api.rate_limit_per_minute
+  std::size_t api_max_body_bytes = 1024 * 1024;      // api.max_body_bytes (management calls)
+  std::size_t ingest_max_body_bytes = 16 * 1024 * 1024;  // ingest.max_body_bytes
+  std::size_t ingest_max_events = 10'000;            // ingest.max_events (per request)
+  std::uint32_t ingest_retry_after_s = 1;            // ingest.retry_after_s (503 answers)
+  // Engine options (fanout/engine.h), TOML keys in brackets:
+  //   workers (--workers), max_in_flight, max_event_bytes, insecure (--insecure),
+  //   ca_file (--ca-file), allow_subnets (--allow-subnet, repeatable; appends to the file's),
+  //   event_types (extra catalogue names), [retry] max_retries base_ms factor cap_ms jitter
+  //   retry_429, [timeouts] connect_ms response_ms idle_ms, [limits]
+  //   max_connections_per_origin max_streams_per_connection max_pending_per_origin.
+  // signing_key_pem is never configured here: it comes from the store.
+  EngineOptions engine;
+};
+
+// Parses TOML text (`origin` names it in errors, e.g. the file path) into `config`, on top of
+// what it holds. On error `config` may be partly changed: callers discard it.
+[[nodiscard]] tl::expected<void, std::string> apply_toml(Config& config, std::string_view toml,
+                                                         std::string_view origin);
+// Reads and applies a TOML file; errors name the path.
+[[nodiscard]] tl::expected<void, std::string> apply_toml_file(Config& config,
+                                                              const std::filesystem::path& file);
+
+// The `fanoutd serve` command line, after the word "serve": flags in any order.
+//   --listen HOST:PORT  --data DIR  --config FILE  --insecure  --allow-subnet CIDR (repeatable)
+//   --workers N  --ca-file FILE  --tls-cert FILE  --tls-key FILE  --log-level LEVEL
+//   --drain-timeout-ms N
+// Defaults, then the --config file (wherever it appears on the line), then the other flags.
+// "--help" is not handled here (the caller checks for it first).
+[[nodiscard]] tl::expected<Config, std::string> parse_serve_args(
+    std::span<const std::string_view> args);
+
+// "HOST:PORT" or "[IPv6]:PORT", numeric addresses only.
+[[nodiscard]] tl::expected<std::pair<std::string, std::uint16_t>, std::string> parse_listen(
+    std::string_view s);
+
+}  // namespace fanout::daemon

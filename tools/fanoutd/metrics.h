@@ -1,0 +1,48 @@
+// fanoutd's metrics: counters the daemon keeps beside the engine's own (EngineStats), rendered
+// in the Prometheus text exposition format (version 0.0.4) at GET /metrics.
+//
+// Threading: record_outcome() is called on engine worker threads (from the Observer), so the
+// latency histogram is made of relaxed atomics. Everything else (refusals, API requests) is
+// recorded and rendered on the daemon's loop thread only.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "fanout/engine.h"
+
+namespace fanout::daemon {
+
+class Metrics {
+ public:
+  // Upper bounds of the delivery latency histogram, in seconds (publish to final outcome; the
+  // default retry schedule makes hours possible).
+  static constexpr std::array<double, 16> kLatencyBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60, 600, 3600, 14400};
+
+  // Any thread: one final outcome's publish-to-outcome latency (Outcome::latency_us).
+  void record_outcome(const Outcome& outcome) noexcept;
+  // Loop thread: an event refused at the door, by reason code (envelope reasons such as
+  // "unknown_type", or "no_subscription", "busy", "stopped").
+  void record_refused(std::string_view reason);
+  // Loop thread: one API request answered; `route` is the route pattern ("/v2/webhooks/{id}"),
+  // never the raw path (bounded label values).
+  void record_request(std::string_view method, std::string_view route, int status);
+
+  // The whole exposition text. `subscriptions` is the routing table's size.
+  [[nodiscard]] std::string render(const EngineStats& stats, std::uint64_t subscriptions) const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kLatencyBuckets.size() + 1> buckets_{};  // last: +Inf
+  std::atomic<std::uint64_t> latency_sum_us_{0};
+  std::atomic<std::uint64_t> latency_count_{0};
+  std::map<std::string, std::uint64_t, std::less<>> refused_;
+  std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;
+};
+
+}  // namespace fanout::daemon

@@ -85,7 +85,8 @@ struct Producer::State {
   }
 
   PublishResult enqueue(std::int64_t org_id, routing::EventTypeId type, std::string_view id,
-                        std::string_view payload, std::string_view body, std::uint32_t attempts) {
+                        std::string_view payload, std::string_view body, std::uint32_t attempts,
+                        std::int64_t not_before_unix_ms) {
     Engine& e = *engine;
     Engine::Shared& sh = *e.shared_;
     const std::uint32_t n = static_cast<std::uint32_t>(e.workers_.size());
@@ -123,6 +124,7 @@ struct Producer::State {
       d->has_signature = true;
     }
     d->attempts = attempts;
+    d->not_before_unix_ms = not_before_unix_ms;  // 0 for publish(): the worker attempts at once
     d->published_ns = uv_hrtime();
     // One organisation's events stay on one worker (best-effort order, local limits).
     const std::uint64_t h = static_cast<std::uint64_t>(org_id) * 0x9E3779B97F4A7C15ULL;
@@ -153,7 +155,7 @@ PublishResult Producer::publish(std::string_view event_json) {
     sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
     return {PublishStatus::kInvalid, routing::reason_code(env.error()), {}};
   }
-  return state_->enqueue(env->org_id, env->type, env->id, env->payload, {}, 0);
+  return state_->enqueue(env->org_id, env->type, env->id, env->payload, {}, 0, 0);
 }
 
 void Producer::publish_batch(std::span<const std::string_view> events,
@@ -175,7 +177,9 @@ PublishResult Producer::resume(const Unfinished& u) {
     sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
     return {PublishStatus::kInvalid, "unknown_type", {}};
   }
-  return state_->enqueue(u.org_id, *type, u.event_id, {}, u.body, u.attempts);
+  // The worker decides whether it is due (its clock, at dequeue) and waits if not.
+  return state_->enqueue(u.org_id, *type, u.event_id, {}, u.body, u.attempts,
+                         u.next_attempt_unix_ms);
 }
 
 // --- Engine -------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 #include "engine/worker.h"
 
+#include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <cstdio>
 #include <random>
+#include <utility>
 
 namespace fanout::engine {
 
@@ -15,6 +18,16 @@ constexpr std::size_t kInboxCapPerTurn = 8192;
 double unit_random(const EngineOptions& o, std::mt19937_64& rng) {
   const std::uint64_t r = o.random ? o.random() : rng();
   return static_cast<double>(r >> 11) * 0x1.0p-53;
+}
+
+// Wall-clock milliseconds since the Unix epoch: the clock of Unfinished::next_attempt_unix_ms,
+// which must mean the same after a restart (loop time does not).
+std::int64_t now_unix_ms() noexcept {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  using std::chrono::system_clock;
+  return static_cast<std::int64_t>(
+      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
 }  // namespace
@@ -116,10 +129,13 @@ void Worker::drain_inbox() {
     if (n == 0) return;
     total += n;
     for (std::size_t i = 0; i < n; ++i) {
+      Delivery& d = *batch[i];
       if (stopping_) {
-        hand_back(*batch[i]);
+        hand_back(d, d.not_before_unix_ms);
+      } else if (d.not_before_unix_ms != 0) [[unlikely]] {
+        start_resumed(d);
       } else {
-        attempt(*batch[i]);
+        attempt(d);
       }
     }
   }
@@ -209,7 +225,7 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
     afailed_.fetch_add(1, std::memory_order_relaxed);
     if (r.failure == transport::Failure::kCancelled && stopping_) {
       --d.attempts;  // cut by the shutdown: not an attempt the receiver saw through
-      hand_back(d);
+      hand_back(d, 0);
     } else if (transport::is_retryable(r.failure)) {
       retry = true;
     } else {
@@ -220,7 +236,8 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
     if (d.attempts > engine_.options_.retry.max_retries) {
       finish(d, OutcomeKind::kExhausted);
     } else if (stopping_) {
-      hand_back(d);
+      // The retry is due after its backoff, restart or not.
+      hand_back(d, now_unix_ms() + static_cast<std::int64_t>(draw_backoff_ms(d)));
     } else {
       schedule_retry(d);
     }
@@ -228,10 +245,29 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
   maybe_close();
 }
 
-void Worker::schedule_retry(Delivery& d) {
+void Worker::start_resumed(Delivery& d) {
+  const std::int64_t due = std::exchange(d.not_before_unix_ms, 0);
+  const std::int64_t now = now_unix_ms();
+  if (due <= now) {
+    attempt(d);
+    return;
+  }
+  // Capped: a wall clock that jumped (or a bogus stored time) must not park it for days.
+  // (Unsigned subtraction: exact for due > now, whatever the values.)
+  const std::uint64_t ahead = static_cast<std::uint64_t>(due) - static_cast<std::uint64_t>(now);
+  wait(d, std::min(ahead, engine_.options_.retry.cap_ms));
+}
+
+std::uint64_t Worker::draw_backoff_ms(const Delivery& d) const {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
-  const std::uint64_t delay =
-      backoff_ms(engine_.options_.retry, d.attempts, unit_random(engine_.options_, rng));
+  return backoff_ms(engine_.options_.retry, d.attempts, unit_random(engine_.options_, rng));
+}
+
+void Worker::schedule_retry(Delivery& d) {
+  wait(d, draw_backoff_ms(d));
+}
+
+void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
   d.prev = nullptr;
   d.next = waiting_head_;
   if (waiting_head_ != nullptr) waiting_head_->prev = &d;
@@ -252,7 +288,7 @@ void Worker::schedule_retry(Delivery& d) {
         w->attempt(*dd);
       },
       &d);
-  timers_->schedule_after(d.backoff, delay);
+  timers_->schedule_after(d.backoff, delay_ms);
 }
 
 void Worker::finish(Delivery& d, OutcomeKind kind) {
@@ -266,7 +302,7 @@ void Worker::finish(Delivery& d, OutcomeKind kind) {
   done_tail_ = &d;
 }
 
-void Worker::hand_back(Delivery& d) {
+void Worker::hand_back(Delivery& d, std::int64_t next_attempt_unix_ms) {
   Unfinished u;
   u.event_id = d.event_id;
   u.org_id = d.org_id;
@@ -274,6 +310,7 @@ void Worker::hand_back(Delivery& d) {
   u.body = std::move(d.body_bytes);
   u.subscription_id = d.subscription_id;
   u.attempts = d.attempts;
+  u.next_attempt_unix_ms = next_attempt_unix_ms;
   unfinished_.push_back(std::move(u));
   delete &d;
   engine_.shared_->in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -332,18 +369,25 @@ std::vector<Unfinished> Worker::stop(std::chrono::milliseconds drain) {
   thread_.join();
   // Anything enqueued after the loop drained its inbox (none: stop() waits for publishers).
   Delivery* d = nullptr;
-  while (inbox_.try_dequeue(d)) hand_back(*d);
+  while (inbox_.try_dequeue(d)) hand_back(*d, d->not_before_unix_ms);
   return std::move(unfinished_);
 }
 
 void Worker::begin_stop() {
   stopping_ = true;
   drain_inbox();  // queued deliveries are handed back (stopping_)
+  // Waiting deliveries keep their due time across the restart: what is left of the wait in loop
+  // time, from the wall clock now. Both clocks are read once, the loop's freshly.
+  uv_update_time(&loop_);
+  const std::uint64_t loop_now = timers_->now();
+  const std::int64_t wall_now = now_unix_ms();
   while (Delivery* d = waiting_head_) {
     waiting_head_ = d->next;
+    const std::uint64_t due = d->backoff.deadline();
+    const std::uint64_t left = due > loop_now ? due - loop_now : 0;
     timers_->cancel(d->backoff);
     waiting_.fetch_sub(1, std::memory_order_relaxed);
-    hand_back(*d);
+    hand_back(*d, wall_now + static_cast<std::int64_t>(left));
   }
   if (attempting_ == 0) {
     timers_->schedule(drain_timer_, timers_->now());

@@ -4,14 +4,21 @@
 // Delivery states (owned by exactly one place at a time):
 //
 //   producer ──enqueue──► inbox ──► attempting (in the client) ──► done (outcome batch) ──► freed
-//                                      ▲            │ 5xx / retryable failure
-//                                      └─ waiting ◄─┘ (backoff entry in the timer wheel)
+//                            │         ▲            │ 5xx / retryable failure
+//                            │         └─ waiting ◄─┘ (backoff entry in the timer wheel)
+//                            └─ resumed, not due yet ─► waiting (capped at the policy's cap_ms)
 //   stop(): inbox and waiting ──► unfinished; attempting ──► finishes by the drain deadline, or is
 //           cancelled ──► unfinished
 //
+// Next attempt time of a hand-back (Unfinished::next_attempt_unix_ms, wall clock): waiting →
+// now + what is left of its backoff entry (loop time converted to wall time at stop); retry
+// decided while draining → now + a fresh backoff; inbox → the delivery's not_before_unix_ms (0
+// unless resumed); cancelled in flight → 0.
+//
 // Invariants: Engine::Shared::in_flight counts deliveries from accept to their outcome batch (or
 // hand-back); a Delivery is touched only by its worker's thread once dequeued; the body and
-// signature never change after publish().
+// signature never change after publish(); a delivery is in the waiting list exactly while its
+// backoff entry is armed (waiting_ counts the list).
 #pragma once
 
 #include <uv.h>
@@ -86,6 +93,9 @@ class Delivery final : public transport::Request {
   int last_status = 0;
   transport::Failure last_failure = transport::Failure::kNone;
   std::uint64_t published_ns = 0;
+  // Producer::resume(): no attempt before this wall-clock time (ms since the epoch). 0 for
+  // publish(), so the inbox path pays one compare; cleared when the worker takes it from the inbox.
+  std::int64_t not_before_unix_ms = 0;
   OutcomeKind kind = OutcomeKind::kDelivered;
   Target* dest = nullptr;  // what this attempt was sent to
   std::array<transport::HeaderView, kMaxHeaders> header_views{};
@@ -118,9 +128,14 @@ class Worker {
   static void on_flush(uv_prepare_t* handle);
   void drain_inbox();
   void attempt(Delivery& d);
+  // A resumed delivery from the inbox: waits until not_before_unix_ms (capped), or attempts now.
+  void start_resumed(Delivery& d);
+  [[nodiscard]] std::uint64_t draw_backoff_ms(const Delivery& d) const;
   void schedule_retry(Delivery& d);
+  // Parks `d` in the waiting list and the timer wheel; attempt() after `delay_ms` of loop time.
+  void wait(Delivery& d, std::uint64_t delay_ms);
   void finish(Delivery& d, OutcomeKind kind);
-  void hand_back(Delivery& d);
+  void hand_back(Delivery& d, std::int64_t next_attempt_unix_ms);
   void flush_outcomes();
   void begin_stop();
   void on_drain_deadline() noexcept;

@@ -133,13 +133,26 @@ struct PublishResult {
 };
 
 // A delivery that was not final when the engine stopped: enough to persist it and resume it.
+//
+// next_attempt_unix_ms: when its next attempt is due, in milliseconds since the Unix epoch on the
+// wall clock (std::chrono::system_clock), so that it survives a restart. 0 means "as soon as
+// possible"; a time already past means the same. Set by stop() as follows:
+//   - waiting for a retry: the time its backoff timer was due to fire (stop's wall-clock time
+//     plus what was left of the wait);
+//   - its attempt failed retryably while stop() was draining: stop's wall-clock time plus the
+//     backoff that retry would have waited (a fresh draw, jitter included);
+//   - queued in the worker's inbox: 0 for a published event; for a resumed one, the time it was
+//     resumed with (unchanged, not capped);
+//   - in flight and cut by the drain deadline (the attempt is not counted): 0.
+// Producer::resume() honours it: see there.
 struct Unfinished {
   std::string event_id;
   std::int64_t org_id = 0;
   std::string event_type;
   std::string body;  // the delivery body {"type":...,"payload":...}
   std::int64_t subscription_id = 0;
-  std::uint32_t attempts = 0;
+  std::uint32_t attempts = 0;             // attempts already made
+  std::int64_t next_attempt_unix_ms = 0;  // wall clock, ms since the epoch; 0: at once
 };
 
 struct EngineStats {
@@ -147,8 +160,8 @@ struct EngineStats {
   std::uint64_t refused_invalid = 0;
   std::uint64_t refused_no_subscription = 0;
   std::uint64_t refused_busy = 0;
-  std::uint64_t in_flight = 0;  // accepted and not final
-  std::uint64_t waiting_retry = 0;
+  std::uint64_t in_flight = 0;      // accepted and not final
+  std::uint64_t waiting_retry = 0;  // in a timer wheel: backoff, or a resumed delivery not due
   std::uint64_t delivered = 0, rejected = 0, exhausted = 0, dropped = 0;
   std::uint64_t attempts = 0;
   std::uint64_t attempts_2xx = 0, attempts_3xx = 0, attempts_4xx = 0, attempts_5xx = 0;
@@ -175,6 +188,11 @@ class Producer {
   void publish_batch(std::span<const std::string_view> events, std::span<PublishResult> results);
   // Re-injects a delivery handed back by Engine::stop() (after a restart): attempts continue
   // from `u.attempts`. kNoSubscription when its subscription is gone (then nothing follows).
+  // When `u.next_attempt_unix_ms` is in the future (by the worker's wall clock when it takes the
+  // delivery), the delivery waits in its worker's timer wheel like a backoff retry (counted in
+  // EngineStats::waiting_retry, handed back by stop() with its remaining time) and is attempted
+  // then; the wait is capped at the retry policy's cap_ms, so a clock that jumped (or a bad
+  // value) cannot park it for days. Otherwise (0, or past) it is attempted at once.
   PublishResult resume(const Unfinished& u);
 
  private:
@@ -200,7 +218,8 @@ class Engine {
 
   // Stops accepting (publish answers kStopped), lets in-flight attempts finish for up to
   // `drain`, then cancels the rest; returns every accepted delivery that has no final outcome
-  // (waiting for a retry, queued, or cut by the deadline). Every worker's handles are closed
+  // (waiting for a retry, queued, or cut by the deadline), each with the wall-clock time its
+  // next attempt is due (Unfinished::next_attempt_unix_ms). Every worker's handles are closed
   // and its loop closed before this returns. Idempotent (a second call returns nothing).
   std::vector<Unfinished> stop(std::chrono::milliseconds drain);
 

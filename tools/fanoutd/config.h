@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <tl/expected.hpp>
@@ -26,18 +27,18 @@ enum class LogLevel : std::uint8_t { kDebug, kInfo, kWarn, kError };
 
 struct Config {
   // TOML key (flag) — default
-  std::string listen_host = "127.0.0.1";  // listen = "HOST:PORT" (--listen)
-  std::uint16_t listen_port = 8080;       //   port 0 picks a free one
+  std::string listen_host = "127.0.0.1";            // listen = "HOST:PORT" (--listen)
+  std::uint16_t listen_port = 8080;                 //   port 0 picks a free one
   std::filesystem::path data_dir = "fanoutd-data";  // data (--data)
   std::string tls_cert;  // tls_cert (--tls-cert): PEM chain; with tls_key serves HTTPS
   std::string tls_key;   // tls_key (--tls-key)
-  LogLevel log_level = LogLevel::kInfo;              // log_level (--log-level)
-  std::uint32_t drain_timeout_ms = 10'000;           // drain_timeout_ms (--drain-timeout-ms)
-  std::uint32_t api_rate_limit_per_minute = 300;     // api.rate_limit_per_minute
-  std::size_t api_max_body_bytes = 1024 * 1024;      // api.max_body_bytes (management calls)
+  LogLevel log_level = LogLevel::kInfo;                  // log_level (--log-level)
+  std::uint32_t drain_timeout_ms = 10'000;               // drain_timeout_ms (--drain-timeout-ms)
+  std::uint32_t api_rate_limit_per_minute = 300;         // api.rate_limit_per_minute
+  std::size_t api_max_body_bytes = 1024 * 1024;          // api.max_body_bytes (management calls)
   std::size_t ingest_max_body_bytes = 16 * 1024 * 1024;  // ingest.max_body_bytes
-  std::size_t ingest_max_events = 10'000;            // ingest.max_events (per request)
-  std::uint32_t ingest_retry_after_s = 1;            // ingest.retry_after_s (503 answers)
+  std::size_t ingest_max_events = 10'000;                // ingest.max_events (per request)
+  std::uint32_t ingest_retry_after_s = 1;                // ingest.retry_after_s (503 answers)
   // Engine options (fanout/engine.h), TOML keys in brackets:
   //   workers (--workers), max_in_flight, max_event_bytes, insecure (--insecure),
   //   ca_file (--ca-file), allow_subnets (--allow-subnet, repeatable; appends to the file's),

@@ -9,9 +9,11 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 
 #include "fanout/engine.h"
@@ -38,11 +40,14 @@ class Metrics {
   [[nodiscard]] std::string render(const EngineStats& stats, std::uint64_t subscriptions) const;
 
  private:
+  // Per-bucket counts, not cumulative (render() sums them): one relaxed increment per outcome.
+  // The last one is (14400, +Inf). The total of all of them is the histogram's _count, so that
+  // _count always equals the +Inf bucket in one rendering.
   std::array<std::atomic<std::uint64_t>, kLatencyBuckets.size() + 1> buckets_{};  // last: +Inf
   std::atomic<std::uint64_t> latency_sum_us_{0};
-  std::atomic<std::uint64_t> latency_count_{0};
   std::map<std::string, std::uint64_t, std::less<>> refused_;
-  std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;
+  // (method, route, status); transparent, so a lookup by string_views allocates nothing.
+  std::map<std::tuple<std::string, std::string, int>, std::uint64_t, std::less<>> requests_;
 };
 
 }  // namespace fanout::daemon

@@ -1,0 +1,190 @@
+// fanoutd's metrics (metrics.h) in the Prometheus text format 0.0.4: for each family a # HELP
+// and a # TYPE line, then its samples; counters end in _total; label values escaped (\\, \",
+// \n); numbers exact (integers as integers, floats in their shortest round-trip form).
+//
+// The latency histogram is the only state written from several threads: record_outcome() finds
+// the bucket by comparing integer microseconds with the bounds converted once to microseconds
+// (every bound is a whole number of them, so a latency exactly on a bound lands in that bucket:
+// `le` is inclusive, with no floating-point rounding involved), then does two relaxed
+// increments. render() reads each counter once and accumulates the buckets itself.
+#include "tools/fanoutd/metrics.h"
+
+#include <charconv>
+#include <cstddef>
+#include <string>
+#include <system_error>
+
+namespace fanout::daemon {
+namespace {
+
+// kLatencyBuckets in whole microseconds.
+constexpr std::array<std::uint64_t, Metrics::kLatencyBuckets.size()> kBucketBoundsUs = [] {
+  std::array<std::uint64_t, Metrics::kLatencyBuckets.size()> us{};
+  for (std::size_t i = 0; i < us.size(); ++i)
+    us[i] = static_cast<std::uint64_t>(Metrics::kLatencyBuckets[i] * 1e6 + 0.5);
+  return us;
+}();
+
+void append_uint(std::string& out, std::uint64_t v) {
+  char buf[24];
+  out.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);  // 24 bytes always suffice
+}
+
+// Shortest representation that reads back as the same double ("0.0025", "1", "14400").
+void append_double(std::string& out, double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  if (ec != std::errc()) {  // cannot happen with 64 bytes
+    out.append("NaN");
+    return;
+  }
+  out.append(buf, end);
+}
+
+// A label value: backslash, double quote and line feed escaped (format 0.0.4).
+void append_label_value(std::string& out, std::string_view v) {
+  for (char ch : v) {
+    switch (ch) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += ch;
+    }
+  }
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view type,
+                   std::string_view help) {
+  out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+// `name{label="value"} v`, or `name v` when `label` is empty.
+void append_sample(std::string& out, std::string_view name, std::string_view label,
+                   std::string_view value, std::uint64_t v) {
+  out.append(name);
+  if (!label.empty()) {
+    out.append("{").append(label).append("=\"");
+    append_label_value(out, value);
+    out.append("\"}");
+  }
+  out += ' ';
+  append_uint(out, v);
+  out += '\n';
+}
+
+}  // namespace
+
+void Metrics::record_outcome(const Outcome& outcome) noexcept {
+  std::size_t i = 0;
+  while (i < kBucketBoundsUs.size() && outcome.latency_us > kBucketBoundsUs[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  latency_sum_us_.fetch_add(outcome.latency_us, std::memory_order_relaxed);
+}
+
+void Metrics::record_refused(std::string_view reason) {
+  if (auto it = refused_.find(reason); it != refused_.end()) {
+    ++it->second;
+  } else {
+    refused_.emplace(std::string(reason), 1);
+  }
+}
+
+void Metrics::record_request(std::string_view method, std::string_view route, int status) {
+  const std::tuple<std::string_view, std::string_view, int> key{method, route, status};
+  if (auto it = requests_.find(key); it != requests_.end()) {
+    ++it->second;
+  } else {
+    requests_.emplace(std::tuple<std::string, std::string, int>{method, route, status}, 1);
+  }
+}
+
+std::string Metrics::render(const EngineStats& stats, std::uint64_t subscriptions) const {
+  std::string out;
+  out.reserve(4096 + 128 * (refused_.size() + requests_.size()));
+
+  append_header(out, "fanout_events_published_total", "counter",
+                "Events accepted by the engine (one final outcome each).");
+  append_sample(out, "fanout_events_published_total", "", "", stats.published);
+
+  append_header(out, "fanout_events_refused_total", "counter", "Events not accepted, by reason.");
+  for (const auto& [reason, n] : refused_)
+    append_sample(out, "fanout_events_refused_total", "reason", reason, n);
+
+  append_header(out, "fanout_outcomes_total", "counter",
+                "Final outcomes of accepted events, by kind.");
+  append_sample(out, "fanout_outcomes_total", "kind", "delivered", stats.delivered);
+  append_sample(out, "fanout_outcomes_total", "kind", "rejected", stats.rejected);
+  append_sample(out, "fanout_outcomes_total", "kind", "exhausted", stats.exhausted);
+  append_sample(out, "fanout_outcomes_total", "kind", "dropped", stats.dropped);
+
+  append_header(out, "fanout_attempts_total", "counter",
+                "Delivery attempts, by HTTP status class (failed: no HTTP answer).");
+  append_sample(out, "fanout_attempts_total", "class", "2xx", stats.attempts_2xx);
+  append_sample(out, "fanout_attempts_total", "class", "3xx", stats.attempts_3xx);
+  append_sample(out, "fanout_attempts_total", "class", "4xx", stats.attempts_4xx);
+  append_sample(out, "fanout_attempts_total", "class", "5xx", stats.attempts_5xx);
+  append_sample(out, "fanout_attempts_total", "class", "failed", stats.attempts_failed);
+
+  append_header(out, "fanout_in_flight", "gauge",
+                "Accepted deliveries without a final outcome (waiting retries included).");
+  append_sample(out, "fanout_in_flight", "", "", stats.in_flight);
+
+  append_header(out, "fanout_waiting_retries", "gauge",
+                "Deliveries waiting for their next attempt.");
+  append_sample(out, "fanout_waiting_retries", "", "", stats.waiting_retry);
+
+  append_header(out, "fanout_connections", "gauge", "Open outgoing connections, by protocol.");
+  append_sample(out, "fanout_connections", "protocol", "h2", stats.connections_h2);
+  append_sample(out, "fanout_connections", "protocol", "http/1.1", stats.connections_h1);
+
+  constexpr std::string_view kLatency = "fanout_delivery_latency_seconds";
+  append_header(out, kLatency, "histogram", "Time from publish to the final outcome.");
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    out.append(kLatency).append("_bucket{le=\"");
+    if (i < kLatencyBuckets.size()) {
+      append_double(out, kLatencyBuckets[i]);
+    } else {
+      out.append("+Inf");
+    }
+    out.append("\"} ");
+    append_uint(out, cumulative);
+    out += '\n';
+  }
+  out.append(kLatency).append("_sum ");
+  append_double(out, static_cast<double>(latency_sum_us_.load(std::memory_order_relaxed)) / 1e6);
+  out += '\n';
+  out.append(kLatency).append("_count ");
+  append_uint(out, cumulative);
+  out += '\n';
+
+  append_header(out, "fanout_api_requests_total", "counter",
+                "HTTP API requests answered, by method, route pattern and status.");
+  for (const auto& [key, n] : requests_) {
+    const auto& [method, route, status] = key;
+    out.append("fanout_api_requests_total{method=\"");
+    append_label_value(out, method);
+    out.append("\",route=\"");
+    append_label_value(out, route);
+    out.append("\",status=\"");
+    out.append(std::to_string(status));
+    out.append("\"} ");
+    append_uint(out, n);
+    out += '\n';
+  }
+
+  append_header(out, "fanout_subscriptions", "gauge", "Subscriptions in the routing table.");
+  append_sample(out, "fanout_subscriptions", "", "", subscriptions);
+  return out;
+}
+
+}  // namespace fanout::daemon

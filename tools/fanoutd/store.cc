@@ -1,0 +1,1029 @@
+// fanoutd's SQLite store (store.h). Schema (migration 1):
+//
+//   subscriptions(id AUTOINCREMENT, org_id, event_type TEXT, url, created_at_us, updated_at_us,
+//                 UNIQUE(org_id, event_type))           + index (org_id, id) for listings
+//   subscription_headers(subscription_id -> subscriptions ON DELETE CASCADE, position, name,
+//                        value, PRIMARY KEY(subscription_id, position))
+//   api_keys(id AUTOINCREMENT, key_hash BLOB UNIQUE (SHA-256 of the key string), role, orgs
+//            "1,2,3", name, created_at_us, revoked_at_us NULL while live)
+//   signing_key(id = 1 only, private_key_pem, created_at_us)
+//   pending_deliveries(seq AUTOINCREMENT, event_id, org_id, event_type, body BLOB,
+//                      subscription_id, attempts, next_attempt_unix_ms)
+//
+// Invariants:
+// - Ids come from AUTOINCREMENT, so a deleted subscription's (or key's) id is never handed out
+//   again, even across restarts.
+// - Event types are stored by name, never by catalogue id (ids depend on the configured
+//   extensions); rows are mapped back through the catalogue when read.
+// - Stored URLs and headers were validated on the way in; reading re-derives the URL parts with
+//   http allowed (rows written in insecure mode still load).
+// - A key string is never stored: only its SHA-256. At most one signing key exists (id = 1);
+//   racing first uses settle on one with INSERT OR IGNORE.
+// - Every mutation is one transaction (BEGIN IMMEDIATE, so the write lock is taken up front and
+//   the busy timeout applies); any failure rolls back. Reads that need a consistent view
+//   (count + page, rows + headers) run inside one read transaction.
+// - Values only ever reach SQL through bound parameters. The only SQL text not fixed at compile
+//   time does not exist: migrations are constant scripts that also set their user_version.
+// - Migration i takes user_version from i to i + 1, each in its own transaction, re-checking
+//   the version under the write lock (another process may have migrated meanwhile).
+#include "tools/fanoutd/store.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+#include <iterator>
+#include <limits>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include "engine/signer.h"
+
+namespace fanout::daemon {
+namespace {
+
+// Migration i brings user_version from i to i + 1. Append only; never edit a released one.
+constexpr const char* kMigrations[] = {
+    // 1: the initial schema.
+    R"sql(
+CREATE TABLE subscriptions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  org_id INTEGER NOT NULL,
+  event_type TEXT NOT NULL,
+  url TEXT NOT NULL,
+  created_at_us INTEGER NOT NULL,
+  updated_at_us INTEGER NOT NULL,
+  UNIQUE (org_id, event_type)
+);
+CREATE INDEX subscriptions_by_org ON subscriptions (org_id, id);
+CREATE TABLE subscription_headers (
+  subscription_id INTEGER NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (subscription_id, position)
+);
+CREATE TABLE api_keys (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  key_hash BLOB NOT NULL UNIQUE,
+  role TEXT NOT NULL,
+  orgs TEXT NOT NULL, -- comma-separated organisation ids, ascending
+  name TEXT NOT NULL,
+  created_at_us INTEGER NOT NULL,
+  revoked_at_us INTEGER
+);
+CREATE TABLE signing_key (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  private_key_pem TEXT NOT NULL,
+  created_at_us INTEGER NOT NULL
+);
+CREATE TABLE pending_deliveries (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id TEXT NOT NULL,
+  org_id INTEGER NOT NULL,
+  event_type TEXT NOT NULL,
+  body BLOB NOT NULL,
+  subscription_id INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  next_attempt_unix_ms INTEGER NOT NULL
+);
+PRAGMA user_version = 1;
+)sql",
+};
+
+constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
+
+constexpr int kBusyTimeoutMs = 5000;
+constexpr std::size_t kApiKeyRandomBytes = 32;
+constexpr std::string_view kApiKeyPrefix = "fo_";
+
+tl::unexpected<std::string> db_error(sqlite3* db, std::string_view what) {
+  std::string message(what);
+  message += ": ";
+  message += sqlite3_errmsg(db);
+  return tl::unexpected(std::move(message));
+}
+
+tl::unexpected<StoreError> store_error(std::string message,
+                                       StoreError::Kind kind = StoreError::Kind::kDatabase) {
+  StoreError e;
+  e.kind = kind;
+  e.message = std::move(message);
+  return tl::unexpected(std::move(e));
+}
+
+// One prepared statement, finalized on destruction. Parameters are bound by 1-based index;
+// text and blobs are bound without copying (SQLite's SQLITE_STATIC, i.e. a null destructor),
+// so what they point to must outlive the step() calls.
+class Statement {
+ public:
+  static tl::expected<Statement, std::string> prepare(sqlite3* db, std::string_view sql,
+                                                      std::string what) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) !=
+        SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return db_error(db, what);
+    }
+    return Statement(db, stmt, std::move(what));
+  }
+
+  Statement(Statement&& other) noexcept
+      : db_(other.db_),
+        stmt_(std::exchange(other.stmt_, nullptr)),
+        what_(std::move(other.what_)),
+        bind_rc_(other.bind_rc_) {}
+  Statement& operator=(Statement&&) = delete;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement() { sqlite3_finalize(stmt_); }  // a no-op for nullptr
+
+  void bind(int index, std::int64_t value) noexcept {
+    note(sqlite3_bind_int64(stmt_, index, value));
+  }
+  void bind_null(int index) noexcept { note(sqlite3_bind_null(stmt_, index)); }
+  void bind_text(int index, std::string_view value) noexcept {
+    // A null pointer would bind SQL NULL; an empty view may have one.
+    const char* data = value.data() != nullptr ? value.data() : "";
+    note(sqlite3_bind_text64(stmt_, index, data, value.size(), nullptr, SQLITE_UTF8));
+  }
+  void bind_blob(int index, const void* data, std::size_t size) noexcept {
+    static constexpr char kEmpty[1] = {0};
+    note(sqlite3_bind_blob64(stmt_, index, data != nullptr ? data : kEmpty, size, nullptr));
+  }
+
+  // true: a row is ready; false: done.
+  tl::expected<bool, std::string> step() {
+    if (bind_rc_ != SQLITE_OK) {
+      return tl::unexpected(what_ + ": binding a parameter: " + sqlite3_errstr(bind_rc_));
+    }
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return db_error(db_, what_);
+  }
+  // Steps a statement that returns no row (or whose rows do not matter) to completion.
+  tl::expected<void, std::string> run() {
+    for (;;) {
+      auto row = step();
+      if (!row) return tl::unexpected(std::move(row.error()));
+      if (!*row) return {};
+    }
+  }
+  // Ready to bind and step again.
+  void reset() noexcept {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    bind_rc_ = SQLITE_OK;
+  }
+
+  std::int64_t int64(int column) const noexcept { return sqlite3_column_int64(stmt_, column); }
+  bool is_null(int column) const noexcept {
+    return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+  }
+  std::string text(int column) const {
+    const unsigned char* data = sqlite3_column_text(stmt_, column);
+    const int size = sqlite3_column_bytes(stmt_, column);
+    if (data == nullptr || size <= 0) return {};
+    return std::string(reinterpret_cast<const char*>(data), static_cast<std::size_t>(size));
+  }
+  std::string blob(int column) const {
+    const void* data = sqlite3_column_blob(stmt_, column);
+    const int size = sqlite3_column_bytes(stmt_, column);
+    if (data == nullptr || size <= 0) return {};
+    return std::string(static_cast<const char*>(data), static_cast<std::size_t>(size));
+  }
+  const std::string& what() const noexcept { return what_; }
+
+ private:
+  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string what) noexcept
+      : db_(db), stmt_(stmt), what_(std::move(what)) {}
+  void note(int rc) noexcept {
+    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  std::string what_;
+  int bind_rc_ = SQLITE_OK;
+};
+
+// A transaction rolled back on destruction unless committed.
+class Transaction {
+ public:
+  enum class Mode : std::uint8_t { kRead, kWrite };
+
+  // kWrite takes the write lock at once (BEGIN IMMEDIATE, waiting up to the busy timeout);
+  // kRead starts a deferred transaction, a consistent snapshot once the first read ran.
+  static tl::expected<Transaction, std::string> begin(sqlite3* db, Mode mode,
+                                                      std::string_view what) {
+    const char* sql = mode == Mode::kWrite ? "BEGIN IMMEDIATE" : "BEGIN";
+    if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return db_error(db, std::string(what) + ": starting a transaction");
+    }
+    return Transaction(db, what);
+  }
+
+  Transaction(Transaction&& other) noexcept
+      : db_(std::exchange(other.db_, nullptr)), what_(std::move(other.what_)) {}
+  Transaction& operator=(Transaction&&) = delete;
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction() {
+    if (db_ != nullptr && sqlite3_get_autocommit(db_) == 0) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+  }
+
+  tl::expected<void, std::string> commit() {
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return db_error(db_, what_ + ": committing");  // the destructor rolls back
+    }
+    db_ = nullptr;
+    return {};
+  }
+
+ private:
+  Transaction(sqlite3* db, std::string_view what) : db_(db), what_(what) {}
+  sqlite3* db_;
+  std::string what_;
+};
+
+tl::expected<int, std::string> read_user_version(sqlite3* db) {
+  auto stmt = Statement::prepare(db, "PRAGMA user_version", "reading the schema version");
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  auto row = stmt->step();
+  if (!row) return tl::unexpected(std::move(row.error()));
+  if (!*row) return tl::unexpected(stmt->what() + ": no answer");
+  return static_cast<int>(stmt->int64(0));
+}
+
+std::string newer_version_error(int version) {
+  return "schema version " + std::to_string(version) +
+         " is newer than this fanoutd knows (latest " + std::to_string(kLatestVersion) +
+         "); use a newer fanoutd";
+}
+
+tl::expected<void, std::string> migrate(sqlite3* db) {
+  auto version = read_user_version(db);
+  if (!version) return tl::unexpected(std::move(version.error()));
+  if (*version > kLatestVersion) return tl::unexpected(newer_version_error(*version));
+  while (*version < kLatestVersion) {
+    auto tx = Transaction::begin(db, Transaction::Mode::kWrite, "migrating the schema");
+    if (!tx) return tl::unexpected(std::move(tx.error()));
+    version = read_user_version(db);  // under the write lock: another process may have run it
+    if (!version) return tl::unexpected(std::move(version.error()));
+    if (*version > kLatestVersion) return tl::unexpected(newer_version_error(*version));
+    if (*version < kLatestVersion) {
+      const int target = *version + 1;
+      const std::string what =
+          "applying migration " + std::to_string(*version) + " -> " + std::to_string(target);
+      if (sqlite3_exec(db, kMigrations[*version], nullptr, nullptr, nullptr) != SQLITE_OK) {
+        return db_error(db, what);
+      }
+      version = read_user_version(db);
+      if (!version) return tl::unexpected(std::move(version.error()));
+      if (*version != target) {
+        return tl::unexpected(what + ": the script left user_version at " +
+                              std::to_string(*version));
+      }
+    }
+    if (auto committed = tx->commit(); !committed) return committed;
+  }
+  return {};
+}
+
+// Runs a pragma (fixed text) and returns its first column of the first row, if any.
+tl::expected<std::string, std::string> pragma(sqlite3* db, std::string_view sql) {
+  auto stmt = Statement::prepare(db, sql, std::string(sql));
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  auto row = stmt->step();
+  if (!row) return tl::unexpected(std::move(row.error()));
+  std::string value = *row ? stmt->text(0) : std::string();
+  if (auto rest = stmt->run(); !rest) return tl::unexpected(std::move(rest.error()));
+  return value;
+}
+
+// Switching to WAL takes the exclusive lock while holding a shared one; when connections open a
+// new database at once, SQLite answers SQLITE_BUSY at once instead of calling the busy handler
+// (waiting could deadlock). So the switch is retried, 10 ms apart, for as long as the busy
+// timeout. Once the file is in WAL mode (persistent) the pragma takes no lock to change.
+tl::expected<std::string, std::string> switch_to_wal(sqlite3* db) {
+  constexpr int kRetryMs = 10;
+  for (int waited_ms = 0;; waited_ms += kRetryMs) {
+    auto mode = pragma(db, "PRAGMA journal_mode=WAL");
+    if (mode || waited_ms >= kBusyTimeoutMs || (sqlite3_errcode(db) & 0xff) != SQLITE_BUSY) {
+      return mode;
+    }
+    sqlite3_sleep(kRetryMs);
+  }
+}
+
+// --- subscriptions ---
+
+constexpr std::string_view kSubscriptionColumns =
+    "SELECT id, org_id, event_type, url, created_at_us, updated_at_us FROM subscriptions ";
+
+// The current row of a statement selecting kSubscriptionColumns, headers not included.
+tl::expected<routing::Subscription, std::string> subscription_from_row(
+    const Statement& stmt, const routing::EventCatalogue& catalogue) {
+  routing::Subscription s;
+  s.id = stmt.int64(0);
+  s.org_id = stmt.int64(1);
+  const std::string type = stmt.text(2);
+  const auto type_id = catalogue.find(type);
+  if (!type_id) {
+    return tl::unexpected("subscription " + std::to_string(s.id) + ": event type \"" + type +
+                          "\" is not in the catalogue (was an extension removed from "
+                          "event_types?)");
+  }
+  s.event_type = *type_id;
+  s.url = stmt.text(3);
+  auto parts = routing::validate_url(s.url, {.allow_insecure_http = true});
+  if (!parts) {
+    std::string message = "subscription " + std::to_string(s.id) + ": stored url is invalid";
+    for (const auto& v : parts.error()) message += ": " + v.message;
+    return tl::unexpected(std::move(message));
+  }
+  s.parts = std::move(*parts);
+  s.created_at_us = stmt.int64(4);
+  s.updated_at_us = stmt.int64(5);
+  return s;
+}
+
+// Reads the headers of `s` in position order with `stmt` (SELECT name, value ... WHERE
+// subscription_id = ?1 ORDER BY position), which is reset first.
+tl::expected<void, std::string> load_headers(Statement& stmt, routing::Subscription& s) {
+  stmt.reset();
+  stmt.bind(1, s.id);
+  for (;;) {
+    auto row = stmt.step();
+    if (!row) return tl::unexpected(std::move(row.error()));
+    if (!*row) return {};
+    s.custom_headers.push_back({stmt.text(0), stmt.text(1)});
+  }
+}
+
+tl::expected<Statement, std::string> prepare_headers_of_one(sqlite3* db) {
+  return Statement::prepare(
+      db,
+      "SELECT name, value FROM subscription_headers WHERE subscription_id = ?1 "
+      "ORDER BY position",
+      "reading subscription headers");
+}
+
+tl::expected<std::optional<routing::Subscription>, std::string> read_subscription(
+    sqlite3* db, const routing::EventCatalogue& catalogue, std::int64_t id) {
+  auto stmt = Statement::prepare(db, std::string(kSubscriptionColumns) + "WHERE id = ?1",
+                                 "reading subscription " + std::to_string(id));
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  stmt->bind(1, id);
+  auto row = stmt->step();
+  if (!row) return tl::unexpected(std::move(row.error()));
+  if (!*row) return std::optional<routing::Subscription>();
+  auto s = subscription_from_row(*stmt, catalogue);
+  if (!s) return tl::unexpected(std::move(s.error()));
+  auto headers = prepare_headers_of_one(db);
+  if (!headers) return tl::unexpected(std::move(headers.error()));
+  if (auto loaded = load_headers(*headers, *s); !loaded) {
+    return tl::unexpected(std::move(loaded.error()));
+  }
+  return std::optional<routing::Subscription>(std::move(*s));
+}
+
+// Inserts the header rows of subscription `id` (positions 0, 1, ...).
+tl::expected<void, std::string> insert_headers(sqlite3* db, std::int64_t id,
+                                               const std::vector<routing::Header>& headers) {
+  if (headers.empty()) return {};
+  auto stmt = Statement::prepare(
+      db,
+      "INSERT INTO subscription_headers (subscription_id, position, name, value) "
+      "VALUES (?1, ?2, ?3, ?4)",
+      "storing the headers of subscription " + std::to_string(id));
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  std::int64_t position = 0;
+  for (const auto& h : headers) {
+    stmt->reset();
+    stmt->bind(1, id);
+    stmt->bind(2, position++);
+    stmt->bind_text(3, h.name);
+    stmt->bind_text(4, h.value);
+    if (auto done = stmt->run(); !done) return done;
+  }
+  return {};
+}
+
+// --- API keys ---
+
+std::string join_orgs(const std::vector<std::int64_t>& orgs) {
+  std::string out;
+  for (const auto org : orgs) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(org);
+  }
+  return out;
+}
+
+std::optional<std::vector<std::int64_t>> split_orgs(std::string_view text) {
+  std::vector<std::int64_t> orgs;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    const std::string_view part = text.substr(0, comma);
+    std::int64_t org = 0;
+    const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), org);
+    if (ec != std::errc() || end != part.data() + part.size() || part.empty()) {
+      return std::nullopt;
+    }
+    orgs.push_back(org);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+    if (text.empty()) return std::nullopt;  // trailing comma
+  }
+  return orgs;
+}
+
+using KeyHash = std::array<unsigned char, crypto_hash_sha256_BYTES>;
+
+KeyHash hash_key(std::string_view key) noexcept {
+  static constexpr char kEmpty[1] = {0};
+  KeyHash hash{};
+  crypto_hash_sha256(hash.data(),
+                     reinterpret_cast<const unsigned char*>(key.empty() ? kEmpty : key.data()),
+                     key.size());
+  return hash;
+}
+
+bool sodium_ready() noexcept {
+  static const bool ready = sodium_init() >= 0;
+  return ready;
+}
+
+constexpr std::string_view kApiKeyColumns =
+    "SELECT id, role, orgs, name, created_at_us, revoked_at_us FROM api_keys ";
+
+tl::expected<ApiKey, std::string> api_key_from_row(const Statement& stmt) {
+  ApiKey key;
+  key.id = stmt.int64(0);
+  const std::string role = stmt.text(1);
+  const auto parsed_role = parse_role(role);
+  if (!parsed_role) {
+    return tl::unexpected("API key " + std::to_string(key.id) + ": unknown role \"" + role + "\"");
+  }
+  key.role = *parsed_role;
+  const std::string orgs = stmt.text(2);
+  auto parsed_orgs = split_orgs(orgs);
+  if (!parsed_orgs) {
+    return tl::unexpected("API key " + std::to_string(key.id) + ": malformed organisation list \"" +
+                          orgs + "\"");
+  }
+  key.orgs = std::move(*parsed_orgs);
+  key.name = stmt.text(3);
+  key.created_at_us = stmt.int64(4);
+  if (!stmt.is_null(5)) key.revoked_at_us = stmt.int64(5);
+  return key;
+}
+
+// Checks (and normalises: PROVIDER organisations sorted, duplicates removed) what a key of
+// `role` may be granted.
+tl::expected<void, std::string> check_orgs(Role role, std::vector<std::int64_t>& orgs) {
+  const bool all_positive =
+      std::all_of(orgs.begin(), orgs.end(), [](std::int64_t org) { return org > 0; });
+  switch (role) {
+    case Role::kOrgAdmin:
+      if (orgs.size() != 1 || !all_positive) {
+        return tl::unexpected(
+            std::string("an ORG_ADMIN key needs exactly one organisation, an integer > 0"));
+      }
+      return {};
+    case Role::kProvider:
+      if (orgs.empty() || !all_positive) {
+        return tl::unexpected(
+            std::string("a PROVIDER key needs at least one organisation, each an integer > 0"));
+      }
+      std::sort(orgs.begin(), orgs.end());
+      orgs.erase(std::unique(orgs.begin(), orgs.end()), orgs.end());
+      return {};
+    case Role::kIngest:
+      if (!orgs.empty()) {
+        return tl::unexpected(
+            std::string("an INGEST key takes no organisation (it may publish for any)"));
+      }
+      return {};
+  }
+  return tl::unexpected(std::string("unknown role"));
+}
+
+}  // namespace
+
+std::string_view to_string(Role role) noexcept {
+  switch (role) {
+    case Role::kOrgAdmin:
+      return "ORG_ADMIN";
+    case Role::kProvider:
+      return "PROVIDER";
+    case Role::kIngest:
+      return "INGEST";
+  }
+  return "UNKNOWN";
+}
+
+std::optional<Role> parse_role(std::string_view s) noexcept {
+  if (s == "ORG_ADMIN") return Role::kOrgAdmin;
+  if (s == "PROVIDER") return Role::kProvider;
+  if (s == "INGEST") return Role::kIngest;
+  return std::nullopt;
+}
+
+// --- Store ---
+
+Store::Store(sqlite3* db, const routing::EventCatalogue& catalogue) noexcept
+    : db_(db), catalogue_(catalogue) {}
+
+Store::~Store() {
+  sqlite3_close_v2(db_);
+}
+
+tl::expected<std::unique_ptr<Store>, std::string> Store::open(
+    const std::filesystem::path& data_dir, const routing::EventCatalogue& catalogue) {
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) return tl::unexpected("creating " + data_dir.string() + ": " + ec.message());
+  const std::filesystem::path file = data_dir / "fanoutd.db";
+
+  // The database holds the signing key: create it readable by its owner only (SQLite gives the
+  // -wal and -shm files the database's permissions). An existing file keeps its mode.
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return tl::unexpected("opening " + file.string() + ": " +
+                          std::error_code(errno, std::generic_category()).message());
+  }
+  ::close(fd);
+
+  sqlite3* db = nullptr;
+  const int rc =
+      sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = "opening " + file.string() + ": " +
+                          (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close_v2(db);
+    return tl::unexpected(std::move(message));
+  }
+  // From here the Store owns the handle and closes it on every path.
+  std::unique_ptr<Store> store(new Store(db, catalogue));
+  auto fail = [&file](std::string message) {
+    return tl::unexpected(file.string() + ": " + std::move(message));
+  };
+
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  auto mode = switch_to_wal(db);
+  if (!mode) return fail(std::move(mode.error()));
+  if (*mode != "wal") return fail("could not switch to WAL mode (journal_mode is " + *mode + ")");
+  if (auto r = pragma(db, "PRAGMA synchronous=NORMAL"); !r) return fail(std::move(r.error()));
+  if (auto r = pragma(db, "PRAGMA foreign_keys=ON"); !r) return fail(std::move(r.error()));
+  auto fk = pragma(db, "PRAGMA foreign_keys");
+  if (!fk) return fail(std::move(fk.error()));
+  if (*fk != "1") return fail("foreign keys are not supported by this SQLite build");
+  if (auto migrated = migrate(db); !migrated) return fail(std::move(migrated.error()));
+  return store;
+}
+
+int Store::schema_version() const {
+  auto version = read_user_version(db_);
+  return version ? *version : -1;
+}
+
+int Store::latest_schema_version() noexcept {
+  return kLatestVersion;
+}
+
+tl::expected<std::vector<routing::Subscription>, std::string> Store::all_subscriptions() {
+  auto tx = Transaction::begin(db_, Transaction::Mode::kRead, "reading subscriptions");
+  if (!tx) return tl::unexpected(std::move(tx.error()));
+  std::vector<routing::Subscription> out;
+  {
+    auto stmt = Statement::prepare(db_, std::string(kSubscriptionColumns) + "ORDER BY id",
+                                   "reading subscriptions");
+    if (!stmt) return tl::unexpected(std::move(stmt.error()));
+    for (;;) {
+      auto row = stmt->step();
+      if (!row) return tl::unexpected(std::move(row.error()));
+      if (!*row) break;
+      auto s = subscription_from_row(*stmt, catalogue_);
+      if (!s) return tl::unexpected(std::move(s.error()));
+      out.push_back(std::move(*s));
+    }
+  }
+  // Headers in one pass, merged by id (both sides ascending).
+  auto headers = Statement::prepare(db_,
+                                    "SELECT subscription_id, name, value FROM "
+                                    "subscription_headers ORDER BY subscription_id, position",
+                                    "reading subscription headers");
+  if (!headers) return tl::unexpected(std::move(headers.error()));
+  std::size_t i = 0;
+  for (;;) {
+    auto row = headers->step();
+    if (!row) return tl::unexpected(std::move(row.error()));
+    if (!*row) break;
+    const std::int64_t id = headers->int64(0);
+    while (i < out.size() && out[i].id < id) ++i;
+    if (i < out.size() && out[i].id == id) {
+      out[i].custom_headers.push_back({headers->text(1), headers->text(2)});
+    }
+  }
+  if (auto committed = tx->commit(); !committed) {
+    return tl::unexpected(std::move(committed.error()));
+  }
+  return out;
+}
+
+tl::expected<Store::Page, std::string> Store::list(std::int64_t org_id, std::int64_t offset,
+                                                   std::int64_t limit) {
+  const std::string what = "listing the subscriptions of organisation " + std::to_string(org_id);
+  auto tx = Transaction::begin(db_, Transaction::Mode::kRead, what);
+  if (!tx) return tl::unexpected(std::move(tx.error()));
+  Page page;
+  {
+    auto count = Statement::prepare(db_, "SELECT COUNT(*) FROM subscriptions WHERE org_id = ?1",
+                                    what + ": counting");
+    if (!count) return tl::unexpected(std::move(count.error()));
+    count->bind(1, org_id);
+    auto row = count->step();
+    if (!row) return tl::unexpected(std::move(row.error()));
+    page.count = *row ? count->int64(0) : 0;
+  }
+  auto stmt = Statement::prepare(
+      db_, std::string(kSubscriptionColumns) + "WHERE org_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
+      what);
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  auto headers = prepare_headers_of_one(db_);
+  if (!headers) return tl::unexpected(std::move(headers.error()));
+  stmt->bind(1, org_id);
+  stmt->bind(2, std::max<std::int64_t>(limit, 0));  // a negative LIMIT would mean "no limit"
+  stmt->bind(3, std::max<std::int64_t>(offset, 0));
+  for (;;) {
+    auto row = stmt->step();
+    if (!row) return tl::unexpected(std::move(row.error()));
+    if (!*row) break;
+    auto s = subscription_from_row(*stmt, catalogue_);
+    if (!s) return tl::unexpected(std::move(s.error()));
+    if (auto loaded = load_headers(*headers, *s); !loaded) {
+      return tl::unexpected(std::move(loaded.error()));
+    }
+    page.items.push_back(std::move(*s));
+  }
+  if (auto committed = tx->commit(); !committed) {
+    return tl::unexpected(std::move(committed.error()));
+  }
+  return page;
+}
+
+tl::expected<std::optional<routing::Subscription>, std::string> Store::get(std::int64_t id) {
+  auto tx = Transaction::begin(db_, Transaction::Mode::kRead, "reading a subscription");
+  if (!tx) return tl::unexpected(std::move(tx.error()));
+  auto s = read_subscription(db_, catalogue_, id);
+  if (!s) return s;
+  if (auto committed = tx->commit(); !committed) {
+    return tl::unexpected(std::move(committed.error()));
+  }
+  return s;
+}
+
+tl::expected<std::vector<routing::Subscription>, StoreError> Store::create(
+    std::vector<routing::Subscription> items, std::int64_t now_us) {
+  auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, "creating subscriptions");
+  if (!tx) return store_error(std::move(tx.error()));
+  auto existing =
+      Statement::prepare(db_, "SELECT id FROM subscriptions WHERE org_id = ?1 AND event_type = ?2",
+                         "looking for an existing subscription");
+  if (!existing) return store_error(std::move(existing.error()));
+  auto insert = Statement::prepare(
+      db_,
+      "INSERT INTO subscriptions (org_id, event_type, url, created_at_us, updated_at_us) "
+      "VALUES (?1, ?2, ?3, ?4, ?4)",
+      "storing a subscription");
+  if (!insert) return store_error(std::move(insert.error()));
+
+  std::set<std::pair<std::int64_t, routing::EventTypeId>> seen;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    auto& s = items[i];
+    const std::string_view type = catalogue_.name(s.event_type);
+    const std::string item = "item " + std::to_string(i);
+    if (type.empty()) {
+      return store_error(item + ": event type id " + std::to_string(s.event_type) +
+                         " is not in the catalogue");
+    }
+    const std::string pair =
+        "(org_id " + std::to_string(s.org_id) + ", event_type " + std::string(type) + ")";
+    if (!seen.emplace(s.org_id, s.event_type).second) {
+      auto e = store_error(item + ": " + pair + " appears twice in the batch",
+                           StoreError::Kind::kDuplicate);
+      e.value().index = i;
+      return e;
+    }
+    existing->reset();
+    existing->bind(1, s.org_id);
+    existing->bind_text(2, type);
+    auto row = existing->step();
+    if (!row) return store_error(std::move(row.error()));
+    if (*row) {
+      const std::int64_t id = existing->int64(0);
+      auto e = store_error(item + ": " + pair + " already has subscription " + std::to_string(id),
+                           StoreError::Kind::kDuplicate);
+      e.value().index = i;
+      e.value().existing_id = id;
+      return e;
+    }
+
+    insert->reset();
+    insert->bind(1, s.org_id);
+    insert->bind_text(2, type);
+    insert->bind_text(3, s.url);
+    insert->bind(4, now_us);
+    if (auto done = insert->run(); !done) return store_error(item + ": " + done.error());
+    s.id = sqlite3_last_insert_rowid(db_);
+    s.created_at_us = now_us;
+    s.updated_at_us = now_us;
+    if (auto done = insert_headers(db_, s.id, s.custom_headers); !done) {
+      return store_error(item + ": " + done.error());
+    }
+  }
+  if (auto committed = tx->commit(); !committed) return store_error(std::move(committed.error()));
+  return items;
+}
+
+tl::expected<routing::Subscription, StoreError> Store::update(const routing::Subscription& s,
+                                                              std::int64_t now_us) {
+  const std::string what = "updating subscription " + std::to_string(s.id);
+  auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, what);
+  if (!tx) return store_error(std::move(tx.error()));
+  {
+    auto stmt = Statement::prepare(
+        db_, "UPDATE subscriptions SET url = ?1, updated_at_us = ?2 WHERE id = ?3", what);
+    if (!stmt) return store_error(std::move(stmt.error()));
+    stmt->bind_text(1, s.url);
+    stmt->bind(2, now_us);
+    stmt->bind(3, s.id);
+    if (auto done = stmt->run(); !done) return store_error(std::move(done.error()));
+    if (sqlite3_changes(db_) == 0) {
+      return store_error("no subscription " + std::to_string(s.id), StoreError::Kind::kNotFound);
+    }
+  }
+  {
+    auto stmt = Statement::prepare(
+        db_, "DELETE FROM subscription_headers WHERE subscription_id = ?1", what);
+    if (!stmt) return store_error(std::move(stmt.error()));
+    stmt->bind(1, s.id);
+    if (auto done = stmt->run(); !done) return store_error(std::move(done.error()));
+  }
+  if (auto done = insert_headers(db_, s.id, s.custom_headers); !done) {
+    return store_error(std::move(done.error()));
+  }
+  auto stored = read_subscription(db_, catalogue_, s.id);
+  if (!stored) return store_error(what + ": " + stored.error());
+  if (!*stored) return store_error(what + ": the row vanished inside its transaction");
+  if (auto committed = tx->commit(); !committed) return store_error(std::move(committed.error()));
+  return std::move(**stored);
+}
+
+tl::expected<void, StoreError> Store::remove(std::int64_t id) {
+  // One statement is one transaction; the headers go with it (ON DELETE CASCADE).
+  auto stmt = Statement::prepare(db_, "DELETE FROM subscriptions WHERE id = ?1",
+                                 "deleting subscription " + std::to_string(id));
+  if (!stmt) return store_error(std::move(stmt.error()));
+  stmt->bind(1, id);
+  if (auto done = stmt->run(); !done) return store_error(std::move(done.error()));
+  if (sqlite3_changes(db_) == 0) {
+    return store_error("no subscription " + std::to_string(id), StoreError::Kind::kNotFound);
+  }
+  return {};
+}
+
+tl::expected<std::pair<ApiKey, std::string>, std::string> Store::create_api_key(
+    Role role, std::vector<std::int64_t> orgs, std::string name, std::int64_t now_us) {
+  if (auto checked = check_orgs(role, orgs); !checked) {
+    return tl::unexpected(std::move(checked.error()));
+  }
+  if (!sodium_ready()) return tl::unexpected(std::string("libsodium failed to initialise"));
+
+  unsigned char random[kApiKeyRandomBytes];
+  randombytes_buf(random, sizeof random);
+  char b64[sodium_base64_ENCODED_LEN(kApiKeyRandomBytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+  sodium_bin2base64(b64, sizeof b64, random, sizeof random,
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  sodium_memzero(random, sizeof random);
+  std::string key(kApiKeyPrefix);
+  key += b64;
+  sodium_memzero(b64, sizeof b64);
+  const KeyHash hash = hash_key(key);
+
+  ApiKey record;
+  record.role = role;
+  record.orgs = std::move(orgs);
+  record.name = std::move(name);
+  record.created_at_us = now_us;
+  const std::string joined = join_orgs(record.orgs);
+  auto stmt = Statement::prepare(db_,
+                                 "INSERT INTO api_keys (key_hash, role, orgs, name, created_at_us) "
+                                 "VALUES (?1, ?2, ?3, ?4, ?5)",
+                                 "storing an API key");
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  stmt->bind_blob(1, hash.data(), hash.size());
+  stmt->bind_text(2, to_string(role));
+  stmt->bind_text(3, joined);
+  stmt->bind_text(4, record.name);
+  stmt->bind(5, now_us);
+  if (auto done = stmt->run(); !done) return tl::unexpected(std::move(done.error()));
+  record.id = sqlite3_last_insert_rowid(db_);
+  return std::pair<ApiKey, std::string>(std::move(record), std::move(key));
+}
+
+tl::expected<std::optional<ApiKey>, std::string> Store::find_api_key(std::string_view key) {
+  if (!sodium_ready()) return tl::unexpected(std::string("libsodium failed to initialise"));
+  const KeyHash hash = hash_key(key);
+  auto stmt = Statement::prepare(
+      db_, std::string(kApiKeyColumns) + "WHERE key_hash = ?1 AND revoked_at_us IS NULL",
+      "looking up an API key");
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  stmt->bind_blob(1, hash.data(), hash.size());
+  auto row = stmt->step();
+  if (!row) return tl::unexpected(std::move(row.error()));
+  if (!*row) return std::optional<ApiKey>();
+  auto record = api_key_from_row(*stmt);
+  if (!record) return tl::unexpected(std::move(record.error()));
+  return std::optional<ApiKey>(std::move(*record));
+}
+
+tl::expected<std::vector<ApiKey>, std::string> Store::api_keys() {
+  auto stmt =
+      Statement::prepare(db_, std::string(kApiKeyColumns) + "ORDER BY id", "listing API keys");
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  std::vector<ApiKey> out;
+  for (;;) {
+    auto row = stmt->step();
+    if (!row) return tl::unexpected(std::move(row.error()));
+    if (!*row) break;
+    auto record = api_key_from_row(*stmt);
+    if (!record) return tl::unexpected(std::move(record.error()));
+    out.push_back(std::move(*record));
+  }
+  return out;
+}
+
+tl::expected<void, StoreError> Store::revoke_api_key(std::int64_t id, std::int64_t now_us) {
+  auto stmt = Statement::prepare(
+      db_, "UPDATE api_keys SET revoked_at_us = ?1 WHERE id = ?2 AND revoked_at_us IS NULL",
+      "revoking API key " + std::to_string(id));
+  if (!stmt) return store_error(std::move(stmt.error()));
+  stmt->bind(1, now_us);
+  stmt->bind(2, id);
+  if (auto done = stmt->run(); !done) return store_error(std::move(done.error()));
+  if (sqlite3_changes(db_) == 0) {
+    return store_error("no live API key " + std::to_string(id), StoreError::Kind::kNotFound);
+  }
+  return {};
+}
+
+tl::expected<std::string, std::string> Store::signing_key_pem() {
+  auto read = [this]() -> tl::expected<std::optional<std::string>, std::string> {
+    auto stmt = Statement::prepare(db_, "SELECT private_key_pem FROM signing_key WHERE id = 1",
+                                   "reading the signing key");
+    if (!stmt) return tl::unexpected(std::move(stmt.error()));
+    auto row = stmt->step();
+    if (!row) return tl::unexpected(std::move(row.error()));
+    if (!*row) return std::optional<std::string>();
+    return std::optional<std::string>(stmt->text(0));
+  };
+  auto stored = read();
+  if (!stored) return tl::unexpected(std::move(stored.error()));
+  if (*stored) return std::move(**stored);
+
+  // First use: generate, then insert unless another process won the race; either way the
+  // stored key is the one returned.
+  auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, "storing the signing key");
+  if (!tx) return tl::unexpected(std::move(tx.error()));
+  std::string pem = engine::Signer::generate().private_key_pem();
+  tl::expected<void, std::string> inserted;
+  {
+    auto stmt =
+        Statement::prepare(db_,
+                           "INSERT OR IGNORE INTO signing_key (id, private_key_pem, created_at_us) "
+                           "VALUES (1, ?1, ?2)",
+                           "storing the signing key");
+    if (!stmt) {
+      inserted = tl::unexpected(std::move(stmt.error()));
+    } else {
+      stmt->bind_text(1, pem);
+      stmt->bind(2, now_unix_us());
+      inserted = stmt->run();
+    }
+  }
+  sodium_memzero(pem.data(), pem.size());
+  if (!inserted) return tl::unexpected(std::move(inserted.error()));
+  stored = read();
+  if (!stored) return tl::unexpected(std::move(stored.error()));
+  if (!*stored) return tl::unexpected(std::string("storing the signing key: no row after insert"));
+  if (auto committed = tx->commit(); !committed) {
+    return tl::unexpected(std::move(committed.error()));
+  }
+  return std::move(**stored);
+}
+
+tl::expected<void, std::string> Store::save_pending(
+    const std::vector<PendingDelivery>& deliveries) {
+  if (deliveries.empty()) return {};
+  auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, "saving pending deliveries");
+  if (!tx) return tl::unexpected(std::move(tx.error()));
+  auto stmt = Statement::prepare(
+      db_,
+      "INSERT INTO pending_deliveries (event_id, org_id, event_type, body, subscription_id, "
+      "attempts, next_attempt_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+      "saving a pending delivery");
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  for (const auto& d : deliveries) {
+    stmt->reset();
+    stmt->bind_text(1, d.event_id);
+    stmt->bind(2, d.org_id);
+    stmt->bind_text(3, d.event_type);
+    stmt->bind_blob(4, d.body.data(), d.body.size());
+    stmt->bind(5, d.subscription_id);
+    stmt->bind(6, static_cast<std::int64_t>(d.attempts));
+    stmt->bind(7, d.next_attempt_unix_ms);
+    if (auto done = stmt->run(); !done) return done;
+  }
+  return tx->commit();
+}
+
+tl::expected<std::vector<PendingDelivery>, std::string> Store::pending() {
+  auto stmt = Statement::prepare(db_,
+                                 "SELECT seq, event_id, org_id, event_type, body, subscription_id, "
+                                 "attempts, next_attempt_unix_ms FROM pending_deliveries "
+                                 "ORDER BY seq",
+                                 "reading pending deliveries");
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  std::vector<PendingDelivery> out;
+  for (;;) {
+    auto row = stmt->step();
+    if (!row) return tl::unexpected(std::move(row.error()));
+    if (!*row) break;
+    PendingDelivery d;
+    d.event_id = stmt->text(1);
+    d.org_id = stmt->int64(2);
+    d.event_type = stmt->text(3);
+    d.body = stmt->blob(4);
+    d.subscription_id = stmt->int64(5);
+    const std::int64_t attempts = stmt->int64(6);
+    if (attempts < 0 || attempts > std::numeric_limits<std::uint32_t>::max()) {
+      return tl::unexpected("pending delivery " + std::to_string(stmt->int64(0)) +
+                            ": attempts out of range (" + std::to_string(attempts) + ")");
+    }
+    d.attempts = static_cast<std::uint32_t>(attempts);
+    d.next_attempt_unix_ms = stmt->int64(7);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+tl::expected<void, std::string> Store::clear_pending() {
+  auto stmt =
+      Statement::prepare(db_, "DELETE FROM pending_deliveries", "clearing pending deliveries");
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  return stmt->run();
+}
+
+std::int64_t now_unix_us() noexcept {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string format_timestamp(std::int64_t unix_us) {
+  constexpr std::int64_t kPerSecond = 1'000'000;
+  std::int64_t seconds = unix_us / kPerSecond;
+  std::int64_t micros = unix_us % kPerSecond;
+  if (micros < 0) {  // floor division: -1 us is 23:59:59.999999 of the day before
+    micros += kPerSecond;
+    seconds -= 1;
+  }
+  const std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  if (gmtime_r(&t, &tm) == nullptr) return "1970-01-01T00:00:00.000000Z";  // not on 64-bit time_t
+  char out[128];
+  const int n = std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%06" PRId64 "Z",
+                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                              tm.tm_sec, micros);
+  if (n <= 0) return {};
+  return std::string(out, std::min(static_cast<std::size_t>(n), sizeof out - 1));
+}
+
+}  // namespace fanout::daemon

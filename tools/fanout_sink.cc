@@ -54,7 +54,9 @@ constexpr const char* kUsage =
     "  --reset-rate P            fraction 0..1 of requests reset (HTTP/2 RST_STREAM,\n"
     "                            HTTP/1.1 connection close)\n"
     "  --goaway-every N          GOAWAY after every Nth request on a connection\n"
-    "  --record FILE             append one JSON line per request\n"
+    "  --record FILE             append one JSON line per request (flushed each loop turn)\n"
+    "  --print                   print one line per request on stdout (event id, attempt,\n"
+    "                            body up to 300 bytes)\n"
     "  --seed N                  seed of the status and reset draws (default 1)\n"
     "  --max-body BYTES          largest request body accepted (default 8388608)\n"
     "  --json                    print the final summary as JSON\n"
@@ -76,6 +78,7 @@ struct Options {
   std::uint64_t max_body = 8 * 1024 * 1024;
   bool json = false;
   bool quiet = false;
+  bool print = false;
 };
 
 template <class T>
@@ -227,6 +230,9 @@ std::optional<Options> parse_args(int argc, char** argv, std::string& err) {
         err = "--max-body: '" + v + "' is not a byte count";
         return std::nullopt;
       }
+    } else if (arg == "--print") {
+      if (!flag()) return std::nullopt;
+      o.print = true;
     } else if (arg == "--json") {
       if (!flag()) return std::nullopt;
       o.json = true;
@@ -364,6 +370,7 @@ class Sink final : public fanout::transport::HttpRequestHandler {
         timer_(loop) {
     for (const auto& [status, weight] : options_.mix) mix_total_ += weight;
     tick_.bind<&Sink::on_tick>(this);
+    flush_.bind<&Sink::on_flush>(this);
   }
 
   ~Sink() {
@@ -405,6 +412,10 @@ class Sink final : public fanout::transport::HttpRequestHandler {
   void act(const HttpResponder& responder, Action action, int status);
   void record(const HttpRequest& request);
   void on_tick() noexcept;
+  void on_flush() noexcept {
+    if (record_ != nullptr) std::fflush(record_);
+  }
+  void print_request(const HttpRequest& request);
   static void on_signal(uv_signal_t* handle, int signum);
   void stop();
   void print_summary();
@@ -416,6 +427,7 @@ class Sink final : public fanout::transport::HttpRequestHandler {
   StreamLoop streams_;
   LoopTimer timer_;
   TimerEntry tick_;
+  TimerEntry flush_;  // flushes the record file on the next loop turn
   std::unique_ptr<HttpServer> server_;
   uv_signal_t sigint_{};
   uv_signal_t sigterm_{};
@@ -505,6 +517,7 @@ void Sink::on_request(const HttpRequest& request, HttpResponder responder) {
     ++duplicates_;
   }
   if (record_ != nullptr) record(request);
+  if (options_.print) print_request(request);
   if (options_.goaway_every != 0 && request.sequence % options_.goaway_every == 0) {
     if (responder.goaway(GoawayMode::kGraceful)) ++goaways_;
   }
@@ -576,6 +589,22 @@ void Sink::record(const HttpRequest& request) {
   append_base64(line_, request.body);
   line_.append("\"}\n");
   std::fwrite(line_.data(), 1, line_.size(), record_);
+  // Readers (tests, the quick-start) see each request soon; one flush per loop turn at most.
+  if (!flush_.armed()) timer_.schedule_after(flush_, 0);
+}
+
+void Sink::print_request(const HttpRequest& request) {
+  constexpr std::size_t kMaxShown = 300;
+  const std::string_view body = request.body.substr(0, kMaxShown);
+  const std::string_view id = request.header("x-partoo-event-id");
+  const std::string_view attempt = request.header("x-partoo-attempt");
+  std::printf("received %.*s %.*s event_id=%.*s attempt=%.*s body=%.*s%s\n",
+              static_cast<int>(request.method.size()), request.method.data(),
+              static_cast<int>(request.target.size()), request.target.data(),
+              static_cast<int>(id.size()), id.data(), static_cast<int>(attempt.size()),
+              attempt.data(), static_cast<int>(body.size()), body.data(),
+              request.body.size() > kMaxShown ? "..." : "");
+  std::fflush(stdout);
 }
 
 void Sink::on_tick() noexcept {

@@ -1,0 +1,124 @@
+// fanoutd's HTTP routes (tools/fanoutd/README.md, "HTTP API"): the Partoo-compatible management
+// API /v2/webhooks (contract.md §2), ingest /v2/events, tryout, /metrics and /healthz.
+//
+// Every request is handled on the daemon's loop thread, synchronously apart from tryout (one
+// POST through the daemon's own transport::Client, answered from its on_response). A management
+// change is validated whole, written in one Store transaction, and only after the commit applied
+// to the engine's routing table: the table never holds what the store does not. A refused
+// request changes nothing.
+//
+// Order of checks: route (404/405) → authentication (401) → role (403) → query and org_id
+// (400/403) → rate limit (429) → body size (413) → content type (415) → body (400).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <simdjson.h>
+
+#include "engine/signer.h"
+#include "fanout/engine.h"
+#include "routing/envelope.h"
+#include "tools/fanoutd/config.h"
+#include "tools/fanoutd/metrics.h"
+#include "tools/fanoutd/rate_limit.h"
+#include "tools/fanoutd/store.h"
+#include "transport/client.h"
+#include "transport/http_server.h"
+
+namespace fanout::daemon {
+
+struct ApiDeps {
+  const Config* config = nullptr;
+  Store* store = nullptr;
+  Engine* engine = nullptr;
+  Metrics* metrics = nullptr;
+  transport::Client* tryout_client = nullptr;  // on the same loop
+  const engine::Signer* signer = nullptr;      // null: tryouts are not signed
+  std::uint64_t subscriptions = 0;             // loaded at start
+};
+
+class Api final : public transport::HttpRequestHandler {
+ public:
+  explicit Api(ApiDeps deps);
+  ~Api();
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
+
+  void on_request(const transport::HttpRequest& request,
+                  transport::HttpResponder responder) override;
+
+  // From now on /healthz answers 503 and ingest answers busy.
+  void set_stopping() noexcept { stopping_ = true; }
+  [[nodiscard]] std::uint64_t subscriptions() const noexcept { return subscriptions_; }
+
+  // An answer being built. `json` bodies get Content-Type: application/json.
+  struct Reply {
+    int status = 200;
+    std::string body;
+    std::string content_type = "application/json";
+    std::vector<std::pair<std::string, std::string>> headers;
+  };
+  // The caller of an authenticated webhook route: its key and the organisation it acts for.
+  struct Caller {
+    ApiKey key;
+    std::int64_t org = 0;  // 0 for GET /v2/webhooks/events without org_id
+  };
+  using Query = std::vector<std::pair<std::string, std::string>>;
+  // field → messages, in first-seen order; rendered as Partoo's 400 shape.
+  using FieldErrors = std::vector<std::pair<std::string, std::string>>;
+
+ private:
+  class TryoutRequest;
+  friend class TryoutRequest;
+
+  // Returns false when the answer is deferred (tryout): the responder answers later.
+  bool dispatch(const transport::HttpRequest& req, transport::HttpResponder responder,
+                std::string_view& route, Reply& reply);
+
+  bool authenticate(const transport::HttpRequest& req, bool ingest, ApiKey& key, Reply& reply);
+  bool resolve_org(const ApiKey& key, const Query& query, bool org_required, Caller& caller,
+                   Reply& reply);
+  bool check_body(const transport::HttpRequest& req, std::size_t max_bytes, bool ndjson_ok,
+                  Reply& reply);
+
+  void list(const Caller& c, const Query& q, Reply& reply);
+  void create(const Caller& c, std::string_view body, Reply& reply);
+  void get_one(const Caller& c, std::int64_t id, Reply& reply);
+  void update(const Caller& c, std::int64_t id, std::string_view body, Reply& reply);
+  void remove(const Caller& c, std::int64_t id, Reply& reply);
+  void events(Reply& reply);
+  bool tryout(const Caller& c, std::string_view body, transport::HttpResponder responder,
+              Reply& reply);
+  void ingest(const transport::HttpRequest& req, Reply& reply);
+
+  // Parses {"items":[...]} into validated subscriptions for org `org`; false with `errors`.
+  bool parse_items(std::string_view body, std::int64_t org, std::vector<routing::Subscription>& out,
+                   FieldErrors& errors);
+
+  std::string config_json(const routing::Subscription& s) const;
+  void send(transport::HttpResponder responder, const Reply& reply);
+  // A deferred (tryout) answer: counted in the metrics, then sent.
+  void metrics_answer(transport::HttpResponder responder, const Reply& reply);
+  void db_error(std::string_view what, const std::string& message, Reply& reply);
+  void finish(const transport::HttpRequest& req, std::string_view route,
+              transport::HttpResponder responder, const Reply& reply);
+
+  ApiDeps deps_;
+  Producer producer_;
+  RateLimiter limiter_;
+  simdjson::dom::parser json_;
+  routing::EnvelopeParser envelopes_;  // ingest: ids of dropped events, payloads for tryout
+  // The latest payload ingested per (org_id, event_type), for tryout (at most kMaxLatest pairs).
+  std::map<std::pair<std::int64_t, routing::EventTypeId>, std::string> latest_;
+  std::uint64_t subscriptions_ = 0;
+  std::uint64_t tryout_seq_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace fanout::daemon

@@ -1,0 +1,760 @@
+// fanoutd: the daemon's command line (tools/fanoutd/README.md, "Command line").
+//
+//   serve    store → engine (routing table loaded, pending deliveries resumed) → HTTP server on
+//            the main loop; SIGTERM/SIGINT drains the server, stops the engine and saves every
+//            delivery without a final outcome, then exits 0.
+//   apikey   create | list | revoke, straight on the store (safe beside a running daemon: WAL).
+//   keys     public: the signing public key as PEM.
+//   publish  NDJSON from a file or stdin to a running daemon's POST /v2/events.
+#include <uv.h>
+
+#include <algorithm>
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <simdjson.h>
+
+#include "engine/signer.h"
+#include "fanout/engine.h"
+#include "fanout/version.h"
+#include "routing/subscription.h"
+#include "tools/fanoutd/api.h"
+#include "tools/fanoutd/config.h"
+#include "tools/fanoutd/log.h"
+#include "tools/fanoutd/metrics.h"
+#include "tools/fanoutd/store.h"
+#include "transport/client.h"
+#include "transport/http_server.h"
+#include "transport/loop_timer.h"
+#include "transport/stream.h"
+#include "transport/tls.h"
+
+namespace fanout::daemon {
+namespace {
+
+constexpr const char* kUsage =
+    "usage:\n"
+    "  fanoutd serve --listen 127.0.0.1:PORT --data DIR [--config FILE] [--insecure]\n"
+    "                [--allow-subnet CIDR]... [--workers N] [--ca-file FILE]\n"
+    "                [--tls-cert FILE --tls-key FILE] [--log-level debug|info|warn|error]\n"
+    "                [--drain-timeout-ms N]\n"
+    "  fanoutd apikey create --data DIR --role ORG_ADMIN --org ID [--name TEXT]\n"
+    "  fanoutd apikey create --data DIR --role PROVIDER --orgs ID,ID,... [--name TEXT]\n"
+    "  fanoutd apikey create --data DIR --role INGEST [--name TEXT]\n"
+    "  fanoutd apikey list --data DIR\n"
+    "  fanoutd apikey revoke --data DIR ID\n"
+    "  fanoutd keys public --data DIR\n"
+    "  fanoutd publish --url http://HOST:PORT --key INGEST_KEY [FILE]   (NDJSON; stdin without "
+    "FILE)\n"
+    "  fanoutd --version | --help\n"
+    "Every option and the configuration file: tools/fanoutd/README.md\n";
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "fanoutd: %s\n%s", message.c_str(), kUsage);
+  return 2;
+}
+
+// "--name value" or "--name=value" flags after a subcommand; positional words kept in order.
+struct Flags {
+  std::vector<std::pair<std::string, std::string>> named;
+  std::vector<std::string> positional;
+  [[nodiscard]] const std::string* get(std::string_view name) const {
+    const std::string* found = nullptr;
+    for (const auto& [n, v] : named) {
+      if (n == name) found = &v;
+    }
+    return found;
+  }
+};
+
+tl::expected<Flags, std::string> parse_flags(std::span<char*> args,
+                                             std::initializer_list<std::string_view> known) {
+  Flags f;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view a = args[i];
+    if (a.substr(0, 2) != "--") {
+      f.positional.emplace_back(a);
+      continue;
+    }
+    std::string name(a.substr(2));
+    std::optional<std::string> value;
+    if (const auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      return tl::unexpected("unknown option --" + name);
+    }
+    if (!value) {
+      if (i + 1 >= args.size()) return tl::unexpected("--" + name + " needs a value");
+      value = args[++i];
+    }
+    f.named.emplace_back(std::move(name), std::move(*value));
+  }
+  return f;
+}
+
+// --- apikey / keys ------------------------------------------------------------------------------
+
+tl::expected<std::vector<std::int64_t>, std::string> parse_org_list(std::string_view s,
+                                                                    std::string_view flag) {
+  std::vector<std::int64_t> out;
+  while (true) {
+    const std::size_t comma = s.find(',');
+    const std::string_view part = s.substr(0, comma);
+    std::int64_t v = 0;
+    const auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || ec != std::errc() || p != part.data() + part.size() || v <= 0) {
+      return tl::unexpected(std::string(flag) + ": \"" + std::string(part) +
+                            "\" is not a positive organisation id");
+    }
+    out.push_back(v);
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+std::string join_orgs(const std::vector<std::int64_t>& orgs) {
+  std::string out;
+  for (std::size_t i = 0; i < orgs.size(); ++i) {
+    if (i != 0) out.push_back(',');
+    out += std::to_string(orgs[i]);
+  }
+  return out.empty() ? "-" : out;
+}
+
+tl::expected<std::unique_ptr<Store>, std::string> open_store(const Flags& f,
+                                                             const routing::EventCatalogue& cat) {
+  const std::string* data = f.get("data");
+  if (data == nullptr || data->empty())
+    return tl::unexpected(std::string("--data DIR is required"));
+  return Store::open(*data, cat);
+}
+
+int cmd_apikey(std::span<char*> args) {
+  if (args.empty()) return usage_error("apikey: expected create, list or revoke");
+  const std::string_view sub = args[0];
+  auto flags = parse_flags(args.subspan(1), {"data", "role", "org", "orgs", "name"});
+  if (!flags) return usage_error("apikey " + std::string(sub) + ": " + flags.error());
+  const routing::EventCatalogue catalogue;
+  if (sub == "create") {
+    const std::string* role_text = flags->get("role");
+    if (role_text == nullptr) return usage_error("apikey create: --role is required");
+    const auto role = parse_role(*role_text);
+    if (!role) {
+      return usage_error("apikey create: --role must be ORG_ADMIN, PROVIDER or INGEST (got \"" +
+                         *role_text + "\")");
+    }
+    std::vector<std::int64_t> orgs;
+    const std::string* org = flags->get("org");
+    const std::string* org_list = flags->get("orgs");
+    if (*role == Role::kOrgAdmin) {
+      if (org == nullptr || org_list != nullptr) {
+        return usage_error("apikey create: an ORG_ADMIN key needs --org ID (one organisation)");
+      }
+      auto o = parse_org_list(*org, "--org");
+      if (!o || o->size() != 1) return usage_error(o ? "--org takes one id" : o.error());
+      orgs = *o;
+    } else if (*role == Role::kProvider) {
+      if (org_list == nullptr || org != nullptr) {
+        return usage_error("apikey create: a PROVIDER key needs --orgs ID,ID,...");
+      }
+      auto o = parse_org_list(*org_list, "--orgs");
+      if (!o) return usage_error(o.error());
+      orgs = *o;
+    } else if (org != nullptr || org_list != nullptr) {
+      return usage_error("apikey create: an INGEST key takes no organisation");
+    }
+    if (!flags->positional.empty()) return usage_error("apikey create: unexpected argument");
+    auto store = open_store(*flags, catalogue);
+    if (!store) return usage_error(store.error());
+    const std::string* name = flags->get("name");
+    auto created = (*store)->create_api_key(*role, orgs, name != nullptr ? *name : std::string(),
+                                            now_unix_us());
+    if (!created) {
+      std::fprintf(stderr, "fanoutd: apikey create: %s\n", created.error().c_str());
+      return 1;
+    }
+    const ApiKey& k = created->first;
+    std::printf("created API key id=%lld role=%s orgs=%s\n", static_cast<long long>(k.id),
+                std::string(to_string(k.role)).c_str(), join_orgs(k.orgs).c_str());
+    std::printf("store it now: it is shown only once\n%s\n", created->second.c_str());
+    return 0;
+  }
+  if (sub == "list") {
+    if (!flags->positional.empty()) return usage_error("apikey list: unexpected argument");
+    auto store = open_store(*flags, catalogue);
+    if (!store) return usage_error(store.error());
+    auto keys = (*store)->api_keys();
+    if (!keys) {
+      std::fprintf(stderr, "fanoutd: apikey list: %s\n", keys.error().c_str());
+      return 1;
+    }
+    std::printf("id role orgs name created_at revoked_at\n");
+    for (const ApiKey& k : *keys) {
+      std::printf("%lld %s %s %s %s %s\n", static_cast<long long>(k.id),
+                  std::string(to_string(k.role)).c_str(), join_orgs(k.orgs).c_str(),
+                  k.name.empty() ? "-" : k.name.c_str(), format_timestamp(k.created_at_us).c_str(),
+                  k.revoked_at_us ? format_timestamp(*k.revoked_at_us).c_str() : "-");
+    }
+    return 0;
+  }
+  if (sub == "revoke") {
+    if (flags->positional.size() != 1) return usage_error("apikey revoke: expected one key id");
+    std::int64_t id = 0;
+    const std::string& s = flags->positional[0];
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), id);
+    if (ec != std::errc() || p != s.data() + s.size() || id <= 0) {
+      return usage_error("apikey revoke: \"" + s + "\" is not a key id");
+    }
+    auto store = open_store(*flags, catalogue);
+    if (!store) return usage_error(store.error());
+    auto r = (*store)->revoke_api_key(id, now_unix_us());
+    if (!r) {
+      std::fprintf(stderr, "fanoutd: apikey revoke: %s\n",
+                   r.error().kind == StoreError::Kind::kNotFound
+                       ? ("no live key with id " + s).c_str()
+                       : r.error().message.c_str());
+      return 1;
+    }
+    std::printf("revoked API key id=%s\n", s.c_str());
+    return 0;
+  }
+  return usage_error("apikey: expected create, list or revoke (got \"" + std::string(sub) + "\")");
+}
+
+int cmd_keys(std::span<char*> args) {
+  if (args.empty() || std::string_view(args[0]) != "public") {
+    return usage_error("keys: expected \"public\"");
+  }
+  auto flags = parse_flags(args.subspan(1), {"data"});
+  if (!flags) return usage_error("keys public: " + flags.error());
+  const routing::EventCatalogue catalogue;
+  auto store = open_store(*flags, catalogue);
+  if (!store) return usage_error(store.error());
+  auto pem = (*store)->signing_key_pem();
+  if (!pem) {
+    std::fprintf(stderr, "fanoutd: keys public: %s\n", pem.error().c_str());
+    return 1;
+  }
+  auto signer = engine::Signer::from_pem(*pem);
+  if (!signer) {
+    std::fprintf(stderr, "fanoutd: keys public: stored key unreadable: %s\n",
+                 signer.error().c_str());
+    return 1;
+  }
+  std::fputs(signer->public_key_pem().c_str(), stdout);
+  return 0;
+}
+
+// --- serve --------------------------------------------------------------------------------------
+
+class DaemonObserver final : public Observer {
+ public:
+  explicit DaemonObserver(Metrics* metrics) : metrics_(metrics) {}
+  void on_outcomes(std::span<const Outcome> batch) noexcept override {
+    for (const Outcome& o : batch) {
+      metrics_->record_outcome(o);
+      const bool quiet = o.kind == OutcomeKind::kDelivered;
+      if (quiet ? !log::enabled(LogLevel::kDebug) : !log::enabled(LogLevel::kInfo)) continue;
+      log::write(quiet ? LogLevel::kDebug : LogLevel::kInfo, "outcome",
+                 {{"event_id", std::string(o.event_id)},
+                  {"kind", std::string(to_string(o.kind))},
+                  {"subscription_id", std::to_string(o.subscription_id)},
+                  {"org_id", std::to_string(o.org_id)},
+                  {"event_type", std::string(o.event_type)},
+                  {"attempts", std::to_string(o.attempts)},
+                  {"status", std::to_string(o.last_status)},
+                  {"failure", std::string(o.last_failure)}});
+    }
+  }
+
+ private:
+  Metrics* metrics_;
+};
+
+// The main loop's handles and the shutdown sequence.
+struct Daemon {
+  uv_loop_t loop{};
+  std::unique_ptr<transport::StreamLoop> streams;
+  std::unique_ptr<transport::LoopTimer> timers;
+  std::unique_ptr<transport::Client> client;
+  std::unique_ptr<Api> api;
+  std::unique_ptr<transport::HttpServer> server;
+  uv_signal_t sigterm{}, sigint{};
+  uv_timer_t deadline{};
+  bool stopping = false;
+  bool server_done = false, client_done = false;
+  std::uint32_t drain_ms = 0;
+
+  void begin_stop(int signum) {
+    if (stopping) return;
+    stopping = true;
+    log::info("stopping", {{"signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    api->set_stopping();
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
+    // Tryouts in flight are cancelled (each answers with its error), then the server drains:
+    // requests already received are answered; past the deadline connections are closed.
+    client->close(
+        [](void* d) {
+          auto* self = static_cast<Daemon*>(d);
+          self->client_done = true;
+          self->maybe_finish();
+        },
+        this);
+    server->drain(
+        [](transport::HttpServer*, void* d) noexcept {
+          auto* self = static_cast<Daemon*>(d);
+          self->server_done = true;
+          self->maybe_finish();
+        },
+        this);
+    uv_timer_start(
+        &deadline,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<Daemon*>(t->data);
+          if (!self->server_done) self->server->close();
+        },
+        drain_ms, 0);
+  }
+
+  void maybe_finish() {
+    if (!server_done || !client_done) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
+    timers->close();
+    streams->close();
+  }
+};
+
+int cmd_serve(std::span<char*> args) {
+  std::vector<std::string_view> words(args.begin(), args.end());
+  for (std::string_view w : words) {
+    if (w == "--help" || w == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
+  auto config = parse_serve_args(words);
+  if (!config) return usage_error("serve: " + config.error());
+  log::set_level(config->log_level);
+
+  // The store's catalogue is built like the engine's (Partoo's six, then the extensions in
+  // order), so event-type ids agree.
+  routing::EventCatalogue catalogue;
+  for (const std::string& t : config->engine.extra_event_types) {
+    if (auto r = catalogue.add(t); !r) {
+      std::fprintf(stderr, "fanoutd: event_types: \"%s\": %s\n", t.c_str(),
+                   std::string(routing::to_string(r.error())).c_str());
+      return 1;
+    }
+  }
+  auto store = Store::open(config->data_dir, catalogue);
+  if (!store) {
+    std::fprintf(stderr, "fanoutd: %s\n", store.error().c_str());
+    return 1;
+  }
+  auto pem = (*store)->signing_key_pem();
+  if (!pem) {
+    std::fprintf(stderr, "fanoutd: signing key: %s\n", pem.error().c_str());
+    return 1;
+  }
+  auto signer = engine::Signer::from_pem(*pem);
+  if (!signer) {
+    std::fprintf(stderr, "fanoutd: signing key: %s\n", signer.error().c_str());
+    return 1;
+  }
+  config->engine.signing_key_pem = *pem;
+
+  Metrics metrics;
+  DaemonObserver observer(&metrics);
+  auto engine = Engine::create(config->engine, &observer);
+  if (!engine) {
+    std::fprintf(stderr, "fanoutd: %s\n", engine.error().c_str());
+    return 1;
+  }
+  auto subs = (*store)->all_subscriptions();
+  if (!subs) {
+    std::fprintf(stderr, "fanoutd: loading subscriptions: %s\n", subs.error().c_str());
+    return 1;
+  }
+  const std::size_t loaded = subs->size();
+  (*engine)->load(std::move(*subs));
+  if (auto started = (*engine)->start(); !started) {
+    std::fprintf(stderr, "fanoutd: starting the engine: %s\n", started.error().c_str());
+    return 1;
+  }
+
+  // Deliveries saved at the last stop go back to the engine, then leave the store.
+  {
+    auto pending = (*store)->pending();
+    if (!pending) {
+      std::fprintf(stderr, "fanoutd: pending deliveries: %s\n", pending.error().c_str());
+      (void)(*engine)->stop(std::chrono::milliseconds(0));
+      return 1;
+    }
+    Producer producer = (*engine)->make_producer();
+    std::size_t resumed = 0, gone = 0;
+    for (const PendingDelivery& p : *pending) {
+      Unfinished u{p.event_id,        p.org_id,   p.event_type,          p.body,
+                   p.subscription_id, p.attempts, p.next_attempt_unix_ms};
+      const PublishResult r = producer.resume(u);
+      if (r.status == PublishStatus::kAccepted) {
+        ++resumed;
+      } else {
+        ++gone;
+        log::info("pending delivery not resumed",
+                  {{"event_id", p.event_id}, {"reason", std::string(to_string(r.status))}});
+      }
+    }
+    if (!pending->empty()) {
+      if (auto cleared = (*store)->clear_pending(); !cleared) {
+        std::fprintf(stderr, "fanoutd: pending deliveries: %s\n", cleared.error().c_str());
+      }
+      log::info("pending deliveries resumed",
+                {{"resumed", std::to_string(resumed)}, {"dropped", std::to_string(gone)}});
+    }
+  }
+
+  std::signal(SIGPIPE, SIG_IGN);
+  Daemon d;
+  d.drain_ms = config->drain_timeout_ms;
+  uv_loop_init(&d.loop);
+  d.streams = std::make_unique<transport::StreamLoop>(&d.loop);
+  d.timers = std::make_unique<transport::LoopTimer>(&d.loop);
+  transport::ClientOptions co;
+  co.insecure = config->engine.insecure;
+  co.ca_file = config->engine.ca_file;
+  for (const std::string& cidr : config->engine.allow_subnets) {
+    if (auto s = transport::Subnet::parse(cidr)) co.allow.push_back(*s);
+  }
+  co.connect_timeout_ms = config->engine.connect_timeout_ms;
+  co.response_timeout_ms = config->engine.response_timeout_ms;
+  co.idle_timeout_ms = config->engine.idle_timeout_ms;
+  co.user_agent = "fanout/" + std::string(version());
+  auto client = transport::Client::create(*d.streams, *d.timers, co);
+  int rc = 0;
+  if (!client) {
+    std::fprintf(stderr, "fanoutd: tryout client: %s\n", client.error().c_str());
+    rc = 1;
+  } else {
+    d.client = std::move(*client);
+    ApiDeps deps;
+    deps.config = &*config;
+    deps.store = store->get();
+    deps.engine = engine->get();
+    deps.metrics = &metrics;
+    deps.tryout_client = d.client.get();
+    deps.signer = &*signer;
+    deps.subscriptions = loaded;
+    d.api = std::make_unique<Api>(deps);
+    transport::HttpServerOptions so;
+    so.host = config->listen_host;
+    so.port = config->listen_port;
+    so.max_body_bytes = std::max(config->api_max_body_bytes, config->ingest_max_body_bytes) + 1;
+    if (!config->tls_cert.empty()) {
+      auto tls = transport::TlsContext::server({config->tls_cert, config->tls_key});
+      if (!tls) {
+        std::fprintf(stderr, "fanoutd: TLS: %s\n", tls.error().c_str());
+        rc = 1;
+      } else {
+        so.tls = *tls;
+      }
+    }
+    if (rc == 0) {
+      auto server = transport::HttpServer::create(*d.streams, so, d.api.get());
+      if (!server) {
+        std::fprintf(stderr, "fanoutd: %s\n", server.error().c_str());
+        rc = 1;
+      } else {
+        d.server = std::move(*server);
+      }
+    }
+  }
+  if (rc != 0) {
+    if (d.client) {
+      d.client->close([](void*) {}, nullptr);
+    }
+    d.timers->close();
+    d.streams->close();
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    d.api.reset();
+    (void)uv_loop_close(&d.loop);
+    (void)(*engine)->stop(std::chrono::milliseconds(0));
+    return rc;
+  }
+
+  uv_signal_init(&d.loop, &d.sigterm);
+  uv_signal_init(&d.loop, &d.sigint);
+  uv_timer_init(&d.loop, &d.deadline);
+  d.sigterm.data = d.sigint.data = d.deadline.data = &d;
+  auto on_signal = [](uv_signal_t* h, int signum) {
+    static_cast<Daemon*>(h->data)->begin_stop(signum);
+  };
+  uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&d.sigint, on_signal, SIGINT);
+
+  const std::string shown = config->listen_host.find(':') != std::string::npos
+                                ? "[" + config->listen_host + "]"
+                                : config->listen_host;
+  std::printf("listening on %s:%u\n", shown.c_str(), static_cast<unsigned>(d.server->port()));
+  std::fflush(stdout);
+  log::info("fanoutd started", {{"version", std::string(version())},
+                                {"listen", shown + ":" + std::to_string(d.server->port())},
+                                {"data", config->data_dir.string()},
+                                {"workers", std::to_string((*engine)->options().workers)},
+                                {"subscriptions", std::to_string(loaded)},
+                                {"insecure", config->engine.insecure ? "true" : "false"}});
+
+  uv_run(&d.loop, UV_RUN_DEFAULT);
+
+  // The server and tryouts are done: stop the engine and keep what is not final.
+  std::vector<Unfinished> unfinished =
+      (*engine)->stop(std::chrono::milliseconds(config->drain_timeout_ms));
+  std::vector<PendingDelivery> pending;
+  pending.reserve(unfinished.size());
+  for (Unfinished& u : unfinished) {
+    pending.push_back({std::move(u.event_id), u.org_id, std::move(u.event_type), std::move(u.body),
+                       u.subscription_id, u.attempts, u.next_attempt_unix_ms});
+  }
+  if (auto saved = (*store)->save_pending(pending); !saved) {
+    log::error("saving pending deliveries failed",
+               {{"error", saved.error()}, {"lost", std::to_string(pending.size())}});
+    rc = 1;
+  }
+  const EngineStats st = (*engine)->stats();
+  log::info("fanoutd stopped", {{"pending_saved", std::to_string(pending.size())},
+                                {"published", std::to_string(st.published)},
+                                {"delivered", std::to_string(st.delivered)},
+                                {"rejected", std::to_string(st.rejected)},
+                                {"exhausted", std::to_string(st.exhausted)},
+                                {"dropped", std::to_string(st.dropped)}});
+  d.server.reset();
+  d.api.reset();
+  d.client.reset();
+  if (uv_loop_close(&d.loop) != 0) {
+    log::error("handles left open at exit");
+    rc = 1;
+  }
+  return rc;
+}
+
+// --- publish ------------------------------------------------------------------------------------
+
+// One POST to the daemon, run to completion on a private loop.
+class Post final : public transport::Request {
+ public:
+  void on_response(const transport::Response& r) override {
+    done = true;
+    failure = r.failure;
+    status = r.status;
+    detail = std::string(r.detail);
+    answer = std::string(r.body);
+  }
+  bool done = false;
+  transport::Failure failure = transport::Failure::kNone;
+  int status = 0;
+  std::string detail, answer, key_header;
+};
+
+int cmd_publish(std::span<char*> args) {
+  auto flags = parse_flags(args, {"url", "key", "batch", "max-wait-s"});
+  if (!flags) return usage_error("publish: " + flags.error());
+  const std::string* url = flags->get("url");
+  const std::string* key = flags->get("key");
+  const char* env_url = std::getenv("FANOUTD_URL");
+  const char* env_key = std::getenv("FANOUTD_KEY");
+  const std::string url_s = url != nullptr ? *url : env_url != nullptr ? env_url : "";
+  const std::string key_s = key != nullptr ? *key : env_key != nullptr ? env_key : "";
+  if (url_s.empty()) return usage_error("publish: --url http://HOST:PORT is required");
+  if (key_s.empty()) return usage_error("publish: --key INGEST_KEY is required");
+  if (flags->positional.size() > 1) return usage_error("publish: at most one FILE");
+  auto parts = routing::validate_url(url_s, {.allow_insecure_http = true});
+  if (!parts) return usage_error("publish: --url: " + parts.error().front().message);
+  std::size_t batch = 500;
+  if (const std::string* b = flags->get("batch")) {
+    batch = static_cast<std::size_t>(std::strtoull(b->c_str(), nullptr, 10));
+    if (batch == 0 || batch > 10'000) return usage_error("publish: --batch must be 1..10000");
+  }
+  std::uint64_t max_wait_s = 300;
+  if (const std::string* w = flags->get("max-wait-s"))
+    max_wait_s = std::strtoull(w->c_str(), nullptr, 10);
+
+  std::string text;
+  if (flags->positional.empty()) {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(flags->positional[0], std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "fanoutd: publish: cannot read %s: %s\n", flags->positional[0].c_str(),
+                   std::strerror(errno));
+      return 1;
+    }
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  // Non-blank lines with their 1-based line numbers in the input.
+  std::vector<std::pair<std::size_t, std::string_view>> lines;
+  {
+    std::string_view rest = text;
+    std::size_t n = 0;
+    while (!rest.empty()) {
+      const std::size_t nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+      ++n;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.find_first_not_of(" \t") != std::string_view::npos) lines.emplace_back(n, line);
+    }
+  }
+
+  std::signal(SIGPIPE, SIG_IGN);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  transport::StreamLoop streams(&loop);
+  transport::LoopTimer timers(&loop);
+  transport::ClientOptions co;
+  co.insecure = parts->scheme == routing::Scheme::kHttp;
+  co.cleartext_h2 = false;  // HTTP/1.1: one request at a time, nothing to multiplex
+  // The target is the operator's own daemon, usually on loopback: no address guard.
+  co.allow = {*transport::Subnet::parse("0.0.0.0/0"), *transport::Subnet::parse("::/0")};
+  co.user_agent = "fanoutd-publish/" + std::string(version());
+  co.response_timeout_ms = 60'000;
+  auto client = transport::Client::create(streams, timers, co);
+  if (!client) {
+    std::fprintf(stderr, "fanoutd: publish: %s\n", client.error().c_str());
+    return 1;
+  }
+  std::size_t accepted = 0, dropped = 0, refused = 0;
+  int rc = 0;
+  std::uint64_t waited_s = 0;
+  simdjson::dom::parser parser;
+  std::size_t next = 0;
+  while (next < lines.size() && rc == 0) {
+    const std::size_t end = std::min(lines.size(), next + batch);
+    std::string body;
+    for (std::size_t i = next; i < end; ++i) body.append(lines[i].second).push_back('\n');
+    Post post;
+    const transport::HeaderView h[] = {{"x-APIKey", key_s, true}};
+    post.tls = parts->scheme == routing::Scheme::kHttps;
+    post.host = parts->host;
+    post.port = parts->port;
+    post.target = "/v2/events";
+    post.headers = h;
+    post.body = body;
+    post.content_type = "application/x-ndjson";
+    (*client)->submit(post);
+    while (!post.done) uv_run(&loop, UV_RUN_ONCE);
+    if (post.failure != transport::Failure::kNone) {
+      std::fprintf(stderr, "fanoutd: publish: %s: %s\n",
+                   std::string(transport::to_string(post.failure)).c_str(), post.detail.c_str());
+      rc = 1;
+      break;
+    }
+    if (post.status != 202 && post.status != 503) {
+      std::fprintf(stderr, "fanoutd: publish: the daemon answered %d: %s\n", post.status,
+                   post.answer.c_str());
+      rc = 1;
+      break;
+    }
+    simdjson::padded_string padded(post.answer);
+    simdjson::dom::element root;
+    simdjson::dom::array items;
+    if (parser.parse(padded).get(root) || root["items"].get_array().get(items)) {
+      std::fprintf(stderr, "fanoutd: publish: unreadable answer (%zu bytes)\n", post.answer.size());
+      rc = 1;
+      break;
+    }
+    std::size_t i = next;
+    std::size_t first_busy = end;
+    for (simdjson::dom::element item : items) {
+      if (i >= end) break;
+      auto field = [&item](const char* name) {
+        std::string_view v;
+        if (item[name].get_string().get(v) != simdjson::SUCCESS) return std::string_view();
+        return v;
+      };
+      const std::string_view status = field("status"), id = field("id"), reason = field("reason");
+      if (status == "accepted") {
+        ++accepted;
+        std::printf("accepted %.*s\n", static_cast<int>(id.size()), id.data());
+      } else if (status == "dropped") {
+        ++dropped;
+        std::printf("dropped %.*s %.*s\n", static_cast<int>(id.size()), id.data(),
+                    static_cast<int>(reason.size()), reason.data());
+      } else if (status == "refused") {
+        ++refused;
+        std::printf("refused %zu %.*s\n", lines[i].first, static_cast<int>(reason.size()),
+                    reason.data());
+      } else {
+        first_busy = i;
+        break;
+      }
+      ++i;
+    }
+    next = first_busy;
+    if (first_busy < end) {
+      if (waited_s >= max_wait_s) {
+        std::fprintf(stderr, "fanoutd: publish: still busy after %llu s; %zu events not sent\n",
+                     static_cast<unsigned long long>(waited_s), lines.size() - next);
+        rc = 1;
+        break;
+      }
+      // Wait as told by Retry-After (the daemon says 1 s by default) on the loop.
+      uv_timer_t t;
+      uv_timer_init(&loop, &t);
+      bool fired = false;
+      t.data = &fired;
+      uv_timer_start(
+          &t, [](uv_timer_t* tt) { *static_cast<bool*>(tt->data) = true; }, 1000, 0);
+      while (!fired) uv_run(&loop, UV_RUN_ONCE);
+      uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
+      uv_run(&loop, UV_RUN_NOWAIT);
+      ++waited_s;
+    }
+  }
+  std::printf("published: accepted=%zu dropped=%zu refused=%zu\n", accepted, dropped, refused);
+  std::fflush(stdout);
+  (*client)->close([](void*) {}, nullptr);
+  timers.close();
+  streams.close();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  client->reset();
+  (void)uv_loop_close(&loop);
+  if (rc == 0 && refused > 0) rc = 1;
+  return rc;
+}
+
+}  // namespace
+}  // namespace fanout::daemon
+
+int main(int argc, char** argv) {
+  using namespace fanout::daemon;
+  std::span<char*> args(argv, static_cast<std::size_t>(argc));
+  if (args.size() < 2) return usage_error("expected a command");
+  const std::string_view cmd = args[1];
+  auto rest = args.subspan(2);
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::printf("fanoutd %s\n", std::string(fanout::version()).c_str());
+    return 0;
+  }
+  if (cmd == "serve") return cmd_serve(rest);
+  if (cmd == "apikey") return cmd_apikey(rest);
+  if (cmd == "keys") return cmd_keys(rest);
+  if (cmd == "publish") return cmd_publish(rest);
+  return usage_error("unknown command \"" + std::string(cmd) + "\"");
+}

@@ -35,9 +35,16 @@ trap 'kill -TERM "$sink" 2>/dev/null || true; wait "$sink" 2>/dev/null || true' 
   --insecure --allow-subnet 127.0.0.1/32 "$@" &
 daemon=$!
 trap 'kill -TERM "$daemon" "$sink" 2>/dev/null || true; wait "$daemon" "$sink" 2>/dev/null || true' EXIT
-trap 'kill -INT "$daemon" 2>/dev/null || true' INT TERM
-status=0
-wait "$daemon" || status=$?
-# A signal interrupts the first wait: wait for fanoutd to save its state and exit.
-if kill -0 "$daemon" 2>/dev/null; then wait "$daemon" || status=$?; fi
+trap 'kill -TERM "$daemon" 2>/dev/null || true' INT TERM
+# A signal interrupts `wait` (its trap runs): wait again until fanoutd has saved its state and
+# exited, and exit with fanoutd's own status.
+set +e
+while :; do
+  wait "$daemon"
+  status=$?
+  kill -0 "$daemon" 2>/dev/null || break
+done
+wait "$daemon" 2>/dev/null
+last=$?
+[ "$last" -ne 127 ] && status=$last
 exit "$status"

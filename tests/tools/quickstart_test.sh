@@ -9,7 +9,7 @@ src=$1
 bin=$2
 work=$(mktemp -d)
 cleanup() {
-  if [ -n "${runner:-}" ]; then kill -INT "$runner" 2>/dev/null || true; wait "$runner" || true; fi
+  if [ -n "${runner:-}" ]; then kill -TERM "$runner" 2>/dev/null || true; wait "$runner" || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -55,7 +55,7 @@ for h in '"x-token","s3cr3t"' '"x-partoo-attempt","1"' '"x-partoo-signature-v1"'
 done
 wait_for "the sink's printed line" grep -q 'received POST /hook event_id=evt-1 attempt=1' "$work/run.out"
 
-kill -INT "$runner"
+kill -TERM "$runner"
 wait "$runner"
 runner=
 grep -q 'fanoutd stopped' "$work/run.err" || { echo "quickstart: no clean stop" >&2; cat "$work/run.err" >&2; exit 1; }

@@ -13,9 +13,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iostream>
-#include <iterator>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -347,7 +344,16 @@ int cmd_serve(std::span<char*> args) {
     }
   }
   auto config = parse_serve_args(words);
-  if (!config) return usage_error("serve: " + config.error());
+  if (!config) {
+    // A bad command line is 2 (with the usage); a bad configuration file means fanoutd cannot
+    // start: 1, with the reason.
+    const std::string& e = config.error();
+    if (e.rfind("--", 0) == 0 || e.rfind("unexpected argument", 0) == 0) {
+      return usage_error("serve: " + e);
+    }
+    std::fprintf(stderr, "fanoutd: configuration: %s\n", e.c_str());
+    return 1;
+  }
   log::set_level(config->log_level);
 
   // The store's catalogue is built like the engine's (Partoo's six, then the extensions in
@@ -414,8 +420,16 @@ int cmd_serve(std::span<char*> args) {
         ++resumed;
       } else {
         ++gone;
-        log::info("pending delivery not resumed",
-                  {{"event_id", p.event_id}, {"reason", std::string(to_string(r.status))}});
+        // Its subscription was deleted meanwhile: its final outcome is `dropped` (counted in
+        // fanout_outcomes_total like the engine's own drops).
+        metrics.record_dropped_at_resume();
+        log::info("outcome", {{"event_id", p.event_id},
+                              {"kind", "dropped"},
+                              {"subscription_id", std::to_string(p.subscription_id)},
+                              {"org_id", std::to_string(p.org_id)},
+                              {"event_type", p.event_type},
+                              {"attempts", std::to_string(p.attempts)},
+                              {"reason", std::string(to_string(r.status))}});
       }
     }
     if (!pending->empty()) {
@@ -592,16 +606,24 @@ int cmd_publish(std::span<char*> args) {
     max_wait_s = std::strtoull(w->c_str(), nullptr, 10);
 
   std::string text;
-  if (flags->positional.empty()) {
-    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  } else {
-    std::ifstream in(flags->positional[0], std::ios::binary);
-    if (!in) {
+  {
+    const bool from_stdin = flags->positional.empty();
+    std::FILE* in = from_stdin ? stdin : std::fopen(flags->positional[0].c_str(), "rb");
+    if (in == nullptr) {
       std::fprintf(stderr, "fanoutd: publish: cannot read %s: %s\n", flags->positional[0].c_str(),
                    std::strerror(errno));
       return 1;
     }
-    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    char buf[65536];
+    std::size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, in)) > 0) text.append(buf, n);
+    const bool failed = std::ferror(in) != 0;
+    if (!from_stdin) std::fclose(in);
+    if (failed) {
+      std::fprintf(stderr, "fanoutd: publish: read error on %s\n",
+                   from_stdin ? "standard input" : flags->positional[0].c_str());
+      return 1;
+    }
   }
   // Non-blank lines with their 1-based line numbers in the input.
   std::vector<std::pair<std::size_t, std::string_view>> lines;

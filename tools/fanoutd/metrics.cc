@@ -123,7 +123,8 @@ std::string Metrics::render(const EngineStats& stats, std::uint64_t subscription
   append_sample(out, "fanout_outcomes_total", "kind", "delivered", stats.delivered);
   append_sample(out, "fanout_outcomes_total", "kind", "rejected", stats.rejected);
   append_sample(out, "fanout_outcomes_total", "kind", "exhausted", stats.exhausted);
-  append_sample(out, "fanout_outcomes_total", "kind", "dropped", stats.dropped);
+  append_sample(out, "fanout_outcomes_total", "kind", "dropped",
+                stats.dropped + dropped_at_resume_.load(std::memory_order_relaxed));
 
   append_header(out, "fanout_attempts_total", "counter",
                 "Delivery attempts, by HTTP status class (failed: no HTTP answer).");

@@ -36,6 +36,12 @@ class Metrics {
   // never the raw path (bounded label values).
   void record_request(std::string_view method, std::string_view route, int status);
 
+  // Before the engine starts: a saved delivery whose subscription was deleted while the daemon
+  // was down ends as `dropped` without the engine seeing it; it is added to the engine's count.
+  void record_dropped_at_resume() noexcept {
+    dropped_at_resume_.fetch_add(1, std::memory_order_relaxed);
+  }
+
   // The whole exposition text. `subscriptions` is the routing table's size.
   [[nodiscard]] std::string render(const EngineStats& stats, std::uint64_t subscriptions) const;
 
@@ -46,6 +52,7 @@ class Metrics {
   std::array<std::atomic<std::uint64_t>, kLatencyBuckets.size() + 1> buckets_{};  // last: +Inf
   std::atomic<std::uint64_t> latency_sum_us_{0};
   std::map<std::string, std::uint64_t, std::less<>> refused_;
+  std::atomic<std::uint64_t> dropped_at_resume_{0};
   // (method, route, status); transparent, so a lookup by string_views allocates nothing.
   std::map<std::tuple<std::string, std::string, int>, std::uint64_t, std::less<>> requests_;
 };

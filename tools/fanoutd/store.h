@@ -56,8 +56,8 @@ struct PendingDelivery {
   std::string event_type;
   std::string body;  // the delivery body, exact bytes
   std::int64_t subscription_id = 0;
-  std::uint32_t attempts = 0;               // attempts already made
-  std::int64_t next_attempt_unix_ms = 0;    // 0: as soon as possible
+  std::uint32_t attempts = 0;             // attempts already made
+  std::int64_t next_attempt_unix_ms = 0;  // 0: as soon as possible
 };
 
 struct StoreError {
@@ -67,7 +67,7 @@ struct StoreError {
     kDatabase,   // SQLite failed; `message` says how
   };
   Kind kind = Kind::kDatabase;
-  std::size_t index = 0;       // kDuplicate: index in the batch of the offending item
+  std::size_t index = 0;         // kDuplicate: index in the batch of the offending item
   std::int64_t existing_id = 0;  // kDuplicate: the id holding the pair (0 if within the batch)
   std::string message;
 };
@@ -120,8 +120,7 @@ class Store {
       Role role, std::vector<std::int64_t> orgs, std::string name, std::int64_t now_us);
   // The live (not revoked) key whose hash matches, or nullopt. Constant-time in the key's bytes
   // (lookup by hash).
-  [[nodiscard]] tl::expected<std::optional<ApiKey>, std::string> find_api_key(
-      std::string_view key);
+  [[nodiscard]] tl::expected<std::optional<ApiKey>, std::string> find_api_key(std::string_view key);
   [[nodiscard]] tl::expected<std::vector<ApiKey>, std::string> api_keys();  // by id, revoked too
   // kNotFound if absent or already revoked.
   [[nodiscard]] tl::expected<void, StoreError> revoke_api_key(std::int64_t id, std::int64_t now_us);

@@ -1,0 +1,843 @@
+"""Black-box test harness for fanoutd (tools/fanoutd/README.md is the specification).
+
+The tests spawn the real `fanoutd` binary and the `fanout-sink` receiver, talk real HTTP to
+them on 127.0.0.1 (port 0 everywhere), and clean every process up. Python standard library
+only, plus the `curl` (HTTP/2) and `openssl` (Ed25519 verification) command-line tools.
+
+Every test file is run as `python3 FILE --fanoutd PATH --sink PATH [unittest args]`; main()
+parses the two paths and hands the rest to unittest.
+
+Waiting: wait_until() is the only way a test waits. It polls a condition until a deadline;
+nothing here sleeps a fixed time and then asserts.
+"""
+
+import argparse
+import atexit
+import base64
+import http.client as http_client
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+# Set by main() from the command line.
+FANOUTD = ""
+SINK = ""
+
+# Generous deadlines: the suite also runs under AddressSanitizer on a 2-core machine.
+START_TIMEOUT = float(os.environ.get("FANOUTD_TEST_START_TIMEOUT", "30"))
+STOP_TIMEOUT = float(os.environ.get("FANOUTD_TEST_STOP_TIMEOUT", "60"))
+CLI_TIMEOUT = 60.0
+HTTP_TIMEOUT = 30.0
+WAIT_TIMEOUT = float(os.environ.get("FANOUTD_TEST_WAIT_TIMEOUT", "60"))
+
+LISTENING_RE = re.compile(r"^listening on 127\.0\.0\.1:(\d+)\s*$")
+KEY_RE = re.compile(r"^fo_[A-Za-z0-9_-]{43}$")
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+
+PARTOO_TYPES = ["business_created", "business_updated", "business_deleted",
+                "message_created", "message_updated", "lead_received"]
+
+# ----------------------------------------------------------------------------------------
+# Processes and temporary directories: always cleaned up, even when a test crashes.
+
+_live_processes = []
+_temp_dirs = []
+
+
+def _register(proc):
+    _live_processes.append(proc)
+    return proc
+
+
+def _cleanup_everything():
+    for proc in _live_processes:
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+    if not os.environ.get("FANOUTD_KEEP_TMP"):
+        for d in _temp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_cleanup_everything)
+
+
+def make_temp_dir(prefix="fanoutd-test-"):
+    """A fresh temporary directory, removed at exit (kept if FANOUTD_KEEP_TMP is set)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    _temp_dirs.append(d)
+    return d
+
+
+def remove_temp_dir(d):
+    if not os.environ.get("FANOUTD_KEEP_TMP"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def read_text(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def tail(text, lines=40):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def closed_port():
+    """A port on 127.0.0.1 that nothing listens on (bound to port 0, then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------------------
+# Waiting.
+
+def wait_until(predicate, timeout=WAIT_TIMEOUT, interval=0.05, message=None):
+    """Polls predicate() until it returns a truthy value, which is returned.
+
+    Raises AssertionError after `timeout` seconds. `message` (a string or a callable giving
+    one) says what was awaited, e.g. the last value seen, for the failure report.
+    """
+    deadline = time.monotonic() + timeout
+    delay = min(interval, 0.01)
+    while True:
+        value = predicate()
+        if value:
+            return value
+        now = time.monotonic()
+        if now >= deadline:
+            what = message() if callable(message) else (message or repr(predicate))
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {what}")
+        time.sleep(min(delay, deadline - now))
+        delay = min(delay * 2, interval)
+
+
+# ----------------------------------------------------------------------------------------
+# HTTP.
+
+def _strict_object(pairs):
+    seen = {}
+    for k, v in pairs:
+        if k in seen:
+            raise ValueError(f"duplicate key {k!r} in JSON answer")
+        seen[k] = v
+    return seen
+
+
+def _reject_constant(name):
+    raise ValueError(f"non-JSON constant {name}")
+
+
+def parse_json_strict(raw):
+    """json.loads that refuses duplicate keys, NaN and Infinity (not JSON)."""
+    return json.loads(raw, object_pairs_hook=_strict_object, parse_constant=_reject_constant)
+
+
+def _decode(raw):
+    if not raw:
+        return b""
+    try:
+        return parse_json_strict(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return raw
+
+
+class Response(tuple):
+    """(status, headers, body) with body the parsed JSON, or the raw bytes when not JSON.
+
+    Also `.raw` (the body bytes) and, for curl answers, `.http_version`.
+    """
+
+    def __new__(cls, status, headers, body, raw, http_version=None):
+        obj = super().__new__(cls, (status, headers, body))
+        obj.raw = raw
+        obj.http_version = http_version
+        return obj
+
+    status = property(lambda self: self[0])
+    headers = property(lambda self: self[1])
+    body = property(lambda self: self[2])
+
+    def describe(self):
+        return f"HTTP {self.status} {self.raw[:600]!r}"
+
+
+def _encode_body(body):
+    if body is None or isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return json.dumps(body).encode("utf-8")
+
+
+def _request_headers(key, body, content_type, headers):
+    h = {}
+    if key is not None:
+        h["x-APIKey"] = key
+    if body is not None and content_type is not None:
+        h["Content-Type"] = content_type
+    h.update(headers or {})
+    return h
+
+
+def http(port, method, path, key=None, body=None, content_type="application/json",
+         headers=None, timeout=HTTP_TIMEOUT, conn=None):
+    """One HTTP/1.1 request to 127.0.0.1:port. Returns Response (status, headers, body).
+
+    body: dict/list (sent as JSON), str (UTF-8) or bytes (as is). content_type is sent only
+    with a body; None sends none. conn: an open http_client.HTTPConnection to reuse.
+    """
+    data = _encode_body(body)
+    hdrs = _request_headers(key, data, content_type, headers)
+    own = conn is None
+    c = conn or http_client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=data, headers=hdrs)
+        r = c.getresponse()
+        raw = r.read()
+        return Response(r.status, r.headers, _decode(raw), raw)
+    finally:
+        if own:
+            c.close()
+
+
+class Session:
+    """Keep-alive HTTP/1.1 requests to one port (for long runs of requests).
+
+    A request that fails on a reused connection before any answer arrived (the server may
+    close idle or finished connections) is sent once more on a new connection; a failure on
+    a fresh connection is raised.
+    """
+
+    def __init__(self, port, timeout=HTTP_TIMEOUT):
+        self.port = port
+        self.timeout = timeout
+        self.conn = None
+
+    def http(self, method, path, key=None, body=None, content_type="application/json",
+             headers=None):
+        data = _encode_body(body)
+        hdrs = _request_headers(key, data, content_type, headers)
+        for fresh in (self.conn is None, True):
+            if fresh:
+                self.close()
+                self.conn = http_client.HTTPConnection("127.0.0.1", self.port,
+                                                       timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=data, headers=hdrs)
+                r = self.conn.getresponse()
+                raw = r.read()
+            except (http_client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http_client.CannotSendRequest):
+                self.close()
+                if fresh:
+                    raise
+                continue
+            if (r.getheader("Connection") or "").lower() == "close" or r.will_close:
+                self.close()
+            return Response(r.status, r.headers, _decode(raw), raw)
+        raise AssertionError("unreachable")
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def curl_h2(port, method, path, key=None, body=None, content_type="application/json",
+            headers=None, workdir=None):
+    """One request over HTTP/2 with prior knowledge (h2c), through the curl tool.
+
+    Returns Response with .http_version ("2" when HTTP/2 was used)."""
+    workdir = workdir or make_temp_dir("fanoutd-curl-")
+    hdr_file = os.path.join(workdir, "curl-headers")
+    body_file = os.path.join(workdir, "curl-body")
+    cmd = ["curl", "-sS", "--http2-prior-knowledge", "--max-time", str(int(HTTP_TIMEOUT)),
+           "-X", method, "-D", hdr_file, "-o", body_file,
+           "-w", "%{http_code} %{http_version}", f"http://127.0.0.1:{port}{path}"]
+    data = _encode_body(body)
+    for name, value in _request_headers(key, data, content_type, headers).items():
+        cmd += ["-H", f"{name}: {value}"]
+    if data is not None:
+        data_file = os.path.join(workdir, "curl-data")
+        with open(data_file, "wb") as f:
+            f.write(data)
+        cmd += ["--data-binary", "@" + data_file]
+    r = subprocess.run(cmd, capture_output=True, timeout=HTTP_TIMEOUT + 10)
+    if r.returncode != 0:
+        raise AssertionError(f"curl failed ({r.returncode}): {r.stderr.decode(errors='replace')}")
+    code, version = r.stdout.decode().split()
+    msg = http_client.HTTPMessage()
+    for line in read_text(hdr_file).splitlines()[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            msg[name.strip()] = value.strip()
+    raw = b""
+    if os.path.exists(body_file):
+        with open(body_file, "rb") as f:
+            raw = f.read()
+    return Response(int(code), msg, _decode(raw), raw, http_version=version)
+
+
+# ----------------------------------------------------------------------------------------
+# Metrics.
+
+_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$")
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def metric_key(name, **labels):
+    """The dict key of a sample: name{a="1",b="2"} with labels sorted (no braces if none)."""
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{labels[k]}"' for k in sorted(labels))
+    return f"{name}{{{inner}}}"
+
+
+class Metrics(dict):
+    """Parsed Prometheus text: {metric_key: float}, plus .types {family: type}."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.text = text
+        self.types = {}
+        for line in text.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("#"):
+                parts = line.split()
+                if len(parts) >= 4 and parts[1] == "TYPE":
+                    self.types[parts[2]] = parts[3]
+                continue
+            m = _SAMPLE_RE.match(line)
+            if not m:
+                raise AssertionError(f"malformed metrics line: {line!r}")
+            labels = dict(_LABEL_RE.findall(m.group(2) or ""))
+            self[metric_key(m.group(1), **labels)] = float(m.group(3))
+
+    def value(self, name, **labels):
+        """The sample's value; 0 when absent (a labelled counter not yet incremented)."""
+        return self.get(metric_key(name, **labels), 0.0)
+
+    def samples(self, name):
+        """[(labels dict, value)] of every sample named exactly `name`."""
+        out = []
+        for key, v in self.items():
+            base, _, rest = key.partition("{")
+            if base == name:
+                out.append((dict(_LABEL_RE.findall(rest)), v))
+        return out
+
+
+def metrics(port):
+    """GET /metrics (no key) parsed into a Metrics dict."""
+    r = http(port, "GET", "/metrics")
+    if r.status != 200:
+        raise AssertionError(f"/metrics answered {r.describe()}")
+    return Metrics(r.raw.decode("utf-8"))
+
+
+# ----------------------------------------------------------------------------------------
+# The fanoutd command line.
+
+def run_fanoutd(*args, input=None, timeout=CLI_TIMEOUT):
+    """Runs `fanoutd ARGS...` to completion; returns the CompletedProcess (text mode)."""
+    cmd = [FANOUTD, *[str(a) for a in args]]
+    return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+
+
+def _check(r, what):
+    if r.returncode != 0:
+        raise AssertionError(f"{what} exited {r.returncode}\nstdout:\n{r.stdout}\n"
+                             f"stderr:\n{r.stderr}")
+
+
+_key_names = iter(range(1, 1 << 30))
+
+
+def apikey(data, role, org=None, orgs=None, name=None):
+    """`fanoutd apikey create`; returns the key (the last line of standard output)."""
+    if name is None:
+        name = f"test-key-{next(_key_names)}"
+    args = ["apikey", "create", "--data", data, "--role", role]
+    if org is not None:
+        args += ["--org", org]
+    if orgs is not None:
+        args += ["--orgs", ",".join(str(o) for o in orgs)]
+    args += ["--name", name]
+    r = run_fanoutd(*args)
+    _check(r, "apikey create")
+    lines = [line.strip() for line in r.stdout.splitlines() if line.strip()]
+    if not lines:
+        raise AssertionError("apikey create printed nothing")
+    return lines[-1]
+
+
+def apikey_list(data):
+    """The key lines of `fanoutd apikey list` (one per key: those starting with an id; a
+    header line, if any, is left out)."""
+    r = run_fanoutd("apikey", "list", "--data", data)
+    _check(r, "apikey list")
+    return [line for line in r.stdout.splitlines() if re.match(r"^\s*\d+\s", line)]
+
+
+def apikey_id(data, name):
+    """The id of the key named `name`: first field of its `apikey list` line."""
+    for line in apikey_list(data):
+        fields = line.split()
+        if name in fields[1:]:
+            return int(fields[0])
+    raise AssertionError(f"no key named {name!r} in apikey list")
+
+
+def apikey_revoke(data, key_id):
+    r = run_fanoutd("apikey", "revoke", "--data", data, key_id)
+    _check(r, "apikey revoke")
+
+
+def public_key_pem(data):
+    """`fanoutd keys public --data DIR`: the signing public key, PEM."""
+    r = run_fanoutd("keys", "public", "--data", data)
+    _check(r, "keys public")
+    return r.stdout
+
+
+def verify_signature(pem, body, signature_b64, workdir):
+    """Ed25519 check with the openssl tool. Returns (ok, openssl's output)."""
+    pub = os.path.join(workdir, "verify-pub.pem")
+    body_file = os.path.join(workdir, "verify-body.bin")
+    sig_file = os.path.join(workdir, "verify-sig.bin")
+    with open(pub, "w") as f:
+        f.write(pem)
+    with open(body_file, "wb") as f:
+        f.write(body)
+    try:
+        sig = base64.b64decode(signature_b64, validate=True)
+    except ValueError as e:
+        return False, f"signature is not base64: {e}"
+    with open(sig_file, "wb") as f:
+        f.write(sig)
+    r = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", pub, "-rawin",
+                        "-in", body_file, "-sigfile", sig_file],
+                       capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    return r.returncode == 0, r.stdout + r.stderr
+
+
+# ----------------------------------------------------------------------------------------
+# Processes: the daemon and the sink.
+
+class _Process:
+    """A spawned program with stdout and stderr in files of `workdir`."""
+
+    name = "process"
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.proc = None
+        self.port = None
+        self.returncode = None
+        self.stdout_path = self.stderr_path = os.devnull
+
+    def _spawn(self, cmd, timeout):
+        """Starts `cmd` (fresh log files each time) and waits for its listening line."""
+        self.cmd = cmd
+        self.returncode = None
+        tag = f"{self.name}-{next(_key_names)}"
+        self.stdout_path = os.path.join(self.workdir, tag + ".stdout")
+        self.stderr_path = os.path.join(self.workdir, tag + ".stderr")
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = _register(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                                   stderr=err))
+
+        def listening():
+            first = read_text(self.stdout_path).split("\n", 1)
+            if len(first) == 2:  # a complete first line
+                m = LISTENING_RE.match(first[0])
+                if not m:
+                    raise AssertionError(f"{self.name}: first stdout line is {first[0]!r}, "
+                                         f"expected 'listening on 127.0.0.1:PORT'")
+                return int(m.group(1))
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited {self.proc.returncode} before "
+                                     f"listening: {' '.join(cmd)}\n{self.logs()}")
+            return None
+
+        try:
+            self.port = wait_until(listening, timeout, interval=0.02,
+                                   message=lambda: f"{self.name} to listen\n{self.logs()}")
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stdout(self):
+        return read_text(self.stdout_path)
+
+    def stderr(self):
+        return read_text(self.stderr_path)
+
+    def logs(self, lines=40):
+        return f"--- {self.name} stderr (last {lines} lines) ---\n{tail(self.stderr(), lines)}"
+
+    def send_signal(self, signum):
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout=STOP_TIMEOUT, signum=signal.SIGTERM, expect=0):
+        """Signals (SIGTERM by default), waits, and asserts the exit status is `expect`."""
+        if self.proc is None or self.returncode is not None:
+            return self.returncode
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.name} did not exit within {timeout:.0f} s of signal "
+                                 f"{signum}\n{self.logs()}")
+        self.returncode = rc
+        self._check_sanitizers()
+        if expect is not None and rc != expect:
+            raise AssertionError(f"{self.name} exited {rc}, expected {expect}\n{self.logs()}")
+        return rc
+
+    def kill(self):
+        """SIGKILL, no questions asked (cleanup and crash tests)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc is not None:
+            self.returncode = self.proc.returncode
+
+    def _check_sanitizers(self):
+        err = self.stderr()
+        for marker in SANITIZER_MARKERS:
+            if marker in err:
+                raise AssertionError(f"{self.name}: sanitizer report in stderr\n{self.logs(80)}")
+
+
+class Daemon(_Process):
+    """`fanoutd serve` on 127.0.0.1:0 with its own log files in `workdir`.
+
+    config: TOML text written to a file and passed with --config (None: no file).
+    insecure / allow_subnet: the test defaults (http:// allowed, 127.0.0.1 reachable).
+    """
+
+    name = "fanoutd"
+
+    def __init__(self, data, workdir=None, config=None, insecure=True,
+                 allow_subnets=("127.0.0.1/32",), args=()):
+        super().__init__(workdir or data)
+        self.data = data
+        self.config = config
+        self.insecure = insecure
+        self.allow_subnets = list(allow_subnets)
+        self.args = [str(a) for a in args]
+
+    def start(self, timeout=START_TIMEOUT):
+        cmd = [FANOUTD, "serve", "--listen", "127.0.0.1:0", "--data", self.data]
+        if self.config is not None:
+            path = os.path.join(self.workdir, f"fanoutd-{next(_key_names)}.toml")
+            with open(path, "w") as f:
+                f.write(self.config)
+            cmd += ["--config", path]
+        if self.insecure:
+            cmd.append("--insecure")
+        for subnet in self.allow_subnets:
+            cmd += ["--allow-subnet", subnet]
+        cmd += self.args
+        return self._spawn(cmd, timeout)
+
+    def restart(self, timeout=START_TIMEOUT):
+        """SIGTERM (asserting exit 0), then start again on the same data (a new port)."""
+        self.stop()
+        return self.start(timeout)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def http(self, method, path, key=None, body=None, content_type="application/json",
+             headers=None):
+        return http(self.port, method, path, key=key, body=body, content_type=content_type,
+                    headers=headers)
+
+    def session(self):
+        return Session(self.port)
+
+    def metrics(self):
+        return metrics(self.port)
+
+    def metric(self, name, **labels):
+        return self.metrics().value(name, **labels)
+
+
+class SinkRequest(dict):
+    """One line of fanout-sink's --record file, with helpers."""
+
+    def header(self, name, default=None):
+        """The first value of header `name` (compared case-insensitively)."""
+        for n, v in self["headers"]:
+            if n.lower() == name.lower():
+                return v
+        return default
+
+    def header_values(self, name):
+        return [v for n, v in self["headers"] if n.lower() == name.lower()]
+
+    @property
+    def body(self):
+        return base64.b64decode(self["body_base64"])
+
+
+class Sink(_Process):
+    """fanout-sink on 127.0.0.1:0 recording every request.
+
+    The record file is complete once the sink has exited, so tests read requests() after
+    stop() (older sinks buffer the file until they exit; newer ones flush it each loop turn).
+    While it runs, count() tells how many requests arrived: the larger of the complete lines
+    in the record file and the sink's once-a-second stderr line ("... total N ...").
+    """
+
+    name = "fanout-sink"
+
+    def __init__(self, workdir, status_mix=None, args=()):
+        super().__init__(workdir)
+        self.record_path = os.path.join(workdir, f"sink-{next(_key_names)}.jsonl")
+        self.status_mix = status_mix
+        self.args = [str(a) for a in args]
+        self.summary = None
+
+    def start(self, timeout=START_TIMEOUT):
+        cmd = [SINK, "--listen", "127.0.0.1:0", "--record", self.record_path, "--json"]
+        if self.status_mix:
+            cmd += ["--status-mix", self.status_mix]
+        cmd += self.args
+        return self._spawn(cmd, timeout)
+
+    def url(self, path="/hook"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def count(self):
+        """Requests received so far (see the class comment)."""
+        totals = re.findall(r"\btotal (\d+)\b", self.stderr())
+        from_stderr = int(totals[-1]) if totals else 0
+        try:
+            with open(self.record_path, "rb") as f:
+                from_record = f.read().count(b"\n")
+        except FileNotFoundError:
+            from_record = 0
+        return max(from_stderr, from_record)
+
+    def wait_count(self, n, timeout=WAIT_TIMEOUT):
+        """Waits until the sink has received at least n requests."""
+        return wait_until(lambda: self.count() >= n, timeout, interval=0.2,
+                          message=lambda: f"sink to receive {n} requests (has {self.count()})")
+
+    def stop(self, timeout=STOP_TIMEOUT, signum=signal.SIGTERM, expect=0):
+        rc = super().stop(timeout, signum, expect)
+        for line in reversed(self.stdout().splitlines()):
+            if line.startswith("{"):
+                self.summary = json.loads(line)
+                break
+        return rc
+
+    def requests(self, partial=False):
+        """Every request recorded, in arrival order. Call after stop(), or pass partial=True
+        to read the complete lines written so far."""
+        if self.running and not partial:
+            raise AssertionError("Sink.requests() before stop(): the record file is only "
+                                 "complete once the sink has exited")
+        out = []
+        try:
+            with open(self.record_path, "rb") as f:
+                for line in f:
+                    if line.endswith(b"\n"):
+                        out.append(SinkRequest(json.loads(line)))
+        except FileNotFoundError:
+            pass
+        return out
+
+
+# ----------------------------------------------------------------------------------------
+# Checks shared by the test files.
+
+ERROR_STATUSES = {400, 401, 403, 404, 405, 413, 415, 429}
+
+
+def error_shape_problem(status, body, headers=None):
+    """None when `body` is the README's error shape for `status`, else what is wrong."""
+    if not isinstance(body, dict) or set(body) != {"error"} or not isinstance(body["error"],
+                                                                              dict):
+        return f"not {{\"error\":{{...}}}}: {body!r}"
+    err = body["error"]
+    if status == 400:
+        fields = err.get("json")
+        if set(err) != {"json"} or not isinstance(fields, dict) or not fields:
+            return f"400 needs {{\"error\":{{\"json\":{{field: message}}}}}}: {body!r}"
+        if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in fields.items()):
+            return f"400 field messages must be non-empty strings: {body!r}"
+        return None
+    expected = {401: "authentication", 403: "authorization", 429: "rate_limit"}.get(status,
+                                                                                   "json")
+    if set(err) != {expected} or not isinstance(err[expected], str) or not err[expected]:
+        return f"{status} needs {{\"error\":{{\"{expected}\":\"...\"}}}}: {body!r}"
+    exact = {404: "Resource not found", 405: "Method not allowed"}
+    if status in exact and err[expected] != exact[status]:
+        return f"{status} message must be {exact[status]!r}: {body!r}"
+    if status == 413 and not err[expected].startswith("body larger than "):
+        return f"413 message must be 'body larger than N bytes': {body!r}"
+    if headers is not None:
+        if status == 405 and not headers.get("Allow"):
+            return "405 without an Allow header"
+        if status == 429 and not headers.get("Retry-After"):
+            return "429 without a Retry-After header"
+    return None
+
+
+class FanoutdTestCase(unittest.TestCase):
+    """Base class: a temporary directory per test, daemons and sinks cleaned up after it.
+
+    On failure, the stderr of every process the test started is printed.
+    """
+
+    maxDiff = 4000
+
+    def setUp(self):
+        self.tmp = make_temp_dir()
+        self.addCleanup(remove_temp_dir, self.tmp)
+        self._processes = []
+        self.addCleanup(self._stop_processes)
+
+    def shared_processes(self):
+        """Processes owned by the class (shared daemons): logged on failure, not killed."""
+        return []
+
+    def _stop_processes(self):
+        outcome = getattr(self, "_outcome", None)
+        failed = outcome is not None and not getattr(outcome, "success", True)
+        if failed:
+            for p in self.shared_processes() + self._processes:
+                sys.stderr.write(f"\n{p.logs(60)}\n")
+        for p in self._processes:
+            p.kill()
+
+    def data_dir(self, name="data"):
+        d = os.path.join(self.tmp, name)
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def start_daemon(self, data=None, config=None, **kw):
+        """A started Daemon on `data` (default: the test's own data directory)."""
+        d = Daemon(data or self.data_dir(), workdir=self.tmp, config=config, **kw)
+        self._processes.append(d)
+        return d.start()
+
+    def start_sink(self, status_mix=None, args=()):
+        s = Sink(self.tmp, status_mix=status_mix, args=args)
+        self._processes.append(s)
+        return s.start()
+
+    # -- assertions ---------------------------------------------------------------------
+
+    def assertStatus(self, response, status, msg=""):
+        self.assertEqual(response.status, status,
+                         f"{msg} expected HTTP {status}, got {response.describe()}")
+
+    def assertError(self, response, status, msg=""):
+        """`response` is `status` with the README's error body for that status."""
+        self.assertStatus(response, status, msg)
+        problem = error_shape_problem(status, response.body, response.headers)
+        self.assertIsNone(problem, msg)
+
+    def assertFieldError(self, response, field, contains=None, msg=""):
+        """400 naming `field` (and its message containing `contains`); returns the message."""
+        self.assertError(response, 400, msg)
+        fields = response.body["error"]["json"]
+        self.assertIn(field, fields, f"{msg} 400 should name {field!r}: {response.body!r}")
+        if contains is not None:
+            self.assertIn(contains, fields[field], f"{msg} {response.body!r}")
+        return fields[field]
+
+    def assertRuleError(self, response, field, rule, msg=""):
+        """400 on `field` whose message carries the rule code in brackets, e.g. [url_empty]."""
+        return self.assertFieldError(response, field, f"[{rule}]", msg)
+
+
+_orgs = itertools.count(101)
+
+
+class SharedDaemonCase(FanoutdTestCase):
+    """One daemon for the whole class, started in setUpClass and stopped (exit 0 asserted) in
+    tearDownClass. Tests keep apart by using organisations of their own (new_org())."""
+
+    config = None  # TOML text
+    insecure = True
+    daemon_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.class_tmp = make_temp_dir()
+        cls.data = os.path.join(cls.class_tmp, "data")
+        cls.daemon = Daemon(cls.data, workdir=cls.class_tmp, config=cls.config,
+                            insecure=cls.insecure, args=cls.daemon_args)
+        cls.daemon.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.daemon.stop()
+        finally:
+            cls.daemon.kill()
+            remove_temp_dir(cls.class_tmp)
+
+    def shared_processes(self):
+        return [self.daemon]
+
+    @staticmethod
+    def new_org():
+        """An organisation id no other test of this run uses."""
+        return next(_orgs)
+
+    def admin_key(self, org):
+        return apikey(self.data, "ORG_ADMIN", org=org)
+
+
+def main():
+    """Parses --fanoutd and --sink, then runs unittest with the remaining arguments."""
+    global FANOUTD, SINK
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--fanoutd", required=True, help="path of the fanoutd binary")
+    parser.add_argument("--sink", required=True, help="path of the fanout-sink binary")
+    args, rest = parser.parse_known_args()
+    FANOUTD = os.path.abspath(args.fanoutd)
+    SINK = os.path.abspath(args.sink)
+    for path in (FANOUTD, SINK):
+        if not os.access(path, os.X_OK):
+            sys.exit(f"not an executable: {path}")
+    unittest.main(module="__main__", argv=[sys.argv[0]] + rest, verbosity=2)

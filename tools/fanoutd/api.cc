@@ -163,6 +163,63 @@ std::optional<std::string_view> duplicate_key(simdjson::dom::object obj) {
   return *it;
 }
 
+// A string field: stores it, or records "<what> must be a string." and answers false.
+bool string_field(simdjson::dom::element value, const std::string& name, std::string_view what,
+                  std::string& out, Api::FieldErrors& errors) {
+  std::string_view v;
+  if (value.get_string().get(v)) {
+    add_error(errors, name, std::string(what) + " must be a string.");
+    return false;
+  }
+  out = v;
+  return true;
+}
+
+// custom_headers: null or {} clear them, an object of strings sets them in the order given.
+bool headers_field(simdjson::dom::element value, const std::string& name,
+                   std::vector<routing::Header>& out, Api::FieldErrors& errors) {
+  out.clear();
+  if (value.is_null()) return true;
+  simdjson::dom::object headers;
+  if (value.get_object().get(headers)) {
+    add_error(errors, name, "custom_headers must be an object of strings (or null).");
+    return false;
+  }
+  bool ok = true;
+  for (auto h : headers) {
+    std::string_view v;
+    if (h.value.get_string().get(v)) {
+      add_error(errors, name,
+                "custom_headers: the value of \"" + std::string(h.key) + "\" must be a string.");
+      ok = false;
+    } else {
+      out.push_back({std::string(h.key), std::string(v)});
+    }
+  }
+  return ok;
+}
+
+// A body that must be one JSON object without repeated keys; nullopt with a `_schema` error.
+std::optional<simdjson::dom::object> body_object(simdjson::dom::parser& parser,
+                                                 std::string_view body, Api::FieldErrors& errors) {
+  const simdjson::padded_string padded(body);
+  simdjson::dom::element root;
+  if (const auto err = parser.parse(padded).get(root); err) {
+    add_error(errors, "_schema", std::string("Invalid JSON: ") + simdjson::error_message(err));
+    return std::nullopt;
+  }
+  simdjson::dom::object obj;
+  if (root.get_object().get(obj)) {
+    add_error(errors, "_schema", "the body must be a JSON object.");
+    return std::nullopt;
+  }
+  if (const auto dup = duplicate_key(obj)) {
+    add_error(errors, "_schema", "key \"" + std::string(*dup) + "\" given more than once.");
+    return std::nullopt;
+  }
+  return obj;
+}
+
 // A built-in payload per Partoo event type, for tryouts before any event was ingested.
 std::string_view sample_payload(std::string_view type) {
   if (type == "business_created" || type == "business_updated") {
@@ -596,24 +653,11 @@ void Api::list(const Caller& c, const Query& q, Reply& reply) {
 
 bool Api::parse_items(std::string_view body, std::int64_t org,
                       std::vector<routing::Subscription>& out, FieldErrors& errors) {
-  const simdjson::padded_string padded(body);
-  simdjson::dom::element root;
-  if (const auto err = json_.parse(padded).get(root); err) {
-    add_error(errors, "_schema", std::string("Invalid JSON: ") + simdjson::error_message(err));
-    return false;
-  }
-  simdjson::dom::object obj;
-  if (root.get_object().get(obj)) {
-    add_error(errors, "_schema", "the body must be a JSON object.");
-    return false;
-  }
-  if (const auto dup = duplicate_key(obj)) {
-    add_error(errors, "_schema", "key \"" + std::string(*dup) + "\" given more than once.");
-    return false;
-  }
+  const auto obj = body_object(json_, body, errors);
+  if (!obj) return false;
   simdjson::dom::array items;
   bool have_items = false;
-  for (auto field : obj) {
+  for (auto field : *obj) {
     if (field.key != "items") {
       add_error(errors, std::string(field.key), "Unknown field.");
       continue;
@@ -649,51 +693,22 @@ bool Api::parse_items(std::string_view body, std::int64_t org,
       const std::string name = prefix + std::string(field.key);
       if (field.key == "url") {
         have_url = true;
-        std::string_view v;
-        if (field.value.get_string().get(v)) {
-          add_error(errors, name, "url must be a string.");
-          ok = false;
-        } else {
-          spec.url = v;
-        }
+        ok = string_field(field.value, name, "url", spec.url, errors) && ok;
       } else if (field.key == "event_type") {
         have_type = true;
-        std::string_view v;
-        if (field.value.get_string().get(v)) {
-          add_error(errors, name, "event_type must be a string.");
-          ok = false;
-        } else {
-          spec.event_type = v;
-        }
+        ok = string_field(field.value, name, "event_type", spec.event_type, errors) && ok;
       } else if (field.key == "custom_headers") {
-        if (field.value.is_null()) continue;
-        simdjson::dom::object headers;
-        if (field.value.get_object().get(headers)) {
-          add_error(errors, name, "custom_headers must be an object of strings (or null).");
-          ok = false;
-          continue;
-        }
-        for (auto h : headers) {
-          std::string_view v;
-          if (h.value.get_string().get(v)) {
-            add_error(
-                errors, name,
-                "custom_headers: the value of \"" + std::string(h.key) + "\" must be a string.");
-            ok = false;
-          } else {
-            spec.custom_headers.push_back({std::string(h.key), std::string(v)});
-          }
-        }
+        ok = headers_field(field.value, name, spec.custom_headers, errors) && ok;
       } else {
         add_error(errors, name, "Unknown field.");
         ok = false;
       }
     }
-    if (!have_url)
-      add_error(errors, prefix + "url", "Missing data for required field."), ok = false;
-    if (!have_type) {
-      add_error(errors, prefix + "event_type", "Missing data for required field.");
-      ok = false;
+    for (const auto& [present, field] : {std::pair{have_url, "url"}, {have_type, "event_type"}}) {
+      if (!present) {
+        add_error(errors, prefix + field, "Missing data for required field.");
+        ok = false;
+      }
     }
     if (!ok) continue;
     auto valid = routing::validate(spec, deps_.engine->catalogue(), vopt);
@@ -751,51 +766,18 @@ void Api::update(const Caller& c, std::int64_t id, std::string_view body, Reply&
   const std::string_view type_name = deps_.engine->catalogue().name(cur.event_type);
 
   FieldErrors errors;
-  const simdjson::padded_string padded(body);
-  simdjson::dom::element root;
-  if (const auto err = json_.parse(padded).get(root); err) {
-    return field_error(reply, "_schema",
-                       std::string("Invalid JSON: ") + simdjson::error_message(err));
-  }
-  simdjson::dom::object obj;
-  if (root.get_object().get(obj))
-    return field_error(reply, "_schema", "the body must be a JSON object.");
-  if (const auto dup = duplicate_key(obj)) {
-    return field_error(reply, "_schema", "key \"" + std::string(*dup) + "\" given more than once.");
-  }
+  const auto obj = body_object(json_, body, errors);
+  if (!obj) return set_field_errors(reply, errors);
   routing::SubscriptionSpec spec{cur.org_id, std::string(type_name), cur.url, cur.custom_headers};
-  for (auto field : obj) {
+  for (auto field : *obj) {
     const std::string name(field.key);
     if (field.key == "url") {
-      std::string_view v;
-      if (field.value.get_string().get(v)) {
-        add_error(errors, name, "url must be a string.");
-      } else {
-        spec.url = v;
-      }
+      (void)string_field(field.value, name, "url", spec.url, errors);
     } else if (field.key == "custom_headers") {
-      spec.custom_headers.clear();
-      if (field.value.is_null()) continue;
-      simdjson::dom::object headers;
-      if (field.value.get_object().get(headers)) {
-        add_error(errors, name, "custom_headers must be an object of strings (or null).");
-        continue;
-      }
-      for (auto h : headers) {
-        std::string_view v;
-        if (h.value.get_string().get(v)) {
-          add_error(
-              errors, name,
-              "custom_headers: the value of \"" + std::string(h.key) + "\" must be a string.");
-        } else {
-          spec.custom_headers.push_back({std::string(h.key), std::string(v)});
-        }
-      }
+      (void)headers_field(field.value, name, spec.custom_headers, errors);
     } else if (field.key == "event_type") {
-      std::string_view v;
-      if (field.value.get_string().get(v)) {
-        add_error(errors, name, "event_type must be a string.");
-      } else if (v != type_name) {
+      std::string v;
+      if (string_field(field.value, name, "event_type", v, errors) && v != type_name) {
         add_error(errors, name,
                   "event_type cannot be changed (it is " + std::string(type_name) +
                       "); create another webhook instead [event_type_immutable]");
@@ -888,17 +870,7 @@ void Api::ingest(const HttpRequest& req, Reply& reply) {
   // Lines: (1-based number, bytes). application/json is one event whatever its layout.
   std::vector<std::pair<std::size_t, std::string_view>> lines;
   if (ndjson) {
-    std::string_view rest = req.body;
-    std::size_t number = 0;
-    while (!rest.empty()) {
-      const std::size_t nl = rest.find('\n');
-      std::string_view line = rest.substr(0, nl);
-      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-      ++number;
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-      lines.emplace_back(number, line);
-    }
+    lines = json::ndjson_lines(req.body);
   } else if (req.body.find_first_not_of(" \t\r\n") != std::string_view::npos) {
     lines.emplace_back(1, req.body);
   }

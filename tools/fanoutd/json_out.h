@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace fanout::daemon::json {
 
@@ -22,5 +24,10 @@ inline void append_key(std::string& out, std::string_view key) {
   append_string(out, key);
   out.push_back(':');
 }
+
+// The non-blank lines of an NDJSON text with their 1-based line numbers (blank lines count;
+// a trailing '\r' is dropped). Used by ingest and by `fanoutd publish`.
+[[nodiscard]] std::vector<std::pair<std::size_t, std::string_view>> ndjson_lines(
+    std::string_view text);
 
 }  // namespace fanout::daemon::json

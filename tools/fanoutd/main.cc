@@ -27,6 +27,7 @@
 #include "routing/subscription.h"
 #include "tools/fanoutd/api.h"
 #include "tools/fanoutd/config.h"
+#include "tools/fanoutd/json_out.h"
 #include "tools/fanoutd/log.h"
 #include "tools/fanoutd/metrics.h"
 #include "tools/fanoutd/store.h"
@@ -626,19 +627,7 @@ int cmd_publish(std::span<char*> args) {
     }
   }
   // Non-blank lines with their 1-based line numbers in the input.
-  std::vector<std::pair<std::size_t, std::string_view>> lines;
-  {
-    std::string_view rest = text;
-    std::size_t n = 0;
-    while (!rest.empty()) {
-      const std::size_t nl = rest.find('\n');
-      std::string_view line = rest.substr(0, nl);
-      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-      ++n;
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.find_first_not_of(" \t") != std::string_view::npos) lines.emplace_back(n, line);
-    }
-  }
+  const auto lines = json::ndjson_lines(text);
 
   std::signal(SIGPIPE, SIG_IGN);
   uv_loop_t loop;

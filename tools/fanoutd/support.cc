@@ -41,6 +41,20 @@ void append_string(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
+std::vector<std::pair<std::size_t, std::string_view>> ndjson_lines(std::string_view text) {
+  std::vector<std::pair<std::size_t, std::string_view>> lines;
+  std::size_t number = 0;
+  while (!text.empty()) {
+    const std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t") != std::string_view::npos) lines.emplace_back(number, line);
+  }
+  return lines;
+}
+
 }  // namespace json
 
 namespace log {

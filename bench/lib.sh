@@ -93,3 +93,130 @@ client_us() {
     awk -v n="$1" '(NF == 2 && n > 0) { printf "%.2f", ($1 + $2) * 1e6 / n; found = 1 }
                    END { if (!found) printf "nan" }'
 }
+
+# --- Added for bench/compare.sh (the existing scripts above inline their own equivalents) ------
+
+# apt_install PACKAGE...: installs Debian packages with apt-get when running as root (apt-get
+# update once and a retry if the first attempt fails: the package lists may be stale or absent).
+# False when not root, without apt-get, or when the install fails.
+apt_install() {
+  [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null || return 1
+  log "installing $* (apt-get)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
+    >/dev/null 2>&1 && return 0
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# build_targets BUILD_DIR TARGET...: like build_bench, for targets under tools/ as well as
+# bench/: configures a Release tree (no tests; tools and benchmarks on) if BUILD_DIR has no
+# build.ninja (configure_tree), or turns FANOUT_BUILD_TOOLS on in an existing tree configured
+# without tools (the default build/bench of the other scripts); then builds the TARGETs and sets
+# BUILT[TARGET] to each absolute path.
+declare -gA BUILT=()
+configure_tree() {
+  local dir=$1
+  if [[ ! -f $dir/build.ninja ]]; then
+    log "configuring $dir (Release)"
+    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DFANOUT_BUILD_TESTS=OFF -DFANOUT_BUILD_TOOLS=ON -DFANOUT_BUILD_BENCH=ON >/dev/null
+  elif grep -q '^FANOUT_BUILD_TOOLS:BOOL=OFF' "$dir/CMakeCache.txt" 2>/dev/null; then
+    log "turning FANOUT_BUILD_TOOLS on in $dir"
+    cmake -S . -B "$dir" -DFANOUT_BUILD_TOOLS=ON >/dev/null
+  fi
+}
+build_targets() {
+  local dir=$1 target path
+  shift
+  configure_tree "$dir"
+  log "building $* in $dir"
+  local out
+  if ! out=$(cmake --build "$dir" --target "$@" 2>&1); then
+    printf '%s\n' "$out" | tail -n 40 >&2
+    log "the build of $* in $dir failed"
+    exit 2
+  fi
+  for target in "$@"; do
+    for path in "$dir/tools/$target" "$dir/bench/$target" "$dir/$target"; do
+      if [[ -x $path ]]; then
+        [[ $path == /* ]] || path=$ROOT/$path
+        BUILT[$target]=$path
+        break
+      fi
+    done
+    [[ -n ${BUILT[$target]:-} ]] || { log "no $target in $dir after the build"; exit 2; }
+  done
+}
+
+# make_cert DIR: a self-signed P-256 certificate for 127.0.0.1 in DIR/server.pem, DIR/server.key.
+make_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+    -keyout "$1/server.key" -out "$1/server.pem" 2>/dev/null
+}
+
+# start_nghttpd PORT DOCROOT LOG [KEY CERT]: nghttpd on 127.0.0.1:PORT pinned to CPU 1, one
+# worker (-n 1), -m 256 (its stream limit never binds below a client's window); h2c without
+# KEY CERT, TLS with them. A POST to an existing file is answered 200 with the file. Adds the
+# pid to PIDS (make_scratch) and sets SERVER_PID.
+start_nghttpd() {
+  local port=$1 docroot=$2 logfile=$3
+  shift 3
+  if [[ $# -eq 2 ]]; then
+    taskset -c 1 nghttpd --address=127.0.0.1 -n 1 -m 256 -d "$docroot" "$port" "$1" "$2" \
+      >"$logfile" 2>&1 &
+  else
+    taskset -c 1 nghttpd --address=127.0.0.1 -n 1 -m 256 -d "$docroot" --no-tls "$port" \
+      >"$logfile" 2>&1 &
+  fi
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+}
+
+# start_nginx_h1 PORT DIR: nginx on 127.0.0.1:PORT pinned to CPU 1, one process (no master),
+# HTTP/1.1 keep-alive for the whole run, every request answered 200 "ok" (the request body read
+# and discarded); its files under DIR. Adds the pid to PIDS and sets SERVER_PID.
+start_nginx_h1() {
+  local port=$1 dir=$2
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  server {
+    listen 127.0.0.1:$port;
+    location / { return 200 "ok"; }
+  }
+}
+NGINX
+  taskset -c 1 nginx -p "$dir" -e "$dir/stderr.log" -c "$dir/nginx.conf" >"$dir/stdout.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+}
+
+# wrk_post_lua BODY_FILE LUA_FILE: a wrk script POSTing BODY_FILE (read once at start-up) as
+# application/json.
+wrk_post_lua() {
+  cat >"$2" <<LUA
+local f = assert(io.open("$1", "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+LUA
+}
+
+# loadavg: the 1, 5 and 15 minute load averages.
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }

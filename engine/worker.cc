@@ -62,6 +62,8 @@ void Worker::run() {
   const EngineOptions& o = engine_.options_;
   transport::ClientOptions co;
   co.insecure = o.insecure;
+  co.cleartext_h2 = !o.http1_only;
+  co.offer_h2 = !o.http1_only;
   co.ca_file = o.ca_file;
   co.allow = engine_.shared_->allow;
   co.connect_timeout_ms = o.connect_timeout_ms;

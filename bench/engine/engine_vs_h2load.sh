@@ -3,19 +3,19 @@
 # limit of this client stack, in one run (issue 4, "Benchmarks"):
 #
 #   throughput      server (CPU 1)              baseline (CPU 0)       fanout (CPU 0)
-#   h2c 1x100       nghttpd --no-tls -n 1       h2load -c 1 -m 100     fanout-engine-bench --conns 1 --streams 100
+#   h2c 1x100       nghttpd --no-tls -n 1       h2load -c 1 -m 100     fanout-load --conns 1 --streams 100
 #   h2c 8x10        nghttpd --no-tls -n 1       h2load -c 8 -m 10      ... --conns 8 --streams 10
 #   signed 1x100    nghttpd --no-tls -n 1       raw Ed25519 sign rate  ... --sign --conns 1 --streams 100
 #   signed 8x10     nghttpd --no-tls -n 1       (same, measured in     ... --sign --conns 8 --streams 10
 #                                               each repeat)
 #   latency         at half of fanout's measured saturation rate (median of the throughput runs):
-#                   fanout-engine-bench --rate R (p50/p99 publish -> outcome) beside
+#                   fanout-load --rate R (p50/p99 publish -> outcome) beside
 #                   h2load --rps R/C --log-file (p50/p99 of its request times) at the same rate.
 #
-# Same connections x streams, same ~600 B JSON body (fanout-engine-bench --print-body: the
+# Same connections x streams, same ~600 B JSON body (fanout-load --print-body: the
 # delivery body the engine builds), each client pinned to CPU 0 and nghttpd to CPU 1 (taskset).
 # The engine's publishing thread and its worker share CPU 0, as h2load's one thread does. The
-# signed baseline is measured on CPU 0 in each repeat by fanout-engine-bench --sign-rate-only:
+# signed baseline is measured on CPU 0 in each repeat by fanout-load --sign-rate-only:
 # raw BoringSSL ED25519_sign (the rate issue 4 names) and the engine's Signer (libsodium +
 # base64). Every pair runs R times, interleaved; the tables hold medians. Each run also records
 # the server's CPU time per request (/proc) and the client's (GNU time, when installed).
@@ -75,10 +75,11 @@ source "$ROOT/bench/lib.sh"
 require_tools cmake ninja nghttpd h2load taskset python3 timeout
 
 # --- build ---------------------------------------------------------------------------------------
-build_bench "$BUILD_DIR" fanout-engine-bench
+build_targets "$BUILD_DIR" fanout-load  # bench/lib.sh: turns the tools on in BUILD_DIR if needed
+BENCH=${BUILT[fanout-load]}
 
 # --- servers -------------------------------------------------------------------------------------
-make_scratch fanout-engine-bench
+make_scratch fanout-engine-vs-h2load
 
 "$BENCH" --print-body >"$TMP/body.json"
 BODY_BYTES=$(wc -c <"$TMP/body.json")
@@ -111,7 +112,7 @@ run_fanout() {  # kind scenario run conns streams events extra...; prints its JS
   local out rc=0 t0 sus cus
   t0=$(server_ticks "$SERVER_PID")
   out=$(timed timeout "$CLIENT_TIMEOUT_S" taskset -c 0 "$BENCH" --url "$URL" --events "$n" \
-    --conns "$c" --streams "$m" --duration-max "$RUN_LIMIT_S" --json "$@") || rc=$?
+    --conns "$c" --streams "$m" --workers 1 --duration-max "$RUN_LIMIT_S" --json "$@") || rc=$?
   sus=$(per_request_us $(($(server_ticks "$SERVER_PID") - t0)) "$n")
   cus=$(client_us "$n")
   python3 - "$out" "$kind" "$scenario" "$run" "$rc" "$sus" "$cus" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
@@ -121,7 +122,7 @@ try:
     d = json.loads(out)
 except Exception:
     d = {"deliveries_per_s": 0, "delivered": 0, "events": -1, "error": "no JSON: " + out[:200]}
-ok = rc == "0" and d.get("delivered") == d.get("events") and not d.get("cut_by_duration", True)
+ok = rc == "0" and d.get("delivered") == d.get("events") and not d.get("cut", True)
 d.update({"kind": kind, "scenario": scenario, "run": int(run), "tool": "fanout", "ok": ok,
           "exit": int(rc), "server_cpu_us_per_request": float(sus),
           "client_cpu_us_per_request": float(cus) if cus != "nan" else None, "load": load})
@@ -339,7 +340,7 @@ for scenario in ("signed 1x100", "signed 8x10"):
 latency = []
 for scenario in ("h2c 1x100", "h2c 8x10", "signed 1x100"):
     f, h = pick("latency", scenario, "fanout"), pick("latency", scenario, "h2load")
-    row = {"scenario": scenario, "rate": med(d["rate_target"] for d in f),
+    row = {"scenario": scenario, "rate": med(d["rate"] for d in f),
            "achieved": med(d["deliveries_per_s"] for d in f)}
     for q in ("p50", "p90", "p99", "p999"):
         row["fanout_" + q] = med(d["latency_us"][q] for d in f)
@@ -354,7 +355,7 @@ md.append("Command: `%s` (from the repository root)%s" %
           (command, " - smoke run, numbers meaningless" if smoke == "1" else ""))
 md.append("")
 md.append("Events per throughput run: %s; runs per pair: %s (medians below); body %s B of JSON "
-          "(the delivery body); fanout-engine-bench (publishing thread + 1 worker) and h2load on "
+          "(the delivery body); fanout-load (publishing thread + 1 worker) and h2load on "
           "CPU 0, nghttpd -n 1 on CPU 1; 10,000 orgs all subscribed to the one URL." % (n, repeat, body))
 md.append("")
 md.append("## Throughput (goal: ratio >= 0.85)")

@@ -831,5 +831,30 @@ TEST_F(EngineSinkTest, RetriesReachTheSinkAsDuplicateEventIds) {
   EXPECT_EQ(st.attempts_5xx, static_cast<std::uint64_t>(attempts - delivered));
 }
 
+// EngineOptions::http1_only: HTTP/1.1 to an http:// receiver instead of h2c (fanout-load --http1).
+TEST_F(EngineSinkTest, Http1OnlyDeliversOverHttp11) {
+  constexpr int kEvents = 20;
+  const std::uint16_t port = start_sink({});
+  ASSERT_NE(port, 0);
+  EngineOptions o = test_options();
+  o.http1_only = true;
+  create(std::move(o));
+  ASSERT_TRUE(engine_);
+  subscribe(7, 42, "http://127.0.0.1:" + std::to_string(port) + "/hook");
+  run();
+  auto p = engine_->make_producer();
+  for (int i = 0; i < kEvents; ++i) {
+    ASSERT_EQ(p.publish(event("h1-" + std::to_string(i))).status, PublishStatus::kAccepted);
+  }
+  ASSERT_TRUE(collector_.wait_for(kEvents));
+  for (const auto& c : collector_.outcomes()) {
+    EXPECT_EQ(c.kind, OutcomeKind::kDelivered) << c.event_id << ": " << c.last_failure;
+  }
+  EXPECT_EQ(engine_->stats().connections_h2, 0u);
+  const std::string summary = stop_sink();
+  EXPECT_EQ(number_after(summary, "\"by_protocol\":{\"h2\":"), 0) << summary;
+  EXPECT_EQ(number_after(summary, "\"http/1.1\":"), kEvents) << summary;
+}
+
 }  // namespace
 }  // namespace fanout

@@ -104,6 +104,9 @@ struct EngineOptions {
   std::uint32_t max_connections_per_origin = 8;
   std::uint32_t max_streams_per_connection = 256;
   std::size_t max_pending_per_origin = 65'536;
+  // HTTP/1.1 only: http:// speaks HTTP/1.1 instead of h2c with prior knowledge, and https://
+  // offers only http/1.1 in ALPN. Default: h2c for http://, ALPN h2 then http/1.1 for https://.
+  bool http1_only = false;
   // Insecure mode (contract.md §1, §5): http:// URLs and no TLS verification. Tests only.
   bool insecure = false;
   std::string ca_file;                     // extra trust anchors (PEM)

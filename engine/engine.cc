@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <thread>
 
@@ -107,17 +108,20 @@ struct Producer::State {
       sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
       return {PublishStatus::kBusy, {}, {}};
     }
-    auto* d = new Delivery;
+    // One allocation: the Delivery, the id and the body (built in place).
+    const std::string_view event_id = id.empty() ? generate_id() : id;
+    const std::string_view name = body.empty() ? e.catalogue_.name(type) : std::string_view();
+    const std::size_t body_size =
+        body.empty() ? routing::delivery_body_size(name, payload) : body.size();
+    Delivery* d = Delivery::make(event_id.size(), body_size);
     d->org_id = org_id;
     d->type = type;
     d->subscription_id = sub_id;
-    d->event_id.assign(id.empty() ? generate_id() : id);
+    std::memcpy(d->id_data(), event_id.data(), event_id.size());
     if (body.empty()) {
-      const std::string_view name = e.catalogue_.name(type);
-      d->body_bytes.resize(routing::delivery_body_size(name, payload));
-      routing::write_delivery_body(name, payload, d->body_bytes.data());
+      routing::write_delivery_body(name, payload, d->body_data());
     } else {
-      d->body_bytes.assign(body);
+      std::memcpy(d->body_data(), body.data(), body.size());
     }
     if (sh.signer) {
       sh.signer->sign_base64(d->body_bytes, d->signature);

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cassert>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <utility>
 
@@ -30,7 +32,37 @@ std::int64_t now_unix_ms() noexcept {
       duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
+// The attempt number as text in the delivery's own buffer (what snprintf("%u") wrote there,
+// truncated to its 3 characters, without snprintf's cost on every attempt).
+std::string_view attempt_text(Delivery& d) noexcept {
+  char digits[10];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, d.attempts);
+  (void)ec;  // ten digits hold any uint32
+  const std::size_t n =
+      std::min<std::size_t>(static_cast<std::size_t>(end - digits), sizeof d.attempt_text - 1);
+  std::memcpy(d.attempt_text, digits, n);
+  d.attempt_text[n] = '\0';
+  return {d.attempt_text, n};
+}
+
+// The worker's own counters have one writer (its thread) and are only read elsewhere (stats()):
+// a plain load and store, not a locked read-modify-write on every event.
+void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+void drop(std::atomic<std::uint64_t>& counter) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
 }  // namespace
+
+Delivery* Delivery::make(std::size_t id_size, std::size_t body_size) {
+  void* block = ::operator new(sizeof(Delivery) + id_size + body_size);
+  auto* d = new (block) Delivery;
+  d->event_id = std::string_view(d->id_data(), id_size);
+  d->body_bytes = std::string_view(d->body_data(), body_size);
+  return d;
+}
 
 void Delivery::on_response(const transport::Response& response) {
   worker->on_response(*this, response);
@@ -189,8 +221,7 @@ void Worker::attempt(Delivery& d) {
   for (const routing::Header& h : t->headers) d.header_views[n++] = {h.name, h.value};
   d.header_views[n++] = {"X-Partoo-Event-Id", d.event_id, /*never_index=*/true};
   ++d.attempts;
-  std::snprintf(d.attempt_text, sizeof d.attempt_text, "%u", d.attempts);
-  d.header_views[n++] = {"X-Partoo-Attempt", d.attempt_text};
+  d.header_views[n++] = {"X-Partoo-Attempt", attempt_text(d)};
   if (d.has_signature) {
     d.header_views[n++] = {"X-Partoo-Signature-v1",
                            std::string_view(d.signature, Signer::kSignatureBase64Size),
@@ -199,7 +230,7 @@ void Worker::attempt(Delivery& d) {
   d.headers = std::span<const transport::HeaderView>(d.header_views.data(), n);
   d.body = d.body_bytes;
   ++attempting_;
-  attempts_.fetch_add(1, std::memory_order_relaxed);
+  bump(attempts_);
   client_->submit(d);
 }
 
@@ -211,11 +242,7 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
   bool retry = false;
   if (r.failure == transport::Failure::kNone) {
     const int cls = r.status / 100;
-    (cls == 2   ? a2xx_
-     : cls == 3 ? a3xx_
-     : cls == 4 ? a4xx_
-                : a5xx_)
-        .fetch_add(1, std::memory_order_relaxed);
+    bump(cls == 2 ? a2xx_ : cls == 3 ? a3xx_ : cls == 4 ? a4xx_ : a5xx_);
     if (cls == 2) {
       finish(d, OutcomeKind::kDelivered);
     } else if (cls == 5 || cls == 1 || (r.status == 429 && engine_.options_.retry.retry_429)) {
@@ -224,7 +251,7 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
       finish(d, OutcomeKind::kRejected);  // 3xx (never followed) and 4xx
     }
   } else {
-    afailed_.fetch_add(1, std::memory_order_relaxed);
+    bump(afailed_);
     if (r.failure == transport::Failure::kCancelled && stopping_) {
       --d.attempts;  // cut by the shutdown: not an attempt the receiver saw through
       hand_back(d, 0);
@@ -274,7 +301,7 @@ void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
   d.next = waiting_head_;
   if (waiting_head_ != nullptr) waiting_head_->prev = &d;
   waiting_head_ = &d;
-  waiting_.fetch_add(1, std::memory_order_relaxed);
+  bump(waiting_);
   d.backoff.set_callback(
       [](transport::TimerEntry&, void* data) noexcept {
         auto* dd = static_cast<Delivery*>(data);
@@ -286,7 +313,7 @@ void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
         }
         if (dd->next != nullptr) dd->next->prev = dd->prev;
         dd->prev = dd->next = nullptr;
-        w->waiting_.fetch_sub(1, std::memory_order_relaxed);
+        drop(w->waiting_);
         w->attempt(*dd);
       },
       &d);
@@ -309,7 +336,7 @@ void Worker::hand_back(Delivery& d, std::int64_t next_attempt_unix_ms) {
   u.event_id = d.event_id;
   u.org_id = d.org_id;
   u.event_type = std::string(engine_.catalogue_.name(d.type));
-  u.body = std::move(d.body_bytes);
+  u.body = std::string(d.body_bytes);
   u.subscription_id = d.subscription_id;
   u.attempts = d.attempts;
   u.next_attempt_unix_ms = next_attempt_unix_ms;
@@ -343,17 +370,19 @@ void Worker::flush_outcomes() {
   }
   engine_.observer_->on_outcomes(outcome_buf_);
   std::int64_t n = 0;
+  static_assert(static_cast<int>(OutcomeKind::kDropped) == 3, "kinds[] covers every OutcomeKind");
+  std::uint64_t kinds[4] = {};  // indexed by OutcomeKind
   for (Delivery* d = done_head_; d != nullptr;) {
     Delivery* next = d->next;
-    (d->kind == OutcomeKind::kDelivered   ? delivered_
-     : d->kind == OutcomeKind::kRejected  ? rejected_
-     : d->kind == OutcomeKind::kExhausted ? exhausted_
-                                          : dropped_)
-        .fetch_add(1, std::memory_order_relaxed);
+    ++kinds[static_cast<std::size_t>(d->kind) & 3];
     delete d;
     d = next;
     ++n;
   }
+  bump(delivered_, kinds[static_cast<std::size_t>(OutcomeKind::kDelivered)]);
+  bump(rejected_, kinds[static_cast<std::size_t>(OutcomeKind::kRejected)]);
+  bump(exhausted_, kinds[static_cast<std::size_t>(OutcomeKind::kExhausted)]);
+  bump(dropped_, kinds[static_cast<std::size_t>(OutcomeKind::kDropped)]);
   done_head_ = done_tail_ = nullptr;
   engine_.shared_->in_flight.fetch_sub(n, std::memory_order_relaxed);
   const transport::ClientStats cs = client_->stats();
@@ -388,7 +417,7 @@ void Worker::begin_stop() {
     const std::uint64_t due = d->backoff.deadline();
     const std::uint64_t left = due > loop_now ? due - loop_now : 0;
     timers_->cancel(d->backoff);
-    waiting_.fetch_sub(1, std::memory_order_relaxed);
+    drop(waiting_);
     hand_back(*d, wall_now + static_cast<std::int64_t>(left));
   }
   if (attempting_ == 0) {

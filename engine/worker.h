@@ -77,16 +77,26 @@ struct Target {
   bool stale = false;  // replaced in the cache; freed when the last delivery lets go
 };
 
+// One heap block per accepted event: the Delivery, then its id and body bytes (make()). The id
+// and body never change after publish(), so they are views into that tail.
 class Delivery final : public transport::Request {
  public:
   static constexpr std::size_t kMaxHeaders = routing::kMaxCustomHeaders + 3;
+
+  // A Delivery with room for an id of `id_size` bytes and a body of `body_size` bytes after it:
+  // event_id and body_bytes point there (filled by the caller through id_data()/body_data()).
+  // Freed with plain `delete`.
+  [[nodiscard]] static Delivery* make(std::size_t id_size, std::size_t body_size);
+  [[nodiscard]] char* id_data() noexcept { return reinterpret_cast<char*>(this + 1); }
+  [[nodiscard]] char* body_data() noexcept { return id_data() + event_id.size(); }
+  static void operator delete(void* p) noexcept { ::operator delete(p); }
 
   Worker* worker = nullptr;
   std::int64_t org_id = 0;
   routing::EventTypeId type = 0;
   std::int64_t subscription_id = 0;
-  std::string event_id;
-  std::string body_bytes;
+  std::string_view event_id;    // in this block's tail
+  std::string_view body_bytes;  // in this block's tail, after the id
   char signature[Signer::kSignatureBase64Size] = {};
   bool has_signature = false;
   std::uint32_t attempts = 0;
@@ -105,6 +115,9 @@ class Delivery final : public transport::Request {
   Delivery* next = nullptr;
 
   void on_response(const transport::Response& response) override;
+
+ private:
+  Delivery() = default;
 };
 
 class Worker {

@@ -45,29 +45,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-N=200000
-REPEAT=3
-SMOKE=0
-OUT=""
-BUILD_DIR=build/bench
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --events | --requests) N=$2; shift 2 ;;
-    --repeat) REPEAT=$2; shift 2 ;;
-    --smoke) SMOKE=1; shift ;;
-    --out) OUT=$2; shift 2 ;;
-    --build-dir) BUILD_DIR=$2; shift 2 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
-  esac
-done
-if [[ $SMOKE == 1 ]]; then
-  N=2000
-  REPEAT=1
-fi
-[[ $N =~ ^[1-9][0-9]*$ ]] || { echo "--events wants a positive integer" >&2; exit 2; }
-[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "--repeat wants a positive integer" >&2; exit 2; }
-if [[ -z $OUT && $SMOKE == 0 ]]; then OUT=bench/results; fi
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+parse_bench_args compare.sh "$@"
 if [[ -n $OUT ]]; then
   mkdir -p "$OUT"
   OUT=$(cd "$OUT" && pwd)
@@ -89,8 +69,6 @@ SWEEP_MIN=1000
 if [[ $SMOKE == 1 ]]; then SWEEP_MIN=200; fi
 START_S=$SECONDS
 
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 
 # --- tools ---------------------------------------------------------------------------------------
 command -v wrk >/dev/null || apt_install wrk || true

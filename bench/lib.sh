@@ -220,3 +220,36 @@ LUA
 
 # loadavg: the 1, 5 and 15 minute load averages.
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# The options every comparison script takes, into the globals N, REPEAT, SMOKE, OUT and
+# BUILD_DIR: --events N (or --requests N), --repeat R, --smoke (N=2000, one repeat), --out DIR,
+# --build-dir D, --help (prints the calling script's header comment). OUT defaults to
+# bench/results except under --smoke. Usage: parse_bench_args NAME "$@" (NAME for messages).
+# shellcheck disable=SC2034  # the globals are the callers'
+parse_bench_args() {
+  local name=$1
+  shift
+  N=200000
+  REPEAT=3
+  SMOKE=0
+  OUT=""
+  BUILD_DIR=build/bench
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --events | --requests) N=$2; shift 2 ;;
+      --repeat) REPEAT=$2; shift 2 ;;
+      --smoke) SMOKE=1; shift ;;
+      --out) OUT=$2; shift 2 ;;
+      --build-dir) BUILD_DIR=$2; shift 2 ;;
+      -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+      *) echo "$name: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  if [[ $SMOKE == 1 ]]; then
+    N=2000
+    REPEAT=1
+  fi
+  [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "$name: --events wants a positive integer" >&2; exit 2; }
+  [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "$name: --repeat wants a positive integer" >&2; exit 2; }
+  if [[ -z $OUT && $SMOKE == 0 ]]; then OUT=bench/results; fi
+}

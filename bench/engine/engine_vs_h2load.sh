@@ -36,29 +36,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
 
-N=200000
-REPEAT=3
-SMOKE=0
-OUT=""
-BUILD_DIR=build/bench
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --events | --requests) N=$2; shift 2 ;;
-    --repeat) REPEAT=$2; shift 2 ;;
-    --smoke) SMOKE=1; shift ;;
-    --out) OUT=$2; shift 2 ;;
-    --build-dir) BUILD_DIR=$2; shift 2 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "engine_vs_h2load.sh: unknown option $1" >&2; exit 2 ;;
-  esac
-done
-if [[ $SMOKE == 1 ]]; then
-  N=2000
-  REPEAT=1
-fi
-[[ $N =~ ^[1-9][0-9]*$ ]] || { echo "--events wants a positive integer" >&2; exit 2; }
-[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "--repeat wants a positive integer" >&2; exit 2; }
-if [[ -z $OUT && $SMOKE == 0 ]]; then OUT=bench/results; fi
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+parse_bench_args engine_vs_h2load.sh "$@"
 
 # Signatures per --sign-rate-only run (each library): about a second of signing at full size.
 SIGN_N=$((N / 4))
@@ -68,8 +48,6 @@ SIGN_N=$((N / 4))
 RUN_LIMIT_S=$((60 + N / 2000))
 CLIENT_TIMEOUT_S=$((RUN_LIMIT_S + 30))
 
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 
 # --- tools ---------------------------------------------------------------------------------------
 require_tools cmake ninja nghttpd h2load taskset python3 timeout

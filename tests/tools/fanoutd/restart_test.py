@@ -386,6 +386,44 @@ class CommandLineTest(RestartCase):
         self.assertEqual(d.stdout().splitlines()[0], f"listening on 127.0.0.1:{d.port}")
         d.stop()
 
+    def test_serves_https_with_tls_cert_and_key(self):
+        """--tls-cert/--tls-key: the API over TLS, HTTP/2 and HTTP/1.1 chosen by ALPN; an
+        unreadable certificate makes serve exit 1 with the reason."""
+        cert, key = os.path.join(self.tmp, "cert.pem"), os.path.join(self.tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True, timeout=60)
+        data = self.data_dir()
+        admin = apikey(data, "ORG_ADMIN", org=5)
+        d = Daemon(data, workdir=self.tmp, args=["--tls-cert", cert, "--tls-key", key])
+        self._processes.append(d)
+        d.start()
+        body = '{"items":[{"url":"https://example.com/hook","event_type":"lead_received"}]}'
+        for flag, version in (("--http2", "2"), ("--http1.1", "1.1")):
+            with self.subTest(protocol=version):
+                r = subprocess.run(
+                    ["curl", "-sS", flag, "--cacert", cert, "--max-time", "30",
+                     "-w", "\n%{http_code} %{http_version}", "-H", f"x-APIKey: {admin}",
+                     f"https://127.0.0.1:{d.port}/v2/webhooks"],
+                    capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout.splitlines()[-1], f"200 {version}", r.stdout)
+        r = subprocess.run(
+            ["curl", "-sS", "--http2", "--cacert", cert, "--max-time", "30", "-X", "POST",
+             "-H", f"x-APIKey: {admin}", "-H", "Content-Type: application/json",
+             "--data-binary", body, f"https://127.0.0.1:{d.port}/v2/webhooks"],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('"event_type":"lead_received"', r.stdout)
+        d.stop()
+        r = subprocess.run([harness.FANOUTD, "serve", "--listen", "127.0.0.1:0", "--data", data,
+                            "--tls-cert", os.path.join(self.tmp, "missing.pem"), "--tls-key", key],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("missing.pem", r.stderr)
+
 
 if __name__ == "__main__":
     harness.main()

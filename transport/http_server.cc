@@ -113,6 +113,8 @@ std::string_view error_body(int status) noexcept {
   switch (status) {
     case 400:
       return "bad request\n";
+    case 408:
+      return "request timeout\n";
     case 413:
       return "request body too large\n";
     case 431:
@@ -167,6 +169,13 @@ class HttpServer::Session {
   virtual void drain() = 0;
   // Everything written so far reached the kernel.
   virtual void on_drained() = 0;
+  // No request in progress and no answer owed (the connection's output aside).
+  [[nodiscard]] virtual bool idle() const = 0;
+  // Nonzero, and distinct per request, while a request is being received whose timeout the
+  // connection itself carries (HTTP/1.1); 0 otherwise.
+  [[nodiscard]] virtual std::uint64_t request_in_progress() const = 0;
+  // request_timeout_ms ran out for the request in progress (HTTP/2: for `stream_id`).
+  virtual void on_request_timeout(std::int32_t stream_id) = 0;
 };
 
 // --- Connection: one accepted stream, protocol detection, closing --------------------------------
@@ -174,7 +183,9 @@ class HttpServer::Session {
 class HttpServer::Connection final : public StreamHandler {
  public:
   Connection(HttpServer& server, std::uint32_t slot, std::uint32_t generation, std::uint64_t id)
-      : server_(server), slot_(slot), generation_(generation), id_(id) {}
+      : server_(server), slot_(slot), generation_(generation), id_(id) {
+    linger_node_.conn = idle_node_.conn = request_node_.conn = this;
+  }
 
   void on_stream_open(Stream& stream) override;
   void on_stream_data(Stream& stream, const std::uint8_t* data, std::size_t len) override;
@@ -186,6 +197,7 @@ class HttpServer::Connection final : public StreamHandler {
   void close_now() {
     if (closing_) return;
     closing_ = true;
+    update_timeouts();
     stream_->close();
   }
   // Closes once every byte written so far is handed to the kernel. With `linger`, then waits
@@ -202,12 +214,18 @@ class HttpServer::Connection final : public StreamHandler {
   void flushed_for_close() {
     if (linger_after_flush_) {
       lingering_ = true;
-      server_.linger_add(this);
+      update_timeouts();
+      server_.timeout_add(kLingerTimeout, linger_node_);
     } else {
       close_now();
     }
   }
   void drain();
+  // Puts the connection in the idle or request FIFO, or neither, as its state says. Called
+  // after every event that may change that state; O(1), and no timer call when nothing changed.
+  void update_timeouts();
+  void on_timeout(TimeoutKind kind, std::int32_t stream_id);
+  void receive(const std::uint8_t* data, std::size_t len);
 
   // Output. Under TLS, writes made inside a batch are gathered and encrypted as one write when
   // the outermost batch ends: one TLS record per batch instead of one per HTTP/2 frame or
@@ -250,12 +268,10 @@ class HttpServer::Connection final : public StreamHandler {
   bool close_when_flushed_ = false;
   bool linger_after_flush_ = false;
   bool lingering_ = false;  // answers written; waiting for the client's EOF
-  // The server's FIFO of lingering connections (all have the same timeout, so FIFO order is
-  // deadline order).
-  Connection* linger_prev_ = nullptr;
-  Connection* linger_next_ = nullptr;
-  bool in_linger_list_ = false;
-  std::uint64_t linger_deadline_ = 0;
+  // Entries in the server's timeout FIFOs.
+  TimeoutNode linger_node_;
+  TimeoutNode idle_node_;
+  TimeoutNode request_node_;
   std::string detect_;  // cleartext bytes matching a prefix of the HTTP/2 preface, so far
   int batch_depth_ = 0;
   std::string batch_;
@@ -284,6 +300,15 @@ class HttpServer::Http1Session final : public HttpServer::Session {
   }
   void drain() override;
   void on_drained() override {}
+  [[nodiscard]] bool idle() const override {
+    return !in_message_ && queue_.empty() && !stop_input_;
+  }
+  [[nodiscard]] std::uint64_t request_in_progress() const override {
+    return in_message_ && !stop_input_ ? next_seq_ : 0;
+  }
+  void on_request_timeout(std::int32_t /*stream_id*/) override {
+    if (in_message_ && !stop_input_) fail(408);
+  }
 
  private:
   // A request handed to the handler (or an error answer), waiting for its turn to be written.
@@ -338,6 +363,7 @@ class HttpServer::Http1Session final : public HttpServer::Session {
   std::uint64_t next_seq_ = 1;
   std::uint64_t last_seq_ = UINT64_MAX;  // requests after it are never answered
   bool stop_input_ = false;              // no further request is read
+  bool in_message_ = false;              // a request's first byte came, its last not yet
   std::string scratch_;
 };
 
@@ -361,6 +387,7 @@ const llhttp_settings_t& HttpServer::Http1Session::settings() {
 
 int HttpServer::Http1Session::on_message_begin(llhttp_t* p) {
   Http1Session& s = of(p);
+  s.in_message_ = true;
   s.buf_.clear();
   s.url_len_ = 0;
   s.header_bytes_ = 0;
@@ -466,6 +493,7 @@ int HttpServer::Http1Session::on_body(llhttp_t* p, const char* at, std::size_t l
 
 int HttpServer::Http1Session::on_message_complete(llhttp_t* p) {
   Http1Session& s = of(p);
+  s.in_message_ = false;
   const std::uint64_t seq = s.next_seq_++;
   const bool keep_alive = llhttp_should_keep_alive(p) != 0;
   Pending& entry = s.queue_.emplace_back();
@@ -617,7 +645,10 @@ void HttpServer::Http1Session::drain() {
 class HttpServer::Http2Session final : public HttpServer::Session {
  public:
   explicit Http2Session(Connection& conn);
-  ~Http2Session() override { nghttp2_session_del(session_); }
+  ~Http2Session() override {
+    for (const auto& req : pool_) conn_.server_.timeout_remove(kRequestTimeout, req->timeout);
+    nghttp2_session_del(session_);
+  }
   Http2Session(const Http2Session&) = delete;
   Http2Session& operator=(const Http2Session&) = delete;
 
@@ -630,6 +661,11 @@ class HttpServer::Http2Session final : public HttpServer::Session {
   [[nodiscard]] bool pending(std::uint64_t id) const override;
   void drain() override { (void)goaway(0, GoawayMode::kGraceful); }
   void on_drained() override { send(); }
+  [[nodiscard]] bool idle() const override {
+    return !goaway_sent_ && pool_.size() == free_.size();  // no open stream
+  }
+  [[nodiscard]] std::uint64_t request_in_progress() const override { return 0; }
+  void on_request_timeout(std::int32_t stream_id) override;
   // Serialises queued frames into the stream; closes when nghttp2 wants neither to read nor
   // to write (GOAWAY done).
   void send();
@@ -650,6 +686,7 @@ class HttpServer::Http2Session final : public HttpServer::Session {
     std::string out_body;  // the answer's body, read by nghttp2 through read_body
     std::size_t out_off = 0;
     std::size_t discarded = 0;  // body bytes dropped after an early answer
+    TimeoutNode timeout;        // in the request FIFO until dispatched or answered
   };
 
   static int on_begin_headers(nghttp2_session* s, const nghttp2_frame* frame, void* user_data);
@@ -731,6 +768,11 @@ int HttpServer::Http2Session::on_begin_headers(nghttp2_session* s, const nghttp2
   req->out_off = 0;
   req->discarded = 0;
   nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, req);
+  if (self.conn_.server_.options_.request_timeout_ms != 0) {
+    req->timeout.conn = &self.conn_;
+    req->timeout.stream_id = req->stream_id;
+    self.conn_.server_.timeout_add(kRequestTimeout, req->timeout);
+  }
   return 0;
 }
 
@@ -822,6 +864,7 @@ int HttpServer::Http2Session::on_frame_recv(nghttp2_session* /*s*/, const nghttp
 
 void HttpServer::Http2Session::complete(Request& req) {
   req.dispatched = true;
+  conn_.server_.timeout_remove(kRequestTimeout, req.timeout);
   make_views(req.buf, req.refs, req.views);
   const std::string_view buf(req.buf);
   HttpRequest r;
@@ -842,6 +885,7 @@ int HttpServer::Http2Session::on_stream_close(nghttp2_session* /*s*/, std::int32
                                               std::uint32_t /*error_code*/, void* user_data) {
   auto& self = *static_cast<Http2Session*>(user_data);
   if (Request* req = self.request(stream_id)) {
+    self.conn_.server_.timeout_remove(kRequestTimeout, req->timeout);
     req->stream_id = 0;
     self.free_.push_back(req);
   }
@@ -864,6 +908,7 @@ bool HttpServer::Http2Session::submit(Request& req, int status,
                                       std::span<const HttpHeaderView> headers,
                                       std::string_view body) {
   req.answered = true;
+  conn_.server_.timeout_remove(kRequestTimeout, req.timeout);
   char status_buf[4];
   status_buf[0] = static_cast<char>('0' + status / 100);
   status_buf[1] = static_cast<char>('0' + status / 10 % 10);
@@ -936,6 +981,17 @@ bool HttpServer::Http2Session::goaway(std::uint64_t /*id*/, GoawayMode mode) {
   return rc == 0;
 }
 
+// The request took too long: 408 without a body (HEADERS with END_STREAM), then
+// RST_STREAM(NO_ERROR) so that the client stops sending (RFC 9113 §8.1).
+void HttpServer::Http2Session::on_request_timeout(std::int32_t stream_id) {
+  Request* req = request(stream_id);
+  if (req == nullptr || req->answered || req->dispatched) return;
+  (void)submit(*req, 408, {}, {});
+  if (conn_.closing_ || request(stream_id) == nullptr) return;
+  (void)nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_NO_ERROR);
+  after_submit();
+}
+
 void HttpServer::Http2Session::feed(const std::uint8_t* data, std::size_t len) {
   in_recv_ = true;
   const ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
@@ -976,6 +1032,7 @@ void HttpServer::Connection::on_stream_open(Stream& stream) {
     return;
   }
   if (stream.is_tls()) start(stream.alpn() == "h2" ? HttpVersion::kHttp2 : HttpVersion::kHttp1);
+  update_timeouts();
 }
 
 void HttpServer::Connection::start(HttpVersion version) {
@@ -996,6 +1053,11 @@ void HttpServer::Connection::start(HttpVersion version) {
 void HttpServer::Connection::on_stream_data(Stream& /*stream*/, const std::uint8_t* data,
                                             std::size_t len) {
   if (closing_ || lingering_) return;
+  receive(data, len);
+  update_timeouts();
+}
+
+void HttpServer::Connection::receive(const std::uint8_t* data, std::size_t len) {
   const Batch batch(*this);
   if (!session_) {
     // Cleartext: the HTTP/2 preface, or the first byte that differs from it, decides.
@@ -1025,6 +1087,7 @@ void HttpServer::Connection::on_stream_drained(Stream& /*stream*/) {
     return;
   }
   if (session_ && !closing_) session_->on_drained();
+  update_timeouts();
 }
 
 void HttpServer::Connection::on_stream_error(Stream& /*stream*/, StreamError /*error*/,
@@ -1036,7 +1099,9 @@ void HttpServer::Connection::on_stream_error(Stream& /*stream*/, StreamError /*e
 void HttpServer::Connection::on_stream_closed(Stream& /*stream*/) {
   HttpServer& server = server_;
   const std::uint32_t slot = slot_;
-  server.linger_remove(this);
+  server.timeout_remove(kLingerTimeout, linger_node_);
+  server.timeout_remove(kIdleTimeout, idle_node_);
+  server.timeout_remove(kRequestTimeout, request_node_);
   delete this;
   server.connection_gone(slot);
 }
@@ -1048,6 +1113,58 @@ void HttpServer::Connection::drain() {
     return;
   }
   session_->drain();
+  update_timeouts();
+}
+
+void HttpServer::Connection::update_timeouts() {
+  bool idle = false;
+  std::uint64_t request = 0;
+  if (!closing_ && !lingering_ && !close_when_flushed_) {
+    if (!session_) {
+      idle = detect_.empty();  // accepted, or in the TLS handshake
+      request = detect_.empty() ? 0 : 1;
+    } else {
+      idle = session_->idle() && pending_output() == 0;
+      request = session_->request_in_progress();
+    }
+  }
+  const HttpServerOptions& o = server_.options_;
+  if (idle && o.idle_timeout_ms != 0) {
+    if (!idle_node_.linked) server_.timeout_add(kIdleTimeout, idle_node_);
+  } else {
+    server_.timeout_remove(kIdleTimeout, idle_node_);
+  }
+  if (request != 0 && o.request_timeout_ms != 0) {
+    if (!request_node_.linked || request_node_.key != request) {
+      server_.timeout_remove(kRequestTimeout, request_node_);
+      request_node_.key = request;
+      server_.timeout_add(kRequestTimeout, request_node_);
+    }
+  } else {
+    server_.timeout_remove(kRequestTimeout, request_node_);
+  }
+}
+
+void HttpServer::Connection::on_timeout(TimeoutKind kind, std::int32_t stream_id) {
+  if (closing_) return;
+  if (kind == kLingerTimeout) {
+    close_now();
+    return;
+  }
+  if (!session_) {
+    close_now();  // idle, or a partial HTTP/2 preface
+    return;
+  }
+  {
+    const Batch batch(*this);
+    if (kind == kIdleTimeout) {
+      // HTTP/2: GOAWAY(NO_ERROR), closed once written; HTTP/1.1: closed now.
+      (void)session_->goaway(0, GoawayMode::kImmediate);
+    } else {
+      session_->on_request_timeout(stream_id);
+    }
+  }
+  update_timeouts();
 }
 
 // --- HttpResponder -------------------------------------------------------------------------------
@@ -1056,13 +1173,17 @@ bool HttpResponder::respond(int status, std::span<const HttpHeaderView> headers,
                             std::string_view body) const {
   HttpServer::Connection* c = server_ != nullptr ? server_->find(slot_, generation_) : nullptr;
   if (c == nullptr || c->closing_ || !c->session_) return false;
-  return c->session_->respond(id_, status, headers, body);
+  const bool ok = c->session_->respond(id_, status, headers, body);
+  c->update_timeouts();
+  return ok;
 }
 
 bool HttpResponder::reset(std::uint32_t h2_error_code) const {
   HttpServer::Connection* c = server_ != nullptr ? server_->find(slot_, generation_) : nullptr;
   if (c == nullptr || c->closing_ || !c->session_) return false;
-  return c->session_->reset(id_, h2_error_code);
+  const bool ok = c->session_->reset(id_, h2_error_code);
+  c->update_timeouts();
+  return ok;
 }
 
 bool HttpResponder::close_connection() const {
@@ -1075,7 +1196,9 @@ bool HttpResponder::close_connection() const {
 bool HttpResponder::goaway(GoawayMode mode) const {
   HttpServer::Connection* c = server_ != nullptr ? server_->find(slot_, generation_) : nullptr;
   if (c == nullptr || c->closing_ || !c->session_) return false;
-  return c->session_->goaway(id_, mode);
+  const bool ok = c->session_->goaway(id_, mode);
+  c->update_timeouts();
+  return ok;
 }
 
 bool HttpResponder::pending() const {
@@ -1090,7 +1213,7 @@ HttpServer::HttpServer(StreamLoop& loop, HttpServerOptions options, HttpRequestH
     : loop_(loop), options_(std::move(options)), handler_(handler) {}
 
 HttpServer::~HttpServer() {
-  assert(listener_closed_ && linger_timer_closed_ && live_connections_ == 0 &&
+  assert(listener_closed_ && timer_closed_ && live_connections_ == 0 &&
          "HttpServer freed before its close callback");
 }
 
@@ -1123,11 +1246,11 @@ tl::expected<std::unique_ptr<HttpServer>, std::string> HttpServer::create(
     server->listener_closed_ = true;
     return tl::unexpected("listen " + where + ": " + uv_strerror(rc));
   }
-  server->linger_timer_ = new uv_timer_t;
-  uv_timer_init(loop.uv(), server->linger_timer_);
-  server->linger_timer_->data = server.get();
-  uv_unref(reinterpret_cast<uv_handle_t*>(server->linger_timer_));
-  server->linger_timer_closed_ = false;
+  server->timer_ = new uv_timer_t;
+  uv_timer_init(loop.uv(), server->timer_);
+  server->timer_->data = server.get();
+  uv_unref(reinterpret_cast<uv_handle_t*>(server->timer_));
+  server->timer_closed_ = false;
   sockaddr_storage bound{};
   int len = sizeof bound;
   uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr*>(&bound), &len);
@@ -1163,6 +1286,7 @@ void HttpServer::accept_one() {
     return;
   }
   conn->stream_ = *st;
+  conn->update_timeouts();  // idle from the accept (under TLS, the handshake counts as idle)
 }
 
 void HttpServer::stop_listening() {
@@ -1188,60 +1312,85 @@ void HttpServer::connection_gone(std::uint32_t slot) {
   maybe_finished();
 }
 
-void HttpServer::linger_add(Connection* c) {
-  c->linger_deadline_ = uv_now(loop_.uv()) + kLingerMs;
-  c->in_linger_list_ = true;
-  c->linger_next_ = nullptr;
-  c->linger_prev_ = linger_tail_;
-  if (linger_tail_ != nullptr) {
-    linger_tail_->linger_next_ = c;
-  } else {
-    linger_head_ = c;
-  }
-  linger_tail_ = c;
-  if (linger_head_ == c && linger_timer_ != nullptr) {
-    uv_timer_start(linger_timer_, on_linger_timer, kLingerMs, 0);
+std::uint64_t HttpServer::timeout_ms(TimeoutKind kind) const noexcept {
+  switch (kind) {
+    case kLingerTimeout:
+      return kLingerMs;
+    case kIdleTimeout:
+      return options_.idle_timeout_ms;
+    default:
+      return options_.request_timeout_ms;
   }
 }
 
-void HttpServer::linger_remove(Connection* c) {
-  if (!c->in_linger_list_) return;
-  c->in_linger_list_ = false;
-  (c->linger_prev_ != nullptr ? c->linger_prev_->linger_next_ : linger_head_) = c->linger_next_;
-  (c->linger_next_ != nullptr ? c->linger_next_->linger_prev_ : linger_tail_) = c->linger_prev_;
-  c->linger_prev_ = c->linger_next_ = nullptr;
+void HttpServer::timeout_add(TimeoutKind kind, TimeoutNode& node) {
+  assert(!node.linked);
+  TimeoutList& list = timeouts_[kind];
+  const std::uint64_t now = uv_now(loop_.uv());
+  node.deadline = now + timeout_ms(kind);
+  node.linked = true;
+  node.next = nullptr;
+  node.prev = list.tail;
+  (list.tail != nullptr ? list.tail->next : list.head) = &node;
+  list.tail = &node;
+  // The timer callback re-arms itself for whatever it leaves queued.
+  if (timer_ != nullptr && !in_timer_ && node.deadline < timer_due_) {
+    timer_due_ = node.deadline;
+    uv_timer_start(timer_, on_timer, node.deadline - now, 0);
+  }
 }
 
-void HttpServer::on_linger_timer(uv_timer_t* timer) {
+void HttpServer::timeout_remove(TimeoutKind kind, TimeoutNode& node) {
+  if (!node.linked) return;
+  TimeoutList& list = timeouts_[kind];
+  node.linked = false;
+  (node.prev != nullptr ? node.prev->next : list.head) = node.next;
+  (node.next != nullptr ? node.next->prev : list.tail) = node.prev;
+  node.prev = node.next = nullptr;
+}
+
+void HttpServer::on_timer(uv_timer_t* timer) {
   auto* self = static_cast<HttpServer*>(timer->data);
   const std::uint64_t now = uv_now(self->loop_.uv());
-  while (Connection* c = self->linger_head_) {
-    if (c->linger_deadline_ > now) {
-      uv_timer_start(timer, on_linger_timer, c->linger_deadline_ - now, 0);
-      return;
+  self->in_timer_ = true;
+  self->timer_due_ = UINT64_MAX;
+  for (int k = 0; k < kTimeoutKinds; ++k) {
+    const auto kind = static_cast<TimeoutKind>(k);
+    while (TimeoutNode* n = self->timeouts_[kind].head) {
+      if (n->deadline > now) break;
+      self->timeout_remove(kind, *n);
+      n->conn->on_timeout(kind, n->stream_id);
     }
-    self->linger_remove(c);
-    c->close_now();
+  }
+  self->in_timer_ = false;
+  std::uint64_t due = UINT64_MAX;
+  for (const TimeoutList& list : self->timeouts_) {
+    if (list.head != nullptr) due = std::min(due, list.head->deadline);
+  }
+  if (due != UINT64_MAX && self->timer_ != nullptr) {
+    // Entries added by the callbacks above are due later than `now`.
+    self->timer_due_ = due;
+    uv_timer_start(timer, on_timer, due - now, 0);
   }
 }
 
-void HttpServer::on_linger_timer_closed(uv_handle_t* handle) {
+void HttpServer::on_timer_closed(uv_handle_t* handle) {
   auto* self = static_cast<HttpServer*>(handle->data);
   delete reinterpret_cast<uv_timer_t*>(handle);
-  self->linger_timer_closed_ = true;
+  self->timer_closed_ = true;
   self->maybe_finished();
 }
 
-// The close callback runs once the listener, every connection and the linger timer are
-// closed; each callback given to drain() or close() runs at most once.
+// The close callback runs once the listener, every connection and the timer are closed; each
+// callback given to drain() or close() runs at most once.
 void HttpServer::maybe_finished() {
   if (!stopping_ || !listener_closed_ || live_connections_ != 0) return;
-  if (linger_timer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(linger_timer_), on_linger_timer_closed);
-    linger_timer_ = nullptr;
+  if (timer_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_), on_timer_closed);
+    timer_ = nullptr;
     return;
   }
-  if (!linger_timer_closed_) return;
+  if (!timer_closed_) return;
   finished_ = true;
   const CloseCallback cb = close_callback_;
   close_callback_ = nullptr;

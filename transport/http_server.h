@@ -19,18 +19,33 @@
 //   header block (request line or pseudo-headers, names and values) > max_header_bytes -> 431
 //   body (declared Content-Length or bytes received) > max_body_bytes                   -> 413
 //   malformed HTTP/1.1 (llhttp error)                                                   -> 400
+//   request (first byte to last, headers and body) longer than request_timeout_ms       -> 408
 // Over HTTP/1.1 each of these also closes the connection once the answer is written; over
 // HTTP/2 only the stream ends (the rest of the body is read and dropped; past 1 MiB more the
-// stream is reset with RST_STREAM(NO_ERROR)).
+// stream is reset with RST_STREAM(NO_ERROR); after a 408 the reset follows at once).
+// A 408 waits, like any error answer, for the answers owed to earlier pipelined requests.
+// Idle connections: no request in progress (nothing received of a next request, no answer owed
+// or unwritten; HTTP/2: no open stream; a TLS handshake in progress counts as idle) for
+// idle_timeout_ms -> closed (HTTP/2: GOAWAY(NO_ERROR) first). HTTP/2 frames that open no
+// stream (PING, SETTINGS) do not extend it. A partial HTTP/2 preface counts as a request in
+// progress (closed without an answer at request_timeout_ms). An answer the client does not
+// read (output not drained) holds the connection: no write timeout.
 // When the server closes a connection on its own initiative (HTTP/1.1 error, graceful GOAWAY,
 // drain) it lingers: it keeps reading and discarding input for up to 2 s after the last answer
 // is written, until the client closes, so that the kernel does not reset the connection under
-// unread input and destroy answers the client has not read yet. One uv_timer_t per server
-// serves every lingering connection.
+// unread input and destroy answers the client has not read yet.
+// One uv_timer_t per server serves every timeout: one intrusive FIFO per kind (linger, idle,
+// request; within a kind every timeout is equal, so FIFO order is deadline order), a deadline
+// per entry, O(1) link and unlink, the timer armed to the earliest head. A connection re-enters
+// the idle FIFO at its tail each time it becomes idle; a request's deadline is fixed at its
+// first byte. Reads cost no timer call unless they change the connection's state.
 //
 // Connection states:
 //   detecting ──► http1 | http2 ──► draining ──► lingering ──► closing ──► freed
 //   detecting: cleartext only, until the preface matches or differs.
+//   http1 | http2 are idle (in the idle FIFO), receiving a request (in the request FIFO: the
+//   connection for HTTP/1.1, each incomplete stream for HTTP/2) or waiting for answers (in
+//   neither: a handler may take as long as it likes).
 //   draining: HTTP/2 has sent GOAWAY, HTTP/1.1 reads no new request; once every accepted
 //   request is answered and written the connection lingers (or, after GoawayMode::kImmediate
 //   or when the client asked for "Connection: close", closes at once).
@@ -163,6 +178,14 @@ struct HttpServerOptions {
   // for an answer before the connection is closed as abusive.
   std::uint32_t max_concurrent_streams = 1024;
   int backlog = 511;
+  // A connection with no request in progress (nothing received of a next request, no answer
+  // owed or unwritten; HTTP/2: no open stream) is closed after this long; HTTP/2 sends
+  // GOAWAY(NO_ERROR) first. 0 disables.
+  std::uint32_t idle_timeout_ms = 60'000;
+  // From a request's first byte to its last (headers and body) at most this long, else the
+  // server answers 408: HTTP/1.1 then closes the connection (after lingering), HTTP/2 resets
+  // that stream with RST_STREAM(NO_ERROR) after the answer. 0 disables.
+  std::uint32_t request_timeout_ms = 30'000;
 };
 
 class HttpServer {
@@ -216,10 +239,27 @@ class HttpServer {
   // drain() and close(): stop listening, apply `each` to every connection, finish when all closed.
   void stop(CloseCallback callback, void* data, void (Connection::*each)());
   void connection_gone(std::uint32_t slot);
-  void linger_add(Connection* c);
-  void linger_remove(Connection* c);
-  static void on_linger_timer(uv_timer_t* timer);
-  static void on_linger_timer_closed(uv_handle_t* handle);
+  // Timeouts: one FIFO per kind, every entry of a kind with the same timeout, so FIFO order is
+  // deadline order; one timer armed to the earliest head (lazily: removals never re-arm it).
+  enum TimeoutKind : std::uint8_t { kLingerTimeout, kIdleTimeout, kRequestTimeout, kTimeoutKinds };
+  struct TimeoutNode {
+    TimeoutNode* prev = nullptr;
+    TimeoutNode* next = nullptr;
+    std::uint64_t deadline = 0;
+    std::uint64_t key = 0;  // what it was linked for (the request in progress)
+    Connection* conn = nullptr;
+    std::int32_t stream_id = 0;  // HTTP/2 request timeouts: the stream
+    bool linked = false;
+  };
+  struct TimeoutList {
+    TimeoutNode* head = nullptr;
+    TimeoutNode* tail = nullptr;
+  };
+  [[nodiscard]] std::uint64_t timeout_ms(TimeoutKind kind) const noexcept;
+  void timeout_add(TimeoutKind kind, TimeoutNode& node);
+  void timeout_remove(TimeoutKind kind, TimeoutNode& node);
+  static void on_timer(uv_timer_t* timer);
+  static void on_timer_closed(uv_handle_t* handle);
   void maybe_finished();
   [[nodiscard]] Connection* find(std::uint32_t slot, std::uint32_t generation) const noexcept;
 
@@ -231,11 +271,12 @@ class HttpServer {
   uv_tcp_t* listener_ = nullptr;
   std::uint16_t port_ = 0;
   bool listener_closed_ = true;  // no handle open (before bind, or after its close callback)
-  // One timer for every lingering connection (see kLingerMs in http_server.cc).
-  uv_timer_t* linger_timer_ = nullptr;
-  bool linger_timer_closed_ = true;
-  Connection* linger_head_ = nullptr;
-  Connection* linger_tail_ = nullptr;
+  // One timer for every timeout of every connection (lingering: kLingerMs in http_server.cc).
+  uv_timer_t* timer_ = nullptr;
+  bool timer_closed_ = true;
+  bool in_timer_ = false;
+  std::uint64_t timer_due_ = UINT64_MAX;  // loop time the timer is armed for, if it is
+  TimeoutList timeouts_[kTimeoutKinds];
   bool stopping_ = false;  // drain() or close() called
   bool finished_ = false;  // close callback delivered
   std::size_t live_connections_ = 0;

@@ -36,6 +36,8 @@ struct Config {
   std::uint32_t drain_timeout_ms = 10'000;               // drain_timeout_ms (--drain-timeout-ms)
   std::uint32_t api_rate_limit_per_minute = 300;         // api.rate_limit_per_minute
   std::size_t api_max_body_bytes = 1024 * 1024;          // api.max_body_bytes (management calls)
+  std::uint32_t api_idle_timeout_ms = 60'000;            // api.idle_timeout_ms (0 = none)
+  std::uint32_t api_request_timeout_ms = 30'000;         // api.request_timeout_ms (0 = none)
   std::size_t ingest_max_body_bytes = 16 * 1024 * 1024;  // ingest.max_body_bytes
   std::size_t ingest_max_events = 10'000;                // ingest.max_events (per request)
   std::uint32_t ingest_retry_after_s = 1;                // ingest.retry_after_s (503 answers)

@@ -478,6 +478,8 @@ int cmd_serve(std::span<char*> args) {
     so.host = config->listen_host;
     so.port = config->listen_port;
     so.max_body_bytes = std::max(config->api_max_body_bytes, config->ingest_max_body_bytes) + 1;
+    so.idle_timeout_ms = config->api_idle_timeout_ms;
+    so.request_timeout_ms = config->api_request_timeout_ms;
     if (!config->tls_cert.empty()) {
       auto tls = transport::TlsContext::server({config->tls_cert, config->tls_key});
       if (!tls) {

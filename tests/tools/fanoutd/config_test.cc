@@ -102,6 +102,8 @@ void expect_readme_defaults(const Config& c) {
   EXPECT_EQ(c.engine.max_pending_per_origin, 65'536u);
   EXPECT_EQ(c.api_rate_limit_per_minute, 300u);
   EXPECT_EQ(c.api_max_body_bytes, 1'048'576u);
+  EXPECT_EQ(c.api_idle_timeout_ms, 60'000u);
+  EXPECT_EQ(c.api_request_timeout_ms, 30'000u);
   EXPECT_EQ(c.ingest_max_body_bytes, 16'777'216u);
   EXPECT_EQ(c.ingest_max_events, 10'000u);
   EXPECT_EQ(c.ingest_retry_after_s, 1u);
@@ -167,6 +169,8 @@ max_pending_per_origin = 1234
 [api]
 rate_limit_per_minute = 60
 max_body_bytes = 2048
+idle_timeout_ms = 0
+request_timeout_ms = 1234
 
 [ingest]
 max_body_bytes = 4096
@@ -202,6 +206,8 @@ retry_after_s = 7
   EXPECT_EQ(c->engine.max_pending_per_origin, 1234u);
   EXPECT_EQ(c->api_rate_limit_per_minute, 60u);
   EXPECT_EQ(c->api_max_body_bytes, 2048u);
+  EXPECT_EQ(c->api_idle_timeout_ms, 0u);
+  EXPECT_EQ(c->api_request_timeout_ms, 1234u);
   EXPECT_EQ(c->ingest_max_body_bytes, 4096u);
   EXPECT_EQ(c->ingest_max_events, 50u);
   EXPECT_EQ(c->ingest_retry_after_s, 7u);
@@ -304,6 +310,8 @@ constexpr IntRange kIntRanges[] = {
     {"limits.max_pending_per_origin", 1, 10'000'000},
     {"api.rate_limit_per_minute", 1, 1'000'000},
     {"api.max_body_bytes", 1024, 64 * kMiB},
+    {"api.idle_timeout_ms", 0, 3'600'000},
+    {"api.request_timeout_ms", 0, 3'600'000},
     {"ingest.max_body_bytes", 1024, 1024 * kMiB},
     {"ingest.max_events", 1, 1'000'000},
     {"ingest.retry_after_s", 1, 3600},

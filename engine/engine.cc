@@ -56,6 +56,7 @@ std::uint64_t backoff_ms(const RetryPolicy& policy, std::uint32_t retry, double 
 // --- Producer -----------------------------------------------------------------------------------
 
 struct Producer::State {
+  engine::PublishGate gate;  // first: its own cache line (alignas(64))
   Engine* engine = nullptr;
   routing::RoutingTable::Reader reader;
   routing::EnvelopeParser parser;
@@ -72,7 +73,42 @@ struct Producer::State {
         }()) {
     for (auto& w : e->workers_) tokens.emplace_back(w->inbox());
     rng.seed(e->options_.random ? e->options_.random() : std::random_device{}());
+    Engine::Shared& sh = *e->shared_;
+    std::lock_guard lock(sh.producers_mu);
+    sh.producers.push_back(&gate);
   }
+
+  ~State() {
+    Engine::Shared& sh = *engine->shared_;
+    std::lock_guard lock(sh.producers_mu);
+    std::erase(sh.producers, &gate);
+  }
+
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+
+  // Brackets publish() and resume() for stop(): entered before the running check, left after
+  // the enqueue (or the refusal). The Dekker pattern, with Engine::stop() as the other side:
+  //   here:   gate.publishing = true (seq_cst);  load running (seq_cst)
+  //   stop(): running = false (seq_cst);         load each gate (seq_cst)
+  // All four are in one total order S. If our store of true precedes stop's store of false in
+  // S, stop's later load of our gate sees true (it waits) or our release store of false that
+  // ends this call (which then happens-before stop's return: everything we enqueued is in the
+  // inbox before the workers drain); it cannot see the false of an earlier call, which happens
+  // before our store of true. Otherwise stop's store precedes our load of running in S, so we
+  // read false and return kStopped before touching any queue. Acquire/release alone would not
+  // do: both sides could read the old value (store-buffer reordering), the one case stop() must
+  // exclude. Against the old shared counter (two locked read-modify-writes on a line shared by
+  // every producer): one locked store to a line only this producer writes, and a plain store.
+  struct Entered {
+    engine::PublishGate& gate;
+    explicit Entered(engine::PublishGate& g) noexcept : gate(g) {
+      gate.publishing.store(true, std::memory_order_seq_cst);
+    }
+    ~Entered() { gate.publishing.store(false, std::memory_order_release); }
+    Entered(const Entered&) = delete;
+    Entered& operator=(const Entered&) = delete;
+  };
 
   std::string_view generate_id() {
     static constexpr char kHex[] = "0123456789abcdef";
@@ -147,12 +183,8 @@ Producer::~Producer() = default;
 
 PublishResult Producer::publish(std::string_view event_json) {
   Engine::Shared& sh = *state_->engine->shared_;
-  // Counted before the running check so stop() can wait for publishers already past it.
-  sh.publishing.fetch_add(1, std::memory_order_seq_cst);
-  struct Leave {
-    Engine::Shared& sh;
-    ~Leave() { sh.publishing.fetch_sub(1, std::memory_order_seq_cst); }
-  } leave{sh};
+  // Entered before the running check so stop() can wait for publishers already past it.
+  const State::Entered entered(state_->gate);
   if (!sh.running.load(std::memory_order_seq_cst)) return {PublishStatus::kStopped, {}, {}};
   auto env = state_->parser.parse(event_json);
   if (!env) {
@@ -170,11 +202,7 @@ void Producer::publish_batch(std::span<const std::string_view> events,
 
 PublishResult Producer::resume(const Unfinished& u) {
   Engine::Shared& sh = *state_->engine->shared_;
-  sh.publishing.fetch_add(1, std::memory_order_seq_cst);
-  struct Leave {
-    Engine::Shared& sh;
-    ~Leave() { sh.publishing.fetch_sub(1, std::memory_order_seq_cst); }
-  } leave{sh};
+  const State::Entered entered(state_->gate);
   if (!sh.running.load(std::memory_order_seq_cst)) return {PublishStatus::kStopped, {}, {}};
   const auto type = state_->engine->catalogue_.find(u.event_type);
   if (!type || u.body.empty()) {
@@ -248,8 +276,15 @@ std::vector<Unfinished> Engine::stop(std::chrono::milliseconds drain) {
   if (shared_->stopped) return out;
   shared_->stopped = true;
   shared_->running.store(false, std::memory_order_seq_cst);
-  // Publishers already past their running check finish enqueueing before workers drain.
-  while (shared_->publishing.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  // Publishers already past their running check finish enqueueing before workers drain (the
+  // argument is at Producer::State::Entered). A producer made from now on reads running false:
+  // registering it after this lock is released orders it after the store above.
+  {
+    std::lock_guard producers_lock(shared_->producers_mu);
+    for (const engine::PublishGate* gate : shared_->producers) {
+      while (gate->publishing.load(std::memory_order_seq_cst)) std::this_thread::yield();
+    }
+  }
   for (auto& w : workers_) {
     auto u = w->stop(drain);
     out.insert(out.end(), std::make_move_iterator(u.begin()), std::make_move_iterator(u.end()));

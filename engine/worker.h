@@ -49,10 +49,23 @@
 
 namespace fanout {
 
+namespace engine {
+// A producer's flag for stop(): true from just before its running check to just after its
+// enqueue. One cache line per producer, written only by that producer (and read by stop()).
+struct alignas(64) PublishGate {
+  std::atomic<bool> publishing{false};
+};
+}  // namespace engine
+
 struct Engine::Shared {
-  std::atomic<bool> running{false};
-  std::atomic<int> publishing{0};  // producers between their running check and their enqueue
-  std::atomic<std::int64_t> in_flight{0};
+  // Read by every publish, written by start() and stop() only: a line of its own, away from the
+  // counters that producers and workers update.
+  alignas(64) std::atomic<bool> running{false};
+  // Every live producer's gate (registered by make_producer(), removed by ~Producer), so stop()
+  // can wait for publishers already past their running check. Guarded by producers_mu.
+  alignas(64) std::mutex producers_mu;
+  std::vector<const engine::PublishGate*> producers;
+  alignas(64) std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::uint64_t> published{0}, refused_invalid{0}, refused_no_subscription{0},
       refused_busy{0};
   std::optional<engine::Signer> signer;

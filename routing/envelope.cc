@@ -107,7 +107,20 @@ bool is_valid_id(std::string_view id) noexcept {
 // Recursion depth is bounded by max_depth, checked before descending.
 class Walker {
  public:
-  explicit Walker(std::size_t max_depth) noexcept : max_depth_(max_depth) {}
+  // `input` is the whole text being walked: backslashes are looked up in it, once each.
+  Walker(std::size_t max_depth, std::string_view input) noexcept
+      : max_depth_(max_depth), next_backslash_(input.data()), end_(input.data() + input.size()) {
+    find_backslash(input.data());
+  }
+
+  // Whether [from, to) holds a backslash. Calls must come in text order (`from` never below an
+  // earlier call's `to`), as the walk visits tokens: the cursor then crosses each backslash of
+  // the input once, so the whole input costs one memchr per backslash plus one, instead of one
+  // per string and key.
+  bool has_backslash(const char* from, const char* to) noexcept {
+    if (next_backslash_ < from) find_backslash(from);
+    return next_backslash_ < to;
+  }
 
   // `depth` is the nesting depth `v` has if it is a container.
   Walk value(od::value& v, std::size_t depth) noexcept {
@@ -132,7 +145,7 @@ class Walker {
         // unpaired surrogates such as "\ud800", as I-JSON does). Either way the string is
         // consumed: left to skip_child(), a string followed by ':' is taken for a key and the
         // skip runs on past the value's end, hiding a syntax error.
-        if (std::memchr(token.data() + 1, '\\', token.size() - 1) == nullptr) {
+        if (!has_backslash(token.data() + 1, token.data() + token.size())) {
           od::raw_json_string raw;
           return v.get_raw_json_string().get(raw) == simdjson::SUCCESS ? Walk::kOk : Walk::kInvalid;
         }
@@ -160,7 +173,7 @@ class Walker {
       // backslash there is an escape in the key; unescaping it (a copy) is then the check.
       const char* key = field.key().raw();
       const char* value_start = field.value().raw_json_token().data();
-      if (std::memchr(key, '\\', static_cast<std::size_t>(value_start - key)) != nullptr) {
+      if (has_backslash(key, value_start)) {
         std::string_view unescaped;
         if (field.unescaped_key().get(unescaped) != simdjson::SUCCESS) return Walk::kInvalid;
       }
@@ -181,7 +194,16 @@ class Walker {
   }
 
  private:
+  // Moves the cursor to the first backslash at or after `from`, or to the end of the input.
+  void find_backslash(const char* from) noexcept {
+    const void* found =
+        from < end_ ? std::memchr(from, '\\', static_cast<std::size_t>(end_ - from)) : nullptr;
+    next_backslash_ = found != nullptr ? static_cast<const char*>(found) : end_;
+  }
+
   std::size_t max_depth_;
+  const char* next_backslash_;  // the first backslash not before the last query, or end_
+  const char* end_;
 };
 
 // What parse() has learnt about one of the four known fields.
@@ -326,7 +348,7 @@ tl::expected<Envelope, EnvelopeError> EnvelopeParser::Impl::parse(std::string_vi
   const std::string_view input(buffer_.get(), json.size());
   const std::size_t first = input.find_first_not_of(" \t\n\r");
   if (first == std::string_view::npos) return unexpected(EnvelopeError::kInvalidJson);
-  Walker walker(max_depth_);
+  Walker walker(max_depth_, input);
 
   if (input[first] != '{') {
     // Not an envelope, but a syntax error still takes precedence, so validate it all.

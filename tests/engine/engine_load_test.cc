@@ -461,5 +461,73 @@ TEST(EngineConcurrencyTest, StopWithADrainDeadlineHandsBackOrReportsEveryEvent) 
   stop_while_busy(std::chrono::milliseconds(20));
 }
 
+// Producers made and destroyed while others publish and stop() runs (each producer's stop
+// gate is registered and removed with it): every accepted event has an outcome or is handed
+// back, never both; a producer made after stop() is refused.
+TEST(EngineConcurrencyTest, ProducersComingAndGoingAcrossStop) {
+  constexpr int kOrgs = 10;
+  constexpr int kThreads = 4;
+  constexpr int kEventsPerProducer = 20;
+  Receiver rx([](const Received&, std::size_t) { return 200; }, Receiver::Keep::kAnswersOnly);
+  Collector collector;
+  auto engine = make_engine(load_options(), collector);
+  ASSERT_TRUE(engine);
+  std::vector<routing::Subscription> subs;
+  for (int org = 1; org <= kOrgs; ++org) subs.push_back(subscription(*engine, org, org, rx.url()));
+  engine->load(std::move(subs));
+  ASSERT_TRUE(engine->start().has_value());
+
+  std::vector<std::vector<std::string>> accepted_ids(kThreads);
+  std::vector<int> producers_made(kThreads, 0);
+  std::vector<int> other(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const auto k = static_cast<std::size_t>(t);
+      for (int n = 0;; ++n) {
+        Producer producer = engine->make_producer();
+        ++producers_made[k];
+        for (int i = 0; i < kEventsPerProducer; ++i) {
+          const std::string id =
+              "p" + std::to_string(t) + "-" + std::to_string(n) + "-" + std::to_string(i);
+          const PublishStatus st = producer.publish(event_json(i % kOrgs + 1, id)).status;
+          if (st == PublishStatus::kStopped) return;
+          if (st == PublishStatus::kAccepted) {
+            accepted_ids[k].push_back(id);
+          } else {
+            ++other[k];
+          }
+        }
+      }
+    });
+  }
+  const bool flowing = collector.wait_for(500);
+  std::vector<Unfinished> left = engine->stop(std::chrono::milliseconds(0));
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(flowing);
+  EXPECT_EQ(engine->make_producer().publish(event_json(1, "late")).status, PublishStatus::kStopped);
+
+  std::unordered_set<std::string> accepted;
+  for (int t = 0; t < kThreads; ++t) {
+    const auto k = static_cast<std::size_t>(t);
+    accepted.insert(accepted_ids[k].begin(), accepted_ids[k].end());
+    EXPECT_GT(producers_made[k], 1) << "thread " << t;
+    EXPECT_EQ(other[k], 0) << "thread " << t;
+  }
+  std::unordered_map<std::string, int> seen;  // outcome: +1, handed back: +100
+  for (const auto& c : collector.outcomes()) seen[c.event_id] += 1;
+  for (const Unfinished& u : left) seen[u.event_id] += 100;
+  int wrong = 0;
+  for (const std::string& id : accepted) {
+    const auto it = seen.find(id);
+    const int n = it == seen.end() ? 0 : it->second;
+    if (n != 1 && n != 100 && ++wrong <= 5) ADD_FAILURE() << id << ": " << n;
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(seen.size(), accepted.size());
+  EXPECT_EQ(collector.outcomes().size() + left.size(), accepted.size());
+  EXPECT_EQ(engine->stats().in_flight, 0u);
+}
+
 }  // namespace
 }  // namespace fanout

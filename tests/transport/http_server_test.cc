@@ -792,22 +792,31 @@ const std::string kH2Preface = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
                                std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);  // SETTINGS
 
 // A one-shot wait on the loop, for "the would-be timeout elapsed" only.
+// A loop timer that fires once after `ms`. The destructor closes the handle and runs the loop
+// until libuv is done with it: the handle lives inside this object, so it must not be freed
+// while libuv's closing list still points at it.
 class Pause {
  public:
-  Pause(uv_loop_t* loop, std::uint64_t ms) {
+  Pause(uv_loop_t* loop, std::uint64_t ms) : loop_(loop) {
     uv_timer_init(loop, &timer_);
     timer_.data = this;
     uv_timer_start(
         &timer_, [](uv_timer_t* t) { static_cast<Pause*>(t->data)->fired_ = true; }, ms, 0);
   }
-  ~Pause() { uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr); }
+  ~Pause() {
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_),
+             [](uv_handle_t* h) { static_cast<Pause*>(h->data)->closed_ = true; });
+    while (!closed_) uv_run(loop_, UV_RUN_NOWAIT);
+  }
   Pause(const Pause&) = delete;
   Pause& operator=(const Pause&) = delete;
   [[nodiscard]] bool fired() const { return fired_; }
 
  private:
+  uv_loop_t* loop_;
   uv_timer_t timer_{};
   bool fired_ = false;
+  bool closed_ = false;
 };
 
 TEST_F(HttpServerTest, IdleTimeoutClosesAConnectionThatSendsNothing) {

@@ -134,7 +134,7 @@ struct Producer::State {
       const routing::Subscription* s = pin.find(org_id, type);
       if (s == nullptr) {
         sh.refused_no_subscription.fetch_add(1, std::memory_order_relaxed);
-        return {PublishStatus::kNoSubscription, {}, {}};
+        return {PublishStatus::kNoSubscription, {}, id, org_id, type, payload};
       }
       sub_id = s->id;
     }
@@ -142,7 +142,7 @@ struct Producer::State {
         static_cast<std::int64_t>(e.options_.max_in_flight)) {
       sh.in_flight.fetch_sub(1, std::memory_order_relaxed);
       sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
-      return {PublishStatus::kBusy, {}, {}};
+      return {PublishStatus::kBusy, {}, {}, 0, 0, {}};
     }
     // One allocation: the Delivery, the id and the body (built in place).
     const std::string_view event_id = id.empty() ? generate_id() : id;
@@ -173,7 +173,7 @@ struct Producer::State {
     // The worker may finish and free `d` as soon as it is queued: answer with our own copy.
     last_id.assign(d->event_id);
     e.workers_[k]->enqueue(tokens[k], d);
-    return {PublishStatus::kAccepted, {}, last_id};
+    return {PublishStatus::kAccepted, {}, last_id, org_id, type, payload};
   }
 };
 
@@ -185,11 +185,12 @@ PublishResult Producer::publish(std::string_view event_json) {
   Engine::Shared& sh = *state_->engine->shared_;
   // Entered before the running check so stop() can wait for publishers already past it.
   const State::Entered entered(state_->gate);
-  if (!sh.running.load(std::memory_order_seq_cst)) return {PublishStatus::kStopped, {}, {}};
+  if (!sh.running.load(std::memory_order_seq_cst))
+    return {PublishStatus::kStopped, {}, {}, 0, 0, {}};
   auto env = state_->parser.parse(event_json);
   if (!env) {
     sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
-    return {PublishStatus::kInvalid, routing::reason_code(env.error()), {}};
+    return {PublishStatus::kInvalid, routing::reason_code(env.error()), {}, 0, 0, {}};
   }
   return state_->enqueue(env->org_id, env->type, env->id, env->payload, {}, 0, 0);
 }
@@ -203,11 +204,12 @@ void Producer::publish_batch(std::span<const std::string_view> events,
 PublishResult Producer::resume(const Unfinished& u) {
   Engine::Shared& sh = *state_->engine->shared_;
   const State::Entered entered(state_->gate);
-  if (!sh.running.load(std::memory_order_seq_cst)) return {PublishStatus::kStopped, {}, {}};
+  if (!sh.running.load(std::memory_order_seq_cst))
+    return {PublishStatus::kStopped, {}, {}, 0, 0, {}};
   const auto type = state_->engine->catalogue_.find(u.event_type);
   if (!type || u.body.empty()) {
     sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
-    return {PublishStatus::kInvalid, "unknown_type", {}};
+    return {PublishStatus::kInvalid, "unknown_type", {}, 0, 0, {}};
   }
   // The worker decides whether it is due (its clock, at dequeue) and waits if not.
   return state_->enqueue(u.org_id, *type, u.event_id, {}, u.body, u.attempts,

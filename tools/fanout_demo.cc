@@ -32,6 +32,7 @@
 #include "routing/envelope.h"
 #include "routing/routing_table.h"
 #include "routing/subscription.h"
+#include "tools/json_out.h"
 
 namespace {
 
@@ -129,23 +130,6 @@ const char* const kSampleEvents[] = {
     R"({"org_id":42,"type":"business_updated","payload":{"business":{"id":"5f1b2c")",
 };
 
-std::string json_escape(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 // Partoo's error shape: {"error":{"json":{"<field>":"<message>"}}}, messages of one field joined.
 std::string partoo_error(const std::vector<Violation>& violations) {
   std::string out = R"({"error":{"json":{)";
@@ -156,7 +140,8 @@ std::string partoo_error(const std::vector<Violation>& violations) {
       message += "; " + violations[j].message;
     }
     if (i != 0) out += ',';
-    out += '"' + violations[i].field + "\":\"" + json_escape(message) + '"';
+    fanout::json::append_key(out, violations[i].field);
+    fanout::json::append_string(out, message);
     i = j;
   }
   return out + "}}}";

@@ -69,6 +69,7 @@
 #include "routing/catalogue.h"
 #include "routing/envelope.h"
 #include "routing/subscription.h"
+#include "tools/json_out.h"
 #include "transport/address_guard.h"
 #include "transport/client.h"
 #include "transport/loop_timer.h"
@@ -476,21 +477,8 @@ class JsonObject {
   }
   JsonObject& boolean(std::string_view name, bool v) { return raw(name, v ? "true" : "false"); }
   JsonObject& text(std::string_view name, std::string_view v) {
-    std::string s = "\"";
-    for (const char c : v) {
-      const auto u = static_cast<unsigned char>(c);
-      if (c == '"' || c == '\\') {
-        s += '\\';
-        s += c;
-      } else if (u < 0x20) {
-        char esc[8];
-        std::snprintf(esc, sizeof esc, "\\u%04x", u);
-        s += esc;
-      } else {
-        s += c;
-      }
-    }
-    s += '"';
+    std::string s;
+    fanout::json::append_string(s, v);
     return raw(name, s);
   }
   JsonObject& latency(std::string_view name, const Histogram& h) {

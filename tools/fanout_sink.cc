@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tools/json_out.h"
 #include "transport/http_server.h"
 #include "transport/loop_timer.h"
 #include "transport/stream.h"
@@ -319,25 +320,6 @@ class IdSet {
   std::string arena_;
 };
 
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (u < 0x20) {
-      out.append("\\u00");
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 15]);
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-}
-
 void append_base64(std::string& out, std::string_view in) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -567,22 +549,22 @@ void Sink::act(const HttpResponder& responder, Action action, int status) {
 void Sink::record(const HttpRequest& request) {
   line_.clear();
   line_.append("{\"method\":");
-  append_json_string(line_, request.method);
+  fanout::json::append_string(line_, request.method);
   line_.append(",\"path\":");
-  append_json_string(line_, request.target);
+  fanout::json::append_string(line_, request.target);
   line_.append(",\"authority\":");
-  append_json_string(line_, request.authority);
+  fanout::json::append_string(line_, request.authority);
   line_.append(",\"protocol\":");
-  append_json_string(line_, to_string(request.version));
+  fanout::json::append_string(line_, to_string(request.version));
   line_.append(",\"headers\":[");
   bool first = true;
   for (const HttpHeaderView& h : request.headers) {
     if (!first) line_.push_back(',');
     first = false;
     line_.push_back('[');
-    append_json_string(line_, h.name);
+    fanout::json::append_string(line_, h.name);
     line_.push_back(',');
-    append_json_string(line_, h.value);
+    fanout::json::append_string(line_, h.value);
     line_.push_back(']');
   }
   line_.append("],\"body_base64\":\"");

@@ -221,6 +221,27 @@ TEST_F(EngineTest, RefusesInvalidEventsAndPairsWithoutSubscription) {
   EXPECT_EQ(st.published, 0u);
 }
 
+TEST_F(EngineTest, PublishHandsBackTheParsedEnvelope) {
+  Receiver rx([](const Received&, std::size_t) { return 200; });
+  start(test_options(), rx.port());
+  auto p = engine_->make_producer();
+  const PublishResult ok =
+      p.publish(R"({"id":"env-1","org_id":42,"type":"business_updated","payload": {"a": 1} })");
+  ASSERT_EQ(ok.status, PublishStatus::kAccepted);
+  EXPECT_EQ(ok.event_id, "env-1");
+  EXPECT_EQ(ok.org_id, 42);
+  EXPECT_EQ(engine_->catalogue().name(ok.type), "business_updated");
+  EXPECT_EQ(ok.payload, R"({"a": 1})");
+  const PublishResult none =
+      p.publish(R"({"id":"env-2","org_id":43,"type":"lead_received","payload":{}})");
+  ASSERT_EQ(none.status, PublishStatus::kNoSubscription);
+  EXPECT_EQ(none.event_id, "env-2");
+  EXPECT_EQ(none.org_id, 43);
+  EXPECT_EQ(engine_->catalogue().name(none.type), "lead_received");
+  EXPECT_EQ(none.payload, "{}");
+  ASSERT_TRUE(collector_.wait_for(1));
+}
+
 TEST_F(EngineTest, DeletedSubscriptionDropsTheNextAttempt) {
   Receiver rx([](const Received&, std::size_t) { return 503; });
   EngineOptions o = test_options();

@@ -11,8 +11,8 @@
 #include <random>
 
 #include "fanout/version.h"
-#include "tools/fanoutd/json_out.h"
 #include "tools/fanoutd/log.h"
+#include "tools/json_out.h"
 
 namespace fanout::daemon {
 
@@ -316,8 +316,6 @@ Api::Api(ApiDeps deps)
     : deps_(deps),
       producer_(deps.engine->make_producer()),
       limiter_(deps.config->api_rate_limit_per_minute),
-      envelopes_(deps.engine->catalogue(),
-                 routing::EnvelopeOptions{.max_event_bytes = deps.config->engine.max_event_bytes}),
       subscriptions_(deps.subscriptions) {}
 
 Api::~Api() = default;
@@ -900,10 +898,9 @@ void Api::ingest(const HttpRequest& req, Reply& reply) {
         items += R"(,"status":"accepted","id":)";
         json::append_string(items, r.event_id);
         items += '}';
-        // Remember the payload for tryouts (a second parse, off the delivery path).
-        if (auto env = envelopes_.parse(line);
-            env && (latest_.size() < kMaxLatest || latest_.count({env->org_id, env->type}) != 0)) {
-          latest_[{env->org_id, env->type}] = std::string(env->payload);
+        // Remember the payload for tryouts (the engine's parse hands it back).
+        if (latest_.size() < kMaxLatest || latest_.count({r.org_id, r.type}) != 0) {
+          latest_[{r.org_id, r.type}] = std::string(r.payload);
         }
         break;
       }
@@ -911,9 +908,9 @@ void Api::ingest(const HttpRequest& req, Reply& reply) {
         ++dropped;
         deps_.metrics->record_refused("no_subscription");
         items += R"(,"status":"dropped","reason":"no_subscription")";
-        if (auto env = envelopes_.parse(line); env && !env->id.empty()) {
+        if (!r.event_id.empty()) {
           items += ",\"id\":";
-          json::append_string(items, env->id);
+          json::append_string(items, r.event_id);
         }
         items += '}';
         break;

@@ -23,7 +23,6 @@
 
 #include "engine/signer.h"
 #include "fanout/engine.h"
-#include "routing/envelope.h"
 #include "tools/fanoutd/config.h"
 #include "tools/fanoutd/metrics.h"
 #include "tools/fanoutd/rate_limit.h"
@@ -113,7 +112,6 @@ class Api final : public transport::HttpRequestHandler {
   Producer producer_;
   RateLimiter limiter_;
   simdjson::dom::parser json_;
-  routing::EnvelopeParser envelopes_;  // ingest: ids of dropped events, payloads for tryout
   // The latest payload ingested per (org_id, event_type), for tryout (at most kMaxLatest pairs).
   std::map<std::pair<std::int64_t, routing::EventTypeId>, std::string> latest_;
   std::uint64_t subscriptions_ = 0;

@@ -131,8 +131,14 @@ enum class PublishStatus : std::uint8_t {
 struct PublishResult {
   PublishStatus status = PublishStatus::kAccepted;
   std::string_view reason;    // kInvalid: e.g. "unknown_type"
-  std::string_view event_id;  // kAccepted: the event's id (given, or generated); valid until
-                              // the next publish() on the same Producer
+  std::string_view event_id;  // kAccepted: the event's id (given, or generated);
+                              // kNoSubscription: the event's own id, or empty
+  // kAccepted and kNoSubscription after publish(): the envelope as parsed, so that callers
+  // need not parse the event again (resume() leaves payload empty).
+  std::int64_t org_id = 0;
+  routing::EventTypeId type = 0;
+  std::string_view payload;  // the payload object's exact bytes
+  // Every view is valid until the next publish() or resume() on the same Producer.
 };
 
 // A delivery that was not final when the engine stopped: enough to persist it and resume it.

@@ -1,4 +1,5 @@
-// Writing JSON for fanoutd's answers. Parsing is simdjson's; writing is string appends.
+// Writing JSON for fanout's programs (fanoutd's answers, fanout-sink's record, fanout-load's
+// summary, fanout-demo's errors). Parsing is simdjson's; writing is string appends.
 //
 // append_string() quotes and escapes: '"', '\\' and control bytes (< 0x20, 0x7F) are escaped;
 // valid UTF-8 passes through; when the text is not valid UTF-8 (an error message quoting a
@@ -11,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-namespace fanout::daemon::json {
+namespace fanout::json {
 
 void append_string(std::string& out, std::string_view s);
 
@@ -30,4 +31,4 @@ inline void append_key(std::string& out, std::string_view key) {
 [[nodiscard]] std::vector<std::pair<std::size_t, std::string_view>> ndjson_lines(
     std::string_view text);
 
-}  // namespace fanout::daemon::json
+}  // namespace fanout::json

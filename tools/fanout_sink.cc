@@ -2,8 +2,9 @@
 //
 // One thread, one libuv loop, one transport::HttpServer (h2c, HTTP/1.1 and, with a certificate,
 // TLS on the same port). Each request is counted, its X-Partoo-Event-Id remembered, optionally
-// recorded, and then answered according to the flags: black hole, reset, or a status drawn
-// from the mix, after an optional delay. See tools/README.md for the command line.
+// recorded, and then answered according to the flags: black hole, the step of its event's
+// --plan for its attempt, or reset / a status drawn from the mix, after an optional delay. See
+// tools/README.md for the command line.
 #include <arpa/inet.h>
 #include <uv.h>
 
@@ -54,6 +55,15 @@ constexpr const char* kUsage =
     "  --blackhole               never answer\n"
     "  --reset-rate P            fraction 0..1 of requests reset (HTTP/2 RST_STREAM,\n"
     "                            HTTP/1.1 connection close)\n"
+    "  --plan SPEC               answer by a fixed plan per event instead of drawing:\n"
+    "                            plans separated by ';', each a ','-separated list of steps\n"
+    "                            for attempts 1, 2, ... (later attempts repeat the last).\n"
+    "                            A step is a status (200..599), 'reset', or\n"
+    "                            'slow:MS:STATUS'. The plan of an event is FNV-1a 64 of its\n"
+    "                            X-Partoo-Event-Id modulo the number of plans; the attempt\n"
+    "                            is X-Partoo-Attempt (missing or bad: 1). Example:\n"
+    "                            --plan '503,503,200;reset,200;slow:2000:200;404'\n"
+    "                            Not with --status-mix, --reset-rate or --blackhole.\n"
     "  --goaway-every N          GOAWAY after every Nth request on a connection\n"
     "  --record FILE             append one JSON line per request (flushed each loop turn)\n"
     "  --print                   print one line per request on stdout (event id, attempt,\n"
@@ -64,12 +74,23 @@ constexpr const char* kUsage =
     "  --quiet                   no live rate line on stderr\n"
     "  --help                    this text\n";
 
+// One step of a --plan: the answer to one attempt.
+struct PlanStep {
+  int status = 200;   // 0: reset
+  bool slow = false;  // delay_ms replaces --delay-ms
+  std::uint32_t delay_ms = 0;
+};
+using Plan = std::vector<PlanStep>;
+
 struct Options {
   std::string host;
   std::uint16_t port = 0;
   std::string tls_cert;
   std::string tls_key;
   std::vector<std::pair<int, std::uint64_t>> mix{{200, 1}};
+  bool have_mix = false;
+  bool have_reset_rate = false;
+  std::vector<Plan> plans;  // empty: no --plan
   std::uint64_t delay_ms = 0;
   bool blackhole = false;
   double reset_rate = 0.0;
@@ -127,6 +148,79 @@ bool parse_mix(std::string_view s, std::vector<std::pair<int, std::uint64_t>>& o
     return false;
   }
   return true;
+}
+
+// One --plan step: "503", "reset" or "slow:MS:STATUS".
+bool parse_plan_step(std::string_view item, PlanStep& step, std::string& err) {
+  auto status_ok = [&](std::string_view text, int& status) {
+    if (!parse_uint(text, status)) return false;
+    if (status < 200 || status > 599) {
+      err = "--plan: status " + std::string(text) + " in '" + std::string(item) +
+            "' is outside 200..599";
+      if (status >= 100 && status < 200) err += " (a 1xx is not a final answer)";
+      return false;
+    }
+    return true;
+  };
+  step = PlanStep{};
+  if (item == "reset") {
+    step.status = 0;
+    return true;
+  }
+  if (item.starts_with("slow:")) {
+    const std::string_view rest = item.substr(5);
+    const std::size_t colon = rest.find(':');
+    if (colon == std::string_view::npos || !parse_uint(rest.substr(0, colon), step.delay_ms)) {
+      err = "--plan: '" + std::string(item) +
+            "' is not slow:MS:STATUS (MS a number of milliseconds below 2^32)";
+      return false;
+    }
+    step.slow = true;
+    if (!status_ok(rest.substr(colon + 1), step.status)) {
+      if (err.empty()) {
+        err = "--plan: '" + std::string(item) + "' is not slow:MS:STATUS (STATUS a number)";
+      }
+      return false;
+    }
+    return true;
+  }
+  if (!status_ok(item, step.status)) {
+    if (err.empty()) {
+      err = "--plan: '" + std::string(item) + "' is not a status, reset or slow:MS:STATUS";
+    }
+    return false;
+  }
+  return true;
+}
+
+// "503,503,200;reset,200;slow:2000:200"
+bool parse_plans(std::string_view s, std::vector<Plan>& out, std::string& err) {
+  out.clear();
+  err.clear();
+  std::size_t index = 0;
+  for (;;) {
+    ++index;
+    const std::size_t semi = s.find(';');
+    std::string_view text = s.substr(0, semi);
+    if (text.empty()) {
+      err = "--plan: plan " + std::to_string(index) + " is empty";
+      return false;
+    }
+    Plan& plan = out.emplace_back();
+    for (;;) {
+      const std::size_t comma = text.find(',');
+      const std::string_view item = text.substr(0, comma);
+      if (item.empty()) {
+        err = "--plan: plan " + std::to_string(index) + " has an empty step";
+        return false;
+      }
+      if (!parse_plan_step(item, plan.emplace_back(), err)) return false;
+      if (comma == std::string_view::npos) break;
+      text = text.substr(comma + 1);
+    }
+    if (semi == std::string_view::npos) return true;
+    s = s.substr(semi + 1);
+  }
 }
 
 bool parse_listen(std::string_view s, Options& o, std::string& err) {
@@ -196,6 +290,9 @@ std::optional<Options> parse_args(int argc, char** argv, std::string& err) {
       if (!need(o.tls_key)) return std::nullopt;
     } else if (arg == "--status-mix") {
       if (!need(v) || !parse_mix(v, o.mix, err)) return std::nullopt;
+      o.have_mix = true;
+    } else if (arg == "--plan") {
+      if (!need(v) || !parse_plans(v, o.plans, err)) return std::nullopt;
     } else if (arg == "--delay-ms") {
       if (!need(v)) return std::nullopt;
       if (!parse_uint(v, o.delay_ms)) {
@@ -211,6 +308,7 @@ std::optional<Options> parse_args(int argc, char** argv, std::string& err) {
         err = "--reset-rate: '" + v + "' is not a fraction between 0 and 1";
         return std::nullopt;
       }
+      o.have_reset_rate = true;
     } else if (arg == "--goaway-every") {
       if (!need(v)) return std::nullopt;
       if (!parse_uint(v, o.goaway_every) || o.goaway_every == 0) {
@@ -253,8 +351,32 @@ std::optional<Options> parse_args(int argc, char** argv, std::string& err) {
     err = "--tls-cert and --tls-key go together";
     return std::nullopt;
   }
+  if (!o.plans.empty()) {
+    const char* other = o.have_mix          ? "--status-mix"
+                        : o.have_reset_rate ? "--reset-rate"
+                        : o.blackhole       ? "--blackhole"
+                                            : nullptr;
+    if (other != nullptr) {
+      err = std::string("--plan and ") + other +
+            " cannot be used together (the plan decides every answer)";
+      return std::nullopt;
+    }
+  }
   return o;
 }
+
+// FNV-1a 64 of the bytes of `s`: picks an event's --plan. tools/README.md gives the same
+// function in Python; tests compute it to know which plan an id gets.
+constexpr std::uint64_t fnv1a64(std::string_view s) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (const char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+static_assert(fnv1a64("") == 0xcbf29ce484222325ULL);
+static_assert(fnv1a64("a") == 0xaf63dc4c8601ec8cULL);
 
 // splitmix64: small, seedable, good enough for fault injection draws.
 class Rng {
@@ -367,7 +489,7 @@ class Sink final : public fanout::transport::HttpRequestHandler {
   void on_request(const HttpRequest& request, HttpResponder responder) override;
 
  private:
-  enum class Action : std::uint8_t { kRespond, kReset };
+  enum class Action : std::uint8_t { kRespond, kReset, kNone };  // kNone: --blackhole
   // An answer waiting for --delay-ms. Pooled; the entry is armed while it waits.
   struct Delayed {
     TimerEntry entry;
@@ -391,8 +513,10 @@ class Sink final : public fanout::transport::HttpRequestHandler {
     }
     return options_.mix.back().first;
   }
+  // The step of the request's --plan: the event's plan by FNV-1a, the step by its attempt.
+  static const PlanStep& plan_step(const std::vector<Plan>& plans, const HttpRequest& request);
   void act(const HttpResponder& responder, Action action, int status);
-  void record(const HttpRequest& request);
+  void record(const HttpRequest& request, Action action, int status);
   void on_tick() noexcept;
   void on_flush() noexcept {
     if (record_ != nullptr) std::fflush(record_);
@@ -498,20 +622,32 @@ void Sink::on_request(const HttpRequest& request, HttpResponder responder) {
   } else if (!ids_.insert(id)) {
     ++duplicates_;
   }
-  if (record_ != nullptr) record(request);
+  // The answer is decided now (and recorded), sent now or after the delay.
+  Action action = Action::kNone;
+  int status = 0;
+  std::uint64_t delay_ms = options_.delay_ms;
+  if (options_.blackhole) {
+    action = Action::kNone;
+  } else if (!options_.plans.empty()) {
+    const PlanStep& step = plan_step(options_.plans, request);
+    action = step.status == 0 ? Action::kReset : Action::kRespond;
+    status = step.status;
+    if (step.slow) delay_ms = step.delay_ms;
+  } else {
+    action = options_.reset_rate > 0.0 && rng_.fraction() < options_.reset_rate ? Action::kReset
+                                                                                : Action::kRespond;
+    status = action == Action::kRespond ? draw_status() : 0;
+  }
+  if (record_ != nullptr) record(request, action, status);
   if (options_.print) print_request(request);
   if (options_.goaway_every != 0 && request.sequence % options_.goaway_every == 0) {
     if (responder.goaway(GoawayMode::kGraceful)) ++goaways_;
   }
-  if (options_.blackhole) {
+  if (action == Action::kNone) {
     ++blackholed_;
     return;
   }
-  const Action action = options_.reset_rate > 0.0 && rng_.fraction() < options_.reset_rate
-                            ? Action::kReset
-                            : Action::kRespond;
-  const int status = action == Action::kRespond ? draw_status() : 0;
-  if (options_.delay_ms == 0) {
+  if (delay_ms == 0) {
     act(responder, action, status);
     return;
   }
@@ -527,7 +663,14 @@ void Sink::on_request(const HttpRequest& request, HttpResponder responder) {
   d->responder = responder;
   d->action = action;
   d->status = status;
-  timer_.schedule_after(d->entry, options_.delay_ms);
+  timer_.schedule_after(d->entry, delay_ms);
+}
+
+const PlanStep& Sink::plan_step(const std::vector<Plan>& plans, const HttpRequest& request) {
+  const Plan& plan = plans[fnv1a64(request.header("x-partoo-event-id")) % plans.size()];
+  std::uint64_t attempt = 1;
+  if (!parse_uint(request.header("x-partoo-attempt"), attempt) || attempt == 0) attempt = 1;
+  return plan[std::min<std::uint64_t>(attempt, plan.size()) - 1];
 }
 
 void Sink::act(const HttpResponder& responder, Action action, int status) {
@@ -546,7 +689,7 @@ void Sink::act(const HttpResponder& responder, Action action, int status) {
   }
 }
 
-void Sink::record(const HttpRequest& request) {
+void Sink::record(const HttpRequest& request, Action action, int status) {
   line_.clear();
   line_.append("{\"method\":");
   fanout::json::append_string(line_, request.method);
@@ -556,6 +699,18 @@ void Sink::record(const HttpRequest& request) {
   fanout::json::append_string(line_, request.authority);
   line_.append(",\"protocol\":");
   fanout::json::append_string(line_, to_string(request.version));
+  line_.append(",\"answer\":");
+  switch (action) {
+    case Action::kRespond:
+      fanout::json::append_int(line_, status);
+      break;
+    case Action::kReset:
+      line_.append("\"reset\"");
+      break;
+    case Action::kNone:
+      line_.append("null");
+      break;
+  }
   line_.append(",\"headers\":[");
   bool first = true;
   for (const HttpHeaderView& h : request.headers) {

@@ -28,10 +28,8 @@
 //   the version under the write lock (another process may have migrated meanwhile).
 #include "tools/fanoutd/store.h"
 
-#include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -48,6 +46,7 @@
 #include <utility>
 
 #include "engine/signer.h"
+#include "engine/sqlite.h"
 
 namespace fanout::daemon {
 namespace {
@@ -102,17 +101,8 @@ PRAGMA user_version = 1;
 };
 
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
-
-constexpr int kBusyTimeoutMs = 5000;
 constexpr std::size_t kApiKeyRandomBytes = 32;
 constexpr std::string_view kApiKeyPrefix = "fo_";
-
-tl::unexpected<std::string> db_error(sqlite3* db, std::string_view what) {
-  std::string message(what);
-  message += ": ";
-  message += sqlite3_errmsg(db);
-  return tl::unexpected(std::move(message));
-}
 
 tl::unexpected<StoreError> store_error(std::string message,
                                        StoreError::Kind kind = StoreError::Kind::kDatabase) {
@@ -122,212 +112,9 @@ tl::unexpected<StoreError> store_error(std::string message,
   return tl::unexpected(std::move(e));
 }
 
-// One prepared statement, finalized on destruction. Parameters are bound by 1-based index;
-// text and blobs are bound without copying (SQLite's SQLITE_STATIC, i.e. a null destructor),
-// so what they point to must outlive the step() calls.
-class Statement {
- public:
-  static tl::expected<Statement, std::string> prepare(sqlite3* db, std::string_view sql,
-                                                      std::string what) {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) !=
-        SQLITE_OK) {
-      sqlite3_finalize(stmt);
-      return db_error(db, what);
-    }
-    return Statement(db, stmt, std::move(what));
-  }
-
-  Statement(Statement&& other) noexcept
-      : db_(other.db_),
-        stmt_(std::exchange(other.stmt_, nullptr)),
-        what_(std::move(other.what_)),
-        bind_rc_(other.bind_rc_) {}
-  Statement& operator=(Statement&&) = delete;
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  ~Statement() { sqlite3_finalize(stmt_); }  // a no-op for nullptr
-
-  void bind(int index, std::int64_t value) noexcept {
-    note(sqlite3_bind_int64(stmt_, index, value));
-  }
-  void bind_null(int index) noexcept { note(sqlite3_bind_null(stmt_, index)); }
-  void bind_text(int index, std::string_view value) noexcept {
-    // A null pointer would bind SQL NULL; an empty view may have one.
-    const char* data = value.data() != nullptr ? value.data() : "";
-    note(sqlite3_bind_text64(stmt_, index, data, value.size(), nullptr, SQLITE_UTF8));
-  }
-  void bind_blob(int index, const void* data, std::size_t size) noexcept {
-    static constexpr char kEmpty[1] = {0};
-    note(sqlite3_bind_blob64(stmt_, index, data != nullptr ? data : kEmpty, size, nullptr));
-  }
-
-  // true: a row is ready; false: done.
-  tl::expected<bool, std::string> step() {
-    if (bind_rc_ != SQLITE_OK) {
-      return tl::unexpected(what_ + ": binding a parameter: " + sqlite3_errstr(bind_rc_));
-    }
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return db_error(db_, what_);
-  }
-  // Steps a statement that returns no row (or whose rows do not matter) to completion.
-  tl::expected<void, std::string> run() {
-    for (;;) {
-      auto row = step();
-      if (!row) return tl::unexpected(std::move(row.error()));
-      if (!*row) return {};
-    }
-  }
-  // Ready to bind and step again.
-  void reset() noexcept {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-    bind_rc_ = SQLITE_OK;
-  }
-
-  std::int64_t int64(int column) const noexcept { return sqlite3_column_int64(stmt_, column); }
-  bool is_null(int column) const noexcept {
-    return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
-  }
-  std::string text(int column) const {
-    const unsigned char* data = sqlite3_column_text(stmt_, column);
-    const int size = sqlite3_column_bytes(stmt_, column);
-    if (data == nullptr || size <= 0) return {};
-    return std::string(reinterpret_cast<const char*>(data), static_cast<std::size_t>(size));
-  }
-  std::string blob(int column) const {
-    const void* data = sqlite3_column_blob(stmt_, column);
-    const int size = sqlite3_column_bytes(stmt_, column);
-    if (data == nullptr || size <= 0) return {};
-    return std::string(static_cast<const char*>(data), static_cast<std::size_t>(size));
-  }
-  const std::string& what() const noexcept { return what_; }
-
- private:
-  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string what) noexcept
-      : db_(db), stmt_(stmt), what_(std::move(what)) {}
-  void note(int rc) noexcept {
-    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
-  }
-
-  sqlite3* db_;
-  sqlite3_stmt* stmt_;
-  std::string what_;
-  int bind_rc_ = SQLITE_OK;
-};
-
-// A transaction rolled back on destruction unless committed.
-class Transaction {
- public:
-  enum class Mode : std::uint8_t { kRead, kWrite };
-
-  // kWrite takes the write lock at once (BEGIN IMMEDIATE, waiting up to the busy timeout);
-  // kRead starts a deferred transaction, a consistent snapshot once the first read ran.
-  static tl::expected<Transaction, std::string> begin(sqlite3* db, Mode mode,
-                                                      std::string_view what) {
-    const char* sql = mode == Mode::kWrite ? "BEGIN IMMEDIATE" : "BEGIN";
-    if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
-      return db_error(db, std::string(what) + ": starting a transaction");
-    }
-    return Transaction(db, what);
-  }
-
-  Transaction(Transaction&& other) noexcept
-      : db_(std::exchange(other.db_, nullptr)), what_(std::move(other.what_)) {}
-  Transaction& operator=(Transaction&&) = delete;
-  Transaction(const Transaction&) = delete;
-  Transaction& operator=(const Transaction&) = delete;
-  ~Transaction() {
-    if (db_ != nullptr && sqlite3_get_autocommit(db_) == 0) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    }
-  }
-
-  tl::expected<void, std::string> commit() {
-    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-      return db_error(db_, what_ + ": committing");  // the destructor rolls back
-    }
-    db_ = nullptr;
-    return {};
-  }
-
- private:
-  Transaction(sqlite3* db, std::string_view what) : db_(db), what_(what) {}
-  sqlite3* db_;
-  std::string what_;
-};
-
-tl::expected<int, std::string> read_user_version(sqlite3* db) {
-  auto stmt = Statement::prepare(db, "PRAGMA user_version", "reading the schema version");
-  if (!stmt) return tl::unexpected(std::move(stmt.error()));
-  auto row = stmt->step();
-  if (!row) return tl::unexpected(std::move(row.error()));
-  if (!*row) return tl::unexpected(stmt->what() + ": no answer");
-  return static_cast<int>(stmt->int64(0));
-}
-
-std::string newer_version_error(int version) {
-  return "schema version " + std::to_string(version) +
-         " is newer than this fanoutd knows (latest " + std::to_string(kLatestVersion) +
-         "); use a newer fanoutd";
-}
-
-tl::expected<void, std::string> migrate(sqlite3* db) {
-  auto version = read_user_version(db);
-  if (!version) return tl::unexpected(std::move(version.error()));
-  if (*version > kLatestVersion) return tl::unexpected(newer_version_error(*version));
-  while (*version < kLatestVersion) {
-    auto tx = Transaction::begin(db, Transaction::Mode::kWrite, "migrating the schema");
-    if (!tx) return tl::unexpected(std::move(tx.error()));
-    version = read_user_version(db);  // under the write lock: another process may have run it
-    if (!version) return tl::unexpected(std::move(version.error()));
-    if (*version > kLatestVersion) return tl::unexpected(newer_version_error(*version));
-    if (*version < kLatestVersion) {
-      const int target = *version + 1;
-      const std::string what =
-          "applying migration " + std::to_string(*version) + " -> " + std::to_string(target);
-      if (sqlite3_exec(db, kMigrations[*version], nullptr, nullptr, nullptr) != SQLITE_OK) {
-        return db_error(db, what);
-      }
-      version = read_user_version(db);
-      if (!version) return tl::unexpected(std::move(version.error()));
-      if (*version != target) {
-        return tl::unexpected(what + ": the script left user_version at " +
-                              std::to_string(*version));
-      }
-    }
-    if (auto committed = tx->commit(); !committed) return committed;
-  }
-  return {};
-}
-
-// Runs a pragma (fixed text) and returns its first column of the first row, if any.
-tl::expected<std::string, std::string> pragma(sqlite3* db, std::string_view sql) {
-  auto stmt = Statement::prepare(db, sql, std::string(sql));
-  if (!stmt) return tl::unexpected(std::move(stmt.error()));
-  auto row = stmt->step();
-  if (!row) return tl::unexpected(std::move(row.error()));
-  std::string value = *row ? stmt->text(0) : std::string();
-  if (auto rest = stmt->run(); !rest) return tl::unexpected(std::move(rest.error()));
-  return value;
-}
-
-// Switching to WAL takes the exclusive lock while holding a shared one; when connections open a
-// new database at once, SQLite answers SQLITE_BUSY at once instead of calling the busy handler
-// (waiting could deadlock). So the switch is retried, 10 ms apart, for as long as the busy
-// timeout. Once the file is in WAL mode (persistent) the pragma takes no lock to change.
-tl::expected<std::string, std::string> switch_to_wal(sqlite3* db) {
-  constexpr int kRetryMs = 10;
-  for (int waited_ms = 0;; waited_ms += kRetryMs) {
-    auto mode = pragma(db, "PRAGMA journal_mode=WAL");
-    if (mode || waited_ms >= kBusyTimeoutMs || (sqlite3_errcode(db) & 0xff) != SQLITE_BUSY) {
-      return mode;
-    }
-    sqlite3_sleep(kRetryMs);
-  }
-}
+using sqlite::db_error;
+using sqlite::Statement;
+using sqlite::Transaction;
 
 // --- subscriptions ---
 
@@ -559,47 +346,18 @@ tl::expected<std::unique_ptr<Store>, std::string> Store::open(
   std::filesystem::create_directories(data_dir, ec);
   if (ec) return tl::unexpected("creating " + data_dir.string() + ": " + ec.message());
   const std::filesystem::path file = data_dir / "fanoutd.db";
-
-  // The database holds the signing key: create it readable by its owner only (SQLite gives the
-  // -wal and -shm files the database's permissions). An existing file keeps its mode.
-  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return tl::unexpected("opening " + file.string() + ": " +
-                          std::error_code(errno, std::generic_category()).message());
-  }
-  ::close(fd);
-
-  sqlite3* db = nullptr;
-  const int rc =
-      sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string message = "opening " + file.string() + ": " +
-                          (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    sqlite3_close_v2(db);
-    return tl::unexpected(std::move(message));
-  }
-  // From here the Store owns the handle and closes it on every path.
-  std::unique_ptr<Store> store(new Store(db, catalogue));
-  auto fail = [&file](std::string message) {
-    return tl::unexpected(file.string() + ": " + std::move(message));
-  };
-
-  sqlite3_extended_result_codes(db, 1);
-  sqlite3_busy_timeout(db, kBusyTimeoutMs);
-  auto mode = switch_to_wal(db);
-  if (!mode) return fail(std::move(mode.error()));
-  if (*mode != "wal") return fail("could not switch to WAL mode (journal_mode is " + *mode + ")");
-  if (auto r = pragma(db, "PRAGMA synchronous=NORMAL"); !r) return fail(std::move(r.error()));
-  if (auto r = pragma(db, "PRAGMA foreign_keys=ON"); !r) return fail(std::move(r.error()));
-  auto fk = pragma(db, "PRAGMA foreign_keys");
-  if (!fk) return fail(std::move(fk.error()));
-  if (*fk != "1") return fail("foreign keys are not supported by this SQLite build");
-  if (auto migrated = migrate(db); !migrated) return fail(std::move(migrated.error()));
+  // The database holds the signing key: open_wal creates it readable by its owner only.
+  // synchronous=NORMAL: in WAL mode a commit survives a crash of the process; only a power
+  // loss may lose the last transactions (the engine's journal, not this file, holds accepted
+  // events).
+  auto db = sqlite::open_wal(file, "NORMAL", kMigrations, "fanoutd");
+  if (!db) return tl::unexpected(std::move(db.error()));
+  std::unique_ptr<Store> store(new Store(*db, catalogue));
   return store;
 }
 
 int Store::schema_version() const {
-  auto version = read_user_version(db_);
+  auto version = sqlite::read_user_version(db_);
   return version ? *version : -1;
 }
 

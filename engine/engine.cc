@@ -40,6 +40,8 @@ std::string_view to_string(PublishStatus s) noexcept {
       return "busy";
     case PublishStatus::kStopped:
       return "stopped";
+    case PublishStatus::kDuplicate:
+      return "duplicate";
   }
   return "unknown";
 }
@@ -121,15 +123,27 @@ struct Producer::State {
     return {id_buf, sizeof id_buf};
   }
 
+  // What enqueue() needs beyond the envelope. publish(): all defaults. resume() and resend
+  // fill in the rest.
+  struct Extra {
+    std::string_view body;       // the delivery body when already built (resume, resend)
+    std::uint32_t attempts = 0;  // attempts already made
+    std::int64_t not_before_unix_ms = 0;
+    std::int64_t subscription_id = 0;  // non-zero: no routing at the door (the worker routes)
+    std::int64_t did = 0;              // already in the journal (recovered at start)
+    std::int64_t resend_of = 0;        // a resend of this journal delivery
+    bool check_id = false;             // the publisher gave the id: idempotency applies
+    bool budget = true;                // false: already accepted once, never refused busy
+  };
+
   PublishResult enqueue(std::int64_t org_id, routing::EventTypeId type, std::string_view id,
-                        std::string_view payload, std::string_view body, std::uint32_t attempts,
-                        std::int64_t not_before_unix_ms) {
+                        std::string_view payload, const Extra& x) {
     Engine& e = *engine;
     Engine::Shared& sh = *e.shared_;
     const std::uint32_t n = static_cast<std::uint32_t>(e.workers_.size());
     // Routing: the subscription at publish time; each attempt routes again on its worker.
-    std::int64_t sub_id = 0;
-    {
+    std::int64_t sub_id = x.subscription_id;
+    if (sub_id == 0) {
       auto pin = reader.pin();
       const routing::Subscription* s = pin.find(org_id, type);
       if (s == nullptr) {
@@ -139,32 +153,53 @@ struct Producer::State {
       sub_id = s->id;
     }
     if (sh.in_flight.fetch_add(1, std::memory_order_relaxed) >=
-        static_cast<std::int64_t>(e.options_.max_in_flight)) {
+            static_cast<std::int64_t>(e.options_.max_in_flight) &&
+        x.budget) {
       sh.in_flight.fetch_sub(1, std::memory_order_relaxed);
       sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
       return {PublishStatus::kBusy, {}, {}, 0, 0, {}};
     }
     // One allocation: the Delivery, the id and the body (built in place).
     const std::string_view event_id = id.empty() ? generate_id() : id;
-    const std::string_view name = body.empty() ? e.catalogue_.name(type) : std::string_view();
+    const std::string_view name = x.body.empty() ? e.catalogue_.name(type) : std::string_view();
     const std::size_t body_size =
-        body.empty() ? routing::delivery_body_size(name, payload) : body.size();
+        x.body.empty() ? routing::delivery_body_size(name, payload) : x.body.size();
     Delivery* d = Delivery::make(event_id.size(), body_size);
     d->org_id = org_id;
     d->type = type;
     d->subscription_id = sub_id;
     std::memcpy(d->id_data(), event_id.data(), event_id.size());
-    if (body.empty()) {
+    if (x.body.empty()) {
       routing::write_delivery_body(name, payload, d->body_data());
     } else {
-      std::memcpy(d->body_data(), body.data(), body.size());
+      std::memcpy(d->body_data(), x.body.data(), x.body.size());
+    }
+    d->did = x.did;
+    std::uint64_t seq = 0;
+    if (sh.journal && d->did == 0) {
+      // On disk (at the next group commit) before it is answered; the caller waits for
+      // durable_seq() >= seq.
+      const auto admit = sh.journal->accept(org_id, type, d->event_id, d->body_bytes, sub_id,
+                                            x.check_id, x.resend_of, d->did);
+      if (admit != engine::Journal::Admit::kAccepted) {
+        delete d;
+        sh.in_flight.fetch_sub(1, std::memory_order_relaxed);
+        if (admit == engine::Journal::Admit::kFailing) {
+          sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
+          return {PublishStatus::kBusy, {}, {}, 0, 0, {}};
+        }
+        sh.refused_duplicate.fetch_add(1, std::memory_order_relaxed);
+        // Answered once the original is on disk too.
+        return {PublishStatus::kDuplicate, {}, id, org_id, type, payload, sh.journal->last_seq()};
+      }
+      seq = static_cast<std::uint64_t>(d->did);
     }
     if (sh.signer) {
       sh.signer->sign_base64(d->body_bytes, d->signature);
       d->has_signature = true;
     }
-    d->attempts = attempts;
-    d->not_before_unix_ms = not_before_unix_ms;  // 0 for publish(): the worker attempts at once
+    d->attempts = x.attempts;
+    d->not_before_unix_ms = x.not_before_unix_ms;  // 0 for publish(): attempted at once
     d->published_ns = uv_hrtime();
     // One organisation's events stay on one worker (best-effort order, local limits).
     const std::uint64_t h = static_cast<std::uint64_t>(org_id) * 0x9E3779B97F4A7C15ULL;
@@ -173,7 +208,29 @@ struct Producer::State {
     // The worker may finish and free `d` as soon as it is queued: answer with our own copy.
     last_id.assign(d->event_id);
     e.workers_[k]->enqueue(tokens[k], d);
-    return {PublishStatus::kAccepted, {}, last_id, org_id, type, payload};
+    return {PublishStatus::kAccepted, {}, last_id, org_id, type, payload, seq};
+  }
+
+  // A delivery read from the journal, started again: recovered at start (`did` set, attempts
+  // continue) or a resend (a new delivery, attempts from 1).
+  PublishResult restart(const Unfinished& u, std::int64_t did, std::int64_t resend_of) {
+    Engine::Shared& sh = *engine->shared_;
+    const Entered entered(gate);
+    if (!sh.running.load(std::memory_order_seq_cst))
+      return {PublishStatus::kStopped, {}, {}, 0, 0, {}};
+    const auto type = engine->catalogue_.find(u.event_type);
+    if (!type || u.body.empty()) return {PublishStatus::kInvalid, "unknown_type", {}, 0, 0, {}};
+    Extra x;
+    x.body = u.body;
+    x.subscription_id = u.subscription_id;
+    x.did = did;
+    x.resend_of = resend_of;
+    if (did != 0) {
+      x.attempts = u.attempts;
+      x.not_before_unix_ms = u.next_attempt_unix_ms;
+      x.budget = false;
+    }
+    return enqueue(u.org_id, *type, u.event_id, {}, x);
   }
 };
 
@@ -192,7 +249,9 @@ PublishResult Producer::publish(std::string_view event_json) {
     sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
     return {PublishStatus::kInvalid, routing::reason_code(env.error()), {}, 0, 0, {}};
   }
-  return state_->enqueue(env->org_id, env->type, env->id, env->payload, {}, 0, 0);
+  State::Extra x;
+  x.check_id = !env->id.empty();
+  return state_->enqueue(env->org_id, env->type, env->id, env->payload, x);
 }
 
 void Producer::publish_batch(std::span<const std::string_view> events,
@@ -211,9 +270,14 @@ PublishResult Producer::resume(const Unfinished& u) {
     sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
     return {PublishStatus::kInvalid, "unknown_type", {}, 0, 0, {}};
   }
-  // The worker decides whether it is due (its clock, at dequeue) and waits if not.
-  return state_->enqueue(u.org_id, *type, u.event_id, {}, u.body, u.attempts,
-                         u.next_attempt_unix_ms);
+  // The worker decides whether it is due (its clock, at dequeue) and waits if not. Already
+  // accepted once: never refused busy.
+  State::Extra x;
+  x.body = u.body;
+  x.attempts = u.attempts;
+  x.not_before_unix_ms = u.next_attempt_unix_ms;
+  x.budget = false;
+  return state_->enqueue(u.org_id, *type, u.event_id, {}, x);
 }
 
 // --- Engine -------------------------------------------------------------------------------------
@@ -250,6 +314,11 @@ tl::expected<std::unique_ptr<Engine>, std::string> Engine::create(EngineOptions 
     e->shared_->signer = std::move(*signer);
   }
   e->shared_->user_agent = "fanout/" + std::string(version());
+  if (!e->options_.durability.dir.empty()) {
+    auto journal = engine::Journal::open(e->options_.durability, e->catalogue_);
+    if (!journal) return tl::unexpected(std::move(journal.error()));
+    e->shared_->journal = std::move(*journal);
+  }
   for (unsigned i = 0; i < e->options_.workers; ++i) {
     e->workers_.push_back(std::make_unique<Worker>(*e, i));
   }
@@ -269,6 +338,20 @@ tl::expected<void, std::string> Engine::start() {
     }
   }
   shared_->running.store(true, std::memory_order_seq_cst);
+  if (engine::Journal* j = shared_->journal.get()) {
+    j->start();
+    // Every accepted delivery without a final outcome goes back to its worker, attempts and
+    // due time as recorded; the worker routes it again (dropped if its subscription is gone).
+    Producer producer = make_producer();
+    for (const engine::Journal::Recovered& r : j->take_recovered()) {
+      const PublishResult p = producer.state_->restart(r.u, r.did, 0);
+      if (p.status == PublishStatus::kAccepted) {
+        shared_->recovered.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        j->final(r.did, OutcomeKind::kDropped, r.u.attempts);  // its event type is gone
+      }
+    }
+  }
   return {};
 }
 
@@ -287,10 +370,14 @@ std::vector<Unfinished> Engine::stop(std::chrono::milliseconds drain) {
       while (gate->publishing.load(std::memory_order_seq_cst)) std::this_thread::yield();
     }
   }
+  // Every worker drains at once: the whole stop takes one `drain`, not one per worker.
+  for (auto& w : workers_) w->request_stop(drain);
   for (auto& w : workers_) {
-    auto u = w->stop(drain);
+    auto u = w->join();
     out.insert(out.end(), std::make_move_iterator(u.begin()), std::make_move_iterator(u.end()));
   }
+  // The last attempts' results reach the disk before stop() returns.
+  if (shared_->journal) shared_->journal->stop();
   return out;
 }
 
@@ -331,7 +418,84 @@ EngineStats Engine::stats() const {
   const std::int64_t in_flight = shared_->in_flight.load(std::memory_order_relaxed);
   st.in_flight = in_flight > 0 ? static_cast<std::uint64_t>(in_flight) : 0;
   for (const auto& w : workers_) w->add_stats(st);
+  st.refused_duplicate = shared_->refused_duplicate.load(std::memory_order_relaxed);
+  st.recovered = shared_->recovered.load(std::memory_order_relaxed);
+  if (shared_->journal) {
+    const auto js = shared_->journal->stats();
+    st.journal_commits = js.commits;
+    st.journal_commit_failures = js.commit_failures;
+    st.journal_records = js.records;
+    st.journal_bytes = js.bytes;
+  }
   return st;
+}
+
+// --- durability ---------------------------------------------------------------------------------
+
+bool Engine::durable() const noexcept {
+  return shared_->journal != nullptr;
+}
+
+std::uint64_t Engine::durable_seq() const noexcept {
+  return shared_->journal ? shared_->journal->durable_seq() : 0;
+}
+
+std::uint64_t Engine::last_seq() const noexcept {
+  return shared_->journal ? shared_->journal->last_seq() : 0;
+}
+
+namespace {
+tl::unexpected<std::string> durability_off() {
+  return tl::unexpected(std::string("delivery history needs durability (it is off)"));
+}
+}  // namespace
+
+tl::expected<DeliveryPage, std::string> Engine::deliveries(std::int64_t subscription_id,
+                                                           std::string_view outcome,
+                                                           std::int64_t offset,
+                                                           std::int64_t limit) {
+  if (!shared_->journal) return durability_off();
+  return shared_->journal->deliveries(subscription_id, outcome, offset, limit);
+}
+
+tl::expected<Engine::Resent, std::string> Engine::resend(std::int64_t subscription_id,
+                                                         std::string_view event_id) {
+  if (!shared_->journal) return durability_off();
+  std::int64_t did = 0;
+  auto found = shared_->journal->find(subscription_id, event_id, did);
+  if (!found) return tl::unexpected(std::move(found.error()));
+  Resent out;
+  if (!*found) return out;
+  std::lock_guard lock(shared_->history_mu);
+  if (!history_producer_) history_producer_ = std::make_unique<Producer>(make_producer());
+  const PublishResult r = history_producer_->state_->restart(**found, 0, did);
+  if (r.status == PublishStatus::kAccepted) {
+    out.count = 1;
+    out.seq = r.seq;
+  } else if (r.status == PublishStatus::kBusy || r.status == PublishStatus::kStopped) {
+    out.busy = 1;
+  }
+  return out;
+}
+
+tl::expected<Engine::Resent, std::string> Engine::recover(std::int64_t subscription_id,
+                                                          std::int64_t since_unix_ms) {
+  if (!shared_->journal) return durability_off();
+  auto list = shared_->journal->exhausted_since(subscription_id, since_unix_ms);
+  if (!list) return tl::unexpected(std::move(list.error()));
+  Resent out;
+  std::lock_guard lock(shared_->history_mu);
+  if (!history_producer_) history_producer_ = std::make_unique<Producer>(make_producer());
+  for (const engine::Journal::Recovered& r : *list) {
+    const PublishResult p = history_producer_->state_->restart(r.u, 0, r.did);
+    if (p.status == PublishStatus::kAccepted) {
+      ++out.count;
+      out.seq = p.seq;
+    } else if (p.status == PublishStatus::kBusy || p.status == PublishStatus::kStopped) {
+      ++out.busy;
+    }
+  }
+  return out;
 }
 
 }  // namespace fanout

@@ -16,6 +16,8 @@ namespace {
 // Deliveries started per inbox wake-up before the loop gets back to I/O.
 constexpr std::size_t kInboxBatch = 256;
 constexpr std::size_t kInboxCapPerTurn = 8192;
+// Bytes of a receiver's answer a delivery keeps (transport::Request::max_body_excerpt).
+constexpr std::size_t kBodyExcerpt = 256;
 
 double unit_random(const EngineOptions& o, std::mt19937_64& rng) {
   const std::uint64_t r = o.random ? o.random() : rng();
@@ -59,6 +61,8 @@ void drop(std::atomic<std::uint64_t>& counter) noexcept {
 Delivery* Delivery::make(std::size_t id_size, std::size_t body_size) {
   void* block = ::operator new(sizeof(Delivery) + id_size + body_size);
   auto* d = new (block) Delivery;
+  // Only the status matters to a delivery; a waiting retry must not hold a large error page.
+  d->max_body_excerpt = kBodyExcerpt;
   d->event_id = std::string_view(d->id_data(), id_size);
   d->body_bytes = std::string_view(d->body_data(), body_size);
   return d;
@@ -209,6 +213,9 @@ void Worker::attempt(Delivery& d) {
   }
   if (t == nullptr) {
     finish(d, OutcomeKind::kDropped);
+    if (Journal* j = engine_.shared_->journal.get(); j != nullptr && d.did != 0) {
+      j->final(d.did, OutcomeKind::kDropped, d.attempts);
+    }
     return;
   }
   ++t->refs;
@@ -239,6 +246,7 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
   release(d);
   d.last_status = r.status;
   d.last_failure = r.failure;
+  d.last_duration_us = static_cast<std::uint32_t>(std::min<std::uint64_t>(r.total_us, UINT32_MAX));
   bool retry = false;
   if (r.failure == transport::Failure::kNone) {
     const int cls = r.status / 100;
@@ -255,23 +263,36 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
     if (r.failure == transport::Failure::kCancelled && stopping_) {
       --d.attempts;  // cut by the shutdown: not an attempt the receiver saw through
       hand_back(d, 0);
-    } else if (transport::is_retryable(r.failure)) {
+      maybe_close();
+      return;
+    }
+    if (transport::is_retryable(r.failure)) {
       retry = true;
     } else {
       finish(d, OutcomeKind::kRejected);  // address refused, http:// outside insecure mode
     }
   }
-  if (retry) {
-    if (d.attempts > engine_.options_.retry.max_retries) {
-      finish(d, OutcomeKind::kExhausted);
-    } else if (stopping_) {
-      // The retry is due after its backoff, restart or not.
-      hand_back(d, now_unix_ms() + static_cast<std::int64_t>(draw_backoff_ms(d)));
-    } else {
-      schedule_retry(d);
-    }
+  if (!retry) {
+    journal_attempt(d, 0, /*final=*/true);
+  } else if (d.attempts > engine_.options_.retry.max_retries) {
+    finish(d, OutcomeKind::kExhausted);
+    journal_attempt(d, 0, /*final=*/true);
+  } else if (stopping_) {
+    // The retry is due after its backoff, restart or not.
+    const std::int64_t due = now_unix_ms() + static_cast<std::int64_t>(draw_backoff_ms(d));
+    journal_attempt(d, due, /*final=*/false);
+    hand_back(d, due);
+  } else {
+    journal_attempt(d, schedule_retry(d), /*final=*/false);
   }
   maybe_close();
+}
+
+void Worker::journal_attempt(const Delivery& d, std::int64_t next_ms, bool final) {
+  Journal* j = engine_.shared_->journal.get();
+  if (j == nullptr || d.did == 0) return;
+  j->attempt(d.did, d.attempts, d.last_status, d.last_failure, d.last_duration_us, next_ms,
+             final ? std::optional<OutcomeKind>(d.kind) : std::nullopt);
 }
 
 void Worker::start_resumed(Delivery& d) {
@@ -292,8 +313,10 @@ std::uint64_t Worker::draw_backoff_ms(const Delivery& d) const {
   return backoff_ms(engine_.options_.retry, d.attempts, unit_random(engine_.options_, rng));
 }
 
-void Worker::schedule_retry(Delivery& d) {
-  wait(d, draw_backoff_ms(d));
+std::int64_t Worker::schedule_retry(Delivery& d) {
+  const std::uint64_t delay = draw_backoff_ms(d);
+  wait(d, delay);
+  return now_unix_ms() + static_cast<std::int64_t>(delay);
 }
 
 void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
@@ -392,11 +415,15 @@ void Worker::flush_outcomes() {
 
 // --- Stopping -----------------------------------------------------------------------------------
 
-std::vector<Unfinished> Worker::stop(std::chrono::milliseconds drain) {
-  if (!thread_.joinable()) return {};
+void Worker::request_stop(std::chrono::milliseconds drain) {
+  if (!thread_.joinable()) return;
   drain_ms_ = static_cast<std::uint64_t>(std::max<std::int64_t>(0, drain.count()));
   stop_requested_.store(true, std::memory_order_release);
   uv_async_send(&async_);
+}
+
+std::vector<Unfinished> Worker::join() {
+  if (!thread_.joinable()) return {};
   thread_.join();
   // Anything enqueued after the loop drained its inbox (none: stop() waits for publishers).
   Delivery* d = nullptr;

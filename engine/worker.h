@@ -41,6 +41,7 @@
 #include <concurrentqueue/concurrentqueue.h>
 #pragma GCC diagnostic pop
 
+#include "engine/journal.h"
 #include "engine/signer.h"
 #include "fanout/engine.h"
 #include "transport/client.h"
@@ -69,6 +70,9 @@ struct Engine::Shared {
   std::atomic<std::uint64_t> published{0}, refused_invalid{0}, refused_no_subscription{0},
       refused_busy{0};
   std::optional<engine::Signer> signer;
+  std::unique_ptr<engine::Journal> journal;  // durability on
+  std::atomic<std::uint64_t> refused_duplicate{0}, recovered{0};
+  std::mutex history_mu;  // Engine::resend() and recover() share one producer
   std::vector<transport::Subnet> allow;
   std::string user_agent;
   bool stopped = false;
@@ -108,6 +112,7 @@ class Delivery final : public transport::Request {
   std::int64_t org_id = 0;
   routing::EventTypeId type = 0;
   std::int64_t subscription_id = 0;
+  std::int64_t did = 0;         // the journal's delivery id (durability on), else 0
   std::string_view event_id;    // in this block's tail
   std::string_view body_bytes;  // in this block's tail, after the id
   char signature[Signer::kSignatureBase64Size] = {};
@@ -115,6 +120,7 @@ class Delivery final : public transport::Request {
   std::uint32_t attempts = 0;
   int last_status = 0;
   transport::Failure last_failure = transport::Failure::kNone;
+  std::uint32_t last_duration_us = 0;
   std::uint64_t published_ns = 0;
   // Producer::resume(): no attempt before this wall-clock time (ms since the epoch). 0 for
   // publish(), so the inbox path pays one compare; cleared when the worker takes it from the inbox.
@@ -142,8 +148,11 @@ class Worker {
   // Any thread. The delivery is the worker's from here on.
   void enqueue(moodycamel::ProducerToken& token, Delivery* d);
   [[nodiscard]] moodycamel::ConcurrentQueue<Delivery*>& inbox() noexcept { return inbox_; }
-  // Asks the loop to stop, waits for the thread; returns what was not final.
-  std::vector<Unfinished> stop(std::chrono::milliseconds drain);
+  // Asks the loop to stop: in-flight attempts get `drain` to finish (every worker drains at
+  // once: Engine::stop() asks them all before joining any).
+  void request_stop(std::chrono::milliseconds drain);
+  // Waits for the thread; returns what was not final.
+  std::vector<Unfinished> join();
   void add_stats(EngineStats& st) const;
 
   void on_response(Delivery& d, const transport::Response& r);
@@ -157,7 +166,10 @@ class Worker {
   // A resumed delivery from the inbox: waits until not_before_unix_ms (capped), or attempts now.
   void start_resumed(Delivery& d);
   [[nodiscard]] std::uint64_t draw_backoff_ms(const Delivery& d) const;
-  void schedule_retry(Delivery& d);
+  // Parks `d` for its backoff; returns when the retry is due (wall clock, ms).
+  std::int64_t schedule_retry(Delivery& d);
+  // Tells the journal (if any) how the attempt that just ended went.
+  void journal_attempt(const Delivery& d, std::int64_t next_ms, bool final);
   // Parks `d` in the waiting list and the timer wheel; attempt() after `delay_ms` of loop time.
   void wait(Delivery& d, std::uint64_t delay_ms);
   void finish(Delivery& d, OutcomeKind kind);

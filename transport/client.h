@@ -113,6 +113,9 @@ class Request {
   std::span<const HeaderView> headers;
   std::string_view body;
   std::string_view content_type = "application/json";
+  // At most this many bytes of the response body are kept for Response::body (the rest is read
+  // and discarded). The engine keeps a small excerpt: a delivery waiting for its retry holds it.
+  std::size_t max_body_excerpt = kMaxBodyExcerpt;
 
   // Called exactly once per submit(), on the loop thread, never from inside submit() or
   // cancel(). The request is no longer used by the client when it is called, so it may be

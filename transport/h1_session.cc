@@ -114,7 +114,8 @@ class H1Session final : public Session {
     H1Session* s = self(p);
     if (s->current_ == nullptr) return 0;
     std::string& b = s->current_->body_excerpt_;
-    b.append(at, std::min(len, Request::kMaxBodyExcerpt - b.size()));
+    const std::size_t cap = s->current_->max_body_excerpt;
+    if (b.size() < cap) b.append(at, std::min(len, cap - b.size()));
     return 0;
   }
 

@@ -465,7 +465,8 @@ class H2Session final : public Session {
                            const std::uint8_t* data, std::size_t len, void*) {
     auto* r = static_cast<Request*>(nghttp2_session_get_stream_user_data(session, stream_id));
     if (r == nullptr) return 0;
-    const std::size_t room = Request::kMaxBodyExcerpt - r->body_excerpt_.size();
+    const std::size_t cap = r->max_body_excerpt;
+    const std::size_t room = cap > r->body_excerpt_.size() ? cap - r->body_excerpt_.size() : 0;
     r->body_excerpt_.append(reinterpret_cast<const char*>(data), std::min(room, len));
     return 0;
   }

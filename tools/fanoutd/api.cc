@@ -11,6 +11,7 @@
 #include <random>
 
 #include "fanout/version.h"
+#include "tools/fanoutd/api_internal.h"
 #include "tools/fanoutd/log.h"
 #include "tools/json_out.h"
 
@@ -19,12 +20,9 @@ namespace fanout::daemon {
 using transport::HttpRequest;
 using transport::HttpResponder;
 
-namespace {
+namespace api_detail {
 
 constexpr std::size_t kMaxItems = 100;
-constexpr std::size_t kMaxLatest = 100'000;
-constexpr std::int64_t kMaxPerPage = 100;
-constexpr std::int64_t kDefaultPerPage = 30;
 
 // --- small parsers ------------------------------------------------------------------------------
 
@@ -235,7 +233,52 @@ std::string_view sample_payload(std::string_view type) {
   return R"({"tryout":true})";
 }
 
-}  // namespace
+bool parse_paging(const Api::Query& q, std::int64_t& page, std::int64_t& per_page,
+                  Api::Reply& reply) {
+  Api::FieldErrors errors;
+  for (const auto& [name, value] : q) {
+    if (name == "page") {
+      const auto v = parse_positive(value);
+      if (!v) {
+        add_error(errors, "page", "page must be an integer >= 1.");
+      } else {
+        page = *v;
+      }
+    } else if (name == "per_page") {
+      const auto v = parse_positive(value);
+      if (!v || *v > kMaxPerPage) {
+        add_error(errors, "per_page", "per_page must be an integer from 1 to 100.");
+      } else {
+        per_page = *v;
+      }
+    }
+  }
+  if (errors.empty()) return true;
+  set_field_errors(reply, errors);
+  return false;
+}
+
+std::int64_t page_offset(std::int64_t page, std::int64_t per_page) {
+  // page * per_page cannot overflow in a way that matters: pages past the end are empty.
+  return page > std::numeric_limits<std::int64_t>::max() / per_page
+             ? std::numeric_limits<std::int64_t>::max()
+             : (page - 1) * per_page;
+}
+
+void begin_page(std::string& body, std::int64_t page, std::int64_t per_page, std::int64_t count) {
+  const std::int64_t max_page = std::max<std::int64_t>(1, (count + per_page - 1) / per_page);
+  body = "{\"page\":";
+  json::append_int(body, page);
+  body += ",\"max_page\":";
+  json::append_int(body, max_page);
+  body += ",\"count\":";
+  json::append_int(body, count);
+  body += ",\"items\":[";
+}
+
+}  // namespace api_detail
+
+using namespace api_detail;
 
 // --- tryout request -----------------------------------------------------------------------------
 
@@ -298,7 +341,7 @@ class Api::TryoutRequest final : public transport::Request {
     log::info("tryout", {{"event_id", event_id_},
                          {"status", std::to_string(r.status)},
                          {"failure", std::string(transport::to_string(r.failure))}});
-    api_->metrics_answer(responder_, reply);
+    api_->answer_later(responder_, reply, "POST", "/v2/webhooks/tryout");
     delete this;
   }
 
@@ -320,8 +363,9 @@ Api::Api(ApiDeps deps)
 
 Api::~Api() = default;
 
-void Api::metrics_answer(HttpResponder responder, const Reply& reply) {
-  deps_.metrics->record_request("POST", "/v2/webhooks/tryout", reply.status);
+void Api::answer_later(HttpResponder responder, const Reply& reply, std::string_view method,
+                       std::string_view route) {
+  deps_.metrics->record_request(method, route, reply.status);
   send(responder, reply);
 }
 
@@ -391,8 +435,7 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
     if (!check_body(req, deps_.config->ingest_max_body_bytes, /*ndjson_ok=*/true, reply)) {
       return true;
     }
-    ingest(req, reply);
-    return true;
+    return ingest(req, responder, reply);
   }
 
   constexpr std::string_view kBase = "/v2/webhooks";
@@ -401,8 +444,9 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
     return true;
   }
   const std::string_view rest = path.substr(kBase.size());
-  enum class Kind { kCollection, kEvents, kTryout, kItem } kind;
+  enum class Kind { kCollection, kEvents, kTryout, kItem, kDeliveries, kResend, kRecover } kind;
   std::int64_t id = 0;
+  std::string event_id;  // kResend
   if (rest.empty()) {
     kind = Kind::kCollection;
     route = "/v2/webhooks";
@@ -415,13 +459,40 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
     kind = Kind::kTryout;
     route = "/v2/webhooks/tryout";
     if (m != "POST") return method_not_allowed("POST");
-  } else if (rest.front() == '/' && rest.find('/', 1) == std::string_view::npos) {
-    kind = Kind::kItem;
-    route = "/v2/webhooks/{id}";
-    if (m != "GET" && m != "PUT" && m != "PATCH" && m != "DELETE") {
-      return method_not_allowed("GET, PUT, PATCH, DELETE");
+  } else if (rest.front() == '/') {
+    // /{id}, /{id}/deliveries, /{id}/deliveries/{event_id}/resend, /{id}/recover
+    const std::size_t slash = rest.find('/', 1);
+    const auto parsed = parse_positive(
+        rest.substr(1, slash == std::string_view::npos ? std::string_view::npos : slash - 1));
+    const std::string_view sub =
+        slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+    constexpr std::string_view kDeliveries = "/deliveries", kResend = "/resend";
+    if (sub.empty()) {
+      kind = Kind::kItem;
+      route = "/v2/webhooks/{id}";
+      if (m != "GET" && m != "PUT" && m != "PATCH" && m != "DELETE") {
+        return method_not_allowed("GET, PUT, PATCH, DELETE");
+      }
+    } else if (sub == kDeliveries) {
+      kind = Kind::kDeliveries;
+      route = "/v2/webhooks/{id}/deliveries";
+      if (m != "GET") return method_not_allowed("GET");
+    } else if (sub == "/recover") {
+      kind = Kind::kRecover;
+      route = "/v2/webhooks/{id}/recover";
+      if (m != "POST") return method_not_allowed("POST");
+    } else if (sub.size() > kDeliveries.size() + 1 + kResend.size() &&
+               sub.substr(0, kDeliveries.size() + 1) == "/deliveries/" &&
+               sub.substr(sub.size() - kResend.size()) == kResend) {
+      kind = Kind::kResend;
+      route = "/v2/webhooks/{id}/deliveries/{event_id}/resend";
+      if (m != "POST") return method_not_allowed("POST");
+      event_id = url_decode(
+          sub.substr(kDeliveries.size() + 1, sub.size() - kDeliveries.size() - 1 - kResend.size()));
+    } else {
+      not_found(reply);
+      return true;
     }
-    const auto parsed = parse_positive(rest.substr(1));
     if (!parsed) {
       not_found(reply);
       return true;
@@ -437,9 +508,11 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
   // Query parameters: list takes page and per_page; every route takes org_id.
   for (const auto& [name, value] : query) {
     (void)value;
-    const bool paging =
-        kind == Kind::kCollection && m == "GET" && (name == "page" || name == "per_page");
-    if (name != "org_id" && !paging) {
+    const bool paging = ((kind == Kind::kCollection && m == "GET") || kind == Kind::kDeliveries) &&
+                        (name == "page" || name == "per_page");
+    const bool own = (kind == Kind::kDeliveries && name == "outcome") ||
+                     (kind == Kind::kRecover && name == "since");
+    if (name != "org_id" && !paging && !own) {
       field_error(reply, name, "Unknown field.");
       return true;
     }
@@ -464,7 +537,8 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
       return true;
     }
   }
-  const bool has_body = m == "POST" || m == "PUT" || m == "PATCH";
+  const bool has_body = (m == "POST" || m == "PUT" || m == "PATCH") && kind != Kind::kResend &&
+                        kind != Kind::kRecover;
   if (has_body && !check_body(req, deps_.config->api_max_body_bytes, false, reply)) return true;
 
   switch (kind) {
@@ -480,6 +554,13 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
       return true;
     case Kind::kTryout:
       return tryout(caller, req.body, responder, reply);
+    case Kind::kDeliveries:
+      history(caller, id, query, reply);
+      return true;
+    case Kind::kResend:
+      return !resend(caller, id, event_id, responder, reply);
+    case Kind::kRecover:
+      return !recover(caller, id, query, responder, reply);
     case Kind::kItem:
       if (m == "GET") {
         get_one(caller, id, reply);
@@ -606,42 +687,11 @@ std::string Api::config_json(const routing::Subscription& s) const {
 // --- webhook routes -----------------------------------------------------------------------------
 
 void Api::list(const Caller& c, const Query& q, Reply& reply) {
-  std::int64_t page = 1;
-  std::int64_t per_page = kDefaultPerPage;
-  FieldErrors errors;
-  for (const auto& [name, value] : q) {
-    if (name == "page") {
-      const auto v = parse_positive(value);
-      if (!v) {
-        add_error(errors, "page", "page must be an integer >= 1.");
-      } else {
-        page = *v;
-      }
-    } else if (name == "per_page") {
-      const auto v = parse_positive(value);
-      if (!v || *v > kMaxPerPage) {
-        add_error(errors, "per_page", "per_page must be an integer from 1 to 100.");
-      } else {
-        per_page = *v;
-      }
-    }
-  }
-  if (!errors.empty()) return set_field_errors(reply, errors);
-  // page * per_page cannot overflow in a way that matters: pages past the end are empty.
-  const std::int64_t offset = page > std::numeric_limits<std::int64_t>::max() / per_page
-                                  ? std::numeric_limits<std::int64_t>::max()
-                                  : (page - 1) * per_page;
-  auto result = deps_.store->list(c.org, offset, per_page);
+  std::int64_t page = 1, per_page = kDefaultPerPage;
+  if (!parse_paging(q, page, per_page, reply)) return;
+  auto result = deps_.store->list(c.org, page_offset(page, per_page), per_page);
   if (!result) return db_error("list", result.error(), reply);
-  const std::int64_t max_page =
-      std::max<std::int64_t>(1, (result->count + per_page - 1) / per_page);
-  reply.body = "{\"page\":";
-  json::append_int(reply.body, page);
-  reply.body += ",\"max_page\":";
-  json::append_int(reply.body, max_page);
-  reply.body += ",\"count\":";
-  json::append_int(reply.body, result->count);
-  reply.body += ",\"items\":[";
+  begin_page(reply.body, page, per_page, result->count);
   for (std::size_t i = 0; i < result->items.size(); ++i) {
     if (i != 0) reply.body.push_back(',');
     reply.body += config_json(result->items[i]);
@@ -859,86 +909,6 @@ bool Api::tryout(const Caller& c, std::string_view body, HttpResponder responder
                                     routing::build_delivery_body(type_name, payload), id);
   deps_.tryout_client->submit(*request);
   return false;
-}
-
-// --- ingest -------------------------------------------------------------------------------------
-
-void Api::ingest(const HttpRequest& req, Reply& reply) {
-  const bool ndjson = iequals(media_type(req.header("content-type")), "application/x-ndjson");
-  // Lines: (1-based number, bytes). application/json is one event whatever its layout.
-  std::vector<std::pair<std::size_t, std::string_view>> lines;
-  if (ndjson) {
-    lines = json::ndjson_lines(req.body);
-  } else if (req.body.find_first_not_of(" \t\r\n") != std::string_view::npos) {
-    lines.emplace_back(1, req.body);
-  }
-  if (lines.empty()) return field_error(reply, "_schema", "the body holds no event.");
-  if (lines.size() > deps_.config->ingest_max_events) {
-    return field_error(reply, "_schema",
-                       "at most " + std::to_string(deps_.config->ingest_max_events) +
-                           " events per request (got " + std::to_string(lines.size()) + ").");
-  }
-  std::size_t accepted = 0, dropped = 0, refused = 0, busy = 0;
-  std::string items;
-  items.reserve(lines.size() * 48);
-  bool stop = stopping_;
-  for (const auto& [number, line] : lines) {
-    if (!items.empty()) items.push_back(',');
-    items += "{\"line\":";
-    items += std::to_string(number);
-    if (stop) {
-      items += R"(,"status":"busy"})";
-      ++busy;
-      continue;
-    }
-    const PublishResult r = producer_.publish(line);
-    switch (r.status) {
-      case PublishStatus::kAccepted: {
-        ++accepted;
-        items += R"(,"status":"accepted","id":)";
-        json::append_string(items, r.event_id);
-        items += '}';
-        // Remember the payload for tryouts (the engine's parse hands it back).
-        if (latest_.size() < kMaxLatest || latest_.count({r.org_id, r.type}) != 0) {
-          latest_[{r.org_id, r.type}] = std::string(r.payload);
-        }
-        break;
-      }
-      case PublishStatus::kNoSubscription: {
-        ++dropped;
-        deps_.metrics->record_refused("no_subscription");
-        items += R"(,"status":"dropped","reason":"no_subscription")";
-        if (!r.event_id.empty()) {
-          items += ",\"id\":";
-          json::append_string(items, r.event_id);
-        }
-        items += '}';
-        break;
-      }
-      case PublishStatus::kInvalid:
-        ++refused;
-        deps_.metrics->record_refused(r.reason);
-        items += R"(,"status":"refused","reason":)";
-        json::append_string(items, r.reason);
-        items += '}';
-        break;
-      case PublishStatus::kBusy:
-      case PublishStatus::kStopped:
-        deps_.metrics->record_refused(r.status == PublishStatus::kBusy ? "busy" : "stopped");
-        stop = true;
-        ++busy;
-        items += R"(,"status":"busy"})";
-        break;
-    }
-  }
-  reply.status = busy == 0 ? 202 : 503;
-  if (busy != 0) {
-    reply.headers.emplace_back("retry-after", std::to_string(deps_.config->ingest_retry_after_s));
-  }
-  reply.body = "{\"accepted\":" + std::to_string(accepted) +
-               ",\"dropped\":" + std::to_string(dropped) +
-               ",\"refused\":" + std::to_string(refused) + ",\"busy\":" + std::to_string(busy) +
-               ",\"items\":[" + items + "]}";
 }
 
 }  // namespace fanout::daemon

@@ -12,8 +12,10 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -54,6 +56,14 @@ class Api final : public transport::HttpRequestHandler {
 
   // From now on /healthz answers 503 and ingest answers busy.
   void set_stopping() noexcept { stopping_ = true; }
+
+  // Durability. note_commit() is called on the journal's thread after each group commit (any
+  // thread; it only records a failed range); on_journal_commit() then runs on the loop thread
+  // and sends every waiting answer whose events are now on disk, or lost (503).
+  void note_commit(std::uint64_t first_seq, std::uint64_t last_seq, bool ok);
+  void on_journal_commit();
+  // Answers still waiting for the journal.
+  [[nodiscard]] std::size_t waiting() const noexcept { return waiting_.size(); }
   [[nodiscard]] std::uint64_t subscriptions() const noexcept { return subscriptions_; }
 
   // An answer being built. `json` bodies get Content-Type: application/json.
@@ -94,7 +104,19 @@ class Api final : public transport::HttpRequestHandler {
   void events(Reply& reply);
   bool tryout(const Caller& c, std::string_view body, transport::HttpResponder responder,
               Reply& reply);
-  void ingest(const transport::HttpRequest& req, Reply& reply);
+  // false when the answer waits for the journal (sent by on_journal_commit()).
+  bool ingest(const transport::HttpRequest& req, transport::HttpResponder responder, Reply& reply);
+  // Delivery history (api_history.cc). resend() and recover() return true when deferred.
+  bool visible_webhook(const Caller& c, std::int64_t id, Reply& reply);
+  void history(const Caller& c, std::int64_t id, const Query& q, Reply& reply);
+  bool resend(const Caller& c, std::int64_t id, std::string_view event_id,
+              transport::HttpResponder responder, Reply& reply);
+  bool recover(const Caller& c, std::int64_t id, const Query& q, transport::HttpResponder responder,
+               Reply& reply);
+  // Keeps `reply` until journal sequences [first_seq, last_seq] are on disk; false (nothing
+  // kept) when there is nothing to wait for.
+  bool defer(std::uint64_t first_seq, std::uint64_t last_seq, transport::HttpResponder responder,
+             Reply& reply, std::string_view route);
 
   // Parses {"items":[...]} into validated subscriptions for org `org`; false with `errors`.
   bool parse_items(std::string_view body, std::int64_t org, std::vector<routing::Subscription>& out,
@@ -102,8 +124,9 @@ class Api final : public transport::HttpRequestHandler {
 
   std::string config_json(const routing::Subscription& s) const;
   void send(transport::HttpResponder responder, const Reply& reply);
-  // A deferred (tryout) answer: counted in the metrics, then sent.
-  void metrics_answer(transport::HttpResponder responder, const Reply& reply);
+  // A deferred answer (tryout, durability): counted in the metrics, then sent.
+  void answer_later(transport::HttpResponder responder, const Reply& reply, std::string_view method,
+                    std::string_view route);
   void db_error(std::string_view what, const std::string& message, Reply& reply);
   void finish(const transport::HttpRequest& req, std::string_view route,
               transport::HttpResponder responder, const Reply& reply);
@@ -117,6 +140,15 @@ class Api final : public transport::HttpRequestHandler {
   std::uint64_t subscriptions_ = 0;
   std::uint64_t tryout_seq_ = 0;
   bool stopping_ = false;
+  struct Waiting {
+    std::uint64_t first_seq, last_seq;
+    transport::HttpResponder responder;
+    Reply reply;
+    std::string_view route;  // a literal
+  };
+  std::deque<Waiting> waiting_;
+  std::mutex failed_mu_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> failed_;  // lost journal ranges
 };
 
 }  // namespace fanout::daemon

@@ -88,8 +88,8 @@ constexpr void assign(T& field, std::int64_t v) {
 }
 
 // Tables that hold options; anything else used as a table is unknown.
-constexpr std::array<std::string_view, 5> kSections = {"retry", "timeouts", "limits", "api",
-                                                       "ingest"};
+constexpr std::array<std::string_view, 6> kSections = {"retry", "timeouts", "limits",
+                                                       "api",   "ingest",   "durability"};
 
 // Every option of tools/fanoutd/README.md's "Configuration" table. Ranges were checked against
 // the field types (every range fits its field, so assign() cannot truncate). --config
@@ -163,6 +163,19 @@ constexpr Option kOptions[] = {
      IntKind{kKiB, kGiB, [](Config& c, std::int64_t v) { assign(c.ingest_max_body_bytes, v); }}},
     {"ingest.max_events", "",
      IntKind{1, 1'000'000, [](Config& c, std::int64_t v) { assign(c.ingest_max_events, v); }}},
+    {"no_durable", "--no-durable", BoolKind{[](Config& c, bool v) { c.durable = !v; }}},
+    {"durability.history_ms", "",
+     IntKind{0, 366LL * 86'400'000,
+             [](Config& c, std::int64_t v) { assign(c.engine.durability.history_ms, v); }}},
+    {"durability.max_history_rows", "",
+     IntKind{0, 1'000'000'000,
+             [](Config& c, std::int64_t v) { assign(c.engine.durability.max_history_rows, v); }}},
+    {"durability.idempotency_ms", "",
+     IntKind{0, 366LL * 86'400'000,
+             [](Config& c, std::int64_t v) { assign(c.engine.durability.idempotency_ms, v); }}},
+    {"durability.max_ids", "",
+     IntKind{0, 100'000'000,
+             [](Config& c, std::int64_t v) { assign(c.engine.durability.max_ids, v); }}},
     {"ingest.retry_after_s", "",
      IntKind{1, 3600, [](Config& c, std::int64_t v) { assign(c.ingest_retry_after_s, v); }}},
 };

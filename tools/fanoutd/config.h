@@ -41,6 +41,10 @@ struct Config {
   std::size_t ingest_max_body_bytes = 16 * 1024 * 1024;  // ingest.max_body_bytes
   std::size_t ingest_max_events = 10'000;                // ingest.max_events (per request)
   std::uint32_t ingest_retry_after_s = 1;                // ingest.retry_after_s (503 answers)
+  // Durable acceptance (engine.durability, journal in data_dir): on unless no_durable
+  // (--no-durable), for benchmarks only. [durability] history_ms max_history_rows
+  // idempotency_ms max_ids.
+  bool durable = true;
   // Engine options (fanout/engine.h), TOML keys in brackets:
   //   workers (--workers), max_in_flight, max_event_bytes, insecure (--insecure),
   //   ca_file (--ca-file), allow_subnets (--allow-subnet, repeatable; appends to the file's),
@@ -62,7 +66,7 @@ struct Config {
 // The `fanoutd serve` command line, after the word "serve": flags in any order.
 //   --listen HOST:PORT  --data DIR  --config FILE  --insecure  --allow-subnet CIDR (repeatable)
 //   --workers N  --ca-file FILE  --tls-cert FILE  --tls-key FILE  --log-level LEVEL
-//   --drain-timeout-ms N
+//   --drain-timeout-ms N  --no-durable
 // Defaults, then the --config file (wherever it appears on the line), then the other flags.
 // "--help" is not handled here (the caller checks for it first).
 [[nodiscard]] tl::expected<Config, std::string> parse_serve_args(

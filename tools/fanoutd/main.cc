@@ -13,10 +13,12 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <simdjson.h>
@@ -45,7 +47,7 @@ constexpr const char* kUsage =
     "  fanoutd serve --listen 127.0.0.1:PORT --data DIR [--config FILE] [--insecure]\n"
     "                [--allow-subnet CIDR]... [--workers N] [--ca-file FILE]\n"
     "                [--tls-cert FILE --tls-key FILE] [--log-level debug|info|warn|error]\n"
-    "                [--drain-timeout-ms N]\n"
+    "                [--drain-timeout-ms N] [--no-durable]\n"
     "  fanoutd apikey create --data DIR --role ORG_ADMIN --org ID [--name TEXT]\n"
     "  fanoutd apikey create --data DIR --role PROVIDER --orgs ID,ID,... [--name TEXT]\n"
     "  fanoutd apikey create --data DIR --role INGEST [--name TEXT]\n"
@@ -282,7 +284,25 @@ class DaemonObserver final : public Observer {
   Metrics* metrics_;
 };
 
-// The main loop's handles and the shutdown sequence.
+// Tells the main loop that the journal committed a group (called on the journal's thread). The
+// async handle exists only while the loop runs; the mutex keeps a commit from ringing a handle
+// that is being closed.
+struct CommitBell {
+  std::mutex mu;
+  uv_async_t* async = nullptr;
+  Api* api = nullptr;
+  void ring(std::uint64_t first_seq, std::uint64_t last_seq, bool ok) {
+    std::lock_guard lock(mu);
+    if (api != nullptr) api->note_commit(first_seq, last_seq, ok);
+    if (async != nullptr) uv_async_send(async);
+  }
+};
+
+// The main loop's handles and the shutdown sequence. Stopping has one deadline for everything
+// (drain_timeout_ms): at the first SIGTERM or SIGINT the server drains (answers already owed,
+// ingest answers waiting for the journal included), tryouts are cancelled, and the engine drains
+// on a thread of its own, all at once; past the deadline the server closes its connections
+// (the engine cuts its attempts at the same deadline). A second signal changes nothing.
 struct Daemon {
   uv_loop_t loop{};
   std::unique_ptr<transport::StreamLoop> streams;
@@ -292,19 +312,32 @@ struct Daemon {
   std::unique_ptr<transport::HttpServer> server;
   uv_signal_t sigterm{}, sigint{};
   uv_timer_t deadline{};
+  uv_async_t commit_async{}, engine_async{};
+  CommitBell* bell = nullptr;
+  Engine* engine = nullptr;
+  std::thread engine_stopper;
+  std::vector<Unfinished> unfinished;  // what the engine handed back
   bool stopping = false;
-  bool server_done = false, client_done = false;
+  bool server_done = false, client_done = false, engine_done = false;
   std::uint32_t drain_ms = 0;
 
   void begin_stop(int signum) {
-    if (stopping) return;
+    const char* name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (stopping) {
+      log::info("already stopping", {{"signal", name}});
+      return;
+    }
     stopping = true;
-    log::info("stopping", {{"signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    log::info("stopping", {{"signal", name}, {"deadline_ms", std::to_string(drain_ms)}});
     api->set_stopping();
-    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-    // Tryouts in flight are cancelled (each answers with its error), then the server drains:
-    // requests already received are answered; past the deadline connections are closed.
+    // The signal handlers stay (a second signal must not kill the daemon before it saved what
+    // it holds) but no longer keep the loop alive.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sigint));
+    engine_stopper = std::thread([this] {
+      unfinished = engine->stop(std::chrono::milliseconds(drain_ms));
+      uv_async_send(&engine_async);
+    });
     client->close(
         [](void* d) {
           auto* self = static_cast<Daemon*>(d);
@@ -329,12 +362,117 @@ struct Daemon {
   }
 
   void maybe_finish() {
-    if (!server_done || !client_done) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
+    if (!server_done || !client_done || !engine_done) return;
+    {
+      std::lock_guard lock(bell->mu);
+      bell->async = nullptr;
+      bell->api = nullptr;
+    }
+    for (uv_handle_t* h :
+         {reinterpret_cast<uv_handle_t*>(&deadline), reinterpret_cast<uv_handle_t*>(&sigterm),
+          reinterpret_cast<uv_handle_t*>(&sigint), reinterpret_cast<uv_handle_t*>(&commit_async),
+          reinterpret_cast<uv_handle_t*>(&engine_async)}) {
+      uv_close(h, nullptr);
+    }
     timers->close();
     streams->close();
   }
 };
+
+// The tryout client, the routes and the listening socket. 0, or 1 with the reason printed.
+int open_server(const Config& config, Daemon& d, Store* store, Engine* engine, Metrics* metrics,
+                const engine::Signer* signer, std::size_t loaded) {
+  transport::ClientOptions co;
+  co.insecure = config.engine.insecure;
+  co.ca_file = config.engine.ca_file;
+  for (const std::string& cidr : config.engine.allow_subnets) {
+    if (auto s = transport::Subnet::parse(cidr)) co.allow.push_back(*s);
+  }
+  co.connect_timeout_ms = config.engine.connect_timeout_ms;
+  co.response_timeout_ms = config.engine.response_timeout_ms;
+  co.idle_timeout_ms = config.engine.idle_timeout_ms;
+  co.user_agent = "fanout/" + std::string(version());
+  auto client = transport::Client::create(*d.streams, *d.timers, co);
+  if (!client) {
+    std::fprintf(stderr, "fanoutd: tryout client: %s\n", client.error().c_str());
+    return 1;
+  }
+  d.client = std::move(*client);
+  ApiDeps deps;
+  deps.config = &config;
+  deps.store = store;
+  deps.engine = engine;
+  deps.metrics = metrics;
+  deps.tryout_client = d.client.get();
+  deps.signer = signer;
+  deps.subscriptions = loaded;
+  d.api = std::make_unique<Api>(deps);
+  transport::HttpServerOptions so;
+  so.host = config.listen_host;
+  so.port = config.listen_port;
+  so.max_body_bytes = std::max(config.api_max_body_bytes, config.ingest_max_body_bytes) + 1;
+  so.idle_timeout_ms = config.api_idle_timeout_ms;
+  so.request_timeout_ms = config.api_request_timeout_ms;
+  if (!config.tls_cert.empty()) {
+    auto tls = transport::TlsContext::server({config.tls_cert, config.tls_key});
+    if (!tls) {
+      std::fprintf(stderr, "fanoutd: TLS: %s\n", tls.error().c_str());
+      return 1;
+    }
+    so.tls = *tls;
+  }
+  auto server = transport::HttpServer::create(*d.streams, so, d.api.get());
+  if (!server) {
+    std::fprintf(stderr, "fanoutd: %s\n", server.error().c_str());
+    return 1;
+  }
+  d.server = std::move(*server);
+  return 0;
+}
+
+// Deliveries saved by a stop without durability go back to the (started) engine; they leave
+// the store only once the engine holds them (durable: once the journal has them on disk).
+bool resume_saved(Store& store, Engine& engine, Metrics& metrics) {
+  auto pending = store.pending();
+  if (!pending) {
+    std::fprintf(stderr, "fanoutd: pending deliveries: %s\n", pending.error().c_str());
+    return false;
+  }
+  if (pending->empty()) return true;
+  Producer producer = engine.make_producer();
+  std::size_t resumed = 0, gone = 0;
+  for (const PendingDelivery& p : *pending) {
+    Unfinished u{p.event_id,        p.org_id,   p.event_type,          p.body,
+                 p.subscription_id, p.attempts, p.next_attempt_unix_ms};
+    const PublishResult r = producer.resume(u);
+    if (r.status == PublishStatus::kAccepted) {
+      ++resumed;
+      continue;
+    }
+    ++gone;
+    // Its subscription was deleted meanwhile: its final outcome is `dropped` (counted in
+    // fanout_outcomes_total like the engine's own drops).
+    metrics.record_dropped_at_resume();
+    log::info("outcome", {{"event_id", p.event_id},
+                          {"kind", "dropped"},
+                          {"subscription_id", std::to_string(p.subscription_id)},
+                          {"org_id", std::to_string(p.org_id)},
+                          {"event_type", p.event_type},
+                          {"attempts", std::to_string(p.attempts)},
+                          {"reason", std::string(to_string(r.status))}});
+  }
+  // Durable: the resumed deliveries are journal records now; wait for their commit (a few
+  // milliseconds, once, at start) before the store forgets them.
+  while (engine.durable() && engine.durable_seq() < engine.last_seq()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (auto cleared = store.clear_pending(); !cleared) {
+    std::fprintf(stderr, "fanoutd: pending deliveries: %s\n", cleared.error().c_str());
+  }
+  log::info("pending deliveries resumed",
+            {{"resumed", std::to_string(resumed)}, {"dropped", std::to_string(gone)}});
+  return true;
+}
 
 int cmd_serve(std::span<char*> args) {
   std::vector<std::string_view> words(args.begin(), args.end());
@@ -386,6 +524,14 @@ int cmd_serve(std::span<char*> args) {
 
   Metrics metrics;
   DaemonObserver observer(&metrics);
+  CommitBell bell;
+  if (config->durable) {
+    config->engine.durability.dir = config->data_dir.string();
+    config->engine.durability.on_commit = [&bell](std::uint64_t first, std::uint64_t last,
+                                                  bool ok) { bell.ring(first, last, ok); };
+  }
+  // The journal is opened (and read) here; nothing is resumed or removed before the server has
+  // its port: a start that fails loses nothing.
   auto engine = Engine::create(config->engine, &observer);
   if (!engine) {
     std::fprintf(stderr, "fanoutd: %s\n", engine.error().c_str());
@@ -398,111 +544,27 @@ int cmd_serve(std::span<char*> args) {
   }
   const std::size_t loaded = subs->size();
   (*engine)->load(std::move(*subs));
-  if (auto started = (*engine)->start(); !started) {
-    std::fprintf(stderr, "fanoutd: starting the engine: %s\n", started.error().c_str());
-    return 1;
-  }
-
-  // Deliveries saved at the last stop go back to the engine, then leave the store.
-  {
-    auto pending = (*store)->pending();
-    if (!pending) {
-      std::fprintf(stderr, "fanoutd: pending deliveries: %s\n", pending.error().c_str());
-      (void)(*engine)->stop(std::chrono::milliseconds(0));
-      return 1;
-    }
-    Producer producer = (*engine)->make_producer();
-    std::size_t resumed = 0, gone = 0;
-    for (const PendingDelivery& p : *pending) {
-      Unfinished u{p.event_id,        p.org_id,   p.event_type,          p.body,
-                   p.subscription_id, p.attempts, p.next_attempt_unix_ms};
-      const PublishResult r = producer.resume(u);
-      if (r.status == PublishStatus::kAccepted) {
-        ++resumed;
-      } else {
-        ++gone;
-        // Its subscription was deleted meanwhile: its final outcome is `dropped` (counted in
-        // fanout_outcomes_total like the engine's own drops).
-        metrics.record_dropped_at_resume();
-        log::info("outcome", {{"event_id", p.event_id},
-                              {"kind", "dropped"},
-                              {"subscription_id", std::to_string(p.subscription_id)},
-                              {"org_id", std::to_string(p.org_id)},
-                              {"event_type", p.event_type},
-                              {"attempts", std::to_string(p.attempts)},
-                              {"reason", std::string(to_string(r.status))}});
-      }
-    }
-    if (!pending->empty()) {
-      if (auto cleared = (*store)->clear_pending(); !cleared) {
-        std::fprintf(stderr, "fanoutd: pending deliveries: %s\n", cleared.error().c_str());
-      }
-      log::info("pending deliveries resumed",
-                {{"resumed", std::to_string(resumed)}, {"dropped", std::to_string(gone)}});
-    }
-  }
 
   std::signal(SIGPIPE, SIG_IGN);
   Daemon d;
   d.drain_ms = config->drain_timeout_ms;
+  d.bell = &bell;
+  d.engine = engine->get();
   uv_loop_init(&d.loop);
   d.streams = std::make_unique<transport::StreamLoop>(&d.loop);
   d.timers = std::make_unique<transport::LoopTimer>(&d.loop);
-  transport::ClientOptions co;
-  co.insecure = config->engine.insecure;
-  co.ca_file = config->engine.ca_file;
-  for (const std::string& cidr : config->engine.allow_subnets) {
-    if (auto s = transport::Subnet::parse(cidr)) co.allow.push_back(*s);
-  }
-  co.connect_timeout_ms = config->engine.connect_timeout_ms;
-  co.response_timeout_ms = config->engine.response_timeout_ms;
-  co.idle_timeout_ms = config->engine.idle_timeout_ms;
-  co.user_agent = "fanout/" + std::string(version());
-  auto client = transport::Client::create(*d.streams, *d.timers, co);
-  int rc = 0;
-  if (!client) {
-    std::fprintf(stderr, "fanoutd: tryout client: %s\n", client.error().c_str());
-    rc = 1;
-  } else {
-    d.client = std::move(*client);
-    ApiDeps deps;
-    deps.config = &*config;
-    deps.store = store->get();
-    deps.engine = engine->get();
-    deps.metrics = &metrics;
-    deps.tryout_client = d.client.get();
-    deps.signer = &*signer;
-    deps.subscriptions = loaded;
-    d.api = std::make_unique<Api>(deps);
-    transport::HttpServerOptions so;
-    so.host = config->listen_host;
-    so.port = config->listen_port;
-    so.max_body_bytes = std::max(config->api_max_body_bytes, config->ingest_max_body_bytes) + 1;
-    so.idle_timeout_ms = config->api_idle_timeout_ms;
-    so.request_timeout_ms = config->api_request_timeout_ms;
-    if (!config->tls_cert.empty()) {
-      auto tls = transport::TlsContext::server({config->tls_cert, config->tls_key});
-      if (!tls) {
-        std::fprintf(stderr, "fanoutd: TLS: %s\n", tls.error().c_str());
-        rc = 1;
-      } else {
-        so.tls = *tls;
-      }
-    }
-    if (rc == 0) {
-      auto server = transport::HttpServer::create(*d.streams, so, d.api.get());
-      if (!server) {
-        std::fprintf(stderr, "fanoutd: %s\n", server.error().c_str());
-        rc = 1;
-      } else {
-        d.server = std::move(*server);
-      }
+  int rc = open_server(*config, d, store->get(), engine->get(), &metrics, &*signer, loaded);
+  if (rc == 0) {
+    if (auto started = (*engine)->start(); !started) {
+      std::fprintf(stderr, "fanoutd: starting the engine: %s\n", started.error().c_str());
+      rc = 1;
+    } else if (!resume_saved(**store, **engine, metrics)) {
+      rc = 1;
     }
   }
   if (rc != 0) {
-    if (d.client) {
-      d.client->close([](void*) {}, nullptr);
-    }
+    if (d.client) d.client->close([](void*) {}, nullptr);
+    d.server.reset();
     d.timers->close();
     d.streams->close();
     uv_run(&d.loop, UV_RUN_DEFAULT);
@@ -521,42 +583,65 @@ int cmd_serve(std::span<char*> args) {
   };
   uv_signal_start(&d.sigterm, on_signal, SIGTERM);
   uv_signal_start(&d.sigint, on_signal, SIGINT);
+  uv_async_init(&d.loop, &d.commit_async,
+                [](uv_async_t* a) { static_cast<Daemon*>(a->data)->api->on_journal_commit(); });
+  uv_async_init(&d.loop, &d.engine_async, [](uv_async_t* a) {
+    auto* self = static_cast<Daemon*>(a->data);
+    self->engine_done = true;
+    self->maybe_finish();
+  });
+  d.commit_async.data = d.engine_async.data = &d;
+  {
+    std::lock_guard lock(bell.mu);
+    bell.async = &d.commit_async;
+    bell.api = d.api.get();
+  }
 
   const std::string shown = config->listen_host.find(':') != std::string::npos
                                 ? "[" + config->listen_host + "]"
                                 : config->listen_host;
   std::printf("listening on %s:%u\n", shown.c_str(), static_cast<unsigned>(d.server->port()));
   std::fflush(stdout);
+  const EngineStats at_start = (*engine)->stats();
   log::info("fanoutd started", {{"version", std::string(version())},
                                 {"listen", shown + ":" + std::to_string(d.server->port())},
                                 {"data", config->data_dir.string()},
                                 {"workers", std::to_string((*engine)->options().workers)},
                                 {"subscriptions", std::to_string(loaded)},
+                                {"durable", config->durable ? "true" : "false"},
+                                {"recovered", std::to_string(at_start.recovered)},
                                 {"insecure", config->engine.insecure ? "true" : "false"}});
 
   uv_run(&d.loop, UV_RUN_DEFAULT);
+  if (d.engine_stopper.joinable()) d.engine_stopper.join();
 
-  // The server and tryouts are done: stop the engine and keep what is not final.
-  std::vector<Unfinished> unfinished =
-      (*engine)->stop(std::chrono::milliseconds(config->drain_timeout_ms));
-  std::vector<PendingDelivery> pending;
-  pending.reserve(unfinished.size());
-  for (Unfinished& u : unfinished) {
-    pending.push_back({std::move(u.event_id), u.org_id, std::move(u.event_type), std::move(u.body),
-                       u.subscription_id, u.attempts, u.next_attempt_unix_ms});
-  }
-  if (auto saved = (*store)->save_pending(pending); !saved) {
-    log::error("saving pending deliveries failed",
-               {{"error", saved.error()}, {"lost", std::to_string(pending.size())}});
-    rc = 1;
+  // Durable: every delivery without a final outcome is in the journal already (the engine
+  // committed the last attempts before it returned). Otherwise they are saved here.
+  std::size_t saved = 0;
+  if (!config->durable) {
+    std::vector<PendingDelivery> pending;
+    pending.reserve(d.unfinished.size());
+    for (Unfinished& u : d.unfinished) {
+      pending.push_back({std::move(u.event_id), u.org_id, std::move(u.event_type),
+                         std::move(u.body), u.subscription_id, u.attempts, u.next_attempt_unix_ms});
+    }
+    if (auto r = (*store)->save_pending(pending); !r) {
+      log::error("saving pending deliveries failed",
+                 {{"error", r.error()}, {"lost", std::to_string(pending.size())}});
+      rc = 1;
+    } else {
+      saved = pending.size();
+    }
   }
   const EngineStats st = (*engine)->stats();
-  log::info("fanoutd stopped", {{"pending_saved", std::to_string(pending.size())},
-                                {"published", std::to_string(st.published)},
-                                {"delivered", std::to_string(st.delivered)},
-                                {"rejected", std::to_string(st.rejected)},
-                                {"exhausted", std::to_string(st.exhausted)},
-                                {"dropped", std::to_string(st.dropped)}});
+  log::info("fanoutd stopped",
+            {{"pending_saved", std::to_string(saved)},
+             {"pending_in_journal", std::to_string(config->durable ? d.unfinished.size() : 0)},
+             {"published", std::to_string(st.published)},
+             {"delivered", std::to_string(st.delivered)},
+             {"rejected", std::to_string(st.rejected)},
+             {"exhausted", std::to_string(st.exhausted)},
+             {"dropped", std::to_string(st.dropped)}});
   d.server.reset();
   d.api.reset();
   d.client.reset();

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -93,6 +94,30 @@ struct RetryPolicy {
 [[nodiscard]] std::uint64_t backoff_ms(const RetryPolicy& policy, std::uint32_t retry,
                                        double unit) noexcept;
 
+// Durable acceptance (contract §6), off unless `dir` is set. The journal (DIR/journal.db, SQLite
+// in WAL mode, fully synchronous commits) records every accepted delivery, each attempt's result
+// and the next attempt time, and each final outcome, from a writer thread that commits in groups.
+// Engine::start() resumes every delivery the journal holds without a final outcome. An accepted
+// event is on disk once Engine::durable_seq() >= PublishResult::seq; `on_commit` says when.
+struct DurabilityOptions {
+  std::string dir;  // empty: durability off (the default: behind a broker, the broker is the log)
+  // Final deliveries (and their attempts) stay for the history calls this long; 0: removed as
+  // soon as they are final. At most `max_history_rows` final deliveries are kept (oldest go).
+  std::uint64_t history_ms = 7ULL * 24 * 3600 * 1000;
+  std::uint64_t max_history_rows = 1'000'000;
+  // Idempotency: an (org_id, id) given by the publisher and accepted within this window is
+  // answered kDuplicate; 0: off. At most `max_ids` ids are remembered (oldest forgotten first).
+  std::uint64_t idempotency_ms = 24ULL * 3600 * 1000;
+  std::size_t max_ids = 1'000'000;
+  // Called on the journal's writer thread after each group commit that held records, with the
+  // sequences of the deliveries accepted in it (first..last; 0, 0 when none). ok: on disk, and
+  // Engine::durable_seq() has moved. Not ok: the commit failed and those events are not durable
+  // (publish answers kBusy until a commit succeeds again).
+  std::function<void(std::uint64_t first_seq, std::uint64_t last_seq, bool ok)> on_commit;
+  // Tests only: when set and it returns true, the next commit fails as a disk error would.
+  std::function<bool()> fail_commit;
+};
+
 struct EngineOptions {
   unsigned workers = 0;                   // 0: one per core
   std::size_t max_in_flight = 1'000'000;  // accepted, not yet final (waiting retries included)
@@ -117,6 +142,7 @@ struct EngineOptions {
   // Source of uniform 64-bit random numbers for jitter and generated event ids; empty: seeded
   // from std::random_device. Called on worker and producer threads: must be thread-safe.
   std::function<std::uint64_t()> random;
+  DurabilityOptions durability;
 };
 
 enum class PublishStatus : std::uint8_t {
@@ -125,6 +151,7 @@ enum class PublishStatus : std::uint8_t {
   kNoSubscription,  // nobody subscribed to (org_id, type): dropped and counted, no Outcome
   kBusy,            // over max_in_flight: slow down and publish again later
   kStopped,         // the engine is not running
+  kDuplicate,       // durability: this (org_id, id) was accepted within the idempotency window
 };
 [[nodiscard]] std::string_view to_string(PublishStatus s) noexcept;
 
@@ -138,6 +165,9 @@ struct PublishResult {
   std::int64_t org_id = 0;
   routing::EventTypeId type = 0;
   std::string_view payload;  // the payload object's exact bytes
+  // kAccepted (and kDuplicate) with durability: the event is on disk once
+  // Engine::durable_seq() >= seq. 0 without durability.
+  std::uint64_t seq = 0;
   // Every view is valid until the next publish() or resume() on the same Producer.
 };
 
@@ -164,6 +194,30 @@ struct Unfinished {
   std::int64_t next_attempt_unix_ms = 0;  // wall clock, ms since the epoch; 0: at once
 };
 
+// Delivery history (durability on): one delivery of an event to a subscription and its attempts.
+struct AttemptRecord {
+  std::uint32_t n = 0;          // 1..6
+  std::int64_t at_unix_ms = 0;  // when its result came
+  int status = 0;               // HTTP status, 0 when none
+  std::string failure;          // why there was no status ("timeout", "reset", ...), else empty
+  std::uint32_t duration_us = 0;
+};
+struct DeliveryRecord {
+  std::string event_id;
+  std::string event_type;
+  std::int64_t created_unix_ms = 0;
+  std::optional<OutcomeKind> outcome;  // nullopt: pending
+  std::int64_t finished_unix_ms = 0;   // 0 while pending
+  std::uint32_t attempts_made = 0;
+  std::int64_t next_attempt_unix_ms = 0;  // pending: when the next attempt is due (0: now)
+  bool resent = false;                    // a resend of an earlier delivery
+  std::vector<AttemptRecord> attempts;
+};
+struct DeliveryPage {
+  std::int64_t count = 0;  // over all pages
+  std::vector<DeliveryRecord> items;
+};
+
 struct EngineStats {
   std::uint64_t published = 0;  // accepted
   std::uint64_t refused_invalid = 0;
@@ -176,6 +230,11 @@ struct EngineStats {
   std::uint64_t attempts_2xx = 0, attempts_3xx = 0, attempts_4xx = 0, attempts_5xx = 0;
   std::uint64_t attempts_failed = 0;  // no status (network, TLS, timeout...)
   std::uint64_t connections_h2 = 0, connections_h1 = 0;
+  // Durability.
+  std::uint64_t refused_duplicate = 0;
+  std::uint64_t recovered = 0;  // deliveries resumed from the journal at start
+  std::uint64_t journal_commits = 0, journal_commit_failures = 0, journal_records = 0,
+                journal_bytes = 0;  // bytes of event data appended (ids, bodies)
 };
 
 class Engine;
@@ -244,6 +303,31 @@ class Engine {
   [[nodiscard]] tl::expected<routing::Subscription, std::vector<routing::Violation>> upsert(
       std::int64_t id, const routing::SubscriptionSpec& spec);
 
+  // --- durability (errors when it is off) ---
+  [[nodiscard]] bool durable() const noexcept;
+  // The highest delivery sequence on disk, and the highest handed out (0 when not durable).
+  [[nodiscard]] std::uint64_t durable_seq() const noexcept;
+  [[nodiscard]] std::uint64_t last_seq() const noexcept;
+  // A subscription's deliveries, newest first; `outcome` filters ("delivered", "rejected",
+  // "exhausted", "dropped", "pending"; empty: all). Any thread, one call at a time.
+  [[nodiscard]] tl::expected<DeliveryPage, std::string> deliveries(std::int64_t subscription_id,
+                                                                   std::string_view outcome,
+                                                                   std::int64_t offset,
+                                                                   std::int64_t limit);
+  struct Resent {
+    std::size_t count = 0;  // deliveries started again
+    std::size_t busy = 0;   // not started: over max_in_flight, journal failing, or stopping
+    std::uint64_t seq = 0;  // on disk once durable_seq() >= seq
+  };
+  // A new delivery of the newest delivery of `event_id` to `subscription_id`: same body and
+  // event id, attempts from 1, a final outcome of its own. count 0: no such delivery.
+  [[nodiscard]] tl::expected<Resent, std::string> resend(std::int64_t subscription_id,
+                                                         std::string_view event_id);
+  // resend() of every exhausted delivery to `subscription_id` created at or after `since`
+  // (wall clock, ms) and not sent again already.
+  [[nodiscard]] tl::expected<Resent, std::string> recover(std::int64_t subscription_id,
+                                                          std::int64_t since_unix_ms);
+
   [[nodiscard]] const routing::EventCatalogue& catalogue() const noexcept { return catalogue_; }
   [[nodiscard]] EngineStats stats() const;
   [[nodiscard]] const EngineOptions& options() const noexcept { return options_; }
@@ -260,6 +344,7 @@ class Engine {
   std::vector<std::unique_ptr<engine::Worker>> workers_;
   struct Shared;
   std::unique_ptr<Shared> shared_;
+  std::unique_ptr<Producer> history_producer_;  // resend() and recover(); destroyed first
 };
 
 }  // namespace fanout

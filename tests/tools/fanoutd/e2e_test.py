@@ -42,7 +42,7 @@ def event(org, event_type, payload, event_id=None):
 # The fields README "Ingest" documents for each item status, and for the whole answer.
 ITEM_FIELDS = {"accepted": {"status", "line", "id"}, "dropped": {"status", "line", "id", "reason"},
                "refused": {"status", "line", "reason"}, "busy": {"status", "line"}}
-ANSWER_FIELDS = {"accepted", "dropped", "refused", "busy", "items"}
+ANSWER_FIELDS = {"accepted", "dropped", "refused", "busy", "duplicate", "items"}
 
 
 def documented(answer):

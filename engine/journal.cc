@@ -1,0 +1,762 @@
+// The engine's journal (journal.h). Schema (migration 1):
+//
+//   meta(id = 1, next_did)        the next delivery id, written with every batch
+//   deliveries(did, event_id, org_id, event_type TEXT, subscription_id, body BLOB, created_ms,
+//              attempts, next_ms, outcome NULL while pending, finished_ms, resend_of)
+//     + partial index of pending dids (recovery), (subscription_id, did) for history,
+//       partial index of finished_ms over final rows (purge), resend_of (recover)
+//   attempts(did, n, at_ms, status, failure, duration_us)  only when history is kept
+//   event_ids(org_id, event_id, at_ms)                     only when idempotency is on
+//
+// Event types are stored by name (catalogue ids depend on the configured extensions). Values
+// reach SQL only through bound parameters.
+#include "engine/journal.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <unordered_set>
+
+#include "engine/sqlite.h"
+
+namespace fanout::engine {
+
+namespace {
+
+using sqlite::Statement;
+using sqlite::Transaction;
+
+constexpr const char* kMigrations[] = {
+    R"sql(
+CREATE TABLE meta (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  next_did INTEGER NOT NULL
+);
+INSERT INTO meta (id, next_did) VALUES (1, 1);
+CREATE TABLE deliveries (
+  did INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL,
+  org_id INTEGER NOT NULL,
+  event_type TEXT NOT NULL,
+  subscription_id INTEGER NOT NULL,
+  body BLOB NOT NULL,
+  created_ms INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_ms INTEGER NOT NULL DEFAULT 0,
+  outcome INTEGER,
+  finished_ms INTEGER,
+  resend_of INTEGER
+);
+CREATE INDEX deliveries_pending ON deliveries (did) WHERE outcome IS NULL;
+CREATE INDEX deliveries_by_subscription ON deliveries (subscription_id, did);
+CREATE INDEX deliveries_finished ON deliveries (finished_ms) WHERE outcome IS NOT NULL;
+CREATE INDEX deliveries_resends ON deliveries (resend_of) WHERE resend_of IS NOT NULL;
+CREATE TABLE attempts (
+  did INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL,
+  status INTEGER NOT NULL,
+  failure TEXT NOT NULL,
+  duration_us INTEGER NOT NULL,
+  PRIMARY KEY (did, n)
+) WITHOUT ROWID;
+CREATE TABLE event_ids (
+  org_id INTEGER NOT NULL,
+  event_id TEXT NOT NULL,
+  at_ms INTEGER NOT NULL,
+  PRIMARY KEY (org_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX event_ids_by_time ON event_ids (at_ms);
+PRAGMA user_version = 1;
+)sql",
+};
+
+// Rows removed per purge statement, so that one purge never holds the writer for long.
+constexpr std::int64_t kPurgeChunk = 10'000;
+constexpr auto kPurgeEvery = std::chrono::seconds(1);
+// The WAL is truncated back to this size after a checkpoint (bounded disk).
+constexpr const char* kWalLimit = "PRAGMA journal_size_limit=4194304";
+
+std::int64_t now_ms() noexcept {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string id_key(std::int64_t org_id, std::string_view event_id) {
+  std::string key(sizeof org_id, '\0');
+  std::memcpy(key.data(), &org_id, sizeof org_id);
+  key.append(event_id);
+  return key;
+}
+
+std::optional<OutcomeKind> outcome_from_name(std::string_view name) {
+  for (OutcomeKind k : {OutcomeKind::kDelivered, OutcomeKind::kRejected, OutcomeKind::kExhausted,
+                        OutcomeKind::kDropped}) {
+    if (to_string(k) == name) return k;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+// One fixed-size record; an accept's event id and body are in the batch's byte buffer.
+struct Journal::Record {
+  enum class Kind : std::uint8_t { kAccept, kAttempt, kFinal };
+  Kind kind = Kind::kAccept;
+  bool has_outcome = false;
+  bool remember_id = false;  // kAccept: the id is an idempotency key
+  OutcomeKind outcome = OutcomeKind::kDelivered;
+  transport::Failure failure = transport::Failure::kNone;
+  routing::EventTypeId type = 0;
+  std::uint32_t n = 0;  // kAttempt: the attempt's number; kFinal: attempts made
+  int status = 0;
+  std::uint32_t duration_us = 0;
+  std::int64_t did = 0;
+  std::int64_t org_id = 0;
+  std::int64_t subscription_id = 0;
+  std::int64_t time_ms = 0;  // kAccept: created; kAttempt, kFinal: when
+  std::int64_t next_ms = 0;  // kAttempt: the next attempt's due time, 0 when none
+  std::int64_t resend_of = 0;
+  std::size_t offset = 0;  // kAccept: id then body in Batch::bytes
+  std::uint32_t id_size = 0;
+  std::uint32_t body_size = 0;
+};
+
+struct Journal::Batch {
+  std::vector<Record> records;
+  std::string bytes;
+  std::uint64_t last_did = 0;  // every did up to here is in this batch or before
+  std::uint64_t first_accept = 0, last_accept = 0;  // dids accepted in this batch
+  void clear() noexcept {
+    records.clear();
+    bytes.clear();
+    last_did = first_accept = last_accept = 0;
+  }
+};
+
+// The writer thread's connection and statements.
+struct Journal::Writer {
+  sqlite3* db;
+  Statement insert_delivery, update_attempt, insert_attempt, finish, remove, remove_attempts,
+      insert_id, update_meta;
+  std::unordered_set<std::int64_t> finished_here, skipped_here;
+  std::chrono::steady_clock::time_point next_purge{};
+  std::uint64_t final_rows = 0;  // final deliveries kept for history
+
+  static tl::expected<std::unique_ptr<Writer>, std::string> make(sqlite3* db) {
+    auto p = [db](std::string_view sql, const char* what) {
+      return Statement::prepare(db, sql, what);
+    };
+    auto a =
+        p("INSERT INTO deliveries (did, event_id, org_id, event_type, subscription_id, body, "
+          "created_ms, resend_of) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+          "journal: recording an accepted delivery");
+    auto b = p("UPDATE deliveries SET attempts = ?2, next_ms = ?3 WHERE did = ?1",
+               "journal: recording an attempt");
+    auto c =
+        p("INSERT OR REPLACE INTO attempts (did, n, at_ms, status, failure, duration_us) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+          "journal: recording an attempt's result");
+    auto d =
+        p("UPDATE deliveries SET outcome = ?2, attempts = ?3, finished_ms = ?4, next_ms = 0 "
+          "WHERE did = ?1",
+          "journal: recording a final outcome");
+    auto e = p("DELETE FROM deliveries WHERE did = ?1", "journal: removing a final delivery");
+    auto f = p("DELETE FROM attempts WHERE did = ?1", "journal: removing attempts");
+    auto g = p("INSERT OR REPLACE INTO event_ids (org_id, event_id, at_ms) VALUES (?1, ?2, ?3)",
+               "journal: recording an event id");
+    auto h = p("UPDATE meta SET next_did = ?1 WHERE id = 1", "journal: recording the next id");
+    for (auto* s : {&a, &b, &c, &d, &e, &f, &g, &h}) {
+      if (!*s) return tl::unexpected(std::move(s->error()));
+    }
+    return std::unique_ptr<Writer>(new Writer{db,
+                                              std::move(*a),
+                                              std::move(*b),
+                                              std::move(*c),
+                                              std::move(*d),
+                                              std::move(*e),
+                                              std::move(*f),
+                                              std::move(*g),
+                                              std::move(*h),
+                                              {},
+                                              {}});
+  }
+};
+
+Journal::Journal(DurabilityOptions options, const routing::EventCatalogue& catalogue)
+    : options_(std::move(options)), catalogue_(catalogue), open_(std::make_unique<Batch>()) {}
+
+Journal::~Journal() {
+  stop();
+  writer_.reset();  // statements before their connection
+  sqlite3_close_v2(reader_);
+  sqlite3_close_v2(db_);
+}
+
+tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
+    const DurabilityOptions& options, const routing::EventCatalogue& catalogue) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec) return tl::unexpected("durability: creating " + options.dir + ": " + ec.message());
+  const std::filesystem::path file = std::filesystem::path(options.dir) / "journal.db";
+  std::unique_ptr<Journal> j(new Journal(options, catalogue));
+  auto db = sqlite::open_wal(file, "FULL", kMigrations, "fanout journal");
+  if (!db) return tl::unexpected("durability: " + db.error());
+  j->db_ = *db;
+  auto fail = [&file](std::string message) {
+    return tl::unexpected("durability: " + file.string() + ": " + std::move(message));
+  };
+  // Free pages go back to the file system (bounded disk) when the writer asks for it.
+  if (auto r = sqlite::pragma(j->db_, "PRAGMA auto_vacuum"); !r || *r != "2") {
+    // auto_vacuum can only change before the first table exists, or with a VACUUM.
+    if (auto s = sqlite::pragma(j->db_, "PRAGMA auto_vacuum=INCREMENTAL"); !s) {
+      return fail(s.error());
+    }
+    if (sqlite3_exec(j->db_, "VACUUM", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return fail(std::string("VACUUM: ") + sqlite3_errmsg(j->db_));
+    }
+  }
+  if (auto r = sqlite::pragma(j->db_, kWalLimit); !r) return fail(r.error());
+
+  // The next delivery id, the deliveries to resume, the final rows kept, the ids remembered.
+  {
+    auto s = Statement::prepare(j->db_, "SELECT next_did FROM meta WHERE id = 1",
+                                "reading the next delivery id");
+    if (!s) return fail(s.error());
+    auto row = s->step();
+    if (!row) return fail(row.error());
+    if (!*row) return fail("the meta row is missing");
+    j->next_did_ = std::max<std::int64_t>(1, s->int64(0));
+  }
+  {
+    auto s = Statement::prepare(j->db_,
+                                "SELECT did, event_id, org_id, event_type, subscription_id, body, "
+                                "attempts, next_ms FROM deliveries WHERE outcome IS NULL "
+                                "ORDER BY did",
+                                "reading the deliveries to resume");
+    if (!s) return fail(s.error());
+    for (;;) {
+      auto row = s->step();
+      if (!row) return fail(row.error());
+      if (!*row) break;
+      Recovered r;
+      r.did = s->int64(0);
+      r.u.event_id = s->text(1);
+      r.u.org_id = s->int64(2);
+      r.u.event_type = s->text(3);
+      r.u.subscription_id = s->int64(4);
+      r.u.body = s->blob(5);
+      r.u.attempts = static_cast<std::uint32_t>(std::clamp<std::int64_t>(s->int64(6), 0, 1000));
+      r.u.next_attempt_unix_ms = s->int64(7);
+      j->next_did_ = std::max(j->next_did_, r.did + 1);
+      j->recovered_.push_back(std::move(r));
+    }
+  }
+  auto writer = Writer::make(j->db_);
+  if (!writer) return fail(writer.error());
+  j->writer_ = std::move(*writer);
+  {
+    auto s = Statement::prepare(j->db_, "SELECT count(*) FROM deliveries WHERE outcome IS NOT NULL",
+                                "counting final deliveries");
+    if (!s) return fail(s.error());
+    auto row = s->step();
+    if (!row) return fail(row.error());
+    j->writer_->final_rows = *row ? static_cast<std::uint64_t>(s->int64(0)) : 0;
+  }
+  if (options.idempotency_ms > 0 && options.max_ids > 0) {
+    auto s = Statement::prepare(j->db_,
+                                "SELECT org_id, event_id, at_ms FROM event_ids WHERE at_ms >= ?1 "
+                                "ORDER BY at_ms DESC LIMIT ?2",
+                                "reading recent event ids");
+    if (!s) return fail(s.error());
+    s->bind(1, now_ms() - static_cast<std::int64_t>(options.idempotency_ms));
+    s->bind(2, static_cast<std::int64_t>(options.max_ids));
+    std::vector<std::pair<std::int64_t, std::string>> newest_first;
+    for (;;) {
+      auto row = s->step();
+      if (!row) return fail(row.error());
+      if (!*row) break;
+      newest_first.emplace_back(s->int64(2), id_key(s->int64(0), s->text(1)));
+    }
+    for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) {
+      j->ids_[it->second] = it->first;
+      j->id_order_.push_back(std::move(*it));
+    }
+  }
+  const std::int64_t last = j->next_did_ - 1;
+  j->durable_.store(static_cast<std::uint64_t>(last), std::memory_order_release);
+
+  const int rc = sqlite3_open_v2(file.c_str(), &j->reader_, SQLITE_OPEN_READONLY, nullptr);
+  if (rc != SQLITE_OK) return fail(std::string("opening a reader: ") + sqlite3_errstr(rc));
+  sqlite3_extended_result_codes(j->reader_, 1);
+  sqlite3_busy_timeout(j->reader_, sqlite::kBusyTimeoutMs);
+  return j;
+}
+
+void Journal::start() {
+  if (thread_.joinable()) return;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Journal::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::uint64_t Journal::last_seq() const {
+  std::lock_guard lock(mu_);
+  return static_cast<std::uint64_t>(next_did_ - 1);
+}
+
+// --- appending ----------------------------------------------------------------------------------
+
+void Journal::push(const Record& r, std::string_view a, std::string_view b) {
+  Record& rec = open_->records.emplace_back(r);
+  rec.offset = open_->bytes.size();
+  open_->bytes.append(a);
+  open_->bytes.append(b);
+  if (writer_waiting_) wake_.notify_one();
+}
+
+bool Journal::remember_id(std::int64_t org_id, std::string_view event_id, std::int64_t now) {
+  // Forget what left the window (or the cap), oldest first; a key seen again since keeps its
+  // newer time.
+  const std::int64_t horizon = now - static_cast<std::int64_t>(options_.idempotency_ms);
+  while (!id_order_.empty() &&
+         (id_order_.front().first < horizon || id_order_.size() > options_.max_ids)) {
+    auto it = ids_.find(id_order_.front().second);
+    if (it != ids_.end() && it->second == id_order_.front().first) ids_.erase(it);
+    id_order_.pop_front();
+  }
+  std::string key = id_key(org_id, event_id);
+  auto [it, inserted] = ids_.try_emplace(key, now);
+  if (!inserted) {
+    if (it->second >= horizon) return false;
+    it->second = now;
+  }
+  id_order_.emplace_back(now, std::move(key));
+  return true;
+}
+
+Journal::Admit Journal::accept(std::int64_t org_id, routing::EventTypeId type,
+                               std::string_view event_id, std::string_view body,
+                               std::int64_t subscription_id, bool check_id, std::int64_t resend_of,
+                               std::int64_t& did) {
+  const std::int64_t now = now_ms();
+  const bool ids_on = check_id && options_.idempotency_ms > 0 && options_.max_ids > 0;
+  std::lock_guard lock(mu_);
+  if (failing_) return Admit::kFailing;
+  if (ids_on && !remember_id(org_id, event_id, now)) return Admit::kDuplicate;
+  did = next_did_++;
+  Record r;
+  r.kind = Record::Kind::kAccept;
+  r.remember_id = ids_on;
+  r.type = type;
+  r.did = did;
+  r.org_id = org_id;
+  r.subscription_id = subscription_id;
+  r.time_ms = now;
+  r.resend_of = resend_of;
+  r.id_size = static_cast<std::uint32_t>(event_id.size());
+  r.body_size = static_cast<std::uint32_t>(body.size());
+  push(r, event_id, body);
+  if (open_->first_accept == 0) open_->first_accept = static_cast<std::uint64_t>(did);
+  open_->last_accept = static_cast<std::uint64_t>(did);
+  return Admit::kAccepted;
+}
+
+void Journal::attempt(std::int64_t did, std::uint32_t n, int status, transport::Failure failure,
+                      std::uint32_t duration_us, std::int64_t next_ms,
+                      std::optional<OutcomeKind> outcome) {
+  Record r;
+  r.kind = Record::Kind::kAttempt;
+  r.did = did;
+  r.n = n;
+  r.status = status;
+  r.failure = failure;
+  r.duration_us = duration_us;
+  r.time_ms = now_ms();
+  r.next_ms = next_ms;
+  r.has_outcome = outcome.has_value();
+  if (outcome) r.outcome = *outcome;
+  std::lock_guard lock(mu_);
+  push(r);
+}
+
+void Journal::final(std::int64_t did, OutcomeKind outcome, std::uint32_t attempts) {
+  Record r;
+  r.kind = Record::Kind::kFinal;
+  r.did = did;
+  r.n = attempts;
+  r.time_ms = now_ms();
+  r.has_outcome = true;
+  r.outcome = outcome;
+  std::lock_guard lock(mu_);
+  push(r);
+}
+
+void Journal::forget_ids(const Batch& batch) {
+  for (const Record& r : batch.records) {
+    if (r.kind != Record::Kind::kAccept || !r.remember_id) continue;
+    auto it =
+        ids_.find(id_key(r.org_id, std::string_view(batch.bytes).substr(r.offset, r.id_size)));
+    if (it != ids_.end() && it->second == r.time_ms) ids_.erase(it);
+  }
+}
+
+// --- the writer thread --------------------------------------------------------------------------
+
+namespace {
+
+// One batch in one transaction (the caller commits).
+tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal::Batch& batch,
+                                              const DurabilityOptions& o,
+                                              const routing::EventCatalogue& catalogue) {
+  using Kind = Journal::Record::Kind;
+  const bool keep_history = o.history_ms > 0;
+  // Without history, a delivery accepted and finished within this batch never reaches the disk.
+  w.finished_here.clear();
+  w.skipped_here.clear();
+  if (!keep_history) {
+    for (const auto& r : batch.records) {
+      if (r.kind != Kind::kAccept && r.has_outcome) w.finished_here.insert(r.did);
+    }
+  }
+  const std::string_view bytes = batch.bytes;
+  for (const auto& r : batch.records) {
+    if (r.kind == Kind::kAccept) {
+      const std::string_view id = bytes.substr(r.offset, r.id_size);
+      if (r.remember_id) {
+        w.insert_id.reset();
+        w.insert_id.bind(1, r.org_id);
+        w.insert_id.bind_text(2, id);
+        w.insert_id.bind(3, r.time_ms);
+        if (auto ok = w.insert_id.run(); !ok) return ok;
+      }
+      if (w.finished_here.count(r.did) != 0) {
+        w.skipped_here.insert(r.did);
+        continue;
+      }
+      const std::string_view body = bytes.substr(r.offset + r.id_size, r.body_size);
+      Statement& s = w.insert_delivery;
+      s.reset();
+      s.bind(1, r.did);
+      s.bind_text(2, id);
+      s.bind(3, r.org_id);
+      s.bind_text(4, catalogue.name(r.type));
+      s.bind(5, r.subscription_id);
+      s.bind_blob(6, body.data(), body.size());
+      s.bind(7, r.time_ms);
+      if (r.resend_of != 0) {
+        s.bind(8, r.resend_of);
+      } else {
+        s.bind_null(8);
+      }
+      if (auto ok = s.run(); !ok) return ok;
+      continue;
+    }
+    if (w.skipped_here.count(r.did) != 0) continue;
+    if (r.kind == Kind::kAttempt && keep_history) {
+      Statement& s = w.insert_attempt;
+      s.reset();
+      s.bind(1, r.did);
+      s.bind(2, static_cast<std::int64_t>(r.n));
+      s.bind(3, r.time_ms);
+      s.bind(4, r.status);
+      s.bind_text(5, r.failure == transport::Failure::kNone ? std::string_view()
+                                                            : transport::to_string(r.failure));
+      s.bind(6, static_cast<std::int64_t>(r.duration_us));
+      if (auto ok = s.run(); !ok) return ok;
+    }
+    if (!r.has_outcome) {
+      Statement& s = w.update_attempt;
+      s.reset();
+      s.bind(1, r.did);
+      s.bind(2, static_cast<std::int64_t>(r.n));
+      s.bind(3, r.next_ms);
+      if (auto ok = s.run(); !ok) return ok;
+    } else if (keep_history) {
+      Statement& s = w.finish;
+      s.reset();
+      s.bind(1, r.did);
+      s.bind(2, static_cast<std::int64_t>(r.outcome));
+      s.bind(3, static_cast<std::int64_t>(r.n));
+      s.bind(4, r.time_ms);
+      if (auto ok = s.run(); !ok) return ok;
+      w.final_rows += static_cast<std::uint64_t>(sqlite3_changes(w.db));
+    } else {
+      w.remove.reset();
+      w.remove.bind(1, r.did);
+      if (auto ok = w.remove.run(); !ok) return ok;
+    }
+  }
+  w.update_meta.reset();
+  w.update_meta.bind(1, static_cast<std::int64_t>(batch.last_did + 1));
+  return w.update_meta.run();
+}
+
+// Final deliveries past the history window or over the row cap, and event ids past the
+// idempotency window, a chunk at a time.
+tl::expected<void, std::string> purge(Journal::Writer& w, const DurabilityOptions& o,
+                                      std::int64_t now) {
+  auto exec = [&w](std::string_view sql, std::int64_t a, std::int64_t b,
+                   const char* what) -> tl::expected<std::int64_t, std::string> {
+    auto s = Statement::prepare(w.db, sql, what);
+    if (!s) return tl::unexpected(std::move(s.error()));
+    s->bind(1, a);
+    s->bind(2, b);
+    if (auto ok = s->run(); !ok) return tl::unexpected(std::move(ok.error()));
+    return sqlite3_changes(w.db);
+  };
+  if (o.history_ms > 0) {
+    // Oldest final rows: past the window, or beyond the cap.
+    const std::int64_t cutoff = now - static_cast<std::int64_t>(o.history_ms);
+    const std::int64_t over = w.final_rows > o.max_history_rows
+                                  ? static_cast<std::int64_t>(w.final_rows - o.max_history_rows)
+                                  : 0;
+    constexpr std::string_view kOld =
+        "SELECT did FROM deliveries WHERE outcome IS NOT NULL AND (finished_ms < ?1 OR did IN "
+        "(SELECT did FROM deliveries WHERE outcome IS NOT NULL ORDER BY finished_ms LIMIT ?2)) "
+        "LIMIT 10000";
+    auto a = exec(std::string("DELETE FROM attempts WHERE did IN (") + std::string(kOld) + ")",
+                  cutoff, std::min(over, kPurgeChunk), "journal: purging old attempts");
+    if (!a) return tl::unexpected(std::move(a.error()));
+    auto d = exec(std::string("DELETE FROM deliveries WHERE did IN (") + std::string(kOld) + ")",
+                  cutoff, std::min(over, kPurgeChunk), "journal: purging old deliveries");
+    if (!d) return tl::unexpected(std::move(d.error()));
+    w.final_rows -= std::min(w.final_rows, static_cast<std::uint64_t>(*d));
+  }
+  if (o.idempotency_ms > 0) {
+    auto e = exec(
+        "DELETE FROM event_ids WHERE (org_id, event_id) IN (SELECT org_id, event_id FROM "
+        "event_ids WHERE at_ms < ?1 LIMIT ?2)",
+        now - static_cast<std::int64_t>(o.idempotency_ms), kPurgeChunk,
+        "journal: purging old event ids");
+    if (!e) return tl::unexpected(std::move(e.error()));
+  } else {
+    // Idempotency off: no id is kept (the condition holds for every row).
+    auto e = exec("DELETE FROM event_ids WHERE at_ms > ?1 OR at_ms <= ?2", 0, 0,
+                  "journal: clearing event ids");
+    if (!e) return tl::unexpected(std::move(e.error()));
+  }
+  return {};
+}
+
+}  // namespace
+
+void Journal::run() {
+  Writer& w = *writer_;
+  std::unique_ptr<Batch> spare = std::make_unique<Batch>();
+  for (;;) {
+    std::unique_ptr<Batch> batch;
+    bool failing = false;
+    {
+      std::unique_lock lock(mu_);
+      if (open_->records.empty() && !stopping_) {
+        writer_waiting_ = true;
+        wake_.wait_for(lock, kPurgeEvery, [this] { return !open_->records.empty() || stopping_; });
+        writer_waiting_ = false;
+      }
+      if (open_->records.empty() && stopping_) break;
+      open_->last_did = static_cast<std::uint64_t>(next_did_ - 1);
+      batch = std::exchange(open_, std::move(spare));
+      failing = failing_;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const bool purge_due = now >= w.next_purge;
+    // Nothing to write: commit anyway when a purge is due, or to find out whether a failing
+    // disk works again (publish answers busy until then).
+    if (batch->records.empty() && !purge_due && !failing) {
+      spare = std::move(batch);
+      continue;
+    }
+    tl::expected<void, std::string> written;
+    if (options_.fail_commit && options_.fail_commit()) {
+      written = tl::unexpected(std::string("journal: injected commit failure"));
+    } else {
+      auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, "journal: group commit");
+      if (!tx) {
+        written = tl::unexpected(std::move(tx.error()));
+      } else {
+        written = write_records(w, *batch, options_, catalogue_);
+        if (written && purge_due) written = purge(w, options_, now_ms());
+        if (written) written = tx->commit();
+      }
+    }
+    if (purge_due) {
+      w.next_purge = now + kPurgeEvery;
+      if (written) (void)sqlite3_exec(db_, "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr);
+    }
+    const bool ok = written.has_value();
+    {
+      std::lock_guard lock(mu_);
+      if (!ok) forget_ids(*batch);
+      failing_ = !ok;
+    }
+    if (ok) {
+      commits_.fetch_add(1, std::memory_order_relaxed);
+      records_.fetch_add(batch->records.size(), std::memory_order_relaxed);
+      bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
+      durable_.store(std::max(batch->last_did, durable_.load(std::memory_order_relaxed)),
+                     std::memory_order_release);
+    } else {
+      commit_failures_.fetch_add(1, std::memory_order_relaxed);
+      std::fprintf(stderr, "fanout: %s\n", written.error().c_str());
+    }
+    if (options_.on_commit && !batch->records.empty()) {
+      options_.on_commit(batch->first_accept, batch->last_accept, ok);
+    }
+    batch->clear();
+    spare = std::move(batch);
+  }
+}
+
+Journal::Stats Journal::stats() const noexcept {
+  return {commits_.load(std::memory_order_relaxed),
+          commit_failures_.load(std::memory_order_relaxed),
+          records_.load(std::memory_order_relaxed), bytes_.load(std::memory_order_relaxed)};
+}
+
+// --- history ------------------------------------------------------------------------------------
+
+tl::expected<DeliveryPage, std::string> Journal::deliveries(std::int64_t subscription_id,
+                                                            std::string_view outcome,
+                                                            std::int64_t offset,
+                                                            std::int64_t limit) {
+  std::lock_guard lock(reader_mu_);
+  std::string filter;
+  std::int64_t kind = -1;
+  if (outcome == "pending") {
+    filter = " AND outcome IS NULL";
+  } else if (!outcome.empty()) {
+    const auto k = outcome_from_name(outcome);
+    if (!k) return tl::unexpected("unknown outcome \"" + std::string(outcome) + "\"");
+    kind = static_cast<std::int64_t>(*k);
+    filter = " AND outcome = ?2";
+  }
+  auto tx = Transaction::begin(reader_, Transaction::Mode::kRead, "reading delivery history");
+  if (!tx) return tl::unexpected(std::move(tx.error()));
+  DeliveryPage page;
+  {
+    auto s = Statement::prepare(
+        reader_, "SELECT count(*) FROM deliveries WHERE subscription_id = ?1" + filter,
+        "counting deliveries");
+    if (!s) return tl::unexpected(std::move(s.error()));
+    s->bind(1, subscription_id);
+    if (kind >= 0) s->bind(2, kind);
+    auto row = s->step();
+    if (!row) return tl::unexpected(std::move(row.error()));
+    page.count = *row ? s->int64(0) : 0;
+  }
+  auto s = Statement::prepare(
+      reader_,
+      "SELECT did, event_id, event_type, created_ms, outcome, finished_ms, attempts, next_ms, "
+      "resend_of FROM deliveries WHERE subscription_id = ?1" +
+          filter + " ORDER BY did DESC LIMIT ?3 OFFSET ?4",
+      "reading deliveries");
+  if (!s) return tl::unexpected(std::move(s.error()));
+  auto at = Statement::prepare(reader_,
+                               "SELECT n, at_ms, status, failure, duration_us FROM attempts "
+                               "WHERE did = ?1 ORDER BY n",
+                               "reading attempts");
+  if (!at) return tl::unexpected(std::move(at.error()));
+  s->bind(1, subscription_id);
+  if (kind >= 0) s->bind(2, kind);
+  s->bind(3, limit);
+  s->bind(4, offset);
+  for (;;) {
+    auto row = s->step();
+    if (!row) return tl::unexpected(std::move(row.error()));
+    if (!*row) break;
+    DeliveryRecord d;
+    d.event_id = s->text(1);
+    d.event_type = s->text(2);
+    d.created_unix_ms = s->int64(3);
+    if (!s->is_null(4)) {
+      d.outcome = static_cast<OutcomeKind>(std::clamp<std::int64_t>(s->int64(4), 0, 3));
+      d.finished_unix_ms = s->int64(5);
+    } else {
+      d.next_attempt_unix_ms = s->int64(7);
+    }
+    d.attempts_made = static_cast<std::uint32_t>(std::clamp<std::int64_t>(s->int64(6), 0, 1000));
+    d.resent = !s->is_null(8);
+    at->reset();
+    at->bind(1, s->int64(0));
+    for (;;) {
+      auto arow = at->step();
+      if (!arow) return tl::unexpected(std::move(arow.error()));
+      if (!*arow) break;
+      AttemptRecord a;
+      a.n = static_cast<std::uint32_t>(at->int64(0));
+      a.at_unix_ms = at->int64(1);
+      a.status = static_cast<int>(at->int64(2));
+      a.failure = at->text(3);
+      a.duration_us = static_cast<std::uint32_t>(at->int64(4));
+      d.attempts.push_back(std::move(a));
+    }
+    page.items.push_back(std::move(d));
+  }
+  return page;
+}
+
+tl::expected<std::optional<Unfinished>, std::string> Journal::find(std::int64_t subscription_id,
+                                                                   std::string_view event_id,
+                                                                   std::int64_t& did) {
+  std::lock_guard lock(reader_mu_);
+  auto s = Statement::prepare(reader_,
+                              "SELECT did, org_id, event_type, body FROM deliveries WHERE "
+                              "subscription_id = ?1 AND event_id = ?2 ORDER BY did DESC LIMIT 1",
+                              "finding a delivery");
+  if (!s) return tl::unexpected(std::move(s.error()));
+  s->bind(1, subscription_id);
+  s->bind_text(2, event_id);
+  auto row = s->step();
+  if (!row) return tl::unexpected(std::move(row.error()));
+  if (!*row) return std::optional<Unfinished>();
+  did = s->int64(0);
+  Unfinished u;
+  u.event_id = std::string(event_id);
+  u.org_id = s->int64(1);
+  u.event_type = s->text(2);
+  u.body = s->blob(3);
+  u.subscription_id = subscription_id;
+  return std::optional<Unfinished>(std::move(u));
+}
+
+tl::expected<std::vector<Journal::Recovered>, std::string> Journal::exhausted_since(
+    std::int64_t subscription_id, std::int64_t since_ms) {
+  std::lock_guard lock(reader_mu_);
+  auto s = Statement::prepare(
+      reader_,
+      "SELECT d.did, d.event_id, d.org_id, d.event_type, d.body FROM deliveries d "
+      "WHERE d.subscription_id = ?1 AND d.outcome = ?2 AND d.created_ms >= ?3 AND NOT EXISTS "
+      "(SELECT 1 FROM deliveries r WHERE r.resend_of = d.did) ORDER BY d.did",
+      "finding exhausted deliveries");
+  if (!s) return tl::unexpected(std::move(s.error()));
+  s->bind(1, subscription_id);
+  s->bind(2, static_cast<std::int64_t>(OutcomeKind::kExhausted));
+  s->bind(3, since_ms);
+  std::vector<Recovered> out;
+  for (;;) {
+    auto row = s->step();
+    if (!row) return tl::unexpected(std::move(row.error()));
+    if (!*row) break;
+    Recovered r;
+    r.did = s->int64(0);
+    r.u.event_id = s->text(1);
+    r.u.org_id = s->int64(2);
+    r.u.event_type = s->text(3);
+    r.u.body = s->blob(4);
+    r.u.subscription_id = subscription_id;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace fanout::engine

@@ -1,0 +1,147 @@
+// The engine's journal: durable acceptance, retry state and delivery history (docs in
+// engine/README.md, "Durability"). Internal to the engine; embedders reach it through
+// EngineOptions::durability and the Engine's history calls.
+//
+// One SQLite database, DIR/journal.db, in WAL mode with synchronous=FULL: a commit returns once
+// the WAL is on stable storage (fsync), and SQLite's WAL frames carry checksums, so a torn or
+// partial tail is ignored at the next open (the database is as of the last whole commit).
+//
+//   producers, workers (any thread)         writer thread (one)
+//   ───────────────────────────────          ─────────────────────────────────────────────────
+//   accept / attempt / final:                 wait for records (or 1 s), swap the batch out
+//     lock; check the id (idempotency);       BEGIN; one prepared statement per record; purge
+//     append a fixed record + its bytes       what left the history window; COMMIT (fsync)
+//     to the open batch; unlock               durable_seq = the batch's last did; on_commit()
+//
+// Group commit: everything appended while the writer commits goes into the next transaction, so
+// the cost of a sync is shared by every event that arrived during the previous one. An accepted
+// delivery and its final outcome in the same batch, with no history kept, never reach the disk.
+//
+// Sequence: each accepted delivery gets a delivery id (did) under the lock, so dids are in batch
+// order and "every did <= durable_seq() is on disk" holds after each commit. dids never repeat
+// across restarts (the high-water mark is stored in the same transaction as the rows).
+//
+// Invariants: a row of `deliveries` without an outcome is an accepted delivery that has no final
+// outcome yet; its `attempts` and `next_ms` are those of its last recorded attempt. Only an
+// attempt in flight when the process died is missing, so it is made again with the same number.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "fanout/engine.h"
+#include "transport/client.h"
+
+namespace fanout::engine {
+
+class Journal {
+ public:
+  // `catalogue` maps type ids to the names stored; it must outlive the journal.
+  [[nodiscard]] static tl::expected<std::unique_ptr<Journal>, std::string> open(
+      const DurabilityOptions& options, const routing::EventCatalogue& catalogue);
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // A delivery read back at open: accepted, not final.
+  struct Recovered {
+    std::int64_t did = 0;
+    Unfinished u;
+  };
+  // Every delivery without a final outcome, by did (read once, at open).
+  [[nodiscard]] std::vector<Recovered> take_recovered() { return std::move(recovered_); }
+
+  // Starts the writer thread.
+  void start();
+  // Commits everything appended so far, then stops the writer. Idempotent.
+  void stop();
+
+  enum class Admit : std::uint8_t { kAccepted, kDuplicate, kFailing };
+  // Records an accepted delivery and returns its did in `did`. When `check_id` (an id the
+  // caller gave) and idempotency is on, an (org_id, event_id) seen within the window answers
+  // kDuplicate and records nothing. kFailing while the last commit failed (nothing recorded).
+  [[nodiscard]] Admit accept(std::int64_t org_id, routing::EventTypeId type,
+                             std::string_view event_id, std::string_view body,
+                             std::int64_t subscription_id, bool check_id, std::int64_t resend_of,
+                             std::int64_t& did);
+  // An attempt's result. `next_ms` (wall clock) when a retry is scheduled, else 0; `outcome`
+  // when this attempt was the last.
+  void attempt(std::int64_t did, std::uint32_t n, int status, transport::Failure failure,
+               std::uint32_t duration_us, std::int64_t next_ms, std::optional<OutcomeKind> outcome);
+  // A final outcome reached without an attempt (dropped).
+  void final(std::int64_t did, OutcomeKind outcome, std::uint32_t attempts);
+
+  [[nodiscard]] std::uint64_t durable_seq() const noexcept {
+    return durable_.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] std::uint64_t last_seq() const;
+
+  // --- history (a read-only connection of its own; one caller at a time) ---
+  [[nodiscard]] tl::expected<DeliveryPage, std::string> deliveries(std::int64_t subscription_id,
+                                                                   std::string_view outcome,
+                                                                   std::int64_t offset,
+                                                                   std::int64_t limit);
+  // The newest delivery of `event_id` to `subscription_id`, as something to send again.
+  [[nodiscard]] tl::expected<std::optional<Unfinished>, std::string> find(
+      std::int64_t subscription_id, std::string_view event_id, std::int64_t& did);
+  // Exhausted deliveries of `subscription_id` created at or after `since_ms` and not yet sent
+  // again, oldest first.
+  [[nodiscard]] tl::expected<std::vector<Recovered>, std::string> exhausted_since(
+      std::int64_t subscription_id, std::int64_t since_ms);
+
+  struct Stats {
+    std::uint64_t commits = 0, commit_failures = 0, records = 0, bytes = 0;
+  };
+  [[nodiscard]] Stats stats() const noexcept;
+
+  // Implementation types (journal.cc).
+  struct Record;
+  struct Batch;
+  struct Writer;
+
+ private:
+  Journal(DurabilityOptions options, const routing::EventCatalogue& catalogue);
+  void run();
+  void push(const Record& r, std::string_view a = {}, std::string_view b = {});
+  bool remember_id(std::int64_t org_id, std::string_view event_id, std::int64_t now_ms);
+  void forget_ids(const Batch& batch);
+
+  DurabilityOptions options_;
+  const routing::EventCatalogue& catalogue_;
+  sqlite3* db_ = nullptr;      // the writer's connection (writer thread only, after open)
+  sqlite3* reader_ = nullptr;  // history queries
+  std::mutex reader_mu_;
+  std::unique_ptr<Writer> writer_;
+  std::vector<Recovered> recovered_;
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  std::unique_ptr<Batch> open_;  // appended to under mu_
+  std::int64_t next_did_ = 1;    // under mu_
+  bool stopping_ = false;        // under mu_
+  bool writer_waiting_ = false;  // under mu_
+  bool failing_ = false;         // under mu_: the last commit failed
+  // Idempotency: (org_id, event id) keys accepted within the window, oldest first in order_.
+  std::unordered_map<std::string, std::int64_t> ids_;  // key → when accepted (ms)
+  std::deque<std::pair<std::int64_t, std::string>> id_order_;
+
+  std::thread thread_;
+  std::atomic<std::uint64_t> durable_{0};
+  std::atomic<std::uint64_t> commits_{0}, commit_failures_{0}, records_{0}, bytes_{0};
+};
+
+}  // namespace fanout::engine

@@ -1,0 +1,163 @@
+// fanoutd's ingest route, POST /v2/events, and the answers that wait for the journal.
+//
+// With durability on (the default), an answer that says `accepted` (or `duplicate`) leaves only
+// once every event it names is on disk: the request's events were given journal sequences
+// [first, last]; the answer waits in `waiting_` (FIFO: sequences only grow) until the journal's
+// durable sequence reaches `last`. A group commit that failed makes every waiting answer whose
+// range meets it a 503 instead (nothing it names is promised; the events were forgotten by the
+// idempotency check, so the client may send the batch again whole).
+#include <uv.h>
+
+#include "tools/fanoutd/api.h"
+#include "tools/fanoutd/api_internal.h"
+#include "tools/fanoutd/log.h"
+#include "tools/json_out.h"
+
+namespace fanout::daemon {
+
+using namespace api_detail;
+using transport::HttpRequest;
+using transport::HttpResponder;
+
+bool Api::ingest(const HttpRequest& req, HttpResponder responder, Reply& reply) {
+  const bool ndjson = iequals(media_type(req.header("content-type")), "application/x-ndjson");
+  // Lines: (1-based number, bytes). application/json is one event whatever its layout.
+  std::vector<std::pair<std::size_t, std::string_view>> lines;
+  if (ndjson) {
+    lines = json::ndjson_lines(req.body);
+  } else if (req.body.find_first_not_of(" \t\r\n") != std::string_view::npos) {
+    lines.emplace_back(1, req.body);
+  }
+  if (lines.empty()) {
+    field_error(reply, "_schema", "the body holds no event.");
+    return true;
+  }
+  if (lines.size() > deps_.config->ingest_max_events) {
+    field_error(reply, "_schema",
+                "at most " + std::to_string(deps_.config->ingest_max_events) +
+                    " events per request (got " + std::to_string(lines.size()) + ").");
+    return true;
+  }
+  std::size_t accepted = 0, dropped = 0, refused = 0, busy = 0, duplicate = 0;
+  std::uint64_t first_seq = 0, last_seq = 0;  // journal sequences this answer promises
+  std::string items;
+  items.reserve(lines.size() * 48);
+  bool stop = stopping_;
+  for (const auto& [number, line] : lines) {
+    if (!items.empty()) items.push_back(',');
+    items += "{\"line\":";
+    json::append_int(items, static_cast<std::int64_t>(number));
+    if (stop) {
+      items += R"(,"status":"busy"})";
+      ++busy;
+      continue;
+    }
+    const PublishResult r = producer_.publish(line);
+    if (r.seq != 0) {
+      if (first_seq == 0) first_seq = r.seq;
+      last_seq = std::max(last_seq, r.seq);
+    }
+    switch (r.status) {
+      case PublishStatus::kAccepted: {
+        ++accepted;
+        items += R"(,"status":"accepted","id":)";
+        json::append_string(items, r.event_id);
+        items += '}';
+        // Remember the payload for tryouts (the engine's parse hands it back).
+        if (latest_.size() < kMaxLatest || latest_.count({r.org_id, r.type}) != 0) {
+          latest_[{r.org_id, r.type}] = std::string(r.payload);
+        }
+        break;
+      }
+      case PublishStatus::kDuplicate:
+        ++duplicate;
+        deps_.metrics->record_refused("duplicate");
+        items += R"(,"status":"duplicate","id":)";
+        json::append_string(items, r.event_id);
+        items += '}';
+        break;
+      case PublishStatus::kNoSubscription: {
+        ++dropped;
+        deps_.metrics->record_refused("no_subscription");
+        items += R"(,"status":"dropped","reason":"no_subscription")";
+        if (!r.event_id.empty()) {
+          items += ",\"id\":";
+          json::append_string(items, r.event_id);
+        }
+        items += '}';
+        break;
+      }
+      case PublishStatus::kInvalid:
+        ++refused;
+        deps_.metrics->record_refused(r.reason);
+        items += R"(,"status":"refused","reason":)";
+        json::append_string(items, r.reason);
+        items += '}';
+        break;
+      case PublishStatus::kBusy:
+      case PublishStatus::kStopped:
+        deps_.metrics->record_refused(r.status == PublishStatus::kBusy ? "busy" : "stopped");
+        stop = true;
+        ++busy;
+        items += R"(,"status":"busy"})";
+        break;
+    }
+  }
+  reply.status = busy == 0 ? 202 : 503;
+  if (busy != 0) {
+    reply.headers.emplace_back("retry-after", std::to_string(deps_.config->ingest_retry_after_s));
+  }
+  reply.body = "{\"accepted\":" + std::to_string(accepted) +
+               ",\"dropped\":" + std::to_string(dropped) +
+               ",\"refused\":" + std::to_string(refused) + ",\"busy\":" + std::to_string(busy) +
+               ",\"duplicate\":" + std::to_string(duplicate) + ",\"items\":[" + items + "]}";
+  return !defer(first_seq, last_seq, responder, reply, "/v2/events");
+}
+
+bool Api::defer(std::uint64_t first_seq, std::uint64_t last_seq, HttpResponder responder,
+                Reply& reply, std::string_view route) {
+  if (last_seq == 0 || deps_.engine->durable_seq() >= last_seq) return false;
+  waiting_.push_back({first_seq, last_seq, responder, std::move(reply), route});
+  return true;
+}
+
+void Api::note_commit(std::uint64_t first_seq, std::uint64_t last_seq, bool ok) {
+  if (ok) return;
+  std::lock_guard lock(failed_mu_);
+  failed_.emplace_back(first_seq, last_seq);
+}
+
+void Api::on_journal_commit() {
+  const std::uint64_t durable = deps_.engine->durable_seq();
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> failed;
+  {
+    std::lock_guard lock(failed_mu_);
+    failed = failed_;
+  }
+  while (!waiting_.empty()) {
+    Waiting& w = waiting_.front();
+    bool lost = false;
+    for (const auto& [lo, hi] : failed) {
+      if (lo <= w.last_seq && w.first_seq <= hi) lost = true;
+    }
+    if (!lost && w.last_seq > durable) break;
+    if (lost) {
+      Reply r;
+      set_error(r, 503, "json",
+                "the events could not be written to disk; nothing in this request was accepted: "
+                "send it again");
+      r.headers.emplace_back("retry-after", std::to_string(deps_.config->ingest_retry_after_s));
+      log::error("journal commit failed", {{"route", std::string(w.route)}});
+      w.reply = std::move(r);
+    }
+    answer_later(w.responder, w.reply, "POST", w.route);
+    waiting_.pop_front();
+  }
+  // A failed range no waiting answer can meet any more is forgotten.
+  if (waiting_.empty() && !failed.empty()) {
+    std::lock_guard lock(failed_mu_);
+    std::erase_if(failed_, [&](const auto& f) { return f.second <= durable; });
+  }
+}
+
+}  // namespace fanout::daemon

@@ -229,6 +229,12 @@ void Worker::attempt(Delivery& d) {
   d.header_views[n++] = {"X-Partoo-Event-Id", d.event_id, /*never_index=*/true};
   ++d.attempts;
   d.header_views[n++] = {"X-Partoo-Attempt", attempt_text(d)};
+  // Signed once, on the worker's thread at the first attempt (not on the publishing thread:
+  // Ed25519 costs more than everything else publish() does).
+  if (!d.has_signature && engine_.shared_->signer) {
+    engine_.shared_->signer->sign_base64(d.body_bytes, d.signature);
+    d.has_signature = true;
+  }
   if (d.has_signature) {
     d.header_views[n++] = {"X-Partoo-Signature-v1",
                            std::string_view(d.signature, Signer::kSignatureBase64Size),
@@ -258,6 +264,18 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
     } else {
       finish(d, OutcomeKind::kRejected);  // 3xx (never followed) and 4xx
     }
+  } else if (r.failure == transport::Failure::kQueueFull) [[unlikely]] {
+    // Refused here, before anything was sent (the origin's queue is full): not an attempt.
+    // The delivery waits in the parked FIFO and goes again as completions free the queue.
+    --d.attempts;
+    drop(attempts_);
+    if (stopping_) {
+      hand_back(d, 0);
+    } else {
+      parked_.push_back(&d);
+    }
+    maybe_close();
+    return;
   } else {
     bump(afailed_);
     if (r.failure == transport::Failure::kCancelled && stopping_) {
@@ -284,6 +302,15 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
     hand_back(d, due);
   } else {
     journal_attempt(d, schedule_retry(d), /*final=*/false);
+  }
+  // A completion made room in some origin's queue: one parked delivery goes again.
+  // (One that ends without being sent, dropped, does not count: the next one goes instead.)
+  while (!parked_.empty() && !stopping_) {
+    Delivery* next = parked_.front();
+    parked_.pop_front();
+    const std::size_t before = attempting_;
+    attempt(*next);
+    if (attempting_ != before) break;
   }
   maybe_close();
 }
@@ -439,6 +466,8 @@ void Worker::begin_stop() {
   uv_update_time(&loop_);
   const std::uint64_t loop_now = timers_->now();
   const std::int64_t wall_now = now_unix_ms();
+  for (Delivery* d : parked_) hand_back(*d, 0);
+  parked_.clear();
   while (Delivery* d = waiting_head_) {
     waiting_head_ = d->next;
     const std::uint64_t due = d->backoff.deadline();

@@ -26,6 +26,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -200,6 +201,8 @@ class Worker {
   std::optional<moodycamel::ConsumerToken> consumer_;
   std::unordered_map<std::int64_t, Target*> targets_;
   Delivery* waiting_head_ = nullptr;
+  // Refused by a full origin queue (not an attempt): submitted again, one per completion.
+  std::deque<Delivery*> parked_;
   Delivery* done_head_ = nullptr;
   Delivery* done_tail_ = nullptr;
   std::vector<Outcome> outcome_buf_;

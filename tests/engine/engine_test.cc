@@ -436,6 +436,34 @@ TEST_F(EngineTest, StopHandsBackDeliveriesQueuedBehindAFullPool) {
 
 // --- Routing changes between attempts -----------------------------------------------------------
 
+TEST_F(EngineTest, AFullOriginQueueIsNotAnAttempt) {
+  // One stream and room for two more in the origin's queue; the first request is held, so the
+  // other 17 are refused by the client (queue full) before anything is sent. They wait in the
+  // worker and go out as room returns: each is delivered at its first attempt.
+  Receiver rx([](const Received&, std::size_t i) { return i == 0 ? Receiver::kHold : 200; });
+  EngineOptions o = test_options();
+  o.max_connections_per_origin = 1;
+  o.max_streams_per_connection = 1;
+  o.max_pending_per_origin = 2;
+  start(o, rx.port());
+  auto p = engine_->make_producer();
+  constexpr int kEvents = 20;
+  for (int i = 0; i < kEvents; ++i) {
+    ASSERT_EQ(p.publish(event("q" + std::to_string(i))).status, PublishStatus::kAccepted);
+  }
+  ASSERT_TRUE(rx.wait_for(1));
+  rx.release_held(200);
+  ASSERT_TRUE(collector_.wait_for(kEvents));
+  for (const auto& o2 : collector_.outcomes()) {
+    EXPECT_EQ(o2.kind, OutcomeKind::kDelivered) << o2.event_id;
+    EXPECT_EQ(o2.attempts, 1u) << o2.event_id << ": a local refusal counted as an attempt";
+  }
+  const auto got = rx.received();
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(kEvents));
+  for (const auto& g : got) EXPECT_EQ(g.headers.at("x-partoo-attempt"), "1");
+  EXPECT_EQ(engine_->stats().attempts, static_cast<std::uint64_t>(kEvents));
+}
+
 TEST_F(EngineTest, UrlChangeTakesEffectForTheRetry) {
   // The first receiver holds the first attempt until the route has moved, then answers 503:
   // the order of events is fixed by the test, not by a clock.

@@ -194,10 +194,6 @@ struct Producer::State {
       }
       seq = static_cast<std::uint64_t>(d->did);
     }
-    if (sh.signer) {
-      sh.signer->sign_base64(d->body_bytes, d->signature);
-      d->has_signature = true;
-    }
     d->attempts = x.attempts;
     d->not_before_unix_ms = x.not_before_unix_ms;  // 0 for publish(): attempted at once
     d->published_ns = uv_hrtime();

@@ -2,21 +2,30 @@
 //
 //   meta(id = 1, next_did)        the next delivery id, written with every batch
 //   deliveries(did, event_id, org_id, event_type TEXT, subscription_id, body BLOB, created_ms,
-//              attempts, next_ms, outcome NULL while pending, finished_ms, resend_of)
-//     + partial index of pending dids (recovery), (subscription_id, did) for history,
-//       partial index of finished_ms over final rows (purge), resend_of (recover)
-//   attempts(did, n, at_ms, status, failure, duration_us)  only when history is kept
+//              attempts, next_ms, outcome NULL while pending, finished_ms, resend_of, log)
+//     + partial index of pending dids (recovery), (subscription_id, did) for history, partial
+//       index of resend_of (recover)
 //   event_ids(org_id, event_id, at_ms)                     only when idempotency is on
+//
+// `log` holds the attempts, one line each, "n at_ms status duration_us failure\n" (the failure
+// text last, empty when there was a status): appended by the same UPDATE that records the attempt,
+// so an attempt costs one row write. It is kept only when history is (history_ms > 0).
+//
+// dids are assigned in accept order under one lock, so created_ms grows with did: the history
+// window is purged by did ranges (a binary search finds the first did inside the window), with
+// no index on time.
 //
 // Event types are stored by name (catalogue ids depend on the configured extensions). Values
 // reach SQL only through bound parameters.
 #include "engine/journal.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "engine/sqlite.h"
@@ -47,21 +56,11 @@ CREATE TABLE deliveries (
   next_ms INTEGER NOT NULL DEFAULT 0,
   outcome INTEGER,
   finished_ms INTEGER,
-  resend_of INTEGER
+  resend_of INTEGER,
+  log TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX deliveries_pending ON deliveries (did) WHERE outcome IS NULL;
 CREATE INDEX deliveries_by_subscription ON deliveries (subscription_id, did);
-CREATE INDEX deliveries_finished ON deliveries (finished_ms) WHERE outcome IS NOT NULL;
-CREATE INDEX deliveries_resends ON deliveries (resend_of) WHERE resend_of IS NOT NULL;
-CREATE TABLE attempts (
-  did INTEGER NOT NULL,
-  n INTEGER NOT NULL,
-  at_ms INTEGER NOT NULL,
-  status INTEGER NOT NULL,
-  failure TEXT NOT NULL,
-  duration_us INTEGER NOT NULL,
-  PRIMARY KEY (did, n)
-) WITHOUT ROWID;
 CREATE TABLE event_ids (
   org_id INTEGER NOT NULL,
   event_id TEXT NOT NULL,
@@ -76,8 +75,15 @@ PRAGMA user_version = 1;
 // Rows removed per purge statement, so that one purge never holds the writer for long.
 constexpr std::int64_t kPurgeChunk = 10'000;
 constexpr auto kPurgeEvery = std::chrono::seconds(1);
-// The WAL is truncated back to this size after a checkpoint (bounded disk).
-constexpr const char* kWalLimit = "PRAGMA journal_size_limit=4194304";
+// The writer's connection: the WAL is checkpointed every 32 MiB and truncated back to that
+// size afterwards (bounded disk); a 32 MiB page cache and memory-mapped reads keep the indexes'
+// pages out of read() calls.
+constexpr const char* kWriterPragmas[] = {
+    "PRAGMA wal_autocheckpoint=8192",
+    "PRAGMA journal_size_limit=33554432",
+    "PRAGMA cache_size=-32768",
+    "PRAGMA mmap_size=268435456",
+};
 
 std::int64_t now_ms() noexcept {
   using namespace std::chrono;
@@ -89,6 +95,41 @@ std::string id_key(std::int64_t org_id, std::string_view event_id) {
   std::memcpy(key.data(), &org_id, sizeof org_id);
   key.append(event_id);
   return key;
+}
+
+// The attempts of a `log` column (journal.cc's header); a malformed line is skipped.
+std::vector<AttemptRecord> parse_log(std::string_view log) {
+  std::vector<AttemptRecord> out;
+  while (!log.empty()) {
+    const std::size_t eol = log.find('\n');
+    std::string_view line = log.substr(0, eol);
+    log.remove_prefix(eol == std::string_view::npos ? log.size() : eol + 1);
+    std::string_view f[4];
+    std::size_t n = 0;
+    while (n < 4 && !line.empty()) {
+      const std::size_t sp = line.find(' ');
+      if (sp == std::string_view::npos) break;
+      f[n++] = line.substr(0, sp);
+      line.remove_prefix(sp + 1);
+    }
+    if (n != 4) continue;
+    AttemptRecord a;
+    std::int64_t at = 0;
+    bool ok = true;
+    auto num = [&ok](std::string_view t, auto& v) {
+      const auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+      ok = ok && ec == std::errc() && p == t.data() + t.size();
+    };
+    num(f[0], a.n);
+    num(f[1], at);
+    num(f[2], a.status);
+    num(f[3], a.duration_us);
+    if (!ok) continue;
+    a.at_unix_ms = at;
+    a.failure = std::string(line);  // the rest of the line
+    out.push_back(std::move(a));
+  }
+  return out;
 }
 
 std::optional<OutcomeKind> outcome_from_name(std::string_view name) {
@@ -139,9 +180,13 @@ struct Journal::Batch {
 // The writer thread's connection and statements.
 struct Journal::Writer {
   sqlite3* db;
-  Statement insert_delivery, update_attempt, insert_attempt, finish, remove, remove_attempts,
-      insert_id, update_meta;
-  std::unordered_set<std::int64_t> finished_here, skipped_here;
+  Statement insert_delivery, update_attempt, finish, remove, insert_id, update_meta;
+  // Per batch: the final record of each delivery that ends in it; the deliveries whose row was
+  // written final (or, without history, not at all) when accepted in it, with their attempts'
+  // log lines.
+  std::unordered_map<std::int64_t, const Record*> finished_here;
+  std::unordered_map<std::int64_t, std::string> settled_logs;
+  std::string line;  // one attempt's log line
   std::chrono::steady_clock::time_point next_purge{};
   std::uint64_t final_rows = 0;  // final deliveries kept for history
 
@@ -151,35 +196,30 @@ struct Journal::Writer {
     };
     auto a =
         p("INSERT INTO deliveries (did, event_id, org_id, event_type, subscription_id, body, "
-          "created_ms, resend_of) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+          "created_ms, resend_of, attempts, outcome, finished_ms, log) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
           "journal: recording an accepted delivery");
-    auto b = p("UPDATE deliveries SET attempts = ?2, next_ms = ?3 WHERE did = ?1",
+    auto b = p("UPDATE deliveries SET attempts = ?2, next_ms = ?3, log = log || ?4 WHERE did = ?1",
                "journal: recording an attempt");
-    auto c =
-        p("INSERT OR REPLACE INTO attempts (did, n, at_ms, status, failure, duration_us) "
-          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-          "journal: recording an attempt's result");
     auto d =
-        p("UPDATE deliveries SET outcome = ?2, attempts = ?3, finished_ms = ?4, next_ms = 0 "
-          "WHERE did = ?1",
+        p("UPDATE deliveries SET outcome = ?2, attempts = ?3, finished_ms = ?4, next_ms = 0, "
+          "log = log || ?5 WHERE did = ?1",
           "journal: recording a final outcome");
     auto e = p("DELETE FROM deliveries WHERE did = ?1", "journal: removing a final delivery");
-    auto f = p("DELETE FROM attempts WHERE did = ?1", "journal: removing attempts");
     auto g = p("INSERT OR REPLACE INTO event_ids (org_id, event_id, at_ms) VALUES (?1, ?2, ?3)",
                "journal: recording an event id");
     auto h = p("UPDATE meta SET next_did = ?1 WHERE id = 1", "journal: recording the next id");
-    for (auto* s : {&a, &b, &c, &d, &e, &f, &g, &h}) {
+    for (auto* s : {&a, &b, &d, &e, &g, &h}) {
       if (!*s) return tl::unexpected(std::move(s->error()));
     }
     return std::unique_ptr<Writer>(new Writer{db,
                                               std::move(*a),
                                               std::move(*b),
-                                              std::move(*c),
                                               std::move(*d),
                                               std::move(*e),
-                                              std::move(*f),
                                               std::move(*g),
                                               std::move(*h),
+                                              {},
                                               {},
                                               {}});
   }
@@ -218,7 +258,9 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
       return fail(std::string("VACUUM: ") + sqlite3_errmsg(j->db_));
     }
   }
-  if (auto r = sqlite::pragma(j->db_, kWalLimit); !r) return fail(r.error());
+  for (const char* sql : kWriterPragmas) {
+    if (auto r = sqlite::pragma(j->db_, sql); !r) return fail(r.error());
+  }
 
   // The next delivery id, the deliveries to resume, the final rows kept, the ids remembered.
   {
@@ -288,7 +330,8 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
   const std::int64_t last = j->next_did_ - 1;
   j->durable_.store(static_cast<std::uint64_t>(last), std::memory_order_release);
 
-  const int rc = sqlite3_open_v2(file.c_str(), &j->reader_, SQLITE_OPEN_READONLY, nullptr);
+  const int rc = sqlite3_open_v2(file.c_str(), &j->reader_,
+                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return fail(std::string("opening a reader: ") + sqlite3_errstr(rc));
   sqlite3_extended_result_codes(j->reader_, 1);
   sqlite3_busy_timeout(j->reader_, sqlite::kBusyTimeoutMs);
@@ -414,22 +457,44 @@ void Journal::forget_ids(const Batch& batch) {
 
 namespace {
 
+// One attempt's line of the `log` column: "n at_ms status duration_us failure\n", the failure
+// text (transport::to_string, may hold spaces) last and empty when there was a status.
+void append_log_line(std::string& out, const Journal::Record& r) {
+  char buf[64];
+  const int n = std::snprintf(buf, sizeof buf, "%u %lld %d %u ", r.n,
+                              static_cast<long long>(r.time_ms), r.status, r.duration_us);
+  if (n > 0) out.append(buf, std::min(static_cast<std::size_t>(n), sizeof buf - 1));
+  if (r.failure != transport::Failure::kNone) out.append(transport::to_string(r.failure));
+  out.push_back('\n');
+}
+
 // One batch in one transaction (the caller commits).
 tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal::Batch& batch,
                                               const DurabilityOptions& o,
                                               const routing::EventCatalogue& catalogue) {
   using Kind = Journal::Record::Kind;
   const bool keep_history = o.history_ms > 0;
-  // Without history, a delivery accepted and finished within this batch never reaches the disk.
+  // A delivery accepted and finished within this batch is written once, already final with its
+  // whole log (and, without history, not at all).
   w.finished_here.clear();
-  w.skipped_here.clear();
-  if (!keep_history) {
+  w.settled_logs.clear();
+  for (const auto& r : batch.records) {
+    if (r.kind != Kind::kAccept && r.has_outcome) w.finished_here[r.did] = &r;
+  }
+  for (const auto& r : batch.records) {
+    if (r.kind == Kind::kAccept && w.finished_here.count(r.did) != 0) w.settled_logs[r.did];
+  }
+  if (keep_history) {
     for (const auto& r : batch.records) {
-      if (r.kind != Kind::kAccept && r.has_outcome) w.finished_here.insert(r.did);
+      if (r.kind != Kind::kAttempt) continue;
+      if (auto it = w.settled_logs.find(r.did); it != w.settled_logs.end()) {
+        append_log_line(it->second, r);
+      }
     }
   }
   const std::string_view bytes = batch.bytes;
   for (const auto& r : batch.records) {
+    const auto settled = w.settled_logs.find(r.did);
     if (r.kind == Kind::kAccept) {
       const std::string_view id = bytes.substr(r.offset, r.id_size);
       if (r.remember_id) {
@@ -439,10 +504,9 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
         w.insert_id.bind(3, r.time_ms);
         if (auto ok = w.insert_id.run(); !ok) return ok;
       }
-      if (w.finished_here.count(r.did) != 0) {
-        w.skipped_here.insert(r.did);
-        continue;
-      }
+      const Journal::Record* fin =
+          settled == w.settled_logs.end() ? nullptr : w.finished_here.at(r.did);
+      if (fin != nullptr && !keep_history) continue;
       const std::string_view body = bytes.substr(r.offset + r.id_size, r.body_size);
       Statement& s = w.insert_delivery;
       s.reset();
@@ -458,28 +522,31 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
       } else {
         s.bind_null(8);
       }
+      if (fin != nullptr) {
+        s.bind(9, static_cast<std::int64_t>(fin->n));
+        s.bind(10, static_cast<std::int64_t>(fin->outcome));
+        s.bind(11, fin->time_ms);
+        s.bind_text(12, settled->second);
+        ++w.final_rows;
+      } else {
+        s.bind(9, std::int64_t{0});
+        s.bind_null(10);
+        s.bind_null(11);
+        s.bind_text(12, {});
+      }
       if (auto ok = s.run(); !ok) return ok;
       continue;
     }
-    if (w.skipped_here.count(r.did) != 0) continue;
-    if (r.kind == Kind::kAttempt && keep_history) {
-      Statement& s = w.insert_attempt;
-      s.reset();
-      s.bind(1, r.did);
-      s.bind(2, static_cast<std::int64_t>(r.n));
-      s.bind(3, r.time_ms);
-      s.bind(4, r.status);
-      s.bind_text(5, r.failure == transport::Failure::kNone ? std::string_view()
-                                                            : transport::to_string(r.failure));
-      s.bind(6, static_cast<std::int64_t>(r.duration_us));
-      if (auto ok = s.run(); !ok) return ok;
-    }
+    if (settled != w.settled_logs.end()) continue;  // written whole with its accept
+    w.line.clear();
+    if (keep_history && r.kind == Kind::kAttempt) append_log_line(w.line, r);
     if (!r.has_outcome) {
       Statement& s = w.update_attempt;
       s.reset();
       s.bind(1, r.did);
       s.bind(2, static_cast<std::int64_t>(r.n));
       s.bind(3, r.next_ms);
+      s.bind_text(4, w.line);
       if (auto ok = s.run(); !ok) return ok;
     } else if (keep_history) {
       Statement& s = w.finish;
@@ -488,6 +555,7 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
       s.bind(2, static_cast<std::int64_t>(r.outcome));
       s.bind(3, static_cast<std::int64_t>(r.n));
       s.bind(4, r.time_ms);
+      s.bind_text(5, w.line);
       if (auto ok = s.run(); !ok) return ok;
       w.final_rows += static_cast<std::uint64_t>(sqlite3_changes(w.db));
     } else {
@@ -499,6 +567,37 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
   w.update_meta.reset();
   w.update_meta.bind(1, static_cast<std::int64_t>(batch.last_did + 1));
   return w.update_meta.run();
+}
+
+// The first did created at or after `cutoff_ms` (dids grow with created_ms), by binary search
+// over did ranges; one past the last did when every row is older.
+tl::expected<std::int64_t, std::string> first_did_since(sqlite3* db, std::int64_t cutoff_ms) {
+  auto at = Statement::prepare(
+      db, "SELECT did, created_ms FROM deliveries WHERE did >= ?1 ORDER BY did LIMIT 1",
+      "journal: finding the history window");
+  if (!at) return tl::unexpected(std::move(at.error()));
+  auto bounds = Statement::prepare(db, "SELECT min(did), max(did) FROM deliveries",
+                                   "journal: finding the history window");
+  if (!bounds) return tl::unexpected(std::move(bounds.error()));
+  auto row = bounds->step();
+  if (!row) return tl::unexpected(std::move(row.error()));
+  if (!*row || bounds->is_null(0)) return std::int64_t{0};
+  std::int64_t lo = bounds->int64(0), hi = bounds->int64(1) + 1;  // answer in [lo, hi]
+  while (lo < hi) {
+    const std::int64_t mid = lo + (hi - lo) / 2;
+    at->reset();
+    at->bind(1, mid);
+    auto r = at->step();
+    if (!r) return tl::unexpected(std::move(r.error()));
+    if (!*r) {
+      hi = mid;  // nothing at or after mid
+    } else if (at->int64(1) >= cutoff_ms) {
+      hi = std::min(mid, at->int64(0));
+    } else {
+      lo = at->int64(0) + 1;
+    }
+  }
+  return lo;
 }
 
 // Final deliveries past the history window or over the row cap, and event ids past the
@@ -515,22 +614,23 @@ tl::expected<void, std::string> purge(Journal::Writer& w, const DurabilityOption
     return sqlite3_changes(w.db);
   };
   if (o.history_ms > 0) {
-    // Oldest final rows: past the window, or beyond the cap.
-    const std::int64_t cutoff = now - static_cast<std::int64_t>(o.history_ms);
-    const std::int64_t over = w.final_rows > o.max_history_rows
-                                  ? static_cast<std::int64_t>(w.final_rows - o.max_history_rows)
-                                  : 0;
-    constexpr std::string_view kOld =
-        "SELECT did FROM deliveries WHERE outcome IS NOT NULL AND (finished_ms < ?1 OR did IN "
-        "(SELECT did FROM deliveries WHERE outcome IS NOT NULL ORDER BY finished_ms LIMIT ?2)) "
-        "LIMIT 10000";
-    auto a = exec(std::string("DELETE FROM attempts WHERE did IN (") + std::string(kOld) + ")",
-                  cutoff, std::min(over, kPurgeChunk), "journal: purging old attempts");
-    if (!a) return tl::unexpected(std::move(a.error()));
-    auto d = exec(std::string("DELETE FROM deliveries WHERE did IN (") + std::string(kOld) + ")",
-                  cutoff, std::min(over, kPurgeChunk), "journal: purging old deliveries");
-    if (!d) return tl::unexpected(std::move(d.error()));
-    w.final_rows -= std::min(w.final_rows, static_cast<std::uint64_t>(*d));
+    auto cut = first_did_since(w.db, now - static_cast<std::int64_t>(o.history_ms));
+    if (!cut) return tl::unexpected(std::move(cut.error()));
+    auto old = exec(
+        "DELETE FROM deliveries WHERE did IN (SELECT did FROM deliveries WHERE did < ?1 AND "
+        "outcome IS NOT NULL LIMIT ?2)",
+        *cut, kPurgeChunk, "journal: purging old deliveries");
+    if (!old) return tl::unexpected(std::move(old.error()));
+    w.final_rows -= std::min(w.final_rows, static_cast<std::uint64_t>(*old));
+    if (w.final_rows > o.max_history_rows) {
+      const auto over = static_cast<std::int64_t>(w.final_rows - o.max_history_rows);
+      auto capped = exec(
+          "DELETE FROM deliveries WHERE did IN (SELECT did FROM deliveries WHERE outcome IS NOT "
+          "NULL ORDER BY did LIMIT ?1 * ?2)",  // ?2 is 1: exec() binds two parameters
+          std::min(over, kPurgeChunk), 1, "journal: purging the oldest deliveries");
+      if (!capped) return tl::unexpected(std::move(capped.error()));
+      w.final_rows -= std::min(w.final_rows, static_cast<std::uint64_t>(*capped));
+    }
   }
   if (o.idempotency_ms > 0) {
     auto e = exec(
@@ -657,15 +757,10 @@ tl::expected<DeliveryPage, std::string> Journal::deliveries(std::int64_t subscri
   auto s = Statement::prepare(
       reader_,
       "SELECT did, event_id, event_type, created_ms, outcome, finished_ms, attempts, next_ms, "
-      "resend_of FROM deliveries WHERE subscription_id = ?1" +
+      "resend_of, log FROM deliveries WHERE subscription_id = ?1" +
           filter + " ORDER BY did DESC LIMIT ?3 OFFSET ?4",
       "reading deliveries");
   if (!s) return tl::unexpected(std::move(s.error()));
-  auto at = Statement::prepare(reader_,
-                               "SELECT n, at_ms, status, failure, duration_us FROM attempts "
-                               "WHERE did = ?1 ORDER BY n",
-                               "reading attempts");
-  if (!at) return tl::unexpected(std::move(at.error()));
   s->bind(1, subscription_id);
   if (kind >= 0) s->bind(2, kind);
   s->bind(3, limit);
@@ -686,20 +781,7 @@ tl::expected<DeliveryPage, std::string> Journal::deliveries(std::int64_t subscri
     }
     d.attempts_made = static_cast<std::uint32_t>(std::clamp<std::int64_t>(s->int64(6), 0, 1000));
     d.resent = !s->is_null(8);
-    at->reset();
-    at->bind(1, s->int64(0));
-    for (;;) {
-      auto arow = at->step();
-      if (!arow) return tl::unexpected(std::move(arow.error()));
-      if (!*arow) break;
-      AttemptRecord a;
-      a.n = static_cast<std::uint32_t>(at->int64(0));
-      a.at_unix_ms = at->int64(1);
-      a.status = static_cast<int>(at->int64(2));
-      a.failure = at->text(3);
-      a.duration_us = static_cast<std::uint32_t>(at->int64(4));
-      d.attempts.push_back(std::move(a));
-    }
+    d.attempts = parse_log(s->text(9));
     page.items.push_back(std::move(d));
   }
   return page;

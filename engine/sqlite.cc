@@ -104,7 +104,10 @@ tl::expected<sqlite3*, std::string> open_wal(const std::filesystem::path& file,
   ::close(fd);
   sqlite3* db = nullptr;
   const int rc =
-      sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+      // NOMUTEX: a connection is used by one thread at a time (sqlite.h), so SQLite's own
+      // per-call locking is skipped.
+      sqlite3_open_v2(file.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string message = "opening " + file.string() + ": " +
                           (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));

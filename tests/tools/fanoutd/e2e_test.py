@@ -40,7 +40,8 @@ def event(org, event_type, payload, event_id=None):
 
 
 # The fields README "Ingest" documents for each item status, and for the whole answer.
-ITEM_FIELDS = {"accepted": {"status", "line", "id"}, "dropped": {"status", "line", "id", "reason"},
+ITEM_FIELDS = {"accepted": {"status", "line", "id"}, "duplicate": {"status", "line", "id"},
+               "dropped": {"status", "line", "id", "reason"},
                "refused": {"status", "line", "reason"}, "busy": {"status", "line"}}
 ANSWER_FIELDS = {"accepted", "dropped", "refused", "busy", "duplicate", "items"}
 
@@ -151,7 +152,7 @@ class DeliveryTest(E2ECase):
         r = self.publish(d, event(ORG, "business_updated", PAYLOADS[0], "e2e-1"))
         self.assertStatus(r, 202)
         self.assertEqual(documented(r.body), {"accepted": 1, "dropped": 0, "refused": 0, "busy": 0,
-                                              "items": [{"status": "accepted", "line": 1, "id": "e2e-1"}]})
+                                              "duplicate": 0, "items": [{"status": "accepted", "line": 1, "id": "e2e-1"}]})
 
         lines = [
             event(ORG, "business_updated", PAYLOADS[1], "e2e-2"),         # 1 accepted

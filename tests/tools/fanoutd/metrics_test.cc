@@ -111,6 +111,21 @@ fanout_api_requests_total{method="POST",route="/v2/webhooks",status="400"} 1
 # HELP fanout_subscriptions Subscriptions in the routing table.
 # TYPE fanout_subscriptions gauge
 fanout_subscriptions 100000
+# HELP fanout_journal_commits_total Group commits of the journal (one fsync of its WAL each).
+# TYPE fanout_journal_commits_total counter
+fanout_journal_commits_total 3
+# HELP fanout_journal_commit_failures_total Group commits that failed (their events were answered 503).
+# TYPE fanout_journal_commit_failures_total counter
+fanout_journal_commit_failures_total 1
+# HELP fanout_journal_records_total Records committed: accepted deliveries, attempts, final outcomes.
+# TYPE fanout_journal_records_total counter
+fanout_journal_records_total 40
+# HELP fanout_journal_event_bytes_total Event ids and bodies handed to the journal.
+# TYPE fanout_journal_event_bytes_total counter
+fanout_journal_event_bytes_total 9000
+# HELP fanout_deliveries_recovered_total Deliveries resumed from the journal at start.
+# TYPE fanout_deliveries_recovered_total counter
+fanout_deliveries_recovered_total 4
 )";
 
 TEST(Metrics, GoldenText) {
@@ -128,6 +143,11 @@ TEST(Metrics, GoldenText) {
   m.record_request("GET", "/v2/webhooks/{id}", 404);
 
   EngineStats s;
+  s.journal_commits = 3;
+  s.journal_commit_failures = 1;
+  s.journal_records = 40;
+  s.journal_bytes = 9000;
+  s.recovered = 4;
   s.published = 12;
   s.refused_invalid = 99;  // the refusals rendered are the recorded ones
   s.in_flight = 7;
@@ -200,7 +220,12 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndCountersEndInTotal) {
                                       "fanout_connections",
                                       "fanout_delivery_latency_seconds",
                                       "fanout_api_requests_total",
-                                      "fanout_subscriptions"};
+                                      "fanout_subscriptions",
+                                      "fanout_journal_commits_total",
+                                      "fanout_journal_commit_failures_total",
+                                      "fanout_journal_records_total",
+                                      "fanout_journal_event_bytes_total",
+                                      "fanout_deliveries_recovered_total"};
   EXPECT_EQ(helped, want);
   EXPECT_EQ(typed, want);
   EXPECT_TRUE(text.ends_with("\n"));

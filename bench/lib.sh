@@ -137,8 +137,9 @@ build_targets() {
     exit 2
   fi
   for target in "$@"; do
-    for path in "$dir/tools/$target" "$dir/bench/$target" "$dir/$target"; do
-      if [[ -x $path ]]; then
+    for path in "$dir/tools/$target" "$dir/tools/$target/$target" "$dir/bench/$target" \
+      "$dir/$target"; do
+      if [[ -f $path && -x $path ]]; then
         [[ $path == /* ]] || path=$ROOT/$path
         BUILT[$target]=$path
         break

@@ -1,10 +1,12 @@
 // The engine's journal (journal.h). Schema (migration 1):
 //
 //   meta(id = 1, next_did)        the next delivery id, written with every batch
-//   deliveries(did, event_id, org_id, event_type TEXT, subscription_id, body BLOB, created_ms,
-//              attempts, next_ms, outcome NULL while pending, finished_ms, resend_of, log)
+//   deliveries(did, event_id, org_id, event_type TEXT, subscription_id, created_ms, attempts,
+//              next_ms, outcome NULL while pending, finished_ms, resend_of, log)
 //     + partial index of pending dids (recovery), (subscription_id, did) for history, partial
 //       index of resend_of (recover)
+//   bodies(did, body BLOB)         written once; apart so that recording an attempt rewrites
+//                                  only the small deliveries row, not the body
 //   event_ids(org_id, event_id, at_ms)                     only when idempotency is on
 //
 // `log` holds the attempts, one line each, "n at_ms status duration_us failure\n" (the failure
@@ -50,7 +52,6 @@ CREATE TABLE deliveries (
   org_id INTEGER NOT NULL,
   event_type TEXT NOT NULL,
   subscription_id INTEGER NOT NULL,
-  body BLOB NOT NULL,
   created_ms INTEGER NOT NULL,
   attempts INTEGER NOT NULL DEFAULT 0,
   next_ms INTEGER NOT NULL DEFAULT 0,
@@ -61,6 +62,10 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_pending ON deliveries (did) WHERE outcome IS NULL;
 CREATE INDEX deliveries_by_subscription ON deliveries (subscription_id, did);
+CREATE TABLE bodies (
+  did INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
 CREATE TABLE event_ids (
   org_id INTEGER NOT NULL,
   event_id TEXT NOT NULL,
@@ -180,7 +185,8 @@ struct Journal::Batch {
 // The writer thread's connection and statements.
 struct Journal::Writer {
   sqlite3* db;
-  Statement insert_delivery, update_attempt, finish, remove, insert_id, update_meta;
+  Statement insert_delivery, update_attempt, finish, remove, insert_body, remove_body, insert_id,
+      update_meta;
   // Per batch: the final record of each delivery that ends in it; the deliveries whose row was
   // written final (or, without history, not at all) when accepted in it, with their attempts'
   // log lines.
@@ -195,9 +201,9 @@ struct Journal::Writer {
       return Statement::prepare(db, sql, what);
     };
     auto a =
-        p("INSERT INTO deliveries (did, event_id, org_id, event_type, subscription_id, body, "
+        p("INSERT INTO deliveries (did, event_id, org_id, event_type, subscription_id, "
           "created_ms, resend_of, attempts, outcome, finished_ms, log) "
-          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
           "journal: recording an accepted delivery");
     auto b = p("UPDATE deliveries SET attempts = ?2, next_ms = ?3, log = log || ?4 WHERE did = ?1",
                "journal: recording an attempt");
@@ -206,10 +212,12 @@ struct Journal::Writer {
           "log = log || ?5 WHERE did = ?1",
           "journal: recording a final outcome");
     auto e = p("DELETE FROM deliveries WHERE did = ?1", "journal: removing a final delivery");
+    auto f = p("INSERT INTO bodies (did, body) VALUES (?1, ?2)", "journal: recording a body");
+    auto k = p("DELETE FROM bodies WHERE did = ?1", "journal: removing a body");
     auto g = p("INSERT OR REPLACE INTO event_ids (org_id, event_id, at_ms) VALUES (?1, ?2, ?3)",
                "journal: recording an event id");
     auto h = p("UPDATE meta SET next_did = ?1 WHERE id = 1", "journal: recording the next id");
-    for (auto* s : {&a, &b, &d, &e, &g, &h}) {
+    for (auto* s : {&a, &b, &d, &e, &f, &k, &g, &h}) {
       if (!*s) return tl::unexpected(std::move(s->error()));
     }
     return std::unique_ptr<Writer>(new Writer{db,
@@ -217,6 +225,8 @@ struct Journal::Writer {
                                               std::move(*b),
                                               std::move(*d),
                                               std::move(*e),
+                                              std::move(*f),
+                                              std::move(*k),
                                               std::move(*g),
                                               std::move(*h),
                                               {},
@@ -274,9 +284,10 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
   }
   {
     auto s = Statement::prepare(j->db_,
-                                "SELECT did, event_id, org_id, event_type, subscription_id, body, "
-                                "attempts, next_ms FROM deliveries WHERE outcome IS NULL "
-                                "ORDER BY did",
+                                "SELECT d.did, d.event_id, d.org_id, d.event_type, "
+                                "d.subscription_id, b.body, d.attempts, d.next_ms FROM deliveries "
+                                "d JOIN bodies b ON b.did = d.did WHERE d.outcome IS NULL "
+                                "ORDER BY d.did",
                                 "reading the deliveries to resume");
     if (!s) return fail(s.error());
     for (;;) {
@@ -515,26 +526,29 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
       s.bind(3, r.org_id);
       s.bind_text(4, catalogue.name(r.type));
       s.bind(5, r.subscription_id);
-      s.bind_blob(6, body.data(), body.size());
-      s.bind(7, r.time_ms);
+      s.bind(6, r.time_ms);
       if (r.resend_of != 0) {
-        s.bind(8, r.resend_of);
+        s.bind(7, r.resend_of);
       } else {
-        s.bind_null(8);
+        s.bind_null(7);
       }
       if (fin != nullptr) {
-        s.bind(9, static_cast<std::int64_t>(fin->n));
-        s.bind(10, static_cast<std::int64_t>(fin->outcome));
-        s.bind(11, fin->time_ms);
-        s.bind_text(12, settled->second);
+        s.bind(8, static_cast<std::int64_t>(fin->n));
+        s.bind(9, static_cast<std::int64_t>(fin->outcome));
+        s.bind(10, fin->time_ms);
+        s.bind_text(11, settled->second);
         ++w.final_rows;
       } else {
-        s.bind(9, std::int64_t{0});
+        s.bind(8, std::int64_t{0});
+        s.bind_null(9);
         s.bind_null(10);
-        s.bind_null(11);
-        s.bind_text(12, {});
+        s.bind_text(11, {});
       }
       if (auto ok = s.run(); !ok) return ok;
+      w.insert_body.reset();
+      w.insert_body.bind(1, r.did);
+      w.insert_body.bind_blob(2, body.data(), body.size());
+      if (auto ok = w.insert_body.run(); !ok) return ok;
       continue;
     }
     if (settled != w.settled_logs.end()) continue;  // written whole with its accept
@@ -562,6 +576,9 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
       w.remove.reset();
       w.remove.bind(1, r.did);
       if (auto ok = w.remove.run(); !ok) return ok;
+      w.remove_body.reset();
+      w.remove_body.bind(1, r.did);
+      if (auto ok = w.remove_body.run(); !ok) return ok;
     }
   }
   w.update_meta.reset();
@@ -616,18 +633,27 @@ tl::expected<void, std::string> purge(Journal::Writer& w, const DurabilityOption
   if (o.history_ms > 0) {
     auto cut = first_did_since(w.db, now - static_cast<std::int64_t>(o.history_ms));
     if (!cut) return tl::unexpected(std::move(cut.error()));
-    auto old = exec(
-        "DELETE FROM deliveries WHERE did IN (SELECT did FROM deliveries WHERE did < ?1 AND "
-        "outcome IS NOT NULL LIMIT ?2)",
-        *cut, kPurgeChunk, "journal: purging old deliveries");
+    // The same chunk from bodies, then from deliveries (one transaction: the same rows).
+    constexpr std::string_view kOld =
+        "did IN (SELECT did FROM deliveries WHERE did < ?1 AND outcome IS NOT NULL LIMIT ?2)";
+    auto gone = exec("DELETE FROM bodies WHERE " + std::string(kOld), *cut, kPurgeChunk,
+                     "journal: purging old bodies");
+    if (!gone) return tl::unexpected(std::move(gone.error()));
+    auto old = exec("DELETE FROM deliveries WHERE " + std::string(kOld), *cut, kPurgeChunk,
+                    "journal: purging old deliveries");
     if (!old) return tl::unexpected(std::move(old.error()));
     w.final_rows -= std::min(w.final_rows, static_cast<std::uint64_t>(*old));
     if (w.final_rows > o.max_history_rows) {
       const auto over = static_cast<std::int64_t>(w.final_rows - o.max_history_rows);
-      auto capped = exec(
-          "DELETE FROM deliveries WHERE did IN (SELECT did FROM deliveries WHERE outcome IS NOT "
-          "NULL ORDER BY did LIMIT ?1 * ?2)",  // ?2 is 1: exec() binds two parameters
-          std::min(over, kPurgeChunk), 1, "journal: purging the oldest deliveries");
+      // ?2 is 1: exec() binds two parameters.
+      constexpr std::string_view kOldest =
+          "did IN (SELECT did FROM deliveries WHERE outcome IS NOT NULL ORDER BY did "
+          "LIMIT ?1 * ?2)";
+      gone = exec("DELETE FROM bodies WHERE " + std::string(kOldest), std::min(over, kPurgeChunk),
+                  1, "journal: purging the oldest bodies");
+      if (!gone) return tl::unexpected(std::move(gone.error()));
+      auto capped = exec("DELETE FROM deliveries WHERE " + std::string(kOldest),
+                         std::min(over, kPurgeChunk), 1, "journal: purging the oldest deliveries");
       if (!capped) return tl::unexpected(std::move(capped.error()));
       w.final_rows -= std::min(w.final_rows, static_cast<std::uint64_t>(*capped));
     }
@@ -791,10 +817,12 @@ tl::expected<std::optional<Unfinished>, std::string> Journal::find(std::int64_t 
                                                                    std::string_view event_id,
                                                                    std::int64_t& did) {
   std::lock_guard lock(reader_mu_);
-  auto s = Statement::prepare(reader_,
-                              "SELECT did, org_id, event_type, body FROM deliveries WHERE "
-                              "subscription_id = ?1 AND event_id = ?2 ORDER BY did DESC LIMIT 1",
-                              "finding a delivery");
+  auto s =
+      Statement::prepare(reader_,
+                         "SELECT d.did, d.org_id, d.event_type, b.body FROM deliveries d "
+                         "JOIN bodies b ON b.did = d.did WHERE "
+                         "d.subscription_id = ?1 AND d.event_id = ?2 ORDER BY d.did DESC LIMIT 1",
+                         "finding a delivery");
   if (!s) return tl::unexpected(std::move(s.error()));
   s->bind(1, subscription_id);
   s->bind_text(2, event_id);
@@ -816,7 +844,8 @@ tl::expected<std::vector<Journal::Recovered>, std::string> Journal::exhausted_si
   std::lock_guard lock(reader_mu_);
   auto s = Statement::prepare(
       reader_,
-      "SELECT d.did, d.event_id, d.org_id, d.event_type, d.body FROM deliveries d "
+      "SELECT d.did, d.event_id, d.org_id, d.event_type, b.body FROM deliveries d JOIN bodies b "
+      "ON b.did = d.did "
       "WHERE d.subscription_id = ?1 AND d.outcome = ?2 AND d.created_ms >= ?3 AND NOT EXISTS "
       "(SELECT 1 FROM deliveries r WHERE r.resend_of = d.did) ORDER BY d.did",
       "finding exhausted deliveries");

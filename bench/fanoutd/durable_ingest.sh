@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# What durable acceptance costs fanoutd's ingest: the same load against fanoutd with its journal
+# (the default) and with --no-durable, in turn, REPEAT times each, in one run.
+#
+#   fanout-sink (h2c) pinned to CPU 1 — the receiver of every delivery;
+#   fanoutd serve --workers 1 and fanout-load --ingest (NDJSON batches of 500, one HTTP/1.1
+#   connection) on CPU 0, 10 organisations with one webhook each.
+#
+# For each run: events/s accepted (fanout-load), the ingest answer's p50/p99, seconds until
+# every event was delivered (fanout_outcomes_total), group commits per second and bytes written
+# to storage per event (/proc/PID/io write_bytes: journal, WAL and checkpoints). Then one run at
+# half the durable median rate (--rate) for the p99 of the ingest answer under a steady load.
+# Medians and ratios are printed as a Markdown table (and written to OUT/durable-ingest.md).
+#
+# Usage: bash bench/fanoutd/durable_ingest.sh [--events N] [--repeat R] [--smoke] [--out DIR]
+#        [--build-dir D]      (defaults: 200000 events, 3 repeats, build/bench)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+# shellcheck source=../lib.sh
+source bench/lib.sh
+parse_bench_args durable_ingest "$@"
+require_tools taskset curl python3
+build_targets "$BUILD_DIR" fanoutd fanout-sink fanout-load
+FANOUTD=${BUILT[fanoutd]}
+SINK=${BUILT[fanout-sink]}
+LOAD=${BUILT[fanout-load]}
+make_scratch fanout-durable
+ORGS=10
+
+# wait_line FILE PATTERN: until FILE has a line matching PATTERN (~30 s at most).
+wait_line() {
+  local i
+  for ((i = 0; i < 600; i++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  log "timed out waiting for '$2' in $1"
+  return 1
+}
+metric() { curl -s "http://127.0.0.1:$DPORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+write_bytes() { awk '/^write_bytes/ { print $2 }' "/proc/$1/io"; }
+
+# run MODE RATE: one daemon (MODE durable | volatile) and one load; prints a JSON line.
+run() {
+  local mode=$1 rate=$2 data="$TMP/data-$RANDOM" args=()
+  [[ $mode == volatile ]] && args+=(--no-durable)
+  taskset -c 1 "$SINK" --listen 127.0.0.1:0 --quiet >"$TMP/sink.out" 2>/dev/null &
+  local sink_pid=$!
+  PIDS+=("$sink_pid")
+  wait_line "$TMP/sink.out" listening
+  local sport
+  sport=$(head -n 1 "$TMP/sink.out")
+  sport=${sport##*:}
+  taskset -c 0 "$FANOUTD" serve --listen 127.0.0.1:0 --data "$data" --insecure \
+    --allow-subnet 127.0.0.1/32 --workers 1 --log-level warn "${args[@]}" \
+    >"$TMP/d.out" 2>"$TMP/d.err" &
+  local dpid=$!
+  PIDS+=("$dpid")
+  wait_line "$TMP/d.out" listening || { cat "$TMP/d.err" >&2; exit 1; }
+  DPORT=$(head -n 1 "$TMP/d.out")
+  DPORT=${DPORT##*:}
+  local orgs provider ingest o
+  orgs=$(seq -s, 1 "$ORGS")
+  provider=$("$FANOUTD" apikey create --data "$data" --role PROVIDER --orgs "$orgs" | tail -n 1)
+  for o in $(seq 1 "$ORGS"); do
+    curl -sf -o /dev/null -X POST "http://127.0.0.1:$DPORT/v2/webhooks?org_id=$o" \
+      -H "x-APIKey: $provider" -H 'Content-Type: application/json' \
+      -d "{\"items\":[{\"url\":\"http://127.0.0.1:$sport/hook\",\"event_type\":\"business_updated\"}]}"
+  done
+  ingest=$("$FANOUTD" apikey create --data "$data" --role INGEST | tail -n 1)
+  local w0 c0 t0 t1 load_args=()
+  [[ $rate != 0 ]] && load_args+=(--rate "$rate")
+  w0=$(write_bytes "$dpid")
+  c0=$(metric fanout_journal_commits_total)
+  t0=$(date +%s.%N)
+  taskset -c 0 "$LOAD" --ingest "http://127.0.0.1:$DPORT" --key "$ingest" --events "$N" \
+    --orgs "$ORGS" --json "${load_args[@]}" >"$TMP/load.json"
+  local delivered=0 i
+  for ((i = 0; i < 6000; i++)); do
+    delivered=$(metric 'fanout_outcomes_total{kind="delivered"}')
+    [[ ${delivered:-0} -ge $N ]] && break
+    sleep 0.05
+  done
+  t1=$(date +%s.%N)
+  local w1 c1
+  w1=$(write_bytes "$dpid")
+  c1=$(metric fanout_journal_commits_total)
+  kill "$dpid" "$sink_pid"
+  wait "$dpid" "$sink_pid" 2>/dev/null || true
+  PIDS=()
+  rm -rf "$data"
+  python3 - "$TMP/load.json" "$mode" "$N" "$w0" "$w1" "$c0" "$c1" "$t0" "$t1" "$delivered" <<'EOF'
+import json, sys
+load = json.load(open(sys.argv[1]))
+mode, n, w0, w1, c0, c1, t0, t1, delivered = sys.argv[2:]
+n = int(n)
+elapsed = float(load["elapsed_s"]) or 1e-9
+print(json.dumps({
+    "mode": mode, "accepted_per_s": load["accepted_per_s"],
+    "p50_ms": load["request_latency_us"]["p50"] / 1000,
+    "p99_ms": load["request_latency_us"]["p99"] / 1000,
+    "all_delivered_s": float(t1) - float(t0) if int(delivered) >= n else None,
+    "commits_per_s": (int(c1) - int(c0)) / elapsed,
+    "bytes_per_event": (int(w1) - int(w0)) / n}))
+EOF
+}
+
+log "durable_ingest: $N events per run, $REPEAT runs per mode, load $(loadavg)"
+: >"$TMP/runs.jsonl"
+for ((r = 1; r <= REPEAT; r++)); do
+  for mode in durable volatile; do
+    run "$mode" 0 | tee -a "$TMP/runs.jsonl" >&2
+  done
+done
+half=$(python3 -c '
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["mode"] == "durable"]
+print(int(statistics.median(r["accepted_per_s"] for r in runs) / 2))' "$TMP/runs.jsonl")
+log "steady load at $half events/s (half the durable median)"
+run durable "$half" | sed 's/"mode": "durable"/"mode": "durable-half"/' | tee -a "$TMP/runs.jsonl" >&2
+
+report=$(python3 - "$TMP/runs.jsonl" "$N" "$REPEAT" <<'EOF'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+n, repeat = sys.argv[2], sys.argv[3]
+def med(mode, key):
+    v = [r[key] for r in runs if r["mode"] == mode and r[key] is not None]
+    return statistics.median(v) if v else float("nan")
+d, v = "durable", "volatile"
+print(f"| {n} events, medians of {repeat} | durable | --no-durable | durable / no-durable |")
+print("|---|---:|---:|---:|")
+for key, label, fmt in [("accepted_per_s", "events/s accepted", "{:,.0f}"),
+                        ("all_delivered_s", "s until all delivered", "{:.2f}"),
+                        ("p50_ms", "ingest answer p50 (ms, 500 events)", "{:.1f}"),
+                        ("p99_ms", "ingest answer p99 (ms)", "{:.1f}"),
+                        ("commits_per_s", "group commits/s", "{:,.0f}"),
+                        ("bytes_per_event", "bytes written per event", "{:,.0f}")]:
+    a, b = med(d, key), med(v, key)
+    ratio = f"{a / b:.2f}" if b and b == b and a == a else "–"
+    print(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio} |")
+h = [r for r in runs if r["mode"] == "durable-half"][0]
+print(f"\nSteady load at half the durable rate: ingest answer p50 {h['p50_ms']:.1f} ms, "
+      f"p99 {h['p99_ms']:.1f} ms; {h['commits_per_s']:,.0f} group commits/s, "
+      f"{h['bytes_per_event']:,.0f} bytes written per event.")
+EOF
+)
+printf '%s\n' "$report"
+if [[ -n $OUT ]]; then
+  mkdir -p "$OUT"
+  printf '%s\n' "$report" >"$OUT/durable-ingest.md"
+  log "wrote $OUT/durable-ingest.md"
+fi

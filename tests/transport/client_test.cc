@@ -269,6 +269,25 @@ TEST_F(NghttpdTest, LargeBodiesCrossFlowControlWindows) {
   }
 }
 
+TEST_F(NghttpdTest, AnswerBodyExcerptStopsAtTheRequestsLimit) {
+  // nghttpd echoes the 200 KiB upload; a request that keeps 100 bytes holds 100 bytes (the
+  // engine's deliveries keep 256: a waiting retry must not hold a large error page), over
+  // HTTP/2 (the HTTP/1.1 case is the next test).
+  const std::uint16_t port = start_nghttpd(false, {});
+  ClientOptions o = local_options();
+  o.insecure = true;
+  make_client(o);
+  const std::string big(200 * 1024, 'y');
+  auto reqs = make_requests(2, false, "127.0.0.1", port, big);
+  reqs[0]->max_body_excerpt = 100;
+  reqs[1]->max_body_excerpt = 0;
+  run_all(reqs);
+  ASSERT_EQ(reqs[0]->got.failure, Failure::kNone) << reqs[0]->got_detail;
+  EXPECT_EQ(reqs[0]->got_body, big.substr(0, 100));
+  EXPECT_EQ(reqs[1]->got.status, 200);
+  EXPECT_EQ(reqs[1]->got_body, "");
+}
+
 TEST_F(NghttpdTest, PeerStreamLimitQueuesTheRest) {
   // -m 2: at most two streams at once per connection; the rest wait in the pool and nghttp2.
   const std::uint16_t port = start_nghttpd(false, {"-m", "2"});
@@ -449,6 +468,18 @@ TEST_F(ClientTest, Http1ChunkedResponseIsReadWhole) {
   EXPECT_EQ(reqs[0]->got.status, 200) << to_string(reqs[0]->got.failure);
   EXPECT_EQ(reqs[0]->got_body, "hello world");
   EXPECT_EQ(reqs[0]->got.protocol, Protocol::kHttp1);
+}
+
+TEST_F(ClientTest, Http1AnswerBodyExcerptStopsAtTheRequestsLimit) {
+  SilentPeer& peer = silent_peer(false,
+                                 "HTTP/1.1 500 Oops\r\nTransfer-Encoding: "
+                                 "chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+  make_client(http1_options());
+  auto reqs = make_requests(1, false, "127.0.0.1", peer.port());
+  reqs[0]->max_body_excerpt = 7;
+  run_all(reqs);
+  EXPECT_EQ(reqs[0]->got.status, 500) << to_string(reqs[0]->got.failure);
+  EXPECT_EQ(reqs[0]->got_body, "hello w");
 }
 
 TEST_F(ClientTest, Http1BodyDelimitedByCloseIsRead) {

@@ -621,6 +621,27 @@ TEST_F(EngineTest, RetryAnsweredAroundStopIsHandedBackAfterItsBackoff) {
   EXPECT_TRUE(collector_.outcomes().empty());
 }
 
+TEST_F(EngineTest, ResumeIsNeverRefusedBusy) {
+  // Deliveries handed back by a stop were accepted once: resuming more of them than the budget
+  // holds takes them all (the budget refuses new events only), and all are delivered.
+  Receiver rx([](const Received&, std::size_t) { return 200; });
+  EngineOptions o = test_options();
+  o.max_in_flight = 2;
+  start(o, rx.port());
+  auto p = engine_->make_producer();
+  constexpr int kSaved = 6;
+  for (int i = 0; i < kSaved; ++i) {
+    EXPECT_EQ(p.resume(persisted("saved" + std::to_string(i), 1, 0)).status,
+              PublishStatus::kAccepted);
+  }
+  ASSERT_TRUE(collector_.wait_for(kSaved));
+  for (const auto& c : collector_.outcomes()) {
+    EXPECT_EQ(c.kind, OutcomeKind::kDelivered) << c.event_id;
+    EXPECT_EQ(c.attempts, 2u) << c.event_id << ": attempts continue from the saved count";
+  }
+  EXPECT_EQ(engine_->stats().refused_busy, 0u);
+}
+
 TEST_F(EngineTest, ResumeWithAPastOrNoDueTimeAttemptsAtOnce) {
   Receiver rx([](const Received&, std::size_t) { return 200; });
   EngineOptions o = test_options();

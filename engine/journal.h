@@ -18,8 +18,10 @@
 // delivery and its final outcome in the same batch, with no history kept, never reach the disk.
 //
 // Sequence: each accepted delivery gets a delivery id (did) under the lock, so dids are in batch
-// order and "every did <= durable_seq() is on disk" holds after each commit. dids never repeat
-// across restarts (the high-water mark is stored in the same transaction as the rows).
+// order and "every did <= durable_seq() is on disk" holds after each commit, except the dids of
+// a batch whose commit failed (reported by on_commit; durable_seq() is a high-water mark). dids
+// never repeat across restarts (the high-water mark is stored in the same transaction as the
+// rows).
 //
 // Invariants: a row of `deliveries` without an outcome is an accepted delivery that has no final
 // outcome yet; its `attempts` and `next_ms` are those of its last recorded attempt. Only an

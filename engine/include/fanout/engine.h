@@ -112,7 +112,9 @@ struct DurabilityOptions {
   // Called on the journal's writer thread after each group commit that held records, with the
   // sequences of the deliveries accepted in it (first..last; 0, 0 when none). ok: on disk, and
   // Engine::durable_seq() has moved. Not ok: the commit failed and those events are not durable
-  // (publish answers kBusy until a commit succeeds again).
+  // (publish answers kBusy until a commit succeeds again). durable_seq() is a high-water mark:
+  // a later successful commit moves it past a lost range, so a caller that promises durability
+  // must remember the ranges reported lost here (fanoutd answers 503 for them).
   std::function<void(std::uint64_t first_seq, std::uint64_t last_seq, bool ok)> on_commit;
   // Tests only: when set and it returns true, the next commit fails as a disk error would.
   std::function<bool()> fail_commit;

@@ -145,6 +145,24 @@ std::optional<OutcomeKind> outcome_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+// The columns every read of deliveries to start again selects, in this order.
+constexpr std::string_view kRecoveredColumns =
+    "SELECT d.did, d.event_id, d.org_id, d.event_type, d.subscription_id, b.body, d.attempts, "
+    "d.next_ms FROM deliveries d JOIN bodies b ON b.did = d.did ";
+
+Journal::Recovered recovered_from_row(const Statement& s) {
+  Journal::Recovered r;
+  r.did = s.int64(0);
+  r.u.event_id = s.text(1);
+  r.u.org_id = s.int64(2);
+  r.u.event_type = s.text(3);
+  r.u.subscription_id = s.int64(4);
+  r.u.body = s.blob(5);
+  r.u.attempts = static_cast<std::uint32_t>(std::clamp<std::int64_t>(s.int64(6), 0, 1000));
+  r.u.next_attempt_unix_ms = s.int64(7);
+  return r;
+}
+
 }  // namespace
 
 // One fixed-size record; an accept's event id and body are in the batch's byte buffer.
@@ -283,26 +301,15 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
     j->next_did_ = std::max<std::int64_t>(1, s->int64(0));
   }
   {
-    auto s = Statement::prepare(j->db_,
-                                "SELECT d.did, d.event_id, d.org_id, d.event_type, "
-                                "d.subscription_id, b.body, d.attempts, d.next_ms FROM deliveries "
-                                "d JOIN bodies b ON b.did = d.did WHERE d.outcome IS NULL "
-                                "ORDER BY d.did",
-                                "reading the deliveries to resume");
+    auto s = Statement::prepare(
+        j->db_, std::string(kRecoveredColumns) + "WHERE d.outcome IS NULL ORDER BY d.did",
+        "reading the deliveries to resume");
     if (!s) return fail(s.error());
     for (;;) {
       auto row = s->step();
       if (!row) return fail(row.error());
       if (!*row) break;
-      Recovered r;
-      r.did = s->int64(0);
-      r.u.event_id = s->text(1);
-      r.u.org_id = s->int64(2);
-      r.u.event_type = s->text(3);
-      r.u.subscription_id = s->int64(4);
-      r.u.body = s->blob(5);
-      r.u.attempts = static_cast<std::uint32_t>(std::clamp<std::int64_t>(s->int64(6), 0, 1000));
-      r.u.next_attempt_unix_ms = s->int64(7);
+      Recovered r = recovered_from_row(*s);
       j->next_did_ = std::max(j->next_did_, r.did + 1);
       j->recovered_.push_back(std::move(r));
     }
@@ -844,10 +851,9 @@ tl::expected<std::vector<Journal::Recovered>, std::string> Journal::exhausted_si
   std::lock_guard lock(reader_mu_);
   auto s = Statement::prepare(
       reader_,
-      "SELECT d.did, d.event_id, d.org_id, d.event_type, b.body FROM deliveries d JOIN bodies b "
-      "ON b.did = d.did "
-      "WHERE d.subscription_id = ?1 AND d.outcome = ?2 AND d.created_ms >= ?3 AND NOT EXISTS "
-      "(SELECT 1 FROM deliveries r WHERE r.resend_of = d.did) ORDER BY d.did",
+      std::string(kRecoveredColumns) +
+          "WHERE d.subscription_id = ?1 AND d.outcome = ?2 AND d.created_ms >= ?3 AND NOT EXISTS "
+          "(SELECT 1 FROM deliveries r WHERE r.resend_of = d.did) ORDER BY d.did",
       "finding exhausted deliveries");
   if (!s) return tl::unexpected(std::move(s.error()));
   s->bind(1, subscription_id);
@@ -858,13 +864,9 @@ tl::expected<std::vector<Journal::Recovered>, std::string> Journal::exhausted_si
     auto row = s->step();
     if (!row) return tl::unexpected(std::move(row.error()));
     if (!*row) break;
-    Recovered r;
-    r.did = s->int64(0);
-    r.u.event_id = s->text(1);
-    r.u.org_id = s->int64(2);
-    r.u.event_type = s->text(3);
-    r.u.body = s->blob(4);
-    r.u.subscription_id = subscription_id;
+    Recovered r = recovered_from_row(*s);
+    r.u.attempts = 0;  // to be sent again from attempt 1
+    r.u.next_attempt_unix_ms = 0;
     out.push_back(std::move(r));
   }
   return out;

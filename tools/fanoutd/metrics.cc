@@ -187,22 +187,26 @@ std::string Metrics::render(const EngineStats& stats, std::uint64_t subscription
   append_sample(out, "fanout_subscriptions", "", "", subscriptions);
 
   // Durability (zero with --no-durable).
-  append_header(out, "fanout_journal_commits_total", "counter",
-                "Group commits of the journal (one fsync of its WAL each).");
-  append_sample(out, "fanout_journal_commits_total", "", "", stats.journal_commits);
-  append_header(out, "fanout_journal_commit_failures_total", "counter",
-                "Group commits that failed (their events were answered 503).");
-  append_sample(out, "fanout_journal_commit_failures_total", "", "",
-                stats.journal_commit_failures);
-  append_header(out, "fanout_journal_records_total", "counter",
-                "Records committed: accepted deliveries, attempts, final outcomes.");
-  append_sample(out, "fanout_journal_records_total", "", "", stats.journal_records);
-  append_header(out, "fanout_journal_event_bytes_total", "counter",
-                "Event ids and bodies handed to the journal.");
-  append_sample(out, "fanout_journal_event_bytes_total", "", "", stats.journal_bytes);
-  append_header(out, "fanout_deliveries_recovered_total", "counter",
-                "Deliveries resumed from the journal at start.");
-  append_sample(out, "fanout_deliveries_recovered_total", "", "", stats.recovered);
+  const struct {
+    std::string_view name, help;
+    std::uint64_t value;
+  } journal[] = {
+      {"fanout_journal_commits_total", "Group commits of the journal (one fsync of its WAL each).",
+       stats.journal_commits},
+      {"fanout_journal_commit_failures_total",
+       "Group commits that failed (their events were answered 503).",
+       stats.journal_commit_failures},
+      {"fanout_journal_records_total",
+       "Records committed: accepted deliveries, attempts, final outcomes.", stats.journal_records},
+      {"fanout_journal_event_bytes_total", "Event ids and bodies handed to the journal.",
+       stats.journal_bytes},
+      {"fanout_deliveries_recovered_total", "Deliveries resumed from the journal at start.",
+       stats.recovered},
+  };
+  for (const auto& m : journal) {
+    append_header(out, m.name, "counter", m.help);
+    append_sample(out, m.name, "", "", m.value);
+  }
   return out;
 }
 

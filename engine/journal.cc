@@ -80,15 +80,23 @@ PRAGMA user_version = 1;
 // Rows removed per purge statement, so that one purge never holds the writer for long.
 constexpr std::int64_t kPurgeChunk = 10'000;
 constexpr auto kPurgeEvery = std::chrono::seconds(1);
-// The writer's connection: the WAL is checkpointed every 32 MiB and truncated back to that
-// size afterwards (bounded disk); a 32 MiB page cache and memory-mapped reads keep the indexes'
-// pages out of read() calls.
+// The writer's connection: no checkpoint of its own (the checkpointer thread does them, so a
+// commit never waits for one), the WAL truncated back to 32 MiB after it restarts (bounded
+// disk), a 32 MiB page cache and memory-mapped reads to keep the indexes' pages out of read().
 constexpr const char* kWriterPragmas[] = {
-    "PRAGMA wal_autocheckpoint=8192",
+    "PRAGMA wal_autocheckpoint=0",
     "PRAGMA journal_size_limit=33554432",
     "PRAGMA cache_size=-32768",
     "PRAGMA mmap_size=268435456",
 };
+// WAL frames (4 KiB pages) after a commit: past the first, the checkpointer copies the WAL into
+// the database (PASSIVE: beside the writer, never blocking it); past the second (it fell
+// behind, or never caught a moment with the whole WAL copied) the writer itself restarts the
+// WAL, so it stays bounded.
+constexpr int kCheckpointFrames = 8192;
+constexpr int kWriterCheckpointFrames = 4 * kCheckpointFrames;
+// Frames left for the writer's RESTART checkpoint to copy (between two of its commits).
+constexpr int kCheckpointTail = 128;
 
 std::int64_t now_ms() noexcept {
   using namespace std::chrono;
@@ -260,6 +268,7 @@ Journal::~Journal() {
   stop();
   writer_.reset();  // statements before their connection
   sqlite3_close_v2(reader_);
+  sqlite3_close_v2(checkpointer_db_);
   sqlite3_close_v2(db_);
 }
 
@@ -289,6 +298,7 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
   for (const char* sql : kWriterPragmas) {
     if (auto r = sqlite::pragma(j->db_, sql); !r) return fail(r.error());
   }
+  sqlite3_wal_hook(j->db_, &Journal::on_wal, j.get());
 
   // The next delivery id, the deliveries to resume, the final rows kept, the ids remembered.
   {
@@ -353,12 +363,17 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
   if (rc != SQLITE_OK) return fail(std::string("opening a reader: ") + sqlite3_errstr(rc));
   sqlite3_extended_result_codes(j->reader_, 1);
   sqlite3_busy_timeout(j->reader_, sqlite::kBusyTimeoutMs);
+  const int rc2 = sqlite3_open_v2(file.c_str(), &j->checkpointer_db_,
+                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc2 != SQLITE_OK) return fail(std::string("opening a checkpointer: ") + sqlite3_errstr(rc2));
+  sqlite3_busy_timeout(j->checkpointer_db_, sqlite::kBusyTimeoutMs);
   return j;
 }
 
 void Journal::start() {
   if (thread_.joinable()) return;
   thread_ = std::thread([this] { run(); });
+  checkpoint_thread_ = std::thread([this] { run_checkpoints(); });
 }
 
 void Journal::stop() {
@@ -368,6 +383,54 @@ void Journal::stop() {
   }
   wake_.notify_one();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lock(checkpoint_mu_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_wake_.notify_one();
+  if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+}
+
+int Journal::on_wal(void* self, sqlite3* db, const char*, int frames) {
+  auto* j = static_cast<Journal*>(self);
+  if (frames >= kWriterCheckpointFrames) {
+    // SQLITE_BUSY (the checkpointer is at it) is fine: it will be tried again after the next
+    // commit.
+    (void)sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+  } else if (frames >= kCheckpointFrames) {
+    {
+      std::lock_guard lock(j->checkpoint_mu_);
+      j->checkpoint_due_ = true;
+    }
+    j->checkpoint_wake_.notify_one();
+  }
+  return SQLITE_OK;
+}
+
+void Journal::run_checkpoints() {
+  for (;;) {
+    {
+      std::unique_lock lock(checkpoint_mu_);
+      checkpoint_wake_.wait(lock, [this] { return checkpoint_due_ || checkpoint_stop_; });
+      if (checkpoint_stop_) return;
+      checkpoint_due_ = false;
+    }
+    // Copies what the WAL holds into the database, beside the writer, until only a little is
+    // left; then asks the writer to copy the rest (a RESTART checkpoint between two commits)
+    // so that the WAL starts again from its beginning: under a steady load a PASSIVE
+    // checkpoint alone never finds the whole WAL copied at the writer's next commit, and one
+    // from this thread would wait for a moment without a writer that may never come.
+    for (int round = 0; round < 16; ++round) {
+      int log = 0, copied = 0;
+      const int rc = sqlite3_wal_checkpoint_v2(checkpointer_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                               &log, &copied);
+      if (rc != SQLITE_OK) break;
+      if (log - copied <= kCheckpointTail) {
+        restart_ready_.store(true, std::memory_order_release);
+        break;
+      }
+    }
+  }
 }
 
 std::uint64_t Journal::last_seq() const {
@@ -744,6 +807,10 @@ void Journal::run() {
     }
     if (options_.on_commit && !batch->records.empty()) {
       options_.on_commit(batch->first_accept, batch->last_accept, ok);
+    }
+    // The checkpointer copied nearly all of the WAL: the rest now, so that it starts again.
+    if (restart_ready_.exchange(false, std::memory_order_acquire)) {
+      (void)sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
     }
     batch->clear();
     spare = std::move(batch);

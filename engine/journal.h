@@ -118,6 +118,9 @@ class Journal {
  private:
   Journal(DurabilityOptions options, const routing::EventCatalogue& catalogue);
   void run();
+  // The checkpointer thread (journal.cc, kCheckpointFrames) and the WAL hook that wakes it.
+  void run_checkpoints();
+  static int on_wal(void* self, sqlite3* db, const char* name, int frames);
   void push(const Record& r, std::string_view a = {}, std::string_view b = {});
   bool remember_id(std::int64_t org_id, std::string_view event_id, std::int64_t now_ms);
   void forget_ids(const Batch& batch);
@@ -142,6 +145,13 @@ class Journal {
   std::deque<std::pair<std::int64_t, std::string>> id_order_;
 
   std::thread thread_;
+  sqlite3* checkpointer_db_ = nullptr;  // the checkpointer thread's connection
+  std::thread checkpoint_thread_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_wake_;
+  bool checkpoint_due_ = false;             // under checkpoint_mu_
+  bool checkpoint_stop_ = false;            // under checkpoint_mu_
+  std::atomic<bool> restart_ready_{false};  // the writer may restart the WAL cheaply
   std::atomic<std::uint64_t> durable_{0};
   std::atomic<std::uint64_t> commits_{0}, commit_failures_{0}, records_{0}, bytes_{0};
 };

@@ -1,0 +1,134 @@
+// Internals shared by the journal's files (journal.h): the records appended and the writer's
+// statements (journal.cc), the writes of one batch and the purge (journal_write.cc), and the
+// row formats both the writer and the readers know (journal_history.cc). Not for other files.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/journal.h"
+#include "engine/sqlite.h"
+
+namespace fanout::engine {
+
+// One fixed-size record; an accept's event id and body are in the batch's byte buffer.
+struct Journal::Record {
+  enum class Kind : std::uint8_t { kAccept, kAttempt, kFinal };
+  Kind kind = Kind::kAccept;
+  bool has_outcome = false;
+  bool remember_id = false;  // kAccept: the id is an idempotency key
+  OutcomeKind outcome = OutcomeKind::kDelivered;
+  transport::Failure failure = transport::Failure::kNone;
+  routing::EventTypeId type = 0;
+  std::uint32_t n = 0;  // kAttempt: the attempt's number; kFinal: attempts made
+  int status = 0;
+  std::uint32_t duration_us = 0;
+  std::int64_t did = 0;
+  std::int64_t org_id = 0;
+  std::int64_t subscription_id = 0;
+  std::int64_t time_ms = 0;  // kAccept: created; kAttempt, kFinal: when
+  std::int64_t next_ms = 0;  // kAttempt: the next attempt's due time, 0 when none
+  std::int64_t resend_of = 0;
+  std::size_t offset = 0;  // kAccept: id then body in Batch::bytes
+  std::uint32_t id_size = 0;
+  std::uint32_t body_size = 0;
+};
+
+struct Journal::Batch {
+  std::vector<Record> records;
+  std::string bytes;
+  std::uint64_t last_did = 0;  // every did up to here is in this batch or before
+  std::uint64_t first_accept = 0, last_accept = 0;  // dids accepted in this batch
+  void clear() noexcept {
+    records.clear();
+    bytes.clear();
+    last_did = first_accept = last_accept = 0;
+  }
+};
+
+// The writer thread's connection and statements.
+struct Journal::Writer {
+  sqlite3* db;
+  sqlite::Statement insert_delivery, update_attempt, finish, remove, insert_body, remove_body,
+      insert_id, update_meta;
+  // Per batch: the final record of each delivery that ends in it; the deliveries whose row was
+  // written final (or, without history, not at all) when accepted in it, with their attempts'
+  // log lines.
+  std::unordered_map<std::int64_t, const Record*> finished_here;
+  std::unordered_map<std::int64_t, std::string> settled_logs;
+  std::string line;  // one attempt's log line
+  std::chrono::steady_clock::time_point next_purge{};
+  std::uint64_t final_rows = 0;  // final deliveries kept for history
+
+  static tl::expected<std::unique_ptr<Writer>, std::string> make(sqlite3* db) {
+    auto p = [db](std::string_view sql, const char* what) {
+      return sqlite::Statement::prepare(db, sql, what);
+    };
+    auto a =
+        p("INSERT INTO deliveries (did, event_id, org_id, event_type, subscription_id, "
+          "created_ms, resend_of, attempts, outcome, finished_ms, log) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+          "journal: recording an accepted delivery");
+    auto b = p("UPDATE deliveries SET attempts = ?2, next_ms = ?3, log = log || ?4 WHERE did = ?1",
+               "journal: recording an attempt");
+    auto d =
+        p("UPDATE deliveries SET outcome = ?2, attempts = ?3, finished_ms = ?4, next_ms = 0, "
+          "log = log || ?5 WHERE did = ?1",
+          "journal: recording a final outcome");
+    auto e = p("DELETE FROM deliveries WHERE did = ?1", "journal: removing a final delivery");
+    auto f = p("INSERT INTO bodies (did, body) VALUES (?1, ?2)", "journal: recording a body");
+    auto k = p("DELETE FROM bodies WHERE did = ?1", "journal: removing a body");
+    auto g = p("INSERT OR REPLACE INTO event_ids (org_id, event_id, at_ms) VALUES (?1, ?2, ?3)",
+               "journal: recording an event id");
+    auto h = p("UPDATE meta SET next_did = ?1 WHERE id = 1", "journal: recording the next id");
+    for (auto* s : {&a, &b, &d, &e, &f, &k, &g, &h}) {
+      if (!*s) return tl::unexpected(std::move(s->error()));
+    }
+    return std::unique_ptr<Writer>(new Writer{db,
+                                              std::move(*a),
+                                              std::move(*b),
+                                              std::move(*d),
+                                              std::move(*e),
+                                              std::move(*f),
+                                              std::move(*k),
+                                              std::move(*g),
+                                              std::move(*h),
+                                              {},
+                                              {},
+                                              {}});
+  }
+};
+
+namespace journal_detail {
+
+// Rows removed per purge statement, so that one purge never holds the writer for long.
+inline constexpr std::int64_t kPurgeChunk = 10'000;
+
+// One batch in one transaction (the caller begins and commits it).
+[[nodiscard]] tl::expected<void, std::string> write_records(
+    Journal::Writer& w, const Journal::Batch& batch, const DurabilityOptions& o,
+    const routing::EventCatalogue& catalogue);
+// Final deliveries past the history window or over the row cap, and event ids past the
+// idempotency window, a chunk at a time (inside the caller's transaction).
+[[nodiscard]] tl::expected<void, std::string> purge(Journal::Writer& w, const DurabilityOptions& o,
+                                                    std::int64_t now_ms);
+
+// The `log` column: one line per attempt, "n at_ms status duration_us failure\n", the failure
+// text (transport::to_string, may hold spaces) last and empty when there was a status.
+void append_log_line(std::string& out, const Journal::Record& r);
+// The attempts of a `log` column; a malformed line is skipped.
+[[nodiscard]] std::vector<AttemptRecord> parse_log(std::string_view log);
+
+// The columns every read of deliveries to start again selects, in this order, and the reader of
+// one such row.
+inline constexpr std::string_view kRecoveredColumns =
+    "SELECT d.did, d.event_id, d.org_id, d.event_type, d.subscription_id, b.body, d.attempts, "
+    "d.next_ms FROM deliveries d JOIN bodies b ON b.did = d.did ";
+[[nodiscard]] Journal::Recovered recovered_from_row(const sqlite::Statement& s);
+
+}  // namespace journal_detail
+}  // namespace fanout::engine

@@ -19,15 +19,7 @@
 #include "fanout/engine.h"
 #include "tests/engine/collector.h"
 #include "tests/engine/receiver.h"
-
-// Sanitizers slow everything down several times: fewer events keep the runtime in seconds.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define FANOUT_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define FANOUT_TEST_SANITIZED 1
-#endif
-#endif
+#include "tests/support/sanitized.h"
 
 namespace fanout {
 namespace {

@@ -38,16 +38,8 @@
 #include <vector>
 
 #include "routing/catalogue.h"
+#include "tests/support/sanitized.h"
 #include "transport/client.h"
-
-// Sanitizers slow everything down several times: the bounded-disk test writes fewer deliveries.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define FANOUT_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define FANOUT_TEST_SANITIZED 1
-#endif
-#endif
 
 namespace fanout::engine {
 

@@ -733,7 +733,7 @@ int cmd_publish(std::span<char*> args) {
     std::fprintf(stderr, "fanoutd: publish: %s\n", client.error().c_str());
     return 1;
   }
-  std::size_t accepted = 0, dropped = 0, refused = 0;
+  std::size_t accepted = 0, dropped = 0, refused = 0, duplicate = 0;
   int rc = 0;
   std::uint64_t waited_s = 0;
   simdjson::dom::parser parser;
@@ -790,6 +790,9 @@ int cmd_publish(std::span<char*> args) {
         ++dropped;
         std::printf("dropped %.*s %.*s\n", static_cast<int>(id.size()), id.data(),
                     static_cast<int>(reason.size()), reason.data());
+      } else if (status == "duplicate") {
+        ++duplicate;
+        std::printf("duplicate %.*s\n", static_cast<int>(id.size()), id.data());
       } else if (status == "refused") {
         ++refused;
         std::printf("refused %zu %.*s\n", lines[i].first, static_cast<int>(reason.size()),
@@ -821,7 +824,8 @@ int cmd_publish(std::span<char*> args) {
       ++waited_s;
     }
   }
-  std::printf("published: accepted=%zu dropped=%zu refused=%zu\n", accepted, dropped, refused);
+  std::printf("published: accepted=%zu dropped=%zu refused=%zu duplicate=%zu\n", accepted, dropped,
+              refused, duplicate);
   std::fflush(stdout);
   (*client)->close([](void*) {}, nullptr);
   timers.close();

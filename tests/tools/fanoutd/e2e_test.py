@@ -530,7 +530,15 @@ class PublishCommandTest(E2ECase):
         self.assertIn("accepted p-1", out)
         self.assertIn("accepted p-2", out)
         self.assertIn("dropped p-3 no_subscription", out)
-        self.assertEqual(out[-1], "published: accepted=2 dropped=1 refused=0")
+        self.assertEqual(out[-1], "published: accepted=2 dropped=1 refused=0 duplicate=0")
+        # The same file again: the events with an id already accepted are duplicates, not sent
+        # again (tools/fanoutd/README.md, "Ingest"), and that is a success.
+        r = harness.run_fanoutd("publish", "--url", d.url, "--key", self.ingest_key, good)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = [line for line in r.stdout.splitlines() if line.strip()]
+        self.assertIn("duplicate p-1", out)
+        self.assertIn("duplicate p-2", out)
+        self.assertEqual(out[-1], "published: accepted=0 dropped=1 refused=0 duplicate=2")
 
         bad = self.write("bad.ndjson", [event(ORG, "business_created", "{}", "p-4"),
                                         event(ORG, "business_exploded", "{}", "p-5")])
@@ -539,7 +547,7 @@ class PublishCommandTest(E2ECase):
         out = [line for line in r.stdout.splitlines() if line.strip()]
         self.assertIn("accepted p-4", out)
         self.assertIn("refused 2 unknown_type", out)
-        self.assertEqual(out[-1], "published: accepted=1 dropped=0 refused=1")
+        self.assertEqual(out[-1], "published: accepted=1 dropped=0 refused=1 duplicate=0")
 
         r = harness.run_fanoutd("publish", "--url", d.url, "--key", self.ingest_key,
                                 input=event(ORG, "business_created", "{}", "p-6") + "\n")
@@ -555,7 +563,7 @@ class PublishCommandTest(E2ECase):
         self.assertEqual(r.returncode, 0, r.stderr)
         out = [line for line in r.stdout.splitlines() if line.strip()]
         self.assertEqual(len(out), 2501)
-        self.assertEqual(out[-1], "published: accepted=0 dropped=2500 refused=0")
+        self.assertEqual(out[-1], "published: accepted=0 dropped=2500 refused=0 duplicate=0")
         requests = posts() - before
         self.assertGreaterEqual(requests, 3, "batches of up to 1,000 lines: at least 3")
         self.assertLess(requests, 2500, "batches, not one request per line")
@@ -583,7 +591,7 @@ class PublishCommandTest(E2ECase):
         out = [line for line in r.stdout.splitlines() if line.strip()]
         for i in range(3):
             self.assertEqual(out.count(f"accepted q-{i}"), 1, out)
-        self.assertEqual(out[-1], "published: accepted=3 dropped=0 refused=0")
+        self.assertEqual(out[-1], "published: accepted=3 dropped=0 refused=0 duplicate=0")
         self.wait_outcomes(d, 3, "delivered")
         sink.stop()
         self.assertEqual(sorted(q.header("x-partoo-event-id") for q in sink.requests()),

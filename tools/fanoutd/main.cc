@@ -564,10 +564,19 @@ int cmd_serve(std::span<char*> args) {
   }
   if (rc != 0) {
     if (d.client) d.client->close([](void*) {}, nullptr);
-    d.server.reset();
-    d.timers->close();
-    d.streams->close();
+    // The server (when it was made) closes its listener first; then the loop's own handles.
+    auto close_loop = [](transport::HttpServer*, void* data) noexcept {
+      auto* self = static_cast<Daemon*>(data);
+      self->timers->close();
+      self->streams->close();
+    };
+    if (d.server) {
+      d.server->close(close_loop, &d);
+    } else {
+      close_loop(nullptr, &d);
+    }
     uv_run(&d.loop, UV_RUN_DEFAULT);
+    d.server.reset();
     d.api.reset();
     (void)uv_loop_close(&d.loop);
     (void)(*engine)->stop(std::chrono::milliseconds(0));

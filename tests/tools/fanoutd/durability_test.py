@@ -12,8 +12,10 @@ see outcomes; with --no-durable (no history) the metrics and the sink's record d
 
 import collections
 import json
+import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 
@@ -276,6 +278,28 @@ class StartFailureTest(DurabilityCase):
     def test_start_failure_keeps_journal_deliveries(self):
         """Durable: the same, the deliveries kept by the journal."""
         self._start_fails_then_resumes(durable=True)
+
+    def test_unreadable_saved_deliveries_fail_the_start_cleanly(self):
+        """A saved delivery the store cannot read back (an attempt count out of range) fails
+        the start after the server has its port: exit 1 with the reason, the listener and the
+        loop closed in order (no sanitizer report, no abort), and the row kept."""
+        d = self.start_daemon(args=["--no-durable"])
+        d.stop()
+        db = sqlite3.connect(os.path.join(d.data, "fanoutd.db"))
+        db.execute("INSERT INTO pending_deliveries (event_id, org_id, event_type, body, "
+                   "subscription_id, attempts, next_attempt_unix_ms) "
+                   "VALUES ('bad', 42, 'business_created', '{}', 1, -1, 0)")
+        db.commit()
+        db.close()
+        r = run_fanoutd(*d.cmd[1:])
+        self.assertEqual(r.returncode, 1, f"stdout={r.stdout!r} stderr={r.stderr!r}")
+        self.assertNotIn("listening on", r.stdout)
+        self.assertIn("attempts out of range", r.stderr)
+        self.assertEqual([m for m in harness.SANITIZER_MARKERS if m in r.stderr], [],
+                         r.stderr[-3000:])
+        db = sqlite3.connect(os.path.join(d.data, "fanoutd.db"))
+        self.assertEqual(db.execute("SELECT count(*) FROM pending_deliveries").fetchone()[0], 1)
+        db.close()
 
 
 # ------------------------------------------------------------------------------------------

@@ -463,14 +463,7 @@ tl::expected<Engine::Resent, std::string> Engine::resend(std::int64_t subscripti
   Resent out;
   if (!*found) return out;
   std::lock_guard lock(shared_->history_mu);
-  if (!history_producer_) history_producer_ = std::make_unique<Producer>(make_producer());
-  const PublishResult r = history_producer_->state_->restart(**found, 0, did);
-  if (r.status == PublishStatus::kAccepted) {
-    out.count = 1;
-    out.seq = r.seq;
-  } else if (r.status == PublishStatus::kBusy || r.status == PublishStatus::kStopped) {
-    out.busy = 1;
-  }
+  resend_one(**found, did, out);
   return out;
 }
 
@@ -481,17 +474,19 @@ tl::expected<Engine::Resent, std::string> Engine::recover(std::int64_t subscript
   if (!list) return tl::unexpected(std::move(list.error()));
   Resent out;
   std::lock_guard lock(shared_->history_mu);
-  if (!history_producer_) history_producer_ = std::make_unique<Producer>(make_producer());
-  for (const engine::Journal::Recovered& r : *list) {
-    const PublishResult p = history_producer_->state_->restart(r.u, 0, r.did);
-    if (p.status == PublishStatus::kAccepted) {
-      ++out.count;
-      out.seq = p.seq;
-    } else if (p.status == PublishStatus::kBusy || p.status == PublishStatus::kStopped) {
-      ++out.busy;
-    }
-  }
+  for (const engine::Journal::Recovered& r : *list) resend_one(r.u, r.did, out);
   return out;
+}
+
+void Engine::resend_one(const Unfinished& u, std::int64_t did, Resent& out) {
+  if (!history_producer_) history_producer_ = std::make_unique<Producer>(make_producer());
+  const PublishResult r = history_producer_->state_->restart(u, 0, did);
+  if (r.status == PublishStatus::kAccepted) {
+    ++out.count;
+    out.seq = r.seq;
+  } else if (r.status == PublishStatus::kBusy || r.status == PublishStatus::kStopped) {
+    ++out.busy;
+  }
 }
 
 }  // namespace fanout

@@ -338,6 +338,8 @@ class Engine {
   friend class Producer;
   friend class engine::Worker;
   Engine(EngineOptions options, Observer* observer);
+  // resend() and recover(): one delivery `did` started again as a new one (under history_mu).
+  void resend_one(const Unfinished& u, std::int64_t did, Resent& out);
 
   EngineOptions options_;
   Observer* observer_;

@@ -134,6 +134,8 @@ struct Producer::State {
     std::int64_t resend_of = 0;        // a resend of this journal delivery
     bool check_id = false;             // the publisher gave the id: idempotency applies
     bool budget = true;                // false: already accepted once, never refused busy
+    bool journal = true;               // false: a broker holds it (PublishOptions::journal)
+    std::uint64_t tag = 0;             // PublishOptions::tag
   };
 
   PublishResult enqueue(std::int64_t org_id, routing::EventTypeId type, std::string_view id,
@@ -176,7 +178,8 @@ struct Producer::State {
     }
     d->did = x.did;
     std::uint64_t seq = 0;
-    if (sh.journal && d->did == 0) {
+    d->tag = x.tag;
+    if (sh.journal && d->did == 0 && x.journal) {
       // On disk (at the next group commit) before it is answered; the caller waits for
       // durable_seq() >= seq.
       const auto admit = sh.journal->accept(org_id, type, d->event_id, d->body_bytes, sub_id,
@@ -235,6 +238,11 @@ Producer::Producer(Producer&&) noexcept = default;
 Producer::~Producer() = default;
 
 PublishResult Producer::publish(std::string_view event_json) {
+  static const PublishOptions kNone;
+  return publish(event_json, kNone);
+}
+
+PublishResult Producer::publish(std::string_view event_json, const PublishOptions& options) {
   Engine::Shared& sh = *state_->engine->shared_;
   // Entered before the running check so stop() can wait for publishers already past it.
   const State::Entered entered(state_->gate);
@@ -246,8 +254,13 @@ PublishResult Producer::publish(std::string_view event_json) {
     return {PublishStatus::kInvalid, routing::reason_code(env.error()), {}, 0, 0, {}};
   }
   State::Extra x;
-  x.check_id = !env->id.empty();
-  return state_->enqueue(env->org_id, env->type, env->id, env->payload, x);
+  x.check_id = !env->id.empty() && options.journal;
+  x.journal = options.journal;
+  x.tag = options.tag;
+  x.attempts = options.attempts;
+  x.not_before_unix_ms = options.next_attempt_unix_ms;
+  const std::string_view id = env->id.empty() ? options.default_id : env->id;
+  return state_->enqueue(env->org_id, env->type, id, env->payload, x);
 }
 
 void Producer::publish_batch(std::span<const std::string_view> events,
@@ -273,6 +286,8 @@ PublishResult Producer::resume(const Unfinished& u) {
   x.attempts = u.attempts;
   x.not_before_unix_ms = u.next_attempt_unix_ms;
   x.budget = false;
+  x.tag = u.tag;
+  x.journal = u.tag == 0;  // a broker's delivery stays the broker's
   return state_->enqueue(u.org_id, *type, u.event_id, {}, x);
 }
 

@@ -299,9 +299,12 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
     // The retry is due after its backoff, restart or not.
     const std::int64_t due = now_unix_ms() + static_cast<std::int64_t>(draw_backoff_ms(d));
     journal_attempt(d, due, /*final=*/false);
+    note_retry(d, due);
     hand_back(d, due);
   } else {
-    journal_attempt(d, schedule_retry(d), /*final=*/false);
+    const std::int64_t due = schedule_retry(d);
+    journal_attempt(d, due, /*final=*/false);
+    note_retry(d, due);
   }
   // A completion made room in some origin's queue: one parked delivery goes again.
   // (One that ends without being sent, dropped, does not count: the next one goes instead.)
@@ -320,6 +323,17 @@ void Worker::journal_attempt(const Delivery& d, std::int64_t next_ms, bool final
   if (j == nullptr || d.did == 0) return;
   j->attempt(d.did, d.attempts, d.last_status, d.last_failure, d.last_duration_us, next_ms,
              final ? std::optional<OutcomeKind>(d.kind) : std::nullopt);
+}
+
+void Worker::note_retry(const Delivery& d, std::int64_t due_unix_ms) {
+  if (d.tag == 0) return;
+  RetryNote note;
+  note.tag = d.tag;
+  note.event_id = d.event_id;
+  note.org_id = d.org_id;
+  note.attempts = d.attempts;
+  note.next_attempt_unix_ms = due_unix_ms;
+  engine_.observer_->on_retry(note);
 }
 
 void Worker::start_resumed(Delivery& d) {
@@ -390,6 +404,7 @@ void Worker::hand_back(Delivery& d, std::int64_t next_attempt_unix_ms) {
   u.subscription_id = d.subscription_id;
   u.attempts = d.attempts;
   u.next_attempt_unix_ms = next_attempt_unix_ms;
+  u.tag = d.tag;
   unfinished_.push_back(std::move(u));
   delete &d;
   engine_.shared_->in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -416,6 +431,7 @@ void Worker::flush_outcomes() {
                          ? std::string_view()
                          : transport::to_string(d->last_failure);
     o.latency_us = (now - d->published_ns) / 1000;
+    o.tag = d->tag;
     outcome_buf_.push_back(o);
   }
   engine_.observer_->on_outcomes(outcome_buf_);

@@ -114,6 +114,7 @@ class Delivery final : public transport::Request {
   routing::EventTypeId type = 0;
   std::int64_t subscription_id = 0;
   std::int64_t did = 0;         // the journal's delivery id (durability on), else 0
+  std::uint64_t tag = 0;        // PublishOptions::tag
   std::string_view event_id;    // in this block's tail
   std::string_view body_bytes;  // in this block's tail, after the id
   char signature[Signer::kSignatureBase64Size] = {};
@@ -171,6 +172,8 @@ class Worker {
   std::int64_t schedule_retry(Delivery& d);
   // Tells the journal (if any) how the attempt that just ended went.
   void journal_attempt(const Delivery& d, std::int64_t next_ms, bool final);
+  // Observer::on_retry for a tagged delivery whose next attempt is due at `due_unix_ms`.
+  void note_retry(const Delivery& d, std::int64_t due_unix_ms);
   // Parks `d` in the waiting list and the timer wheel; attempt() after `delay_ms` of loop time.
   void wait(Delivery& d, std::uint64_t delay_ms);
   void finish(Delivery& d, OutcomeKind kind);

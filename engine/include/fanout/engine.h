@@ -65,6 +65,17 @@ struct Outcome {
   int last_status = 0;            // HTTP status of the last attempt, 0 when it had none
   std::string_view last_failure;  // why the last attempt had no status, else empty
   std::uint64_t latency_us = 0;   // publish() to the final outcome
+  std::uint64_t tag = 0;          // PublishOptions::tag of the event (0: none given)
+};
+
+// A tagged delivery (PublishOptions::tag != 0) whose attempt failed retryably and that will be
+// attempted again: what a broker source records so that the attempt count survives a takeover.
+struct RetryNote {
+  std::uint64_t tag = 0;
+  std::string_view event_id;
+  std::int64_t org_id = 0;
+  std::uint32_t attempts = 0;             // attempts made so far
+  std::int64_t next_attempt_unix_ms = 0;  // when the next is due (wall clock, ms)
 };
 
 // Receives final outcomes. Called on worker threads, in batches (one per loop turn at most);
@@ -75,6 +86,9 @@ class Observer {
  public:
   virtual ~Observer() = default;
   virtual void on_outcomes(std::span<const Outcome> outcomes) noexcept = 0;
+  // Called on the worker thread for each tagged delivery whose attempt failed retryably, once
+  // its next attempt is scheduled (also while stop() drains). Untagged deliveries never call it.
+  virtual void on_retry(const RetryNote& note) noexcept { (void)note; }
 };
 
 // Retry schedule (contract.md §4): attempt n+1 waits base_ms * factor^(n-1), capped at cap_ms,
@@ -147,6 +161,22 @@ struct EngineOptions {
   DurabilityOptions durability;
 };
 
+// What a caller may add to one publish() (a broker source uses all of it). Defaults: none.
+struct PublishOptions {
+  // Opaque to the engine; handed back in Outcome::tag, RetryNote::tag and Unfinished::tag.
+  std::uint64_t tag = 0;
+  // The event id when the envelope has none (a broker's entry id, stable across redeliveries);
+  // empty: one is generated.
+  std::string_view default_id;
+  // Attempts already made elsewhere (an event taken over from another consumer): attempts
+  // continue from here, so the retry cap holds. With next_attempt_unix_ms as Unfinished's.
+  std::uint32_t attempts = 0;
+  std::int64_t next_attempt_unix_ms = 0;
+  // false: not written to the engine's journal even when durability is on (the broker holds
+  // the event until its outcome); no idempotency check either.
+  bool journal = true;
+};
+
 enum class PublishStatus : std::uint8_t {
   kAccepted,        // queued; exactly one Outcome will follow
   kInvalid,         // refused at the door: `reason` is the envelope's reason code
@@ -194,6 +224,8 @@ struct Unfinished {
   std::int64_t subscription_id = 0;
   std::uint32_t attempts = 0;             // attempts already made
   std::int64_t next_attempt_unix_ms = 0;  // wall clock, ms since the epoch; 0: at once
+  std::uint64_t tag = 0;                  // PublishOptions::tag (a broker's delivery: the
+                                          // broker still holds it; not to be saved elsewhere)
 };
 
 // Delivery history (durability on): one delivery of an event to a subscription and its attempts.
@@ -254,6 +286,7 @@ class Producer {
   // Takes one event as JSON (contract.md §3) and answers at once; never blocks. The bytes are
   // copied: `event_json` may be freed on return.
   PublishResult publish(std::string_view event_json);
+  PublishResult publish(std::string_view event_json, const PublishOptions& options);
   // Publishes each event in turn; results[i] answers events[i] (same size).
   void publish_batch(std::span<const std::string_view> events, std::span<PublishResult> results);
   // Re-injects a delivery handed back by Engine::stop() (after a restart): attempts continue

@@ -1,0 +1,166 @@
+// RedisSource's inside, shared by redis_source.cc (life cycle: resolve, connect, set up,
+// reconnect, close, stats) and redis_flow.cc (the entry flow: read, publish, acknowledge,
+// record retries, refresh and claim).
+//
+// Phases (one loop thread):
+//   kIdle -start()-> kResolving -> kConnecting -(both connections ready)-> kSetup
+//   kSetup: owed XACKs sent, XGROUP CREATE ... MKSTREAM answered -> kOwnPending
+//   kOwnPending: XREADGROUP ... STREAMS s <cursor> from 0 until an empty answer -> kLive
+//   kLive: XREADGROUP ... BLOCK ... STREAMS s >, plus the claim and refresh timers
+//   any of kConnecting..kLive -(a connection lost)-> kDown -(backoff)-> kResolving
+//   close() -> kClosing -(owed XACKs answered, or the deadline)-> kClosed
+//
+// Invariants:
+//   - an entry is held (table_) from its accepted publish until its outcome note is drained;
+//     it is then in to_ack_, in an XACK batch in flight, or in unacked_ until Redis confirms;
+//   - reading starts only after every owed XACK was answered on the command connection (its
+//     replies are in order), so an entry acknowledged here is never read again as pending;
+//   - room() = max_in_flight - held - blocked: a read asks for at most that many entries.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <concurrentqueue/concurrentqueue.h>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fanout/redis_source.h"
+#include "source/redis/entries.h"
+#include "source/redis/redis_conn.h"
+#include "transport/loop_timer.h"
+
+struct redisReply;
+
+namespace fanout::source {
+
+// What the engine's threads tell the loop about a tagged delivery.
+struct Note {
+  std::uint64_t tag = 0;
+  std::uint32_t attempts = 0;
+  std::int64_t due_unix_ms = 0;
+  bool final = false;  // an outcome (else a retry was scheduled)
+};
+
+// An entry copied out of a reply (own pending and claimed entries wait for their attempt
+// records; blocked ones for room in the engine).
+struct Taken {
+  EntryId id;
+  std::string event;
+  bool has_event = false;
+  std::uint32_t attempts = 0;
+  std::int64_t due_unix_ms = 0;
+};
+
+struct RedisSource::Impl {
+  enum class Phase : std::uint8_t {
+    kIdle, kResolving, kConnecting, kSetup, kOwnPending, kLive, kDown, kClosing, kClosed
+  };
+
+  Impl(RedisOptions options, RedisEndpoint endpoint, Engine& engine, uv_loop_s* loop);
+
+  // --- life cycle (redis_source.cc) ---
+  void start();
+  void resolve();
+  static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
+  static void on_conn_ready(RedisConn& conn, void* data) noexcept;
+  static void on_conn_lost(RedisConn& conn, void* data) noexcept;
+  void on_connect_deadline() noexcept;
+  void go_down(const std::string& why);
+  void on_reconnect() noexcept;
+  void setup();
+  static void on_group_created(redisAsyncContext* ctx, void* reply, void* data);
+  void close(std::uint32_t deadline_ms, std::function<void()> done);
+  void maybe_finish_close();
+  void handle_closed() noexcept;
+  void on_close_deadline() noexcept;
+  void on_info() noexcept;
+  static void on_info_reply(redisAsyncContext* ctx, void* reply, void* data);
+  void log(std::string_view level, const std::string& message) const;
+
+  // --- the entry flow (redis_flow.cc) ---
+  [[nodiscard]] std::size_t room() const noexcept;
+  void read_next();
+  static void on_read(redisAsyncContext* ctx, void* reply, void* data);
+  void take_entries(const redisReply& entries, bool own_pending);
+  void fetch_attempts(std::vector<Taken> taken, bool from_read);
+  static void on_attempts(redisAsyncContext* ctx, void* reply, void* data);
+  void publish_taken(std::vector<Taken>& taken);
+  // Publishes one entry; false when the engine is busy (the entry goes to blocked_).
+  bool publish_one(const EntryId& id, std::string_view event, bool has_event,
+                   std::uint32_t attempts, std::int64_t due_unix_ms);
+  void dead_letter(const EntryId& id, std::string_view reason, std::string_view event);
+  void on_busy_retry() noexcept;
+  static void on_async(uv_async_t* handle);
+  void drain_notes();
+  void flush_writes();
+  void send_acks(std::vector<EntryId> ids, std::vector<EntryId> hdel);
+  static void on_ack_reply(redisAsyncContext* ctx, void* reply, void* data);
+  void on_refresh() noexcept;
+  void on_claim_tick() noexcept;
+  void claim_next();
+  static void on_claim(redisAsyncContext* ctx, void* reply, void* data);
+  // Arena-formatted entry id: valid until the arena is cleared.
+  std::string_view text(const EntryId& id);
+
+  RedisOptions o;
+  RedisEndpoint ep;
+  Engine& engine;
+  uv_loop_s* loop;
+  Producer producer;
+  std::string attempts_key, dead_key, block_text, count_text, claim_idle_text;
+  std::uint64_t claim_idle_ms = 0;
+
+  transport::LoopTimer timers;
+  transport::TimerEntry reconnect_timer, connect_deadline, claim_timer, refresh_timer,
+      info_timer, busy_timer, close_deadline;
+  uv_async_t async{};
+  uv_getaddrinfo_t resolve_req{};
+  bool resolving = false;
+  std::string ip;
+  RedisConn reader, cmd;
+  Phase phase = Phase::kIdle;
+  std::uint32_t backoff_ms = 0;
+
+  bool reading = false;          // an XREADGROUP (or its attempts lookup) in flight
+  bool stop_read = false;        // stop_reading() called
+  bool claiming = false;         // an XAUTOCLAIM (or its attempts lookup) in flight
+  bool paused = false;           // at the budget: read_next() when room comes back
+  std::string pending_cursor = "0";
+  std::string claim_cursor = "0-0";
+
+  EntryTable table;
+  std::deque<Taken> blocked;  // refused busy by the engine: published again first
+  moodycamel::ConcurrentQueue<Note> notes;
+  std::atomic<bool> notes_open{true};
+  std::vector<Note> note_buf;
+  std::vector<EntryId> to_ack, to_hdel, unacked;
+  struct RetryRecord {
+    EntryId id;
+    std::uint32_t attempts;
+    std::int64_t due_unix_ms;
+  };
+  std::vector<RetryRecord> to_hset;
+  std::size_t acks_in_flight = 0;
+  std::vector<char> arena;  // id texts of the command being built
+  std::vector<std::string> scratch;  // other texts of the command being built
+  RedisArgs args;
+  std::function<void()> close_done;
+  int closing_handles = 0;
+
+  struct Counters {
+    std::atomic<std::uint64_t> read{0}, acknowledged{0}, claimed{0}, dead_lettered{0},
+        no_subscription{0}, held{0}, reconnects{0}, paused{0};
+    std::atomic<std::int64_t> group_pending{-1}, group_lag{-1};
+    std::atomic<bool> connected{false};
+  } counters;
+};
+
+// Small reply helpers.
+[[nodiscard]] bool is_error(const redisReply* r) noexcept;
+[[nodiscard]] std::string_view str(const redisReply* r) noexcept;
+
+}  // namespace fanout::source

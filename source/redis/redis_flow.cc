@@ -159,8 +159,8 @@ void RedisSource::Impl::take_entries(const redisReply& entries, bool own_pending
     std::string_view ev;
     const bool has = event_field(e->element[1], ev);
     counters.read.fetch_add(1, std::memory_order_relaxed);
-    if (!blocked.empty() || !publish_one(*id, ev, has, 0, 0)) {
-      blocked.push_back(Taken{*id, std::string(ev), has, 0, 0});
+    if (!blocked.empty() || !publish_one(*id, ev, has)) {
+      blocked.push_back(Taken{*id, std::string(ev), has, false, 0, 0});
     }
   }
   if (!blocked.empty()) timers.schedule_after(busy_timer, kBusyRetryMs);
@@ -197,6 +197,7 @@ void RedisSource::Impl::on_attempts(redisAsyncContext*, void* reply, void* data)
   if (r->type == REDIS_REPLY_ARRAY && r->elements == lookup->taken.size()) {
     for (std::size_t i = 0; i < r->elements; ++i) {
       if (r->element[i]->type == REDIS_REPLY_STRING) {
+        lookup->taken[i].has_record = true;
         parse_record(str(r->element[i]), lookup->taken[i].attempts, lookup->taken[i].due_unix_ms);
       }
     }
@@ -211,7 +212,7 @@ void RedisSource::Impl::on_attempts(redisAsyncContext*, void* reply, void* data)
 
 void RedisSource::Impl::publish_taken(std::vector<Taken>& taken) {
   for (Taken& t : taken) {
-    if (!blocked.empty() || !publish_one(t.id, t.event, t.has_event, t.attempts, t.due_unix_ms)) {
+    if (!blocked.empty() || !publish_one(t)) {
       blocked.push_back(std::move(t));
     }
   }
@@ -220,7 +221,8 @@ void RedisSource::Impl::publish_taken(std::vector<Taken>& taken) {
 }
 
 bool RedisSource::Impl::publish_one(const EntryId& id, std::string_view event, bool has_event,
-                                    std::uint32_t attempts, std::int64_t due_unix_ms) {
+                                    std::uint32_t attempts, std::int64_t due_unix_ms,
+                                    bool has_record) {
   if (table.holds(id)) return true;  // already ours (claimed back, or read again)
   if (!has_event) {
     dead_letter(id, "missing_event_field", {});
@@ -237,15 +239,20 @@ bool RedisSource::Impl::publish_one(const EntryId& id, std::string_view event, b
   const PublishResult r = producer.publish(event, po);
   switch (r.status) {
     case PublishStatus::kAccepted:
+      if (has_record) {
+        if (EntryTable::Slot* s = table.from_tag(po.tag)) s->retry_state = true;
+      }
       counters.held.store(table.held(), std::memory_order_relaxed);
       return true;
     case PublishStatus::kInvalid:
       table.release(slot);
+      if (has_record) to_hdel.push_back(id);
       dead_letter(id, r.reason, event);
       return true;
     case PublishStatus::kNoSubscription:
     case PublishStatus::kDuplicate:
       table.release(slot);
+      if (has_record) to_hdel.push_back(id);
       counters.no_subscription.fetch_add(1, std::memory_order_relaxed);
       to_ack.push_back(id);
       return true;
@@ -290,7 +297,7 @@ void RedisSource::Impl::dead_letter(const EntryId& id, std::string_view reason,
 void RedisSource::Impl::on_busy_retry() noexcept {
   while (!blocked.empty()) {
     Taken& t = blocked.front();
-    if (!publish_one(t.id, t.event, t.has_event, t.attempts, t.due_unix_ms)) break;
+    if (!publish_one(t)) break;
     blocked.pop_front();
   }
   flush_writes();
@@ -349,7 +356,7 @@ void RedisSource::Impl::flush_writes() {
     (void)cmd.command(args, nullptr, nullptr);
   }
   to_hset.clear();
-  if (!to_ack.empty()) {
+  if (!to_ack.empty() || !to_hdel.empty()) {
     send_acks(std::move(to_ack), std::move(to_hdel));
     to_ack.clear();
     to_hdel.clear();
@@ -357,6 +364,15 @@ void RedisSource::Impl::flush_writes() {
 }
 
 void RedisSource::Impl::send_acks(std::vector<EntryId> ids, std::vector<EntryId> hdel) {
+  if (ids.empty()) {
+    // Records of entries acknowledged another way (dead-lettered, unsubscribed): best effort.
+    arena.clear();
+    arena.reserve(hdel.size() * EntryId::kMaxText);
+    args.clear().add("HDEL").add(attempts_key);
+    for (const EntryId& id : hdel) args.add(text(id));
+    if (!hdel.empty()) (void)cmd.command(args, nullptr, nullptr);
+    return;
+  }
   for (std::size_t at = 0; at < ids.size(); at += kIdsPerCommand) {
     const std::size_t end = std::min(ids.size(), at + kIdsPerCommand);
     auto* batch = new AckBatch{this, {ids.begin() + static_cast<std::ptrdiff_t>(at),

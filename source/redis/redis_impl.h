@@ -51,6 +51,7 @@ struct Taken {
   EntryId id;
   std::string event;
   bool has_event = false;
+  bool has_record = false;  // an attempts record exists in Redis
   std::uint32_t attempts = 0;
   std::int64_t due_unix_ms = 0;
 };
@@ -91,7 +92,11 @@ struct RedisSource::Impl {
   void publish_taken(std::vector<Taken>& taken);
   // Publishes one entry; false when the engine is busy (the entry goes to blocked_).
   bool publish_one(const EntryId& id, std::string_view event, bool has_event,
-                   std::uint32_t attempts, std::int64_t due_unix_ms);
+                   std::uint32_t attempts = 0, std::int64_t due_unix_ms = 0,
+                   bool has_record = false);
+  bool publish_one(const Taken& t) {
+    return publish_one(t.id, t.event, t.has_event, t.attempts, t.due_unix_ms, t.has_record);
+  }
   void dead_letter(const EntryId& id, std::string_view reason, std::string_view event);
   void on_busy_retry() noexcept;
   static void on_async(uv_async_t* handle);

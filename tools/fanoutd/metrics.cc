@@ -207,7 +207,50 @@ std::string Metrics::render(const EngineStats& stats, std::uint64_t subscription
     append_header(out, m.name, "counter", m.help);
     append_sample(out, m.name, "", "", m.value);
   }
+  if (redis_ != nullptr) render_redis(out, redis_->stats());
   return out;
+}
+
+void Metrics::render_redis(std::string& out, const source::RedisStats& r) {
+  const struct {
+    std::string_view name, type, help;
+    std::uint64_t value;
+  } redis[] = {
+      {"fanout_redis_entries_read_total", "counter",
+       "Stream entries read by this consumer (new and its own pending).", r.read},
+      {"fanout_redis_entries_acknowledged_total", "counter",
+       "Entries acknowledged (XACK confirmed): settled, refused or unsubscribed.", r.acknowledged},
+      {"fanout_redis_entries_claimed_total", "counter",
+       "Entries taken over from consumers that stopped refreshing them.", r.claimed},
+      {"fanout_redis_entries_dead_lettered_total", "counter",
+       "Invalid entries copied to the dead-letter stream.", r.dead_lettered},
+      {"fanout_redis_entries_unsubscribed_total", "counter",
+       "Entries acknowledged at once: nobody subscribed to their (org_id, type).",
+       r.no_subscription},
+      {"fanout_redis_entries_held", "gauge",
+       "Entries read by this consumer and not yet acknowledged.", r.held},
+      {"fanout_redis_reconnects_total", "counter", "Connections to Redis lost or refused.",
+       r.reconnects},
+      {"fanout_redis_read_pauses_total", "counter",
+       "Times reading paused at the in-flight budget or on a busy engine.", r.paused},
+      {"fanout_redis_connected", "gauge", "1 while connected to Redis.", r.connected ? 1U : 0U},
+  };
+  for (const auto& m : redis) {
+    append_header(out, m.name, m.type, m.help);
+    append_sample(out, m.name, "", "", m.value);
+  }
+  // Group-wide figures from XINFO GROUPS (absent until the first answer).
+  if (r.group_pending >= 0) {
+    append_header(out, "fanout_redis_group_pending", "gauge",
+                  "Entries delivered to the group's consumers and not yet acknowledged.");
+    append_sample(out, "fanout_redis_group_pending", "", "",
+                  static_cast<std::uint64_t>(r.group_pending));
+  }
+  if (r.group_lag >= 0) {
+    append_header(out, "fanout_redis_group_lag", "gauge",
+                  "Entries in the stream not yet read by the group.");
+    append_sample(out, "fanout_redis_group_lag", "", "", static_cast<std::uint64_t>(r.group_lag));
+  }
 }
 
 }  // namespace fanout::daemon

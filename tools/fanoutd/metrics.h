@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "fanout/engine.h"
+#include "fanout/redis_source.h"
 
 namespace fanout::daemon {
 
@@ -42,10 +43,15 @@ class Metrics {
     dropped_at_resume_.fetch_add(1, std::memory_order_relaxed);
   }
 
+  // The Redis source whose counters render() adds (fanout_redis_*); null: none. Set before the
+  // server starts; the source's stats() may be read from any thread.
+  void set_redis(const source::RedisSource* source) noexcept { redis_ = source; }
+
   // The whole exposition text. `subscriptions` is the routing table's size.
   [[nodiscard]] std::string render(const EngineStats& stats, std::uint64_t subscriptions) const;
 
  private:
+  static void render_redis(std::string& out, const source::RedisStats& stats);
   // Per-bucket counts, not cumulative (render() sums them): one relaxed increment per outcome.
   // The last one is (14400, +Inf). The total of all of them is the histogram's _count, so that
   // _count always equals the +Inf bucket in one rendering.
@@ -53,6 +59,7 @@ class Metrics {
   std::atomic<std::uint64_t> latency_sum_us_{0};
   std::map<std::string, std::uint64_t, std::less<>> refused_;
   std::atomic<std::uint64_t> dropped_at_resume_{0};
+  const source::RedisSource* redis_ = nullptr;
   // (method, route, status); transparent, so a lookup by string_views allocates nothing.
   std::map<std::tuple<std::string, std::string, int>, std::uint64_t, std::less<>> requests_;
 };

@@ -1,0 +1,262 @@
+"""fanoutd behind a Redis stream ([source.redis], source/redis/README.md), against a real
+redis-server started here on a free port with AOF and `appendfsync always`.
+
+- entries are delivered and acknowledged; invalid ones land in <stream>:dead with their reason;
+  unsubscribed ones are acknowledged at once; an entry without an id has its entry id as id;
+- 100,000 entries, two instances in one group, one killed with SIGKILL mid-run: the survivor
+  takes over, every event reaches its final answer at the receiver with its attempts numbered
+  1..n (the cap holds across the takeover), re-sends only for what was in flight at the kill
+  (counted), and the group's pending list ends empty;
+- Redis killed and restarted mid-run: nothing lost;
+- a tiny in-flight budget: the consumer never holds more than it, and everything arrives;
+- a consumer restarting under its own name resumes its pending entries (no takeover), attempt
+  numbers continuing from the records kept in Redis;
+- a routing change made through one instance reaches the other.
+"""
+
+import os
+
+import harness
+import redis_server
+from harness import FanoutdTestCase, apikey, wait_until
+
+STREAM = "fanout:events"
+GROUP = "fanout"
+EVENTS = int(os.environ.get("FANOUTD_REDIS_EVENTS", "100000"))
+
+# Plan i: (sink steps, attempts the receiver sees). max_retries 3: 4 attempts at most.
+PLANS = [("200", 1), ("503,200", 2), ("404", 1), ("500", 4), ("reset,200", 2)]
+PLAN_SPEC = ";".join(p[0] for p in PLANS)
+
+
+def plan_index(event_id):
+    """fanout-sink's plan choice: FNV-1a 64 of the id bytes, modulo the number of plans."""
+    h = 0xCBF29CE484222325
+    for b in event_id.encode():
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h % len(PLANS)
+
+
+def config(redis, consumer, takeover_ms=3000, max_in_flight=5000, base_ms=300, extra=""):
+    return f"""
+workers = 1
+drain_timeout_ms = 2000
+no_durable = true
+[retry]
+max_retries = 3
+base_ms = {base_ms}
+factor = 2
+jitter = 0
+[source.redis]
+url = "{redis.url}"
+consumer = "{consumer}"
+takeover_ms = {takeover_ms}
+max_in_flight = {max_in_flight}
+{extra}
+"""
+
+
+def event(org, n, **kw):
+    e = {"org_id": org, "type": "business_updated", "payload": {"n": n}}
+    e.update(kw)
+    return e
+
+
+class RedisTest(FanoutdTestCase):
+
+    def setUp(self):
+        super().setUp()
+        if not redis_server.available():
+            if os.environ.get("CI"):
+                self.fail("redis-server or redis-cli missing (tools/install-deps.sh installs them)")
+            self.skipTest("redis-server not installed")
+        self.redis = redis_server.Redis(self.tmp).start()
+        self.addCleanup(self.redis.kill)
+
+    def webhook(self, daemon, data, org, url):
+        admin = apikey(data, "ORG_ADMIN", org=org)
+        r = daemon.http("POST", "/v2/webhooks", key=admin,
+                        body={"items": [{"url": url, "event_type": "business_updated"}]})
+        self.assertEqual(r.status, 200, r.describe())
+        return r.body["items"][0]["id"], admin
+
+    def wait_settled(self, expected_read=None):
+        wait_until(lambda: self.redis.pending_count(STREAM, GROUP) == 0 and
+                   (expected_read is None or self.group_read() >= expected_read),
+                   timeout=max(harness.WAIT_TIMEOUT, 180), interval=0.2,
+                   message=lambda: f"the group's pending list to empty "
+                                   f"({self.redis.pending_count(STREAM, GROUP)} left)")
+
+    def group_read(self):
+        groups = self.redis.cli("XINFO", "GROUPS", STREAM) or []
+        for g in groups:
+            info = dict(zip(g[::2], g[1::2]))
+            if info.get("name") == GROUP:
+                return int(info.get("entries-read") or 0)
+        return 0
+
+    def test_delivers_acknowledges_and_dead_letters(self):
+        sink = self.start_sink(args=["--quiet"])
+        data = self.data_dir()
+        daemon = self.start_daemon(data, config=config(self.redis, "one"))
+        self.webhook(daemon, data, 1, sink.url())
+        self.redis.xadd_events(STREAM, [
+            event(1, 1), event(1, 2, id="given-id"), event(1, 3),
+            event(1, 4, type="no_such_type"),      # invalid: unknown_type
+            "{not json",                           # invalid: bad JSON
+            event(2, 5),                           # nobody subscribed to org 2
+        ])
+        self.redis.pipe([["XADD", STREAM, "*", "other", "x"]])  # no `event` field
+        ids = self.redis.entry_ids(STREAM)
+        wait_until(lambda: sink.count() >= 3, message="three deliveries")
+        self.wait_settled(expected_read=len(ids))
+        dead = self.redis.cli("XRANGE", STREAM + ":dead", "-", "+")
+        reasons = {dict(zip(f[::2], f[1::2]))["id"]: dict(zip(f[::2], f[1::2]))["reason"]
+                   for _, f in dead}
+        self.assertEqual(set(reasons), {ids[3], ids[4], ids[6]})
+        self.assertEqual(reasons[ids[3]], "unknown_type")
+        self.assertEqual(reasons[ids[6]], "missing_event_field")
+        self.assertTrue(reasons[ids[4]])
+        m = daemon.metrics()
+        self.assertEqual(m.value("fanout_redis_entries_dead_lettered_total"), 3)
+        self.assertEqual(m.value("fanout_redis_entries_unsubscribed_total"), 1)
+        self.assertEqual(m.value("fanout_redis_entries_read_total"), len(ids))
+        self.assertEqual(m.value("fanout_redis_connected"), 1)
+        daemon.stop()
+        sink.stop()
+        got = sorted(r.header("x-partoo-event-id") for r in sink.requests())
+        # Without an id the entry id is the event id; a given id is kept.
+        self.assertEqual(got, sorted([ids[0], "given-id", ids[2]]))
+
+    def test_kill_9_one_of_two_instances(self):
+        sink = self.start_sink(args=["--plan", PLAN_SPEC, "--quiet"])
+        data = self.data_dir()
+        a = self.start_daemon(data, config=config(self.redis, "a"))
+        for org in (1, 2):
+            self.webhook(a, data, org, sink.url(f"/org{org}"))
+        b = self.start_daemon(data, config=config(self.redis, "b"))
+        self.redis.xadd_events(STREAM, [event(1 + i % 2, i) for i in range(EVENTS)])
+        ids = self.redis.entry_ids(STREAM)
+        self.assertEqual(len(ids), EVENTS)
+        wait_until(lambda: sink.count() >= EVENTS // 3, timeout=max(harness.WAIT_TIMEOUT, 180),
+                   interval=0.1, message=lambda: f"a third delivered ({sink.count()})")
+        a.kill()
+        self.wait_settled(expected_read=EVENTS)
+        claimed = b.metric("fanout_redis_entries_claimed_total")
+        self.assertGreater(claimed, 0, "the survivor took entries over")
+        self.assertEqual(self.redis.cli("HLEN", STREAM + ":attempts"), 0)
+        b.stop()
+        sink.stop()
+
+        seen = {}
+        for req in sink.requests():
+            seen.setdefault(req.header("x-partoo-event-id"), []).append(
+                int(req.header("x-partoo-attempt")))
+        wrong, repeats = [], 0
+        for eid in ids:
+            numbers = seen.get(eid, [])
+            expected = PLANS[plan_index(eid)][1]
+            if sorted(set(numbers)) != list(range(1, expected + 1)):
+                wrong.append(f"{eid}: attempts {numbers}, expected 1..{expected}")
+            elif numbers != sorted(numbers) or max(map(numbers.count, numbers)) > 2:
+                wrong.append(f"{eid}: attempts {numbers} go back or repeat more than once")
+            repeats += len(numbers) - len(set(numbers))
+        self.assertEqual(wrong[:20], [], f"{len(wrong)} events wrong")
+        self.assertEqual(set(seen) - set(ids), set())
+        print(f"\nredis kill test: {EVENTS} entries, {claimed} claimed by the survivor, "
+              f"{repeats} attempts re-sent (in flight at the kill)", flush=True)
+        self.assertLessEqual(repeats, 5000)  # what the killed consumer could hold
+
+    def test_redis_restarted_mid_run(self):
+        sink = self.start_sink(args=["--quiet"])
+        data = self.data_dir()
+        daemon = self.start_daemon(data, config=config(self.redis, "one"))
+        self.webhook(daemon, data, 1, sink.url())
+        n = 4000
+        self.redis.xadd_events(STREAM, [event(1, i) for i in range(n // 2)])
+        wait_until(lambda: sink.count() >= 200, message="deliveries to start")
+        self.redis.kill()
+        self.redis.start(keep_port=True)
+        wait_until(lambda: daemon.metric("fanout_redis_connected") == 1,
+                   message="fanoutd to reconnect")
+        self.redis.xadd_events(STREAM, [event(1, i) for i in range(n // 2, n)])
+        ids = self.redis.entry_ids(STREAM)
+        self.assertEqual(len(ids), n, "AOF with appendfsync always kept every entry")
+        self.wait_settled(expected_read=n)
+        self.assertGreaterEqual(daemon.metric("fanout_redis_reconnects_total"), 1)
+        daemon.stop()
+        sink.stop()
+        got = {r.header("x-partoo-event-id") for r in sink.requests()}
+        self.assertEqual(set(ids) - got, set(), "every entry delivered")
+
+    def test_tiny_budget_pauses_reading(self):
+        sink = self.start_sink(args=["--plan", "slow:50:200", "--quiet"])
+        data = self.data_dir()
+        daemon = self.start_daemon(data, config=config(self.redis, "one", max_in_flight=5))
+        self.webhook(daemon, data, 1, sink.url())
+        n = 60
+        self.redis.xadd_events(STREAM, [event(1, i) for i in range(n)])
+        most = 0
+
+        def done():
+            nonlocal most
+            most = max(most, self.redis.pending_count(STREAM, GROUP))
+            return sink.count() >= n and self.redis.pending_count(STREAM, GROUP) == 0
+
+        wait_until(done, interval=0.02, message=lambda: f"{n} delivered ({sink.count()})")
+        self.assertLessEqual(most, 5, "never more entries held than the budget")
+        self.assertGreater(most, 0)
+        self.assertGreaterEqual(daemon.metric("fanout_redis_read_pauses_total"), 1)
+        daemon.stop()
+
+    def test_restart_under_same_name_resumes_own_entries(self):
+        sink = self.start_sink(args=["--plan", "503,200", "--quiet"])
+        data = self.data_dir()
+        # Takeover after 10 minutes: anything delivered in this test was not taken over.
+        cfg = config(self.redis, "solo", takeover_ms=600000, base_ms=2000)
+        daemon = self.start_daemon(data, config=cfg)
+        self.webhook(daemon, data, 1, sink.url())
+        n = 10
+        self.redis.xadd_events(STREAM, [event(1, i) for i in range(n)])
+        wait_until(lambda: self.redis.cli("HLEN", STREAM + ":attempts") == n,
+                   message="an attempt record for each entry (first attempt answered 503)")
+        daemon.stop()
+        self.assertEqual(self.redis.pending_count(STREAM, GROUP), n, "still pending")
+        daemon = self.start_daemon(data, config=cfg)
+        self.wait_settled()
+        self.assertEqual(daemon.metric("fanout_redis_entries_claimed_total"), 0)
+        self.assertEqual(self.redis.cli("HLEN", STREAM + ":attempts"), 0)
+        daemon.stop()
+        sink.stop()
+        seen = {}
+        for req in sink.requests():
+            seen.setdefault(req.header("x-partoo-event-id"), []).append(
+                int(req.header("x-partoo-attempt")))
+        self.assertEqual(sorted(seen.values()), [[1, 2]] * n,
+                         "attempt 2 after the restart, never attempt 1 again")
+
+    def test_routing_change_reaches_the_other_instance(self):
+        first, second = self.start_sink(args=["--quiet"]), self.start_sink(args=["--quiet"])
+        data = self.data_dir()
+        a = self.start_daemon(data, config=config(self.redis, "a"))
+        hook, admin = self.webhook(a, data, 1, first.url())
+        b = self.start_daemon(data, config=config(self.redis, "b"))
+        r = b.http("PATCH", f"/v2/webhooks/{hook}", key=admin, body={"url": second.url()})
+        self.assertEqual(r.status, 200, r.describe())
+        # A learns it from the shared store: an event published through A's own ingest
+        # reaches the new URL.
+        ingest = apikey(data, "INGEST")
+        r = a.http("POST", "/v2/events", key=ingest, body=event(1, -1, id="probe"))
+        self.assertIn(r.status, (200, 202), r.describe())
+        wait_until(lambda: second.count() >= 1, message="the probe at the new URL")
+        n = 40
+        self.redis.xadd_events(STREAM, [event(1, i) for i in range(n)])
+        self.wait_settled(expected_read=n)
+        wait_until(lambda: second.count() >= n + 1, message="every entry at the new URL")
+        self.assertEqual(first.count(), 0)
+        a.stop()
+        b.stop()
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -26,6 +26,13 @@ class Collector final : public Observer {
     std::uint32_t attempts = 0;
     int last_status = 0;
     std::string last_failure;
+    std::uint64_t tag = 0;
+  };
+  struct Retry {
+    std::uint64_t tag = 0;
+    std::string event_id;
+    std::uint32_t attempts = 0;
+    std::int64_t next_attempt_unix_ms = 0;
   };
 
   void on_outcomes(std::span<const Outcome> outcomes) noexcept override {
@@ -34,10 +41,21 @@ class Collector final : public Observer {
       for (const Outcome& o : outcomes) {
         got_.push_back({std::string(o.event_id), o.org_id, std::string(o.event_type),
                         o.subscription_id, o.kind, o.attempts, o.last_status,
-                        std::string(o.last_failure)});
+                        std::string(o.last_failure), o.tag});
       }
     }
     cv_.notify_all();
+  }
+
+  void on_retry(const RetryNote& note) noexcept override {
+    std::lock_guard lock(mu_);
+    retries_.push_back(
+        {note.tag, std::string(note.event_id), note.attempts, note.next_attempt_unix_ms});
+  }
+
+  std::vector<Retry> retries() {
+    std::lock_guard lock(mu_);
+    return retries_;
   }
 
   // True once `n` outcomes arrived; false after `limit` (a failure, never a timing assertion).
@@ -73,6 +91,7 @@ class Collector final : public Observer {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Copy> got_;
+  std::vector<Retry> retries_;
   bool released_ = false;
 };
 

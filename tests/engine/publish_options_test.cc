@@ -1,0 +1,143 @@
+// PublishOptions (fanout/engine.h): what a broker source passes with an event, and what comes
+// back to it: the tag in outcomes and retry notes, the broker's id when the envelope has none,
+// attempts continuing from a count made elsewhere, and journal = false.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "fanout/engine.h"
+#include "tests/engine/collector.h"
+#include "tests/engine/receiver.h"
+
+namespace fanout {
+namespace {
+
+using fanout::testing::Collector;
+using fanout::testing::Received;
+using fanout::testing::Receiver;
+
+constexpr const char* kNoId = R"({"org_id":42,"type":"business_updated","payload":{"n":1}})";
+constexpr const char* kWithId =
+    R"({"id":"given","org_id":42,"type":"business_updated","payload":{"n":1}})";
+
+class PublishOptionsTest : public ::testing::Test {
+ protected:
+  void start(std::uint16_t port, std::string journal_dir = {}) {
+    EngineOptions o;
+    o.workers = 1;
+    o.insecure = true;
+    o.allow_subnets = {"127.0.0.1/32"};
+    o.retry.base_ms = 1;
+    o.retry.factor = 1;
+    o.retry.jitter = 0;
+    o.retry.max_retries = 3;
+    o.durability.dir = std::move(journal_dir);
+    auto e = Engine::create(std::move(o), &collector_);
+    ASSERT_TRUE(e.has_value()) << e.error();
+    engine_ = std::move(*e);
+    routing::SubscriptionSpec spec;
+    spec.org_id = 42;
+    spec.event_type = "business_updated";
+    spec.url = "http://127.0.0.1:" + std::to_string(port) + "/hook";
+    ASSERT_TRUE(engine_->upsert(1, spec).has_value());
+    ASSERT_TRUE(engine_->start().has_value());
+  }
+  void TearDown() override {
+    if (engine_) {
+      EXPECT_TRUE(engine_->stop(std::chrono::milliseconds(0)).empty());
+    }
+  }
+  Collector collector_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(PublishOptionsTest, TagAndDefaultIdComeBackInTheOutcome) {
+  Receiver rx([](const Received&, std::size_t) { return 200; });
+  start(rx.port());
+  auto p = engine_->make_producer();
+  PublishOptions po;
+  po.tag = 77;
+  po.default_id = "1700000000000-3";
+  const PublishResult r = p.publish(kNoId, po);
+  ASSERT_EQ(r.status, PublishStatus::kAccepted);
+  EXPECT_EQ(r.event_id, "1700000000000-3");
+  po.tag = 78;
+  ASSERT_EQ(p.publish(kWithId, po).status, PublishStatus::kAccepted);  // its own id wins
+  ASSERT_EQ(p.publish(kNoId).status, PublishStatus::kAccepted);        // untagged, generated id
+  ASSERT_TRUE(collector_.wait_for(3));
+  std::map<std::string, std::uint64_t> tags;
+  for (const auto& o : collector_.outcomes()) tags[o.event_id] = o.tag;
+  EXPECT_EQ(tags.at("1700000000000-3"), 77u);
+  EXPECT_EQ(tags.at("given"), 78u);
+  EXPECT_EQ(tags.size(), 3u);
+  for (const auto& [id, tag] : tags) {
+    if (id != "given" && id != "1700000000000-3") {
+      EXPECT_EQ(tag, 0u) << id;
+    }
+  }
+  EXPECT_TRUE(collector_.retries().empty());
+}
+
+TEST_F(PublishOptionsTest, AttemptsContinueFromTheCountGivenAndRetriesAreNoted) {
+  Receiver rx([](const Received&, std::size_t) { return 500; });
+  start(rx.port());
+  auto p = engine_->make_producer();
+  PublishOptions po;
+  po.tag = 5;
+  po.default_id = "taken-over";
+  po.attempts = 2;  // two made by another consumer: two more make the cap of 4
+  ASSERT_EQ(p.publish(kNoId, po).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(1));
+  const auto out = collector_.outcomes();
+  EXPECT_EQ(out[0].kind, OutcomeKind::kExhausted);
+  EXPECT_EQ(out[0].attempts, 4u);
+  EXPECT_EQ(out[0].tag, 5u);
+  const auto got = rx.received();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].headers.at("x-partoo-attempt"), "3");
+  EXPECT_EQ(got[1].headers.at("x-partoo-attempt"), "4");
+  // One note per retry scheduled (after attempt 3), none for the last attempt.
+  const auto notes = collector_.retries();
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].tag, 5u);
+  EXPECT_EQ(notes[0].event_id, "taken-over");
+  EXPECT_EQ(notes[0].attempts, 3u);
+  EXPECT_GT(notes[0].next_attempt_unix_ms, 0);
+}
+
+TEST_F(PublishOptionsTest, NotJournaledMeansNoIdempotencyAndNothingRecovered) {
+  Receiver rx([](const Received&, std::size_t) { return Receiver::kNoAnswer; });
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("fanout-publish-options-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  start(rx.port(), dir.string());
+  auto p = engine_->make_producer();
+  PublishOptions po;
+  po.tag = 9;
+  po.journal = false;
+  EXPECT_EQ(p.publish(kWithId, po).status, PublishStatus::kAccepted);
+  EXPECT_EQ(p.publish(kWithId, po).status, PublishStatus::kAccepted) << "no idempotency";
+  EXPECT_EQ(p.publish(kWithId).status, PublishStatus::kAccepted);  // journaled
+  EXPECT_EQ(p.publish(kWithId).status, PublishStatus::kDuplicate);
+  const auto left = engine_->stop(std::chrono::milliseconds(0));
+  engine_.reset();
+  std::size_t tagged = 0;
+  for (const Unfinished& u : left) tagged += u.tag == 9 ? 1 : 0;
+  EXPECT_EQ(tagged, 2u) << "handed back with their tag";
+  // Restarted on the same journal: only the journaled event comes back.
+  Receiver ok([](const Received&, std::size_t) { return 200; });
+  start(ok.port(), dir.string());
+  EXPECT_EQ(engine_->stats().recovered, 1u);
+  ASSERT_TRUE(collector_.wait_for(1));
+  EXPECT_EQ(collector_.outcomes()[0].tag, 0u);
+  EXPECT_TRUE(engine_->stop(std::chrono::milliseconds(0)).empty());
+  engine_.reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace fanout

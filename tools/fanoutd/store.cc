@@ -9,6 +9,9 @@
 //   signing_key(id = 1 only, private_key_pem, created_at_us)
 //   pending_deliveries(seq AUTOINCREMENT, event_id, org_id, event_type, body BLOB,
 //                      subscription_id, attempts, next_attempt_unix_ms)
+// Migration 2:
+//   subscription_changes(seq AUTOINCREMENT, writer, org_id, event_type TEXT): one row per
+//                        subscription created, updated or deleted (store_changes.cc)
 //
 // Invariants:
 // - Ids come from AUTOINCREMENT, so a deleted subscription's (or key's) id is never handed out
@@ -26,6 +29,8 @@
 //   time does not exist: migrations are constant scripts that also set their user_version.
 // - Migration i takes user_version from i to i + 1, each in its own transaction, re-checking
 //   the version under the write lock (another process may have migrated meanwhile).
+// - Every transaction that changes a subscription appends its (org_id, event_type) to
+//   subscription_changes in the same transaction: a reader of the log never misses a commit.
 #include "tools/fanoutd/store.h"
 
 #include <sodium.h>
@@ -47,6 +52,7 @@
 
 #include "engine/signer.h"
 #include "engine/sqlite.h"
+#include "tools/fanoutd/store_internal.h"
 
 namespace fanout::daemon {
 namespace {
@@ -97,6 +103,17 @@ CREATE TABLE pending_deliveries (
   next_attempt_unix_ms INTEGER NOT NULL
 );
 PRAGMA user_version = 1;
+)sql",
+    // 2: the log of subscription changes that other processes on the same database follow
+    // (store.h, "Several processes"): writer = the writing Store's random id.
+    R"sql(
+CREATE TABLE subscription_changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  writer INTEGER NOT NULL,
+  org_id INTEGER NOT NULL,
+  event_type TEXT NOT NULL
+);
+PRAGMA user_version = 2;
 )sql",
 };
 
@@ -169,6 +186,10 @@ tl::expected<Statement, std::string> prepare_headers_of_one(sqlite3* db) {
       "reading subscription headers");
 }
 
+}  // namespace
+
+namespace store_detail {
+
 tl::expected<std::optional<routing::Subscription>, std::string> read_subscription(
     sqlite3* db, const routing::EventCatalogue& catalogue, std::int64_t id) {
   auto stmt = Statement::prepare(db, std::string(kSubscriptionColumns) + "WHERE id = ?1",
@@ -187,6 +208,12 @@ tl::expected<std::optional<routing::Subscription>, std::string> read_subscriptio
   }
   return std::optional<routing::Subscription>(std::move(*s));
 }
+
+}  // namespace store_detail
+
+namespace {
+
+using store_detail::read_subscription;
 
 // Inserts the header rows of subscription `id` (positions 0, 1, ...).
 tl::expected<void, std::string> insert_headers(sqlite3* db, std::int64_t id,
@@ -333,10 +360,11 @@ std::optional<Role> parse_role(std::string_view s) noexcept {
 
 // --- Store ---
 
-Store::Store(sqlite3* db, const routing::EventCatalogue& catalogue) noexcept
-    : db_(db), catalogue_(catalogue) {}
+Store::Store(sqlite3* db, const routing::EventCatalogue& catalogue, std::int64_t writer) noexcept
+    : db_(db), catalogue_(catalogue), writer_(writer) {}
 
 Store::~Store() {
+  sqlite3_finalize(data_version_stmt_);  // a no-op for nullptr
   sqlite3_close_v2(db_);
 }
 
@@ -350,9 +378,13 @@ tl::expected<std::unique_ptr<Store>, std::string> Store::open(
   // synchronous=NORMAL: in WAL mode a commit survives a crash of the process; only a power
   // loss may lose the last transactions (the engine's journal, not this file, holds accepted
   // events).
+  if (!sodium_ready()) return tl::unexpected(std::string("libsodium failed to initialise"));
   auto db = sqlite::open_wal(file, "NORMAL", kMigrations, "fanoutd");
   if (!db) return tl::unexpected(std::move(db.error()));
-  std::unique_ptr<Store> store(new Store(*db, catalogue));
+  // Tags this Store's rows in subscription_changes (63 random bits: never 0, never negative).
+  std::uint64_t writer = 0;
+  while (writer == 0) writer = randombytes_random() | (std::uint64_t{randombytes_random()} << 31U);
+  std::unique_ptr<Store> store(new Store(*db, catalogue, static_cast<std::int64_t>(writer)));
   return store;
 }
 
@@ -365,7 +397,8 @@ int Store::latest_schema_version() noexcept {
   return kLatestVersion;
 }
 
-tl::expected<std::vector<routing::Subscription>, std::string> Store::all_subscriptions() {
+tl::expected<std::vector<routing::Subscription>, std::string> Store::all_subscriptions(
+    std::int64_t* change_seq) {
   auto tx = Transaction::begin(db_, Transaction::Mode::kRead, "reading subscriptions");
   if (!tx) return tl::unexpected(std::move(tx.error()));
   std::vector<routing::Subscription> out;
@@ -398,6 +431,11 @@ tl::expected<std::vector<routing::Subscription>, std::string> Store::all_subscri
     if (i < out.size() && out[i].id == id) {
       out[i].custom_headers.push_back({headers->text(1), headers->text(2)});
     }
+  }
+  if (change_seq != nullptr) {
+    auto seq = store_detail::newest_change(db_);
+    if (!seq) return tl::unexpected(std::move(seq.error()));
+    *change_seq = *seq;
   }
   if (auto committed = tx->commit(); !committed) {
     return tl::unexpected(std::move(committed.error()));
@@ -516,6 +554,12 @@ tl::expected<std::vector<routing::Subscription>, StoreError> Store::create(
       return store_error(item + ": " + done.error());
     }
   }
+  std::vector<store_detail::ChangedKey> changed;
+  changed.reserve(items.size());
+  for (const auto& s : items) changed.push_back({s.org_id, catalogue_.name(s.event_type)});
+  if (auto noted = store_detail::note_changes(db_, writer_, changed); !noted) {
+    return store_error(std::move(noted.error()));
+  }
   if (auto committed = tx->commit(); !committed) return store_error(std::move(committed.error()));
   return items;
 }
@@ -550,20 +594,46 @@ tl::expected<routing::Subscription, StoreError> Store::update(const routing::Sub
   auto stored = read_subscription(db_, catalogue_, s.id);
   if (!stored) return store_error(what + ": " + stored.error());
   if (!*stored) return store_error(what + ": the row vanished inside its transaction");
+  const store_detail::ChangedKey changed[] = {
+      {(*stored)->org_id, catalogue_.name((*stored)->event_type)}};
+  if (auto noted = store_detail::note_changes(db_, writer_, changed); !noted) {
+    return store_error(std::move(noted.error()));
+  }
   if (auto committed = tx->commit(); !committed) return store_error(std::move(committed.error()));
   return std::move(**stored);
 }
 
 tl::expected<void, StoreError> Store::remove(std::int64_t id) {
-  // One statement is one transaction; the headers go with it (ON DELETE CASCADE).
-  auto stmt = Statement::prepare(db_, "DELETE FROM subscriptions WHERE id = ?1",
-                                 "deleting subscription " + std::to_string(id));
-  if (!stmt) return store_error(std::move(stmt.error()));
-  stmt->bind(1, id);
-  if (auto done = stmt->run(); !done) return store_error(std::move(done.error()));
-  if (sqlite3_changes(db_) == 0) {
-    return store_error("no subscription " + std::to_string(id), StoreError::Kind::kNotFound);
+  const std::string what = "deleting subscription " + std::to_string(id);
+  auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, what);
+  if (!tx) return store_error(std::move(tx.error()));
+  std::int64_t org_id = 0;
+  std::string type;
+  {
+    auto stmt =
+        Statement::prepare(db_, "SELECT org_id, event_type FROM subscriptions WHERE id = ?1", what);
+    if (!stmt) return store_error(std::move(stmt.error()));
+    stmt->bind(1, id);
+    auto row = stmt->step();
+    if (!row) return store_error(std::move(row.error()));
+    if (!*row) {
+      return store_error("no subscription " + std::to_string(id), StoreError::Kind::kNotFound);
+    }
+    org_id = stmt->int64(0);
+    type = stmt->text(1);
   }
+  {
+    // The headers go with the row (ON DELETE CASCADE).
+    auto stmt = Statement::prepare(db_, "DELETE FROM subscriptions WHERE id = ?1", what);
+    if (!stmt) return store_error(std::move(stmt.error()));
+    stmt->bind(1, id);
+    if (auto done = stmt->run(); !done) return store_error(std::move(done.error()));
+  }
+  const store_detail::ChangedKey changed[] = {{org_id, type}};
+  if (auto noted = store_detail::note_changes(db_, writer_, changed); !noted) {
+    return store_error(std::move(noted.error()));
+  }
+  if (auto committed = tx->commit(); !committed) return store_error(std::move(committed.error()));
   return {};
 }
 
@@ -723,32 +793,11 @@ tl::expected<void, std::string> Store::save_pending(
 }
 
 tl::expected<std::vector<PendingDelivery>, std::string> Store::pending() {
-  auto stmt = Statement::prepare(db_,
-                                 "SELECT seq, event_id, org_id, event_type, body, subscription_id, "
-                                 "attempts, next_attempt_unix_ms FROM pending_deliveries "
-                                 "ORDER BY seq",
-                                 "reading pending deliveries");
-  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  auto rows = store_detail::read_pending(db_, 0, -1);
+  if (!rows) return tl::unexpected(std::move(rows.error()));
   std::vector<PendingDelivery> out;
-  for (;;) {
-    auto row = stmt->step();
-    if (!row) return tl::unexpected(std::move(row.error()));
-    if (!*row) break;
-    PendingDelivery d;
-    d.event_id = stmt->text(1);
-    d.org_id = stmt->int64(2);
-    d.event_type = stmt->text(3);
-    d.body = stmt->blob(4);
-    d.subscription_id = stmt->int64(5);
-    const std::int64_t attempts = stmt->int64(6);
-    if (attempts < 0 || attempts > std::numeric_limits<std::uint32_t>::max()) {
-      return tl::unexpected("pending delivery " + std::to_string(stmt->int64(0)) +
-                            ": attempts out of range (" + std::to_string(attempts) + ")");
-    }
-    d.attempts = static_cast<std::uint32_t>(attempts);
-    d.next_attempt_unix_ms = stmt->int64(7);
-    out.push_back(std::move(d));
-  }
+  out.reserve(rows->size());
+  for (auto& row : *rows) out.push_back(std::move(row.second));
   return out;
 }
 

@@ -10,12 +10,21 @@
 // is newer than this binary knows is refused (open() fails, naming both versions).
 //
 // Threading: a Store is used by one thread at a time. Several processes may open the same
-// database (the daemon and `fanoutd apikey ...`): WAL mode plus a busy timeout (5 s) serialise
-// writers.
+// database (several daemons on one data directory, and `fanoutd apikey ...`): WAL mode plus a
+// busy timeout (5 s) serialise writers; every write takes the write lock up front (BEGIN
+// IMMEDIATE, or one statement), so a writer waits for another process's commit instead of
+// failing with SQLITE_BUSY.
+//
+// Several processes (tools/fanoutd/README.md, "Several instances on one host"). Every change
+// to a subscription also appends its (org_id, event_type) to `subscription_changes`, tagged
+// with the writing Store's random id; another process notices a commit with data_version()
+// (PRAGMA data_version: no I/O, no allocation) and reads what changed with changes_since().
+// The log keeps the newest kChangesKept rows; a reader that fell further behind reloads all.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -88,9 +97,12 @@ class Store {
 
   // --- subscriptions (routing::Subscription rebuilt from rows: parts from routing::validate_url
   // with http allowed, so rows written in insecure mode still load) ---
-  // Every subscription, ordered by id. An event type unknown to the catalogue (the operator
-  // removed an extension) is an error naming the id and the type.
-  [[nodiscard]] tl::expected<std::vector<routing::Subscription>, std::string> all_subscriptions();
+  // Every subscription, ordered by id, in one read transaction. An event type unknown to the
+  // catalogue (the operator removed an extension) is an error naming the id and the type.
+  // `change_seq` (optional) receives the newest subscription_changes seq of the same snapshot:
+  // the position to pass to changes_since() next.
+  [[nodiscard]] tl::expected<std::vector<routing::Subscription>, std::string> all_subscriptions(
+      std::int64_t* change_seq = nullptr);
   struct Page {
     std::int64_t count = 0;  // over all pages
     std::vector<routing::Subscription> items;
@@ -129,19 +141,64 @@ class Store {
   // The stored key; on first call generates one (engine/signer.h Signer::generate) and stores it.
   [[nodiscard]] tl::expected<std::string, std::string> signing_key_pem();
 
+  // --- changes made by other processes (store_shared.cc) ---
+  static constexpr std::int64_t kChangesKept = 10'000;
+  // PRAGMA data_version: a value that differs from the previous call's when another connection
+  // (another process, or another Store) committed to the database in between; this Store's own
+  // commits do not move it. One prepared statement, kept: no allocation.
+  [[nodiscard]] tl::expected<std::int64_t, std::string> data_version();
+  struct Changes {
+    std::int64_t seq = 0;  // the newest change seen: the `since` of the next call
+    // false: changes after `since` were trimmed from the log (or the log is behind `since`):
+    // the caller must reload everything (all_subscriptions) instead; the other fields are empty.
+    bool complete = true;
+    // For each (org_id, event_type) another writer changed after `since`: the subscription the
+    // pair has now, or the pair in `removed` when it has none. Pairs changed only by this Store
+    // are left out (the daemon applied them when it made them).
+    std::vector<routing::Subscription> upserts;
+    struct Key {
+      std::int64_t org_id = 0;
+      std::string event_type;
+    };
+    std::vector<Key> removed;
+    // Pairs that could not be read (an event type this catalogue does not know: the instances
+    // are configured with different event_types), one message each; the rest still applies.
+    std::vector<std::string> skipped;
+    // Subscriptions in the same snapshot; -1 when no other writer changed anything.
+    std::int64_t count = -1;
+  };
+  // What other writers changed after log position `since`, in one read transaction.
+  [[nodiscard]] tl::expected<Changes, std::string> changes_since(std::int64_t since);
+
   // --- pending deliveries ---
   // Appends all in one transaction.
   [[nodiscard]] tl::expected<void, std::string> save_pending(
       const std::vector<PendingDelivery>& deliveries);
   // Every pending delivery, in insertion order.
   [[nodiscard]] tl::expected<std::vector<PendingDelivery>, std::string> pending();
-  // Deletes every pending delivery (after they were handed to the engine again).
+  // Deletes every pending delivery. Not for a shared data directory (another instance may have
+  // saved some meanwhile): the daemon uses take_pending().
   [[nodiscard]] tl::expected<void, std::string> clear_pending();
+  // Takes the saved deliveries back, in insertion order, in chunks of at most kTakeChunk. Each
+  // chunk is one write transaction (BEGIN IMMEDIATE), so two processes taking at once never
+  // get the same delivery: the second waits for the first's commit and finds only what is
+  // left. In a chunk, `resume` is called for each delivery and answers whether it left the
+  // store's care (handed to the engine, or ended as dropped); then `settle` runs (the daemon
+  // waits there until its journal has them on disk) and answers whether to forget them: true
+  // deletes those deliveries and commits (the others stay saved for a later start); false rolls
+  // the chunk back (all of it stays saved: delivered at least once) and stops. Returns how
+  // many were deleted. The write lock is held while `resume` and `settle` run: keep them short.
+  static constexpr std::size_t kTakeChunk = 10'000;
+  [[nodiscard]] tl::expected<std::size_t, std::string> take_pending(
+      const std::function<bool(const PendingDelivery&)>& resume,
+      const std::function<bool()>& settle);
 
  private:
-  Store(sqlite3* db, const routing::EventCatalogue& catalogue) noexcept;
+  Store(sqlite3* db, const routing::EventCatalogue& catalogue, std::int64_t writer) noexcept;
   sqlite3* db_;
   const routing::EventCatalogue& catalogue_;
+  std::int64_t writer_;                        // random, tags this Store's subscription_changes
+  sqlite3_stmt* data_version_stmt_ = nullptr;  // prepared on first use
 };
 
 // Microseconds since the Unix epoch, now (system clock).

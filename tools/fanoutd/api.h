@@ -65,6 +65,8 @@ class Api final : public transport::HttpRequestHandler {
   // Answers still waiting for the journal.
   [[nodiscard]] std::size_t waiting() const noexcept { return waiting_.size(); }
   [[nodiscard]] std::uint64_t subscriptions() const noexcept { return subscriptions_; }
+  // The routing table's size after changes made by another instance (sync.h) were applied.
+  void set_subscriptions(std::uint64_t n) noexcept { subscriptions_ = n; }
 
   // An answer being built. `json` bodies get Content-Type: application/json.
   struct Reply {

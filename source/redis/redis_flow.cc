@@ -91,7 +91,9 @@ void RedisSource::Impl::read_next() {
   args.clear().add("XREADGROUP").add("GROUP").add(o.group).add(o.consumer).add("COUNT").add(
       count_text);
   if (phase == Phase::kLive) args.add("BLOCK").add(block_text);
-  args.add("STREAMS").add(o.stream).add(phase == Phase::kLive ? ">" : pending_cursor);
+  // (Both arms views: a std::string temporary here would dangle before the command is sent.)
+  args.add("STREAMS").add(o.stream).add(phase == Phase::kLive ? std::string_view(">")
+                                                              : std::string_view(pending_cursor));
   reading = reader.command(args, on_read, this);
 }
 

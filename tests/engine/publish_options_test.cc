@@ -115,14 +115,16 @@ TEST_F(PublishOptionsTest, NotJournaledMeansNoIdempotencyAndNothingRecovered) {
                    ("fanout-publish-options-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   start(rx.port(), dir.string());
-  auto p = engine_->make_producer();
-  PublishOptions po;
-  po.tag = 9;
-  po.journal = false;
-  EXPECT_EQ(p.publish(kWithId, po).status, PublishStatus::kAccepted);
-  EXPECT_EQ(p.publish(kWithId, po).status, PublishStatus::kAccepted) << "no idempotency";
-  EXPECT_EQ(p.publish(kWithId).status, PublishStatus::kAccepted);  // journaled
-  EXPECT_EQ(p.publish(kWithId).status, PublishStatus::kDuplicate);
+  {
+    auto p = engine_->make_producer();
+    PublishOptions po;
+    po.tag = 9;
+    po.journal = false;
+    EXPECT_EQ(p.publish(kWithId, po).status, PublishStatus::kAccepted);
+    EXPECT_EQ(p.publish(kWithId, po).status, PublishStatus::kAccepted) << "no idempotency";
+    EXPECT_EQ(p.publish(kWithId).status, PublishStatus::kAccepted);  // journaled
+    EXPECT_EQ(p.publish(kWithId).status, PublishStatus::kDuplicate);
+  }
   const auto left = engine_->stop(std::chrono::milliseconds(0));
   engine_.reset();
   std::size_t tagged = 0;

@@ -88,8 +88,8 @@ constexpr void assign(T& field, std::int64_t v) {
 }
 
 // Tables that hold options; anything else used as a table is unknown.
-constexpr std::array<std::string_view, 6> kSections = {"retry", "timeouts", "limits",
-                                                       "api",   "ingest",   "durability"};
+constexpr std::array<std::string_view, 8> kSections = {
+    "retry", "timeouts", "limits", "api", "ingest", "durability", "source", "source.redis"};
 
 // Every option of tools/fanoutd/README.md's "Configuration" table. Ranges were checked against
 // the field types (every range fits its field, so assign() cannot truncate). --config
@@ -176,8 +176,29 @@ constexpr Option kOptions[] = {
     {"durability.max_ids", "",
      IntKind{0, 100'000'000,
              [](Config& c, std::int64_t v) { assign(c.engine.durability.max_ids, v); }}},
+    {"durability.dir", "--journal-dir",
+     StringKind{true, [](Config& c, std::string v) { c.journal_dir = std::move(v); }}},
     {"ingest.retry_after_s", "",
      IntKind{1, 3600, [](Config& c, std::int64_t v) { assign(c.ingest_retry_after_s, v); }}},
+    // [source.redis]: a url turns the source on.
+    {"source.redis.url", "--redis-url",
+     StringKind{true, [](Config& c, std::string v) { c.redis.url = std::move(v); }}},
+    {"source.redis.stream", "--redis-stream",
+     StringKind{true, [](Config& c, std::string v) { c.redis.stream = std::move(v); }}},
+    {"source.redis.group", "--redis-group",
+     StringKind{true, [](Config& c, std::string v) { c.redis.group = std::move(v); }}},
+    {"source.redis.consumer", "--redis-consumer",
+     StringKind{true, [](Config& c, std::string v) { c.redis.consumer = std::move(v); }}},
+    {"source.redis.start_id", "",
+     StringKind{true, [](Config& c, std::string v) { c.redis.start_id = std::move(v); }}},
+    {"source.redis.batch", "",
+     IntKind{1, 100'000, [](Config& c, std::int64_t v) { assign(c.redis.batch, v); }}},
+    {"source.redis.block_ms", "",
+     IntKind{1, 60'000, [](Config& c, std::int64_t v) { assign(c.redis.block_ms, v); }}},
+    {"source.redis.max_in_flight", "",
+     IntKind{1, 1'000'000'000, [](Config& c, std::int64_t v) { assign(c.redis.max_in_flight, v); }}},
+    {"source.redis.takeover_ms", "",
+     IntKind{600, 86'400'000, [](Config& c, std::int64_t v) { assign(c.redis.takeover_ms, v); }}},
 };
 
 const Option* find_by_key(std::string_view key) {
@@ -416,7 +437,7 @@ Status apply_table(Config& config, const toml::table& table, const std::string& 
       out += message;
       return tl::unexpected(std::move(out));
     };
-    if (prefix.empty() && is_section(key)) {
+    if (is_section(key)) {
       const auto* sub = node.as_table();
       if (sub == nullptr) return fail("must be a table (got " + describe(node) + ")");
       if (auto s = apply_table(config, *sub, key, origin); !s) return s;
@@ -434,6 +455,14 @@ Status validate(const Config& config) {
   if (config.tls_cert.empty() != config.tls_key.empty())
     return tl::unexpected(
         std::string("tls_cert and tls_key (--tls-cert, --tls-key) must be given together"));
+  if (!config.redis.url.empty()) {
+    if (auto ep = source::parse_redis_url(config.redis.url); !ep) {
+      return tl::unexpected("source.redis.url (--redis-url): " + ep.error());
+    }
+    if (config.redis.start_id != "0" && config.redis.start_id != "$") {
+      return tl::unexpected(std::string("source.redis.start_id: must be \"0\" or \"$\""));
+    }
+  }
   return {};
 }
 

@@ -19,6 +19,7 @@
 #include <tl/expected.hpp>
 
 #include "fanout/engine.h"
+#include "fanout/redis_source.h"
 
 namespace fanout::daemon {
 
@@ -41,10 +42,13 @@ struct Config {
   std::size_t ingest_max_body_bytes = 16 * 1024 * 1024;  // ingest.max_body_bytes
   std::size_t ingest_max_events = 10'000;                // ingest.max_events (per request)
   std::uint32_t ingest_retry_after_s = 1;                // ingest.retry_after_s (503 answers)
-  // Durable acceptance (engine.durability, journal in data_dir): on unless no_durable
+  // Durable acceptance (engine.durability, journal in journal_dir): on unless no_durable
   // (--no-durable), for benchmarks only. [durability] history_ms max_history_rows
   // idempotency_ms max_ids.
   bool durable = true;
+  // durability.dir (--journal-dir): the journal's directory; empty: data_dir. One per instance:
+  // instances may share data_dir, never a journal (fanoutd locks it while it runs).
+  std::filesystem::path journal_dir;
   // Engine options (fanout/engine.h), TOML keys in brackets:
   //   workers (--workers), max_in_flight, max_event_bytes, insecure (--insecure),
   //   ca_file (--ca-file), allow_subnets (--allow-subnet, repeatable; appends to the file's),
@@ -53,6 +57,14 @@ struct Config {
   //   max_connections_per_origin max_streams_per_connection max_pending_per_origin.
   // signing_key_pem is never configured here: it comes from the store.
   EngineOptions engine;
+  // [source.redis] (source/redis/README.md): on when url is set. url (--redis-url), stream
+  // (--redis-stream), group (--redis-group), consumer (--redis-consumer), start_id, batch,
+  // block_ms, max_in_flight, takeover_ms. Defaults: RedisOptions's, but url empty (off).
+  source::RedisOptions redis = [] {
+    source::RedisOptions o;
+    o.url.clear();
+    return o;
+  }();
 };
 
 // Parses TOML text (`origin` names it in errors, e.g. the file path) into `config`, on top of
@@ -66,7 +78,7 @@ struct Config {
 // The `fanoutd serve` command line, after the word "serve": flags in any order.
 //   --listen HOST:PORT  --data DIR  --config FILE  --insecure  --allow-subnet CIDR (repeatable)
 //   --workers N  --ca-file FILE  --tls-cert FILE  --tls-key FILE  --log-level LEVEL
-//   --drain-timeout-ms N  --no-durable
+//   --drain-timeout-ms N  --no-durable  --journal-dir DIR
 // Defaults, then the --config file (wherever it appears on the line), then the other flags.
 // "--help" is not handled here (the caller checks for it first).
 [[nodiscard]] tl::expected<Config, std::string> parse_serve_args(

@@ -29,9 +29,12 @@
 #include "routing/subscription.h"
 #include "tools/fanoutd/api.h"
 #include "tools/fanoutd/config.h"
+#include "tools/fanoutd/dir_lock.h"
 #include "tools/fanoutd/log.h"
 #include "tools/fanoutd/metrics.h"
+#include "tools/fanoutd/redis.h"
 #include "tools/fanoutd/store.h"
+#include "tools/fanoutd/sync.h"
 #include "tools/json_out.h"
 #include "transport/client.h"
 #include "transport/http_server.h"
@@ -47,7 +50,9 @@ constexpr const char* kUsage =
     "  fanoutd serve --listen 127.0.0.1:PORT --data DIR [--config FILE] [--insecure]\n"
     "                [--allow-subnet CIDR]... [--workers N] [--ca-file FILE]\n"
     "                [--tls-cert FILE --tls-key FILE] [--log-level debug|info|warn|error]\n"
-    "                [--drain-timeout-ms N] [--no-durable]\n"
+    "                [--drain-timeout-ms N] [--no-durable] [--journal-dir DIR]\n"
+    "                [--redis-url redis://HOST:PORT[/DB] [--redis-stream NAME]\n"
+    "                 [--redis-group NAME] [--redis-consumer NAME]]\n"
     "  fanoutd apikey create --data DIR --role ORG_ADMIN --org ID [--name TEXT]\n"
     "  fanoutd apikey create --data DIR --role PROVIDER --orgs ID,ID,... [--name TEXT]\n"
     "  fanoutd apikey create --data DIR --role INGEST [--name TEXT]\n"
@@ -315,10 +320,11 @@ struct Daemon {
   uv_async_t commit_async{}, engine_async{};
   CommitBell* bell = nullptr;
   Engine* engine = nullptr;
+  std::unique_ptr<source::RedisSource> redis;  // [source.redis], when configured
   std::thread engine_stopper;
   std::vector<Unfinished> unfinished;  // what the engine handed back
   bool stopping = false;
-  bool server_done = false, client_done = false, engine_done = false;
+  bool server_done = false, client_done = false, engine_done = false, redis_done = false;
   std::uint32_t drain_ms = 0;
 
   void begin_stop(int signum) {
@@ -330,6 +336,9 @@ struct Daemon {
     stopping = true;
     log::info("stopping", {{"signal", name}, {"deadline_ms", std::to_string(drain_ms)}});
     api->set_stopping();
+    // Nothing more is read from the stream; what is held stays pending in Redis until its
+    // outcome is acknowledged (the engine drains below) or this consumer starts again.
+    if (redis) redis->stop_reading();
     // The signal handlers stay (a second signal must not kill the daemon before it saved what
     // it holds) but no longer keep the loop alive.
     uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm));
@@ -361,8 +370,23 @@ struct Daemon {
         drain_ms, 0);
   }
 
+  // The engine has stopped: the source acknowledges the outcomes of the drain, then closes.
+  void on_engine_stopped() {
+    engine_done = true;
+    if (!redis) {
+      redis_done = true;
+      maybe_finish();
+      return;
+    }
+    redis->close(kRedisCloseMs, [this] {
+      redis_done = true;
+      maybe_finish();
+    });
+  }
+  static constexpr std::uint32_t kRedisCloseMs = 2'000;
+
   void maybe_finish() {
-    if (!server_done || !client_done || !engine_done) return;
+    if (!server_done || !client_done || !engine_done || !redis_done) return;
     {
       std::lock_guard lock(bell->mu);
       bell->async = nullptr;
@@ -430,47 +454,76 @@ int open_server(const Config& config, Daemon& d, Store* store, Engine* engine, M
   return 0;
 }
 
-// Deliveries saved by a stop without durability go back to the (started) engine; they leave
-// the store only once the engine holds them (durable: once the journal has them on disk).
+// One saved delivery back into the engine. true: it left the store's care (resumed, or ended
+// as dropped); false: the engine could not take it now (over its in-flight budget), it stays.
+bool resume_one(Producer& producer, Metrics& metrics, const PendingDelivery& p,
+                std::size_t& resumed, std::size_t& gone) {
+  Unfinished u{p.event_id,        p.org_id,   p.event_type,          p.body,
+               p.subscription_id, p.attempts, p.next_attempt_unix_ms};
+  const PublishResult r = producer.resume(u);
+  if (r.status == PublishStatus::kAccepted) {
+    ++resumed;
+    return true;
+  }
+  if (r.status == PublishStatus::kBusy || r.status == PublishStatus::kStopped) return false;
+  ++gone;
+  // Its subscription was deleted meanwhile: its final outcome is `dropped` (counted in
+  // fanout_outcomes_total like the engine's own drops).
+  metrics.record_dropped_at_resume();
+  log::info("outcome", {{"event_id", p.event_id},
+                        {"kind", "dropped"},
+                        {"subscription_id", std::to_string(p.subscription_id)},
+                        {"org_id", std::to_string(p.org_id)},
+                        {"event_type", p.event_type},
+                        {"attempts", std::to_string(p.attempts)},
+                        {"reason", std::string(to_string(r.status))}});
+  return true;
+}
+
+// The store's write lock is held while settling; other instances' writers wait for it up to
+// their 5 s busy timeout, so the wait for the journal stops well before.
+constexpr std::chrono::milliseconds kSettleMax{3000};
+
+// Deliveries saved by a stop without durability go back to the (started) engine. Another
+// instance on the same data directory may be starting at the same time: Store::take_pending
+// hands each saved delivery to one taker only (a write transaction per chunk) and forgets a
+// chunk only once the engine holds it (durable: once the journal has it on disk). What the
+// engine could not take stays saved for a later start.
 bool resume_saved(Store& store, Engine& engine, Metrics& metrics) {
-  auto pending = store.pending();
-  if (!pending) {
-    std::fprintf(stderr, "fanoutd: pending deliveries: %s\n", pending.error().c_str());
-    return false;
-  }
-  if (pending->empty()) return true;
   Producer producer = engine.make_producer();
-  std::size_t resumed = 0, gone = 0;
-  for (const PendingDelivery& p : *pending) {
-    Unfinished u{p.event_id,        p.org_id,   p.event_type,          p.body,
-                 p.subscription_id, p.attempts, p.next_attempt_unix_ms};
-    const PublishResult r = producer.resume(u);
-    if (r.status == PublishStatus::kAccepted) {
-      ++resumed;
-      continue;
+  std::size_t resumed = 0, gone = 0, kept = 0;
+  auto resume = [&](const PendingDelivery& p) {
+    const bool taken = resume_one(producer, metrics, p, resumed, gone);
+    if (!taken) ++kept;
+    return taken;
+  };
+  bool settled = true;
+  auto settle = [&engine, &settled] {
+    // Durable: the resumed deliveries are journal records now; wait for their commit (a few
+    // milliseconds, once, at start) before the store forgets them.
+    const auto deadline = std::chrono::steady_clock::now() + kSettleMax;
+    while (engine.durable() && engine.durable_seq() < engine.last_seq()) {
+      if (std::chrono::steady_clock::now() >= deadline) return settled = false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    ++gone;
-    // Its subscription was deleted meanwhile: its final outcome is `dropped` (counted in
-    // fanout_outcomes_total like the engine's own drops).
-    metrics.record_dropped_at_resume();
-    log::info("outcome", {{"event_id", p.event_id},
-                          {"kind", "dropped"},
-                          {"subscription_id", std::to_string(p.subscription_id)},
-                          {"org_id", std::to_string(p.org_id)},
-                          {"event_type", p.event_type},
-                          {"attempts", std::to_string(p.attempts)},
-                          {"reason", std::string(to_string(r.status))}});
+    return true;
+  };
+  auto took = store.take_pending(resume, settle);
+  if (!took) {
+    std::fprintf(stderr, "fanoutd: pending deliveries: %s\n", took.error().c_str());
+    // Nothing resumed yet: the start fails and changes nothing. Otherwise the engine holds
+    // what it took (the store keeps the chunk that failed: delivered at least once).
+    if (resumed + gone == 0) return false;
   }
-  // Durable: the resumed deliveries are journal records now; wait for their commit (a few
-  // milliseconds, once, at start) before the store forgets them.
-  while (engine.durable() && engine.durable_seq() < engine.last_seq()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (!settled) {
+    log::warn("resumed deliveries not on disk in time; they stay saved too (at least once)",
+              {{"waited_ms", std::to_string(kSettleMax.count())}});
   }
-  if (auto cleared = store.clear_pending(); !cleared) {
-    std::fprintf(stderr, "fanoutd: pending deliveries: %s\n", cleared.error().c_str());
+  if (resumed + gone + kept > 0) {
+    log::info("pending deliveries resumed", {{"resumed", std::to_string(resumed)},
+                                             {"dropped", std::to_string(gone)},
+                                             {"kept", std::to_string(kept)}});
   }
-  log::info("pending deliveries resumed",
-            {{"resumed", std::to_string(resumed)}, {"dropped", std::to_string(gone)}});
   return true;
 }
 
@@ -523,10 +576,20 @@ int cmd_serve(std::span<char*> args) {
   config->engine.signing_key_pem = *pem;
 
   Metrics metrics;
-  DaemonObserver observer(&metrics);
+  DaemonObserver daemon_observer(&metrics);
+  source::SourceObserver observer(&daemon_observer);  // the Redis source's outcomes first
   CommitBell bell;
+  std::unique_ptr<DirLock> journal_lock;  // held until exit: one process per journal
   if (config->durable) {
-    config->engine.durability.dir = config->data_dir.string();
+    const std::filesystem::path journal_dir =
+        config->journal_dir.empty() ? config->data_dir : config->journal_dir;
+    auto lock = DirLock::acquire(journal_dir);
+    if (!lock) {
+      std::fprintf(stderr, "fanoutd: %s\n", lock.error().c_str());
+      return 1;
+    }
+    journal_lock = std::move(*lock);
+    config->engine.durability.dir = journal_dir.string();
     config->engine.durability.on_commit = [&bell](std::uint64_t first, std::uint64_t last,
                                                   bool ok) { bell.ring(first, last, ok); };
   }
@@ -537,13 +600,14 @@ int cmd_serve(std::span<char*> args) {
     std::fprintf(stderr, "fanoutd: %s\n", engine.error().c_str());
     return 1;
   }
-  auto subs = (*store)->all_subscriptions();
+  // Loads the routing table, then (once serving) follows changes other instances make.
+  SubscriptionSync sync(**store, **engine);
+  auto subs = sync.load_all();
   if (!subs) {
     std::fprintf(stderr, "fanoutd: loading subscriptions: %s\n", subs.error().c_str());
     return 1;
   }
-  const std::size_t loaded = subs->size();
-  (*engine)->load(std::move(*subs));
+  const std::size_t loaded = *subs;
 
   std::signal(SIGPIPE, SIG_IGN);
   Daemon d;
@@ -560,6 +624,11 @@ int cmd_serve(std::span<char*> args) {
       rc = 1;
     } else if (!resume_saved(**store, **engine, metrics)) {
       rc = 1;
+    } else if (auto redis = start_redis(*config, **engine, &d.loop, metrics, observer); !redis) {
+      std::fprintf(stderr, "fanoutd: %s\n", redis.error().c_str());
+      rc = 1;
+    } else {
+      d.redis = std::move(*redis);
     }
   }
   if (rc != 0) {
@@ -594,17 +663,17 @@ int cmd_serve(std::span<char*> args) {
   uv_signal_start(&d.sigint, on_signal, SIGINT);
   uv_async_init(&d.loop, &d.commit_async,
                 [](uv_async_t* a) { static_cast<Daemon*>(a->data)->api->on_journal_commit(); });
-  uv_async_init(&d.loop, &d.engine_async, [](uv_async_t* a) {
-    auto* self = static_cast<Daemon*>(a->data);
-    self->engine_done = true;
-    self->maybe_finish();
-  });
+  uv_async_init(&d.loop, &d.engine_async,
+                [](uv_async_t* a) { static_cast<Daemon*>(a->data)->on_engine_stopped(); });
   d.commit_async.data = d.engine_async.data = &d;
   {
     std::lock_guard lock(bell.mu);
     bell.async = &d.commit_async;
     bell.api = d.api.get();
   }
+  // Changes made through other instances on this data directory (sync.h). It polls until the
+  // stop closes the loop's timers: deliveries still draining follow those changes too.
+  sync.start(*d.timers, d.api.get());
 
   const std::string shown = config->listen_host.find(':') != std::string::npos
                                 ? "[" + config->listen_host + "]"
@@ -631,6 +700,7 @@ int cmd_serve(std::span<char*> args) {
     std::vector<PendingDelivery> pending;
     pending.reserve(d.unfinished.size());
     for (Unfinished& u : d.unfinished) {
+      if (u.tag != 0) continue;  // a Redis entry: still pending there, read again at next start
       pending.push_back({std::move(u.event_id), u.org_id, std::move(u.event_type),
                          std::move(u.body), u.subscription_id, u.attempts, u.next_attempt_unix_ms});
     }
@@ -651,6 +721,9 @@ int cmd_serve(std::span<char*> args) {
              {"rejected", std::to_string(st.rejected)},
              {"exhausted", std::to_string(st.exhausted)},
              {"dropped", std::to_string(st.dropped)}});
+  observer.set_source(nullptr);
+  metrics.set_redis(nullptr);
+  d.redis.reset();
   d.server.reset();
   d.api.reset();
   d.client.reset();

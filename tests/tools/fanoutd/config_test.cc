@@ -315,6 +315,10 @@ constexpr IntRange kIntRanges[] = {
     {"ingest.max_body_bytes", 1024, 1024 * kMiB},
     {"ingest.max_events", 1, 1'000'000},
     {"ingest.retry_after_s", 1, 3600},
+    {"source.redis.batch", 1, 100'000},
+    {"source.redis.block_ms", 1, 60'000},
+    {"source.redis.max_in_flight", 1, 1'000'000'000},
+    {"source.redis.takeover_ms", 600, 86'400'000},
 };
 
 TEST(ConfigToml, EveryIntegerKeyAcceptsItsBoundsAndRefusesPastThem) {
@@ -381,6 +385,45 @@ TEST(ConfigToml, UnknownKeysAndTablesAreErrors) {
   EXPECT_EQ(toml_error("[api]\nmax_events = 3"), "t.toml: api.max_events: unknown option");
   EXPECT_EQ(toml_error("max_retries = 3"), "t.toml: max_retries: unknown option");
   EXPECT_EQ(toml_error("[limits]\nlimits = 3"), "t.toml: limits.limits: unknown option");
+}
+
+TEST(ConfigRedis, OffByDefaultOnWithAUrlFromTheTableOrTheFlags) {
+  auto c = parse_args({});
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_TRUE(c->redis.url.empty());
+  EXPECT_EQ(c->redis.stream, "fanout:events");
+  EXPECT_EQ(c->redis.group, "fanout");
+  EXPECT_EQ(c->redis.takeover_ms, 30'000u);
+  c = from_toml(
+      "[source.redis]\nurl = \"redis://127.0.0.1:6379/1\"\nstream = \"s\"\ngroup = \"g\"\n"
+      "consumer = \"c\"\nstart_id = \"$\"\nbatch = 50\nblock_ms = 20\nmax_in_flight = 7\n"
+      "takeover_ms = 1000\n");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->redis.url, "redis://127.0.0.1:6379/1");
+  EXPECT_EQ(c->redis.stream, "s");
+  EXPECT_EQ(c->redis.group, "g");
+  EXPECT_EQ(c->redis.consumer, "c");
+  EXPECT_EQ(c->redis.start_id, "$");
+  EXPECT_EQ(c->redis.batch, 50u);
+  EXPECT_EQ(c->redis.block_ms, 20u);
+  EXPECT_EQ(c->redis.max_in_flight, 7u);
+  EXPECT_EQ(c->redis.takeover_ms, 1000u);
+  c = parse_args({"--redis-url", "redis://h:1", "--redis-stream=x", "--redis-group", "y",
+                  "--redis-consumer", "z"});
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->redis.url, "redis://h:1");
+  EXPECT_EQ(c->redis.stream, "x");
+  EXPECT_EQ(c->redis.group, "y");
+  EXPECT_EQ(c->redis.consumer, "z");
+}
+
+TEST(ConfigRedis, BadValuesNameTheKeyAndTheRule) {
+  EXPECT_NE(args_error({"--redis-url", "http://h"}).find("source.redis.url (--redis-url)"),
+            std::string::npos);
+  EXPECT_NE(args_error({"--redis-url", "redis://h:99999"}).find("port must be 1..65535"),
+            std::string::npos);
+  EXPECT_EQ(toml_error("[source.redis]\ncolour = 1"), "t.toml: source.redis.colour: unknown option");
+  EXPECT_EQ(toml_error("[source]\nredis = 1"), "t.toml: source.redis: must be a table (got 1)");
 }
 
 TEST(ConfigToml, ParseErrorsGiveOriginLineAndColumn) {
@@ -497,6 +540,24 @@ TEST(ServeArgs, AllowSubnetAppendsToTheFilesList) {
   ASSERT_TRUE(c) << c.error();
   EXPECT_EQ(c->engine.allow_subnets,
             (std::vector<std::string>{"10.0.0.0/8", "127.0.0.1/32", "::1/128"}));
+}
+
+// Several instances share a data directory but each has its own journal ([durability] dir).
+TEST(ServeArgs, JournalDirFromTheFileOrTheFlag) {
+  EXPECT_EQ(Config{}.journal_dir, std::filesystem::path());  // empty: the data directory
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string file = dir.write("j.toml", "[durability]\ndir = \"/var/lib/j-file\"\n");
+  auto c = parse_args({"--config", file});
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->journal_dir, std::filesystem::path("/var/lib/j-file"));
+  c = parse_args({"--config", file, "--journal-dir", "j-flag"});
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->journal_dir, std::filesystem::path("j-flag"));
+  c = parse_args({"--journal-dir=j2"});
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->journal_dir, std::filesystem::path("j2"));
+  EXPECT_EQ(args_error({"--journal-dir="}), "--journal-dir: must be a non-empty string (got \"\")");
 }
 
 TEST(ServeArgs, TlsCertAndKeyGoTogether) {

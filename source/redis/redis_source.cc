@@ -114,7 +114,8 @@ tl::expected<std::unique_ptr<RedisSource>, std::string> RedisSource::create(Redi
 RedisSource::RedisSource(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
 
 RedisSource::~RedisSource() {
-  assert((impl_->phase == Impl::Phase::kClosed || impl_->phase == Impl::Phase::kIdle) &&
+  // Its handles live on the caller's loop: close() (even when never started) must have run.
+  assert(impl_->phase == Impl::Phase::kClosed &&
          "close() the source and let its callback run before destroying it");
 }
 

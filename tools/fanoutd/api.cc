@@ -422,6 +422,13 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
     reply.body = deps_.metrics->render(deps_.engine->stats(), subscriptions_);
     return true;
   }
+  if (web(path, m, route, reply)) return true;
+  if (path == "/v2/me") {
+    route = "/v2/me";
+    if (m != "GET") return method_not_allowed("GET");
+    me(req, reply);
+    return true;
+  }
   if (path == "/v2/events") {
     route = "/v2/events";
     if (m != "POST") return method_not_allowed("POST");

@@ -92,6 +92,10 @@ class Api final : public transport::HttpRequestHandler {
   bool dispatch(const transport::HttpRequest& req, transport::HttpResponder responder,
                 std::string_view& route, Reply& reply);
 
+  // The app page and its files (api_web.cc): true when `path` is one of them (answered).
+  bool web(std::string_view path, std::string_view method, std::string_view& route, Reply& reply);
+  // GET /v2/me: the key's role and organisations (any role; the page signs in with it).
+  void me(const transport::HttpRequest& req, Reply& reply);
   bool authenticate(const transport::HttpRequest& req, bool ingest, ApiKey& key, Reply& reply);
   bool resolve_org(const ApiKey& key, const Query& query, bool org_required, Caller& caller,
                    Reply& reply);

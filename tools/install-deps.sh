@@ -14,7 +14,12 @@ packages=(
   # real peers for tests and benchmarks
   nghttp2-client nghttp2-server nginx wrk openssl curl ca-certificates python3
   redis-server redis-tools
+  # the app page's browser tests (Playwright from npm drives Debian's chromium)
+  chromium
 )
+# Node.js and npm for Playwright: Debian's, unless the machine already has them (e.g. NodeSource).
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

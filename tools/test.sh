@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tools/install-deps.sh
+# The browser tests' npm packages, exactly as the lock file pins them (tests/tools/fanoutd/web).
+npm ci --prefix tests/tools/fanoutd/web --no-audit --no-fund --loglevel=error
 
 jobs=$(nproc)
 status=0

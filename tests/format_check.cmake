@@ -4,6 +4,7 @@ file(GLOB_RECURSE files
   ${SOURCE_DIR}/routing/*.h ${SOURCE_DIR}/routing/*.cc
   ${SOURCE_DIR}/transport/*.h ${SOURCE_DIR}/transport/*.cc
   ${SOURCE_DIR}/engine/*.h ${SOURCE_DIR}/engine/*.cc
+  ${SOURCE_DIR}/source/*.h ${SOURCE_DIR}/source/*.cc
   ${SOURCE_DIR}/tools/*.h ${SOURCE_DIR}/tools/*.cc
   ${SOURCE_DIR}/bench/*.h ${SOURCE_DIR}/bench/*.cc
   ${SOURCE_DIR}/tests/*.h ${SOURCE_DIR}/tests/*.cc)

@@ -14,7 +14,9 @@ RedisConn::RedisConn(uv_loop_s* loop, std::string name, EventFn on_ready, EventF
                      void* data)
     : loop_(loop), name_(std::move(name)), on_ready_(on_ready), on_lost_(on_lost), data_(data) {}
 
-RedisConn::~RedisConn() { drop(); }
+RedisConn::~RedisConn() {
+  drop();
+}
 
 void RedisConn::connect(const std::string& ip, const RedisEndpoint& ep) {
   drop();
@@ -46,15 +48,15 @@ void RedisConn::connect(const std::string& ip, const RedisEndpoint& ep) {
     args_.clear().add("AUTH");
     if (!ep.user.empty()) args_.add(ep.user);
     args_.add(ep.password);
-    redisAsyncCommandArgv(ctx, on_setup_reply, this, static_cast<int>(args_.size()),
-                          args_.ptrs(), args_.lens());
+    redisAsyncCommandArgv(ctx, on_setup_reply, this, static_cast<int>(args_.size()), args_.ptrs(),
+                          args_.lens());
     ++setup_left_;
   }
   if (ep.db != 0) {
     db_text_ = std::to_string(ep.db);
     args_.clear().add("SELECT").add(db_text_);
-    redisAsyncCommandArgv(ctx, on_setup_reply, this, static_cast<int>(args_.size()),
-                          args_.ptrs(), args_.lens());
+    redisAsyncCommandArgv(ctx, on_setup_reply, this, static_cast<int>(args_.size()), args_.ptrs(),
+                          args_.lens());
     ++setup_left_;
   }
   if (setup_left_ == 0) {

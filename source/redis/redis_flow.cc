@@ -88,8 +88,13 @@ void RedisSource::Impl::read_next() {
   }
   paused = false;
   count_text = std::to_string(std::min<std::size_t>(o.batch, r));
-  args.clear().add("XREADGROUP").add("GROUP").add(o.group).add(o.consumer).add("COUNT").add(
-      count_text);
+  args.clear()
+      .add("XREADGROUP")
+      .add("GROUP")
+      .add(o.group)
+      .add(o.consumer)
+      .add("COUNT")
+      .add(count_text);
   if (phase == Phase::kLive) args.add("BLOCK").add(block_text);
   // (Both arms views: a std::string temporary here would dangle before the command is sent.)
   args.add("STREAMS").add(o.stream).add(phase == Phase::kLive ? std::string_view(">")
@@ -276,22 +281,31 @@ void RedisSource::Impl::dead_letter(const EntryId& id, std::string_view reason,
   const std::string_view t = id.format(id_text);
   args.clear().add("MULTI");
   if (!cmd.command(args, nullptr, nullptr)) return;
-  args.clear().add("XADD").add(dead_key).add("*").add("id").add(t).add("reason").add(reason).add(
-      "event").add(event);
+  args.clear()
+      .add("XADD")
+      .add(dead_key)
+      .add("*")
+      .add("id")
+      .add(t)
+      .add("reason")
+      .add(reason)
+      .add("event")
+      .add(event);
   (void)cmd.command(args, nullptr, nullptr);
   args.clear().add("XACK").add(o.stream).add(o.group).add(t);
   (void)cmd.command(args, nullptr, nullptr);
   args.clear().add("EXEC");
   auto* dl = new DeadLetter{this, id};
-  if (!cmd.command(args,
-                   [](redisAsyncContext*, void* reply, void* data) {
-                     std::unique_ptr<DeadLetter> d(static_cast<DeadLetter*>(data));
-                     const auto* rr = static_cast<const redisReply*>(reply);
-                     if (rr == nullptr || rr->type != REDIS_REPLY_ARRAY) return;
-                     d->impl->counters.dead_lettered.fetch_add(1, std::memory_order_relaxed);
-                     d->impl->counters.acknowledged.fetch_add(1, std::memory_order_relaxed);
-                   },
-                   dl)) {
+  if (!cmd.command(
+          args,
+          [](redisAsyncContext*, void* reply, void* data) {
+            std::unique_ptr<DeadLetter> d(static_cast<DeadLetter*>(data));
+            const auto* rr = static_cast<const redisReply*>(reply);
+            if (rr == nullptr || rr->type != REDIS_REPLY_ARRAY) return;
+            d->impl->counters.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+            d->impl->counters.acknowledged.fetch_add(1, std::memory_order_relaxed);
+          },
+          dl)) {
     delete dl;
   }
 }
@@ -350,8 +364,8 @@ void RedisSource::Impl::flush_writes() {
     scratch.resize(end - at);
     args.clear().add("HSET").add(attempts_key);
     for (std::size_t i = at; i < end; ++i) {
-      scratch[i - at] = std::to_string(to_hset[i].attempts) + " " +
-                        std::to_string(to_hset[i].due_unix_ms);
+      scratch[i - at] =
+          std::to_string(to_hset[i].attempts) + " " + std::to_string(to_hset[i].due_unix_ms);
       args.add(text(to_hset[i].id)).add(scratch[i - at]);
     }
     // A record lost with the connection only means a takeover repeats those attempts.
@@ -377,8 +391,10 @@ void RedisSource::Impl::send_acks(std::vector<EntryId> ids, std::vector<EntryId>
   }
   for (std::size_t at = 0; at < ids.size(); at += kIdsPerCommand) {
     const std::size_t end = std::min(ids.size(), at + kIdsPerCommand);
-    auto* batch = new AckBatch{this, {ids.begin() + static_cast<std::ptrdiff_t>(at),
-                                      ids.begin() + static_cast<std::ptrdiff_t>(end)}, {}};
+    auto* batch = new AckBatch{this,
+                               {ids.begin() + static_cast<std::ptrdiff_t>(at),
+                                ids.begin() + static_cast<std::ptrdiff_t>(end)},
+                               {}};
     if (at == 0) batch->hdel = std::move(hdel);
     const bool multi = !batch->hdel.empty();
     if (multi) {
@@ -453,8 +469,15 @@ void RedisSource::Impl::claim_next() {
   if (r == 0 || claiming || stop_read || phase != Phase::kLive) return;
   scratch.resize(1);
   scratch[0] = std::to_string(std::min<std::size_t>(o.batch, r));
-  args.clear().add("XAUTOCLAIM").add(o.stream).add(o.group).add(o.consumer).add(claim_idle_text)
-      .add(claim_cursor).add("COUNT").add(scratch[0]);
+  args.clear()
+      .add("XAUTOCLAIM")
+      .add(o.stream)
+      .add(o.group)
+      .add(o.consumer)
+      .add(claim_idle_text)
+      .add(claim_cursor)
+      .add("COUNT")
+      .add(scratch[0]);
   claiming = cmd.command(args, on_claim, this);
 }
 

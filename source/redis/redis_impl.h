@@ -20,8 +20,8 @@
 
 #include <uv.h>
 
-#include <atomic>
 #include <concurrentqueue/concurrentqueue.h>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -58,7 +58,15 @@ struct Taken {
 
 struct RedisSource::Impl {
   enum class Phase : std::uint8_t {
-    kIdle, kResolving, kConnecting, kSetup, kOwnPending, kLive, kDown, kClosing, kClosed
+    kIdle,
+    kResolving,
+    kConnecting,
+    kSetup,
+    kOwnPending,
+    kLive,
+    kDown,
+    kClosing,
+    kClosed
   };
 
   Impl(RedisOptions options, RedisEndpoint endpoint, Engine& engine, uv_loop_s* loop);
@@ -120,8 +128,8 @@ struct RedisSource::Impl {
   std::uint64_t claim_idle_ms = 0;
 
   transport::LoopTimer timers;
-  transport::TimerEntry reconnect_timer, connect_deadline, claim_timer, refresh_timer,
-      info_timer, busy_timer, close_deadline;
+  transport::TimerEntry reconnect_timer, connect_deadline, claim_timer, refresh_timer, info_timer,
+      busy_timer, close_deadline;
   uv_async_t async{};
   uv_getaddrinfo_t resolve_req{};
   bool resolving = false;
@@ -130,10 +138,10 @@ struct RedisSource::Impl {
   Phase phase = Phase::kIdle;
   std::uint32_t backoff_ms = 0;
 
-  bool reading = false;          // an XREADGROUP (or its attempts lookup) in flight
-  bool stop_read = false;        // stop_reading() called
-  bool claiming = false;         // an XAUTOCLAIM (or its attempts lookup) in flight
-  bool paused = false;           // at the budget: read_next() when room comes back
+  bool reading = false;    // an XREADGROUP (or its attempts lookup) in flight
+  bool stop_read = false;  // stop_reading() called
+  bool claiming = false;   // an XAUTOCLAIM (or its attempts lookup) in flight
+  bool paused = false;     // at the budget: read_next() when room comes back
   std::string pending_cursor = "0";
   std::string claim_cursor = "0-0";
 
@@ -150,7 +158,7 @@ struct RedisSource::Impl {
   };
   std::vector<RetryRecord> to_hset;
   std::size_t acks_in_flight = 0;
-  std::vector<char> arena;  // id texts of the command being built
+  std::vector<char> arena;           // id texts of the command being built
   std::vector<std::string> scratch;  // other texts of the command being built
   RedisArgs args;
   std::function<void()> close_done;

@@ -12,7 +12,9 @@
 
 namespace fanout::source {
 
-bool is_error(const redisReply* r) noexcept { return r != nullptr && r->type == REDIS_REPLY_ERROR; }
+bool is_error(const redisReply* r) noexcept {
+  return r != nullptr && r->type == REDIS_REPLY_ERROR;
+}
 
 std::string_view str(const redisReply* r) noexcept {
   if (r == nullptr || r->str == nullptr) return {};
@@ -31,7 +33,8 @@ tl::expected<RedisEndpoint, std::string> parse_redis_url(std::string_view url) {
   if (const std::size_t at = rest.rfind('@'); at != std::string_view::npos) {
     const std::string_view cred = rest.substr(0, at);
     const std::size_t colon = cred.find(':');
-    if (colon == std::string_view::npos) return bad("credentials must be USER:PASSWORD or :PASSWORD");
+    if (colon == std::string_view::npos)
+      return bad("credentials must be USER:PASSWORD or :PASSWORD");
     ep.user = std::string(cred.substr(0, colon));
     ep.password = std::string(cred.substr(colon + 1));
     rest = rest.substr(at + 1);
@@ -119,7 +122,9 @@ RedisSource::~RedisSource() {
          "close() the source and let its callback run before destroying it");
 }
 
-void RedisSource::start() { impl_->start(); }
+void RedisSource::start() {
+  impl_->start();
+}
 
 void RedisSource::stop_reading() {
   impl_->stop_read = true;
@@ -167,12 +172,13 @@ RedisStats RedisSource::stats() const noexcept {
   return s;
 }
 
-const RedisOptions& RedisSource::options() const noexcept { return impl_->o; }
+const RedisOptions& RedisSource::options() const noexcept {
+  return impl_->o;
+}
 
 // --- Impl: life cycle -------------------------------------------------------------------------
 
-RedisSource::Impl::Impl(RedisOptions options, RedisEndpoint endpoint, Engine& e,
-                        uv_loop_s* l)
+RedisSource::Impl::Impl(RedisOptions options, RedisEndpoint endpoint, Engine& e, uv_loop_s* l)
     : o(std::move(options)),
       ep(std::move(endpoint)),
       engine(e),
@@ -306,8 +312,13 @@ void RedisSource::Impl::setup() {
   std::vector<EntryId> hdel = std::move(to_hdel);
   to_hdel.clear();
   if (!ids.empty()) send_acks(std::move(ids), std::move(hdel));
-  args.clear().add("XGROUP").add("CREATE").add(o.stream).add(o.group).add(o.start_id).add(
-      "MKSTREAM");
+  args.clear()
+      .add("XGROUP")
+      .add("CREATE")
+      .add(o.stream)
+      .add(o.group)
+      .add(o.start_id)
+      .add("MKSTREAM");
   if (!cmd.command(args, on_group_created, this)) go_down("redis: command connection not ready");
 }
 
@@ -326,10 +337,10 @@ void RedisSource::Impl::on_group_created(redisAsyncContext*, void* reply, void* 
   self->claim_cursor = "0-0";
   self->backoff_ms = self->o.reconnect_min_ms;
   self->counters.connected.store(true, std::memory_order_relaxed);
-  self->log("info", "reading " + self->o.stream + " as " + self->o.group + "/" +
-                        self->o.consumer + " from " + self->ip + ":" +
-                        std::to_string(self->ep.port));
-  self->timers.schedule_after(self->claim_timer, std::max<std::uint64_t>(self->o.takeover_ms / 6, 1));
+  self->log("info", "reading " + self->o.stream + " as " + self->o.group + "/" + self->o.consumer +
+                        " from " + self->ip + ":" + std::to_string(self->ep.port));
+  self->timers.schedule_after(self->claim_timer,
+                              std::max<std::uint64_t>(self->o.takeover_ms / 6, 1));
   self->timers.schedule_after(self->refresh_timer, self->o.takeover_ms / 4);
   self->timers.schedule_after(self->info_timer, 0);
   self->flush_writes();
@@ -402,9 +413,9 @@ void RedisSource::Impl::maybe_finish_close() {
   closing_handles = 2;
   uv_close(reinterpret_cast<uv_handle_t*>(&async),
            [](uv_handle_t* h) { static_cast<Impl*>(h->data)->handle_closed(); });
-  timers.close([](transport::LoopTimer*, void* data) noexcept {
-    static_cast<Impl*>(data)->handle_closed();
-  }, this);
+  timers.close(
+      [](transport::LoopTimer*, void* data) noexcept { static_cast<Impl*>(data)->handle_closed(); },
+      this);
 }
 
 void RedisSource::Impl::handle_closed() noexcept {

@@ -44,7 +44,7 @@ struct App {
   uv_loop_t* loop = uv_default_loop();
   long count = 0;
   std::atomic<long> done{0};
-  uv_async_t wake{};      // COUNT reached, or the engine has stopped
+  uv_async_t wake{};  // COUNT reached, or the engine has stopped
   uv_signal_t sigint{};
   std::atomic<bool> engine_stopped{false};
   bool stopping = false;
@@ -61,8 +61,8 @@ void PrintingObserver::on_outcomes(std::span<const fanout::Outcome> outcomes) no
                 o.event_id.data(), o.attempts, o.last_status);
   }
   std::fflush(stdout);
-  const long n = app_.done.fetch_add(static_cast<long>(outcomes.size())) +
-                 static_cast<long>(outcomes.size());
+  const long n =
+      app_.done.fetch_add(static_cast<long>(outcomes.size())) + static_cast<long>(outcomes.size());
   if (app_.count > 0 && n >= app_.count) uv_async_send(&app_.wake);
 }
 
@@ -155,8 +155,8 @@ int main(int argc, char** argv) {
   app.wake.data = &app;
   uv_signal_init(app.loop, &app.sigint);
   app.sigint.data = &app;
-  uv_signal_start(&app.sigint, [](uv_signal_t* s, int) { shut_down(*static_cast<App*>(s->data)); },
-                  SIGINT);
+  uv_signal_start(
+      &app.sigint, [](uv_signal_t* s, int) { shut_down(*static_cast<App*>(s->data)); }, SIGINT);
   app.source->start();
   uv_run(app.loop, UV_RUN_DEFAULT);
 

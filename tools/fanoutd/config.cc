@@ -196,7 +196,8 @@ constexpr Option kOptions[] = {
     {"source.redis.block_ms", "",
      IntKind{1, 60'000, [](Config& c, std::int64_t v) { assign(c.redis.block_ms, v); }}},
     {"source.redis.max_in_flight", "",
-     IntKind{1, 1'000'000'000, [](Config& c, std::int64_t v) { assign(c.redis.max_in_flight, v); }}},
+     IntKind{1, 1'000'000'000,
+             [](Config& c, std::int64_t v) { assign(c.redis.max_in_flight, v); }}},
     {"source.redis.takeover_ms", "",
      IntKind{600, 86'400'000, [](Config& c, std::int64_t v) { assign(c.redis.takeover_ms, v); }}},
 };

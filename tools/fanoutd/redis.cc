@@ -12,7 +12,7 @@ tl::expected<std::unique_ptr<source::RedisSource>, std::string> start_redis(
   if (config.redis.url.empty()) return std::unique_ptr<source::RedisSource>();
   source::RedisOptions o = config.redis;
   o.log = [](std::string_view level, std::string_view message) {
-    const LogLevel l = level == "error" ? LogLevel::kError
+    const LogLevel l = level == "error"  ? LogLevel::kError
                        : level == "warn" ? LogLevel::kWarn
                                          : LogLevel::kInfo;
     log::write(l, "redis", {{"message", std::string(message)}});

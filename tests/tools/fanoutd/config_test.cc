@@ -422,7 +422,8 @@ TEST(ConfigRedis, BadValuesNameTheKeyAndTheRule) {
             std::string::npos);
   EXPECT_NE(args_error({"--redis-url", "redis://h:99999"}).find("port must be 1..65535"),
             std::string::npos);
-  EXPECT_EQ(toml_error("[source.redis]\ncolour = 1"), "t.toml: source.redis.colour: unknown option");
+  EXPECT_EQ(toml_error("[source.redis]\ncolour = 1"),
+            "t.toml: source.redis.colour: unknown option");
   EXPECT_EQ(toml_error("[source]\nredis = 1"), "t.toml: source.redis: must be a table (got 1)");
 }
 

@@ -52,7 +52,7 @@ struct RedisOptions {
   // Where a group created at start begins: "0", the whole stream (nothing published before
   // fanout's first start is missed), or "$", new entries only.
   std::string start_id = "0";
-  std::uint32_t batch = 500;     // XREADGROUP COUNT (and XAUTOCLAIM COUNT)
+  std::uint32_t batch = 500;      // XREADGROUP COUNT (and XAUTOCLAIM COUNT)
   std::uint32_t block_ms = 1000;  // XREADGROUP BLOCK
   // Entries read and not yet acknowledged (waiting retries included). At the budget reading
   // pauses; it resumes as outcomes come. Clamped to the engine's max_in_flight.
@@ -67,12 +67,12 @@ struct RedisOptions {
 };
 
 struct RedisStats {
-  std::uint64_t read = 0;           // entries taken from the stream (new and own pending)
-  std::uint64_t acknowledged = 0;   // XACK confirmed by Redis
-  std::uint64_t claimed = 0;        // entries taken over from other consumers
-  std::uint64_t dead_lettered = 0;  // invalid entries copied to <stream>:dead
+  std::uint64_t read = 0;             // entries taken from the stream (new and own pending)
+  std::uint64_t acknowledged = 0;     // XACK confirmed by Redis
+  std::uint64_t claimed = 0;          // entries taken over from other consumers
+  std::uint64_t dead_lettered = 0;    // invalid entries copied to <stream>:dead
   std::uint64_t no_subscription = 0;  // entries acknowledged at once: nobody subscribed
-  std::uint64_t held = 0;           // read, not yet acknowledged (this consumer)
+  std::uint64_t held = 0;             // read, not yet acknowledged (this consumer)
   std::uint64_t reconnects = 0;
   std::uint64_t paused = 0;         // times reading paused at the budget or on a busy engine
   std::int64_t group_pending = -1;  // the group's pending entries (XINFO GROUPS), -1: unknown
@@ -127,7 +127,9 @@ class RedisSource {
 class SourceObserver final : public Observer {
  public:
   explicit SourceObserver(Observer* next = nullptr) noexcept : next_(next) {}
-  void set_source(RedisSource* source) noexcept { source_.store(source, std::memory_order_release); }
+  void set_source(RedisSource* source) noexcept {
+    source_.store(source, std::memory_order_release);
+  }
   void on_outcomes(std::span<const Outcome> outcomes) noexcept override {
     if (RedisSource* s = source_.load(std::memory_order_acquire)) s->on_outcomes(outcomes);
     if (next_ != nullptr) next_->on_outcomes(outcomes);

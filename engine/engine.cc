@@ -1,10 +1,13 @@
 #include "fanout/engine.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <thread>
+
+#include <sodium.h>
 
 #include "engine/worker.h"
 #include "fanout/version.h"
@@ -63,7 +66,11 @@ struct Producer::State {
   routing::RoutingTable::Reader reader;
   routing::EnvelopeParser parser;
   std::vector<moodycamel::ProducerToken> tokens;
-  std::mt19937_64 rng;
+  // Generated event ids: 128 bits from libsodium's CSPRNG (getrandom), drawn 4 KiB at a time so
+  // that an id costs no system call (one per 256 ids). With EngineOptions::random (tests), ids
+  // come from that source instead, reproducibly.
+  std::array<unsigned char, 4096> random_pool{};
+  std::size_t random_used = 4096;
   char id_buf[32] = {};
   std::string last_id;  // the id returned by the last publish (capacity reused)
 
@@ -74,7 +81,6 @@ struct Producer::State {
           return o;
         }()) {
     for (auto& w : e->workers_) tokens.emplace_back(w->inbox());
-    rng.seed(e->options_.random ? e->options_.random() : std::random_device{}());
     Engine::Shared& sh = *e->shared_;
     std::lock_guard lock(sh.producers_mu);
     sh.producers.push_back(&gate);
@@ -114,11 +120,23 @@ struct Producer::State {
 
   std::string_view generate_id() {
     static constexpr char kHex[] = "0123456789abcdef";
-    const std::uint64_t hi = rng();
-    const std::uint64_t lo = rng();
-    for (int i = 0; i < 16; ++i) {
-      id_buf[i] = kHex[(hi >> (60 - 4 * i)) & 15];
-      id_buf[16 + i] = kHex[(lo >> (60 - 4 * i)) & 15];
+    unsigned char bits[16];
+    if (engine->options_.random) {
+      const std::uint64_t hi = engine->options_.random(), lo = engine->options_.random();
+      std::memcpy(bits, &hi, 8);
+      std::memcpy(bits + 8, &lo, 8);
+    } else {
+      if (random_used + sizeof bits > random_pool.size()) {
+        randombytes_buf(random_pool.data(), random_pool.size());
+        random_used = 0;
+      }
+      std::memcpy(bits, random_pool.data() + random_used, sizeof bits);
+      sodium_memzero(random_pool.data() + random_used, sizeof bits);  // each id used once
+      random_used += sizeof bits;
+    }
+    for (std::size_t i = 0; i < sizeof bits; ++i) {
+      id_buf[2 * i] = kHex[bits[i] >> 4];
+      id_buf[2 * i + 1] = kHex[bits[i] & 15];
     }
     return {id_buf, sizeof id_buf};
   }
@@ -299,6 +317,8 @@ Engine::Engine(EngineOptions options, Observer* observer)
 tl::expected<std::unique_ptr<Engine>, std::string> Engine::create(EngineOptions options,
                                                                   Observer* observer) {
   if (observer == nullptr) return tl::unexpected(std::string("an Observer is required"));
+  // Generated event ids use libsodium's CSPRNG (idempotent and thread-safe).
+  if (sodium_init() < 0) return tl::unexpected(std::string("libsodium failed to initialise"));
   if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
   if (options.retry.factor < 1.0 || options.retry.jitter < 0 || options.retry.jitter >= 1) {
     return tl::unexpected(std::string("retry: factor must be >= 1 and jitter in [0, 1)"));

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 
 #include "fanout/engine.h"
@@ -139,6 +141,35 @@ TEST_F(PublishOptionsTest, NotJournaledMeansNoIdempotencyAndNothingRecovered) {
   EXPECT_TRUE(engine_->stop(std::chrono::milliseconds(0)).empty());
   engine_.reset();
   std::filesystem::remove_all(dir);
+}
+
+// Ids the engine makes up: 128 random bits as 32 hex digits, all distinct, every bit position
+// balanced (a short or constant id, or a stuck bit, fails).
+TEST_F(PublishOptionsTest, GeneratedIdsAreOneHundredTwentyEightRandomBits) {
+  Receiver rx([](const Received&, std::size_t) { return 200; }, Receiver::Keep::kAnswersOnly);
+  start(rx.port());
+  auto p = engine_->make_producer();
+  std::set<std::string> seen;
+  std::array<int, 128> ones{};
+  constexpr int kIds = 4000;
+  for (int i = 0; i < kIds; ++i) {
+    const PublishResult r = p.publish(kNoId);
+    ASSERT_EQ(r.status, PublishStatus::kAccepted);
+    const std::string id(r.event_id);
+    ASSERT_EQ(id.size(), 32u);
+    ASSERT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+    ASSERT_TRUE(seen.insert(id).second) << "repeated id " << id;
+    for (int bit = 0; bit < 128; ++bit) {
+      const char c = id[static_cast<std::size_t>(bit / 4)];
+      const int nibble = c <= '9' ? c - '0' : c - 'a' + 10;
+      ones[static_cast<std::size_t>(bit)] += (nibble >> (3 - bit % 4)) & 1;
+    }
+  }
+  // Each bit is set in about half the ids: 2000 ± 6 standard deviations (about 32).
+  for (int bit = 0; bit < 128; ++bit) {
+    EXPECT_NEAR(ones[static_cast<std::size_t>(bit)], kIds / 2, 190) << "bit " << bit;
+  }
+  ASSERT_TRUE(collector_.wait_for(kIds));
 }
 
 }  // namespace

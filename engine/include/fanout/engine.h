@@ -155,8 +155,10 @@ struct EngineOptions {
   std::vector<std::string> extra_event_types;
   // PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`); empty: unsigned.
   std::string signing_key_pem;
-  // Source of uniform 64-bit random numbers for jitter and generated event ids; empty: seeded
-  // from std::random_device. Called on worker and producer threads: must be thread-safe.
+  // Source of uniform 64-bit random numbers for jitter and generated event ids (tests: a fixed
+  // source makes both reproducible). Empty: jitter from a per-thread generator seeded by
+  // std::random_device, and ids of 128 bits from libsodium's CSPRNG (getrandom). Called on
+  // worker and producer threads: must be thread-safe.
   std::function<std::uint64_t()> random;
   DurabilityOptions durability;
 };

@@ -30,6 +30,14 @@ constexpr std::uint64_t kLingerMs = 2000;
 // answer they already have; letting a moderate upload finish keeps the answer visible.
 constexpr std::size_t kMaxDiscard = 1 << 20;
 constexpr std::int32_t kH2ConnectionWindow = 16 << 20;
+// The largest header block the server sends (its answers' headers come from the handler):
+// nghttp2's default, set explicitly. A larger one fails the answer.
+constexpr std::size_t kMaxSendHeaderBlock = 64 * 1024;
+// A header block decoding to more than this many times max_header_bytes ends the connection.
+constexpr std::size_t kHeaderAbuseFactor = 4;
+// nghttp2_session_mem_recv's answer to too many CONTINUATION frames (NGHTTP2_ERR_TOO_MANY_
+// CONTINUATIONS, an enumerator only headers with the CVE-2024-28182 fix declare).
+constexpr ssize_t kErrTooManyContinuations = -905;
 
 char lower(char c) noexcept {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
@@ -715,6 +723,9 @@ class HttpServer::Http2Session final : public HttpServer::Session {
   Connection& conn_;
   nghttp2_session* session_ = nullptr;
   bool in_recv_ = false;  // inside mem_recv: sending waits until it returns
+  // Decoded bytes of the header block being received (any HEADERS frame, trailers included).
+  std::size_t block_bytes_ = 0;
+  bool calm_ = false;  // a callback failed mem_recv for abuse: GOAWAY(ENHANCE_YOUR_CALM)
   bool goaway_sent_ = false;
   bool terminated_ = false;  // GoawayMode::kImmediate
   std::uint64_t requests_ = 0;
@@ -731,15 +742,38 @@ HttpServer::Http2Session::Http2Session(Connection& conn) : conn_(conn) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-  const int rc = nghttp2_session_server_new(&session_, cbs, this);
+  // Flood limits, explicit rather than whatever the library defaults to. RFC 9113's field
+  // validation (no_rfc9113_leading_and_trailing_ws_validation, no_http_messaging) stays on.
+  const HttpServerOptions& o = conn_.server_.options_;
+  nghttp2_option* opt = nullptr;
+  if (nghttp2_option_new(&opt) != 0) {
+    nghttp2_session_callbacks_del(cbs);
+    return;
+  }
+  nghttp2_option_set_max_settings(opt, o.h2_max_settings_entries);
+  nghttp2_option_set_max_outbound_ack(opt, o.h2_max_queued_acks);
+  nghttp2_option_set_max_send_header_block_length(opt, kMaxSendHeaderBlock);
+  // A library whose fixes came without their setters (configure's probe found the fixes by
+  // behaviour) keeps its own defaults: 1000 and 33 per second, 8.
+#if defined(FANOUT_NGHTTP2_HAS_STREAM_RESET_RATE_LIMIT) && \
+    FANOUT_NGHTTP2_HAS_STREAM_RESET_RATE_LIMIT
+  nghttp2_option_set_stream_reset_rate_limit(opt, o.h2_reset_burst, o.h2_reset_rate);
+#endif
+#if defined(FANOUT_NGHTTP2_HAS_MAX_CONTINUATIONS) && FANOUT_NGHTTP2_HAS_MAX_CONTINUATIONS
+  nghttp2_option_set_max_continuations(opt, o.h2_max_continuations);
+#endif
+  const int rc = nghttp2_session_server_new2(&session_, cbs, this, opt);
+  nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
   if (rc != 0) {
     session_ = nullptr;
     return;
   }
   const nghttp2_settings_entry iv[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, conn_.server_.options_.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, o.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(kH2StreamWindow)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+       static_cast<std::uint32_t>(std::min<std::size_t>(o.max_header_bytes, UINT32_MAX))},
   };
   (void)nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, std::size(iv));
   (void)nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kH2ConnectionWindow);
@@ -748,6 +782,7 @@ HttpServer::Http2Session::Http2Session(Connection& conn) : conn_(conn) {
 int HttpServer::Http2Session::on_begin_headers(nghttp2_session* s, const nghttp2_frame* frame,
                                                void* user_data) {
   auto& self = *static_cast<Http2Session*>(user_data);
+  self.block_bytes_ = 0;
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   Request* req;
   if (!self.free_.empty()) {
@@ -781,13 +816,21 @@ int HttpServer::Http2Session::on_header(nghttp2_session* /*s*/, const nghttp2_fr
                                         const std::uint8_t* value, std::size_t valuelen,
                                         std::uint8_t /*flags*/, void* user_data) {
   auto& self = *static_cast<Http2Session*>(user_data);
+  // Far past the advertised SETTINGS_MAX_HEADER_LIST_SIZE: not a client to answer 431 to, but
+  // an HPACK bomb or a flood. Decoding the rest of the block would be wasted work.
+  const std::size_t limit = self.conn_.server_.options_.max_header_bytes;
+  self.block_bytes_ += namelen + valuelen + 4;
+  if (self.block_bytes_ / kHeaderAbuseFactor > limit) {
+    self.calm_ = true;
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
     return 0;  // trailers are accepted and ignored
   }
   Request* req = self.request(frame->hd.stream_id);
   if (req == nullptr || req->error_status != 0) return 0;
   req->header_bytes += namelen + valuelen + 4;
-  if (req->header_bytes > self.conn_.server_.options_.max_header_bytes) {
+  if (req->header_bytes > limit) {
     req->error_status = 431;
     return 0;
   }
@@ -997,8 +1040,22 @@ void HttpServer::Http2Session::feed(const std::uint8_t* data, std::size_t len) {
   const ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
   in_recv_ = false;
   if (conn_.closing_) return;
+  if (rv < 0) {
+    // A fatal error: nghttp2 reads nothing more and queued no GOAWAY (it does for the protocol
+    // errors it answers itself, and returns success then). PING or SETTINGS acknowledgements
+    // piling up (NGHTTP2_ERR_FLOODED) mean a client that does not read: a GOAWAY would wait
+    // behind a full buffer, so close at once. Otherwise say why, then close.
+    if (rv == NGHTTP2_ERR_FLOODED && conn_.pending_output() >= kMaxBufferedOutput) {
+      conn_.close_now();
+      return;
+    }
+    const bool calm = calm_ || rv == NGHTTP2_ERR_FLOODED || rv == kErrTooManyContinuations;
+    (void)nghttp2_session_terminate_session(session_, calm ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                      : rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC
+                                                          ? NGHTTP2_PROTOCOL_ERROR
+                                                          : NGHTTP2_INTERNAL_ERROR);
+  }
   send();
-  // A protocol error: nghttp2 has queued GOAWAY, which send() wrote; then close.
   if (rv < 0) conn_.close_after_flush(true);
 }
 

@@ -24,6 +24,12 @@
 // HTTP/2 only the stream ends (the rest of the body is read and dropped; past 1 MiB more the
 // stream is reset with RST_STREAM(NO_ERROR); after a 408 the reset follows at once).
 // A 408 waits, like any error answer, for the answers owed to earlier pipelined requests.
+// HTTP/2 floods end the connection (the h2_* options, given to nghttp2 explicitly): RST_STREAM
+// past a token bucket (rapid reset) -> GOAWAY(INTERNAL_ERROR), sent by nghttp2; more CONTINUATION
+// frames after one HEADERS, more SETTINGS entries in one frame, or a header block decoding to more
+// than 4 x max_header_bytes -> GOAWAY(ENHANCE_YOUR_CALM), then the usual linger; PING or
+// SETTINGS acknowledgements piling up unwritten because the client does not read -> closed at
+// once. configure refuses a libnghttp2 without the rapid-reset and CONTINUATION-flood fixes.
 // Idle connections: no request in progress (nothing received of a next request, no answer owed
 // or unwritten; HTTP/2: no open stream; a TLS handshake in progress counts as idle) for
 // idle_timeout_ms -> closed (HTTP/2: GOAWAY(NO_ERROR) first). HTTP/2 frames that open no
@@ -172,11 +178,31 @@ struct HttpServerOptions {
   std::uint16_t port = 0;
   // TLS context from TlsContext::server(); null serves cleartext (h2c and HTTP/1.1).
   std::shared_ptr<const TlsContext> tls;
+  // A request's header block: larger -> 431. HTTP/2 also advertises it as
+  // SETTINGS_MAX_HEADER_LIST_SIZE, and a header block (request or trailers) that decodes to more
+  // than 4 times this much (HPACK turns one byte into up to 4 KiB) ends the connection with
+  // GOAWAY(ENHANCE_YOUR_CALM): the client ignored the advertised limit by far.
   std::size_t max_header_bytes = 64 * 1024;
   std::size_t max_body_bytes = 8 * 1024 * 1024;
   // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; for HTTP/1.1, the most pipelined requests waiting
   // for an answer before the connection is closed as abusive.
   std::uint32_t max_concurrent_streams = 1024;
+  // HTTP/2 flood limits, given to nghttp2 explicitly (the defaults are nghttp2's own). Each
+  // ends the connection; the server keeps serving others. See transport/README.md.
+  // Rapid reset (CVE-2023-44487): a token bucket on incoming RST_STREAM, h2_reset_burst tokens
+  // refilled at h2_reset_rate per second; a RST_STREAM finding it empty makes nghttp2 send
+  // GOAWAY(INTERNAL_ERROR): no new stream, the connection closes once its open streams end.
+  std::uint32_t h2_reset_burst = 1000;
+  std::uint32_t h2_reset_rate = 33;
+  // CONTINUATION flood (CVE-2024-28182): CONTINUATION frames allowed after one HEADERS frame;
+  // one more -> GOAWAY(ENHANCE_YOUR_CALM). 8 frames of 16 KiB carry a header block far larger
+  // than max_header_bytes' default; raise it with max_header_bytes above about 128 KiB.
+  std::uint32_t h2_max_continuations = 8;
+  // PING and SETTINGS floods: acknowledgements queued and not yet written (the client sends and
+  // does not read; at least 1). One more -> the connection is closed at once.
+  std::uint32_t h2_max_queued_acks = 1000;
+  // Entries in one SETTINGS frame; more -> GOAWAY(ENHANCE_YOUR_CALM). At least 1.
+  std::uint32_t h2_max_settings_entries = 32;
   int backlog = 511;
   // A connection with no request in progress (nothing received of a next request, no answer
   // owed or unwritten; HTTP/2: no open stream) is closed after this long; HTTP/2 sends

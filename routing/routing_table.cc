@@ -189,13 +189,26 @@ void RoutingTable::free_retired(const Retired& r) {
 const RoutingTable::Root* RoutingTable::pin_root(Slot* slot,
                                                  const std::atomic<const Root*>& current) noexcept {
   const Root* root = current.load(std::memory_order_acquire);
+#ifdef FANOUT_ROUTING_TESTING
+  if (auto* hook = pin_hook_for_testing.load(std::memory_order_acquire)) hook(PinStep::kLoaded);
+#endif
   for (;;) {
     // seq_cst on both: the writer's publish-then-scan and this store-then-recheck must be
     // totally ordered, or a writer could miss this hazard and free `root` under us.
     slot->hazard.store(root, std::memory_order_seq_cst);
+#ifdef FANOUT_ROUTING_TESTING
+    if (auto* hook = pin_hook_for_testing.load(std::memory_order_acquire)) {
+      hook(PinStep::kPublished);
+    }
+#endif
     const Root* again = current.load(std::memory_order_seq_cst);
     if (again == root) return root;
     root = again;
+#ifdef FANOUT_ROUTING_TESTING
+    if (auto* hook = pin_hook_for_testing.load(std::memory_order_acquire)) {
+      hook(PinStep::kReloaded);
+    }
+#endif
   }
 }
 

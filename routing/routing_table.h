@@ -160,6 +160,19 @@ class RoutingTable {
 
   [[nodiscard]] RoutingStats stats() const;
 
+#ifdef FANOUT_ROUTING_TESTING
+  // Test seam, compiled only into fanout_routing_testing (routing/CMakeLists.txt), which only
+  // tests/routing/routing_table_test.cc links: Reader::pin() calls the hook at each step of
+  // pinning, so a test can widen the race windows (yield there) or commit from inside them.
+  // Production builds have neither the hook nor its check.
+  enum class PinStep : std::uint8_t {
+    kLoaded,     // a root was loaded from current_; the hazard slot is still empty
+    kPublished,  // the root is in the hazard slot and not yet re-checked against current_
+    kReloaded,   // the re-check failed: a newer root was loaded; the slot still holds the old one
+  };
+  static inline std::atomic<void (*)(PinStep)> pin_hook_for_testing{nullptr};
+#endif
+
  private:
   void apply_locked(std::span<RouteChange> changes);
   void publish_locked(std::unique_ptr<Root> next, std::vector<const Shard*> replaced_shards,

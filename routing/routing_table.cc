@@ -4,6 +4,7 @@
 #include <array>
 #include <bit>
 #include <cassert>
+#include <functional>
 #include <limits>
 #include <utility>
 
@@ -279,6 +280,8 @@ RoutingTable::Slot* RoutingTable::acquire_slot() {
       return s;
     }
   }
+  // One scratch entry per slot, so reclaim_locked() never allocates.
+  hazards_.reserve(hazards_.capacity() + 1);
   auto* s = new Slot;
   s->in_use.store(true, std::memory_order_relaxed);
   s->current = &current_;
@@ -442,13 +445,42 @@ void RoutingTable::reclaim() {
 
 void RoutingTable::reclaim_locked() {
   if (retired_.empty()) return;
-  std::uint64_t oldest_pinned = std::numeric_limits<std::uint64_t>::max();
+  // A hazard slot may hold a root that is already freed, so reclamation compares hazards with the
+  // roots it knows to be alive and never reads through them. It used to read `r->version` for
+  // each hazard r, and lost this race (a heap-use-after-free under ASan):
+  //   1. reader: root = current_ (root v); not yet published in its slot;
+  //   2. writer: publishes v+1, retires v, scans the slots (this one still empty), frees v;
+  //   3. reader: publishes v, already freed, in its slot (its re-check will fail: it retries);
+  //   4. writer, before that re-check: publishes v+2, scans the slots, finds v, reads v->version.
+  // The value read was garbage at best (once the memory is reused, anything at all).
+  //
+  // Why addresses suffice: a hazard protects a root only if its reader's re-check then finds that
+  // root current (pin_root()). A root so pinned is either still current (it is not retired, and
+  // every retired item has a tag below its version, so it holds nothing back) or was retired
+  // after the hazard became visible (seq_cst), so no scan since has missed it and it is alive:
+  // one of the kRoot entries of retired_, whose tag is its own version. The oldest pinned
+  // version is therefore the tag of the first retired root (retired_ is in tag order) that some
+  // slot names. A slot naming no live root holds a freed one whose reader will fail its re-check
+  // and retry, and protects nothing. If a freed root's address has been reused by a live root,
+  // the slot counts as pinning that root: conservative, and exactly right when the reader's
+  // re-check then succeeds on it (the pointer it holds is that root). Loading and comparing a
+  // freed pointer value, never dereferenced, is what every hazard-pointer scheme does.
+  hazards_.clear();
   for (Slot* s = slots_.load(std::memory_order_acquire); s != nullptr; s = s->next) {
-    if (const Root* r = s->hazard.load(std::memory_order_seq_cst)) {
-      oldest_pinned = std::min(oldest_pinned, r->version);
+    if (const Root* r = s->hazard.load(std::memory_order_seq_cst)) hazards_.push_back(r);
+  }
+  std::sort(hazards_.begin(), hazards_.end(), std::less<>{});
+  std::uint64_t oldest_pinned = std::numeric_limits<std::uint64_t>::max();
+  for (const Retired& r : retired_) {
+    if (r.kind == Retired::Kind::kRoot &&
+        std::binary_search(hazards_.begin(), hazards_.end(), static_cast<const Root*>(r.ptr),
+                           std::less<>{})) {
+      oldest_pinned = r.last_visible;
+      break;
     }
   }
-  // Retired items are in non-decreasing tag order: free the prefix no reader can reach.
+  // Retired items are in non-decreasing tag order: free the prefix no reader can reach. (The
+  // search above stopped at the first retired root pinned, the first item this loop keeps.)
   std::size_t freed = 0;
   for (; freed < retired_.size() && retired_[freed].last_visible < oldest_pinned; ++freed) {
     free_retired(retired_[freed]);

@@ -18,14 +18,20 @@
 // publishing it in its hazard slot and re-checking that it is still current (seq_cst), and
 // unpins by clearing the slot. A writer that replaces root v retires root v, the shards only v
 // used and the subscriptions the change removed, tagged "last visible in v". reclaim() frees a
-// retired item once no slot holds a root whose version is <= its tag. Items are freed by the
-// writer (under the mutex), never by readers.
+// retired item once no slot names a retired root whose version is <= its tag. Items are freed by
+// the writer (under the mutex), never by readers.
+//
+// reclaim() compares hazards with the retired roots by address and never reads through one: a
+// slot may hold a root freed before its reader published it (loaded, freed by a commit, then
+// published; the reader's re-check fails and it retries), so that root's `version` is gone.
+// See reclaim_locked().
 //
 // Invariants:
 //   - at most one subscription per (org_id, event_type);
 //   - a pinned root, everything it reaches, and every Subscription found through it stay valid
 //     and unchanged until the pin is released;
-//   - versions of published roots strictly increase.
+//   - versions of published roots strictly increase;
+//   - reclamation never dereferences a hazard slot's root (it may already be freed).
 //
 // Threading: Reader objects are single-threaded (one per thread); RoutingTable's writer functions
 // may be called from any thread (they serialise). The table must outlive every Reader.
@@ -186,6 +192,7 @@ class RoutingTable {
   std::atomic<const Root*> current_;
   std::atomic<Slot*> slots_;  // append-only list of hazard slots, walked lock-free
   std::vector<Retired> retired_;
+  std::vector<const Root*> hazards_;  // reclaim_locked()'s scratch: the slots' roots, sorted
   std::uint64_t next_version_ = 1;
 };
 

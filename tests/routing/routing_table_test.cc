@@ -11,6 +11,12 @@
 #include <utility>
 #include <vector>
 
+// The race tests below drive RoutingTable::pin_hook_for_testing, which only the test build of the
+// library has (fanout_routing_testing in routing/CMakeLists.txt).
+#ifndef FANOUT_ROUTING_TESTING
+#error "routing_table_test must link fanout_routing_testing (FANOUT_ROUTING_TESTING)"
+#endif
+
 namespace fanout::routing {
 namespace {
 
@@ -385,6 +391,158 @@ TEST(RoutingTableConcurrencyTest, ReadersSeeOldOrNewValueWhileAWriterReplaces) {
   for (int r = 0; r < kReaders; ++r)
     EXPECT_EQ(failures[static_cast<std::size_t>(r)], "") << "reader " << r;
   EXPECT_GT(lookups.load(), 0u);
+  table.reclaim();
+  EXPECT_EQ(table.stats().retired_pending, 0u);
+}
+
+// --- Reclamation against a reader between loading a root and re-checking it (issue 13, item 9) ---
+//
+// pin() loads current_, publishes that root in its hazard slot, then re-checks current_. If a
+// commit frees the loaded root before it is published (no hazard held it yet), the slot then
+// holds a freed root until the re-check fails; a commit in that window used to read `version`
+// through it in reclaim_locked(): heap-use-after-free (ASan). The seam runs code inside pin().
+
+using PinStep = RoutingTable::PinStep;
+
+// Installs a pin hook for one test and removes it whatever happens.
+class ScopedPinHook {
+ public:
+  explicit ScopedPinHook(void (*hook)(PinStep)) {
+    RoutingTable::pin_hook_for_testing.store(hook, std::memory_order_release);
+  }
+  ~ScopedPinHook() { RoutingTable::pin_hook_for_testing.store(nullptr, std::memory_order_release); }
+  ScopedPinHook(const ScopedPinHook&) = delete;
+  ScopedPinHook& operator=(const ScopedPinHook&) = delete;
+};
+
+// The hook is a plain function pointer: its state lives here (one test at a time uses it).
+struct CommitInsidePin {
+  RoutingTable* table = nullptr;
+  int loaded = 0;
+  int published = 0;
+};
+CommitInsidePin commit_inside_pin;
+
+// One commit while the loaded root is not yet in the hazard slot (it frees that root), then
+// another while the freed root sits in the slot, not yet re-checked.
+void commit_at_both_steps_once(PinStep step) {
+  CommitInsidePin& c = commit_inside_pin;
+  if (step == PinStep::kLoaded && c.loaded++ == 0) c.table->upsert(make_sub(1, 0, 2));
+  if (step == PinStep::kPublished && c.published++ == 0) c.table->upsert(make_sub(1, 0, 3));
+}
+
+// The race step by step on one thread, so it happens on every run.
+TEST(RoutingTableReclaimRaceTest, ACommitWhileAFreedRootIsInAHazardSlotDoesNotReadIt) {
+  RoutingTable table;
+  table.upsert(make_sub(1, 0, 1));
+  auto reader = table.make_reader();
+  commit_inside_pin = CommitInsidePin{&table, 0, 0};
+  {
+    ScopedPinHook hook(&commit_at_both_steps_once);
+    auto pin = reader.pin();
+    EXPECT_EQ(commit_inside_pin.loaded, 1);
+    EXPECT_GE(commit_inside_pin.published, 1);
+    // Both commits ran inside pin(), which must end on the root they left current.
+    ASSERT_NE(pin.find(1, 0), nullptr);
+    EXPECT_EQ(pin.find(1, 0)->url, url_of(1, 0, 3));
+    EXPECT_EQ(pin.version(), table.stats().version);
+  }
+  table.reclaim();
+  EXPECT_EQ(table.stats().retired_pending, 0u);
+}
+
+// Upserts and removes done by the writer of the test below, so a reader inside pin() can let one
+// happen.
+std::atomic<std::uint64_t> writer_ops{0};
+
+// Yields until the writer has written once more, at most 64 times (so a reader never waits on a
+// writer that has finished): a bare yield rarely lets a whole commit in.
+void yield_for_a_write() {
+  const std::uint64_t seen = writer_ops.load(std::memory_order_acquire);
+  for (int i = 0; i < 64 && writer_ops.load(std::memory_order_acquire) == seen; ++i) {
+    std::this_thread::yield();
+  }
+}
+
+// Lets a write land in both windows of a pin's first pass: after loading the root (slot empty)
+// and after publishing it (before the re-check). Retries go straight on, so pins succeed often
+// and readers keep coming back to the first pass instead of shielding each other with the older
+// roots their slots hold while they retry.
+void yield_for_writes_in_first_pass(PinStep step) {
+  thread_local bool first_pass = false;
+  switch (step) {
+    case PinStep::kLoaded:
+      first_pass = true;
+      yield_for_a_write();
+      break;
+    case PinStep::kPublished:
+      if (first_pass) yield_for_a_write();
+      break;
+    case PinStep::kReloaded:
+      first_pass = false;
+      break;
+  }
+}
+
+// The same race from threads: readers pin in a loop, yielding for a write between loading a root
+// and publishing it and between publishing it and re-checking it, while a writer upserts and
+// removes. Bounded by the writer's count (no clock). Under ASan the old reclamation failed here
+// with a heap-use-after-free in reclaim_locked(); under TSan it checks the pin/reclaim ordering.
+TEST(RoutingTableReclaimRaceTest, ReadersYieldingInsidePinWhileAWriterCommits) {
+  constexpr std::int64_t kOrgs = 4;
+  constexpr EventTypeId kTypes = 2;
+  constexpr int kWrites = 2000;
+  constexpr int kReaders = 3;
+
+  RoutingTable table;
+  writer_ops.store(0, std::memory_order_relaxed);
+  ScopedPinHook hook(&yield_for_writes_in_first_pass);
+  std::atomic<int> ready{0};
+  std::atomic<bool> done{false};
+  std::vector<std::string> failures(kReaders);
+  std::vector<std::thread> readers;
+  for (int r = 0; r < kReaders; ++r) {
+    readers.emplace_back([&, r] {
+      auto reader = table.make_reader();
+      std::string& failure = failures[static_cast<std::size_t>(r)];
+      std::uint64_t last_version = 0;
+      ready.fetch_add(1, std::memory_order_release);
+      while (!done.load(std::memory_order_acquire) && failure.empty()) {
+        auto pin = reader.pin();
+        if (pin.version() < last_version) failure = "went back in time";
+        last_version = pin.version();
+        for (std::int64_t org = 1; org <= kOrgs; ++org) {
+          for (EventTypeId t = 0; t < kTypes; ++t) {
+            const Subscription* s = pin.find(org, t);
+            if (s == nullptr) continue;  // removed in this snapshot
+            std::string prefix = url_of(org, t, 0);
+            prefix.pop_back();  // ".../g0" -> ".../g": any generation
+            if (s->org_id != org || s->event_type != t || s->url.rfind(prefix, 0) != 0) {
+              failure = "wrong subscription " + s->url;
+            }
+          }
+        }
+      }
+    });
+  }
+  while (ready.load(std::memory_order_acquire) < kReaders) std::this_thread::yield();
+
+  for (int i = 0; i < kWrites; ++i) {
+    const auto org = static_cast<std::int64_t>(i % kOrgs) + 1;
+    const auto type = static_cast<EventTypeId>((i / kOrgs) % kTypes);
+    if (i % 3 == 2) {
+      table.remove(RouteKey{org, type});
+    } else {
+      table.upsert(make_sub(org, type, static_cast<std::uint64_t>(i)));
+    }
+    writer_ops.fetch_add(1, std::memory_order_release);
+  }
+  done.store(true, std::memory_order_release);
+  for (auto& t : readers) t.join();
+
+  for (int r = 0; r < kReaders; ++r) {
+    EXPECT_EQ(failures[static_cast<std::size_t>(r)], "") << "reader " << r;
+  }
   table.reclaim();
   EXPECT_EQ(table.stats().retired_pending, 0u);
 }

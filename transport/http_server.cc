@@ -1043,13 +1043,15 @@ void HttpServer::Http2Session::feed(const std::uint8_t* data, std::size_t len) {
   if (rv < 0) {
     // A fatal error: nghttp2 reads nothing more and queued no GOAWAY (it does for the protocol
     // errors it answers itself, and returns success then). PING or SETTINGS acknowledgements
-    // piling up (NGHTTP2_ERR_FLOODED) mean a client that does not read: a GOAWAY would wait
-    // behind a full buffer, so close at once. Otherwise say why, then close.
-    if (rv == NGHTTP2_ERR_FLOODED && conn_.pending_output() >= kMaxBufferedOutput) {
+    // piling up (NGHTTP2_ERR_FLOODED) mean a client that does not read what it asked for (or
+    // sent h2_max_queued_acks of them in one read): a GOAWAY would wait behind them and a
+    // lingering close for a flush that may never come, so close at once. Otherwise say why
+    // (floods: ENHANCE_YOUR_CALM), then close.
+    if (rv == NGHTTP2_ERR_FLOODED) {
       conn_.close_now();
       return;
     }
-    const bool calm = calm_ || rv == NGHTTP2_ERR_FLOODED || rv == kErrTooManyContinuations;
+    const bool calm = calm_ || rv == kErrTooManyContinuations;
     (void)nghttp2_session_terminate_session(session_, calm ? NGHTTP2_ENHANCE_YOUR_CALM
                                                       : rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC
                                                           ? NGHTTP2_PROTOCOL_ERROR

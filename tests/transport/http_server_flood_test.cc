@@ -1,0 +1,696 @@
+// HTTP/2 floods against the real HttpServer on a real loop over loopback (port 0): a scripted
+// client opens and resets thousands of streams (rapid reset, CVE-2023-44487), floods SETTINGS and
+// PING frames without reading the acknowledgements, sends a header block that never ends
+// (CONTINUATION flood, CVE-2024-28182), too many SETTINGS entries, and header lists over the
+// limit. Each time the server ends that connection (GOAWAY with an error code, or a closed
+// socket) within a bounded number of frames, and a well-behaved client on a new connection is
+// still answered.
+//
+// The client writes frames itself: 9-byte frame headers here, header blocks from nghttp2's HPACK
+// deflater (one per connection, so the server's inflater stays in step), the server's header
+// blocks read with nghttp2's inflater. Floods go out one write at a time, each after the previous
+// one completed, until the server reacts or a bound is reached: no sleeps, no timing thresholds.
+#include <gtest/gtest.h>
+#include <nghttp2/nghttp2.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "transport/http_server.h"
+#include "transport/stream.h"
+
+namespace fanout::transport {
+namespace {
+
+constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+void put32(std::string& out, std::uint32_t v) {
+  out.push_back(static_cast<char>(v >> 24));
+  out.push_back(static_cast<char>(v >> 16));
+  out.push_back(static_cast<char>(v >> 8));
+  out.push_back(static_cast<char>(v));
+}
+
+std::uint32_t get32(std::string_view s, std::size_t at) {
+  const auto b = [&](std::size_t i) { return std::uint32_t{static_cast<std::uint8_t>(s[at + i])}; };
+  return (b(0) << 24) | (b(1) << 16) | (b(2) << 8) | b(3);
+}
+
+// One frame: header (RFC 9113 §4.1) and payload.
+std::string frame(std::uint8_t type, std::uint8_t flags, std::uint32_t stream_id,
+                  std::string_view payload = {}) {
+  std::string f;
+  f.push_back(static_cast<char>(payload.size() >> 16));
+  f.push_back(static_cast<char>(payload.size() >> 8));
+  f.push_back(static_cast<char>(payload.size()));
+  f.push_back(static_cast<char>(type));
+  f.push_back(static_cast<char>(flags));
+  put32(f, stream_id & 0x7fffffffu);
+  f.append(payload);
+  return f;
+}
+
+std::string settings_frame(std::size_t entries) {
+  std::string payload;
+  for (std::size_t i = 0; i < entries; ++i) {
+    payload.push_back(0);
+    payload.push_back(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    put32(payload, 100);
+  }
+  return frame(NGHTTP2_SETTINGS, NGHTTP2_FLAG_NONE, 0, payload);
+}
+
+std::string ping_frame(std::uint64_t opaque) {
+  std::string payload;
+  put32(payload, static_cast<std::uint32_t>(opaque >> 32));
+  put32(payload, static_cast<std::uint32_t>(opaque));
+  return frame(NGHTTP2_PING, NGHTTP2_FLAG_NONE, 0, payload);
+}
+
+std::string rst_frame(std::uint32_t stream_id, std::uint32_t code) {
+  std::string payload;
+  put32(payload, code);
+  return frame(NGHTTP2_RST_STREAM, NGHTTP2_FLAG_NONE, stream_id, payload);
+}
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+Fields get(std::string path) {
+  return {{":method", "GET"}, {":scheme", "http"}, {":path", std::move(path)}, {":authority", "x"}};
+}
+
+// The HPACK encoder of one connection: nghttp2's deflater, so every block continues the same
+// dynamic table as the server's inflater.
+class Hpack {
+ public:
+  Hpack() { EXPECT_EQ(nghttp2_hd_deflate_new(&deflater_, 4096), 0); }
+  ~Hpack() { nghttp2_hd_deflate_del(deflater_); }
+  Hpack(const Hpack&) = delete;
+  Hpack& operator=(const Hpack&) = delete;
+
+  std::string block(const Fields& fields) {
+    std::vector<nghttp2_nv> nva;
+    for (const auto& [n, v] : fields) {
+      nva.push_back({reinterpret_cast<std::uint8_t*>(const_cast<char*>(n.data())),
+                     reinterpret_cast<std::uint8_t*>(const_cast<char*>(v.data())), n.size(),
+                     v.size(), NGHTTP2_NV_FLAG_NONE});
+    }
+    std::string out(nghttp2_hd_deflate_bound(deflater_, nva.data(), nva.size()), '\0');
+    const ssize_t n = nghttp2_hd_deflate_hd(deflater_, reinterpret_cast<std::uint8_t*>(out.data()),
+                                            out.size(), nva.data(), nva.size());
+    EXPECT_GE(n, 0);
+    out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
+    return out;
+  }
+
+ private:
+  nghttp2_hd_deflater* deflater_ = nullptr;
+};
+
+// A request in one HEADERS frame (END_HEADERS, END_STREAM).
+std::string request(Hpack& hpack, std::uint32_t stream_id, const Fields& fields) {
+  return frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, stream_id,
+               hpack.block(fields));
+}
+
+// A TCP client speaking raw HTTP/2 frames. With `read`, it parses what the server sends: frames,
+// GOAWAY, each stream's :status (nghttp2's inflater) and end. Without, it never reads (the socket's
+// receive buffer is made small, so the server's output backs up soon).
+class FloodClient {
+ public:
+  FloodClient(uv_loop_t* loop, std::uint16_t port, bool read = true) : read_(read) {
+    EXPECT_EQ(nghttp2_hd_inflate_new(&inflater_), 0);
+    EXPECT_EQ(uv_tcp_init_ex(loop, &tcp_, AF_INET), 0);
+    tcp_.data = this;
+    // Each write leaves at once (no Nagle delay), so the server sees the frames as they are sent.
+    EXPECT_EQ(uv_tcp_nodelay(&tcp_, 1), 0);
+    if (!read_) {
+      int size = 4096;
+      EXPECT_EQ(uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(&tcp_), &size), 0);
+    }
+    sockaddr_in addr{};
+    uv_ip4_addr("127.0.0.1", port, &addr);
+    connect_.data = this;
+    EXPECT_EQ(
+        uv_tcp_connect(&connect_, &tcp_, reinterpret_cast<const sockaddr*>(&addr), on_connect), 0);
+  }
+  ~FloodClient() { nghttp2_hd_inflate_del(inflater_); }  // after close() and its callback
+  FloodClient(const FloodClient&) = delete;
+  FloodClient& operator=(const FloodClient&) = delete;
+
+  // One uv_write (queued until connected).
+  void send(std::string bytes) {
+    if (closing_) return;
+    ++in_flight_;
+    auto* w = new WriteReq{{}, std::move(bytes), this};
+    w->req.data = w;
+    uv_buf_t b = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+    if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, on_write) != 0) {
+      write_failed_ = true;
+      --in_flight_;
+      delete w;
+    }
+  }
+  void close() {
+    if (closing_) return;
+    closing_ = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_),
+             [](uv_handle_t* h) { static_cast<FloodClient*>(h->data)->closed_ = true; });
+  }
+
+  [[nodiscard]] std::size_t in_flight() const { return in_flight_; }
+  [[nodiscard]] bool write_failed() const { return write_failed_; }
+  [[nodiscard]] bool eof() const { return eof_; }
+  [[nodiscard]] bool closed() const { return closed_; }
+  [[nodiscard]] bool goaway() const { return goaway_; }
+  [[nodiscard]] std::uint32_t goaway_code() const { return goaway_code_; }
+  [[nodiscard]] std::uint32_t goaway_last_stream() const { return goaway_last_stream_; }
+  // The server ended the connection: GOAWAY, EOF or a failed write.
+  [[nodiscard]] bool ended() const { return goaway_ || eof_ || write_failed_; }
+  [[nodiscard]] std::size_t settings_acks() const { return settings_acks_; }
+  [[nodiscard]] std::size_t ping_acks() const { return ping_acks_; }
+  // The server's SETTINGS value for `id`, 0 when it sent none.
+  [[nodiscard]] std::uint32_t server_setting(std::uint16_t id) const {
+    auto it = settings_.find(id);
+    return it == settings_.end() ? 0 : it->second;
+  }
+  // :status of the answer on `stream_id`, 0 before it came.
+  [[nodiscard]] int status(std::uint32_t stream_id) const {
+    auto it = status_.find(stream_id);
+    return it == status_.end() ? 0 : it->second;
+  }
+  [[nodiscard]] bool stream_ended(std::uint32_t stream_id) const {
+    return ended_streams_.count(stream_id) != 0;
+  }
+
+ private:
+  struct WriteReq {
+    uv_write_t req;
+    std::string bytes;
+    FloodClient* client;
+  };
+
+  static void on_connect(uv_connect_t* req, int status) {
+    auto* self = static_cast<FloodClient*>(req->data);
+    if (status != 0) {
+      self->write_failed_ = true;
+      return;
+    }
+    if (!self->read_ || self->closing_) return;
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(&self->tcp_),
+        [](uv_handle_t*, std::size_t, uv_buf_t* b) {
+          static char chunk[65536];
+          *b = uv_buf_init(chunk, sizeof chunk);
+        },
+        [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+          auto* c = static_cast<FloodClient*>(s->data);
+          if (n > 0) {
+            c->received_.append(b->base, static_cast<std::size_t>(n));
+            c->parse();
+          } else if (n < 0) {
+            c->eof_ = true;
+            uv_read_stop(s);
+          }
+        });
+  }
+  static void on_write(uv_write_t* req, int status) {
+    auto* w = static_cast<WriteReq*>(req->data);
+    --w->client->in_flight_;
+    if (status < 0) w->client->write_failed_ = true;
+    delete w;
+  }
+
+  void parse() {
+    while (received_.size() >= 9) {
+      const std::size_t len = get32(received_, 0) >> 8;
+      if (received_.size() < 9 + len) return;
+      const auto type = static_cast<std::uint8_t>(received_[3]);
+      const auto flags = static_cast<std::uint8_t>(received_[4]);
+      const std::uint32_t id = get32(received_, 5) & 0x7fffffffu;
+      const std::string_view payload = std::string_view(received_).substr(9, len);
+      on_frame(type, flags, id, payload);
+      received_.erase(0, 9 + len);
+    }
+  }
+  void on_frame(std::uint8_t type, std::uint8_t flags, std::uint32_t id, std::string_view payload) {
+    switch (type) {
+      case NGHTTP2_GOAWAY:
+        goaway_ = true;
+        goaway_last_stream_ = get32(payload, 0) & 0x7fffffffu;
+        goaway_code_ = get32(payload, 4);
+        break;
+      case NGHTTP2_PING:
+        if ((flags & NGHTTP2_FLAG_ACK) != 0) ++ping_acks_;
+        break;
+      case NGHTTP2_SETTINGS:
+        if ((flags & NGHTTP2_FLAG_ACK) != 0) {
+          ++settings_acks_;
+          break;
+        }
+        for (std::size_t at = 0; at + 6 <= payload.size(); at += 6) {
+          const auto key =
+              static_cast<std::uint16_t>((static_cast<std::uint8_t>(payload[at]) << 8) |
+                                         static_cast<std::uint8_t>(payload[at + 1]));
+          settings_[key] = get32(payload, at + 2);
+        }
+        break;
+      case NGHTTP2_HEADERS:
+        // The server sends neither padding nor priority, and answers fit one frame.
+        EXPECT_NE(flags & NGHTTP2_FLAG_END_HEADERS, 0);
+        inflate(id, payload);
+        if ((flags & NGHTTP2_FLAG_END_STREAM) != 0) ended_streams_.insert(id);
+        break;
+      case NGHTTP2_DATA:
+        if ((flags & NGHTTP2_FLAG_END_STREAM) != 0) ended_streams_.insert(id);
+        break;
+      case NGHTTP2_RST_STREAM:
+        ended_streams_.insert(id);
+        break;
+      default:
+        break;
+    }
+  }
+  void inflate(std::uint32_t stream_id, std::string_view block) {
+    auto* in = reinterpret_cast<std::uint8_t*>(const_cast<char*>(block.data()));
+    std::size_t left = block.size();
+    for (;;) {
+      nghttp2_nv nv;
+      int flags = 0;
+      const ssize_t n = nghttp2_hd_inflate_hd2(inflater_, &nv, &flags, in, left, 1);
+      ASSERT_GE(n, 0) << "the server's header block does not decode";
+      in += n;
+      left -= static_cast<std::size_t>(n);
+      if ((flags & NGHTTP2_HD_INFLATE_EMIT) != 0) {
+        const std::string_view name(reinterpret_cast<const char*>(nv.name), nv.namelen);
+        if (name == ":status") {
+          status_[stream_id] =
+              std::stoi(std::string(reinterpret_cast<const char*>(nv.value), nv.valuelen));
+        }
+      }
+      if ((flags & NGHTTP2_HD_INFLATE_FINAL) != 0) {
+        nghttp2_hd_inflate_end_headers(inflater_);
+        return;
+      }
+      if ((flags & NGHTTP2_HD_INFLATE_EMIT) == 0 && left == 0) return;
+    }
+  }
+
+  bool read_;
+  uv_tcp_t tcp_{};
+  uv_connect_t connect_{};
+  nghttp2_hd_inflater* inflater_ = nullptr;
+  std::string received_;
+  std::size_t in_flight_ = 0;
+  bool write_failed_ = false;
+  bool eof_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+  bool goaway_ = false;
+  std::uint32_t goaway_code_ = 0;
+  std::uint32_t goaway_last_stream_ = 0;
+  std::size_t settings_acks_ = 0;
+  std::size_t ping_acks_ = 0;
+  std::map<std::uint16_t, std::uint32_t> settings_;
+  std::map<std::uint32_t, int> status_;
+  std::set<std::uint32_t> ended_streams_;
+};
+
+class HttpServerFloodTest : public ::testing::Test, public HttpRequestHandler {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    loop_ready_ = true;
+    streams_ = std::make_unique<StreamLoop>(&loop_);
+  }
+
+  void TearDown() override {
+    if (!loop_ready_) return;
+    for (auto& c : clients_) c->close();
+    run_until([&] {
+      return std::all_of(clients_.begin(), clients_.end(), [](auto& c) { return c->closed(); });
+    });
+    clients_.clear();
+    if (server_) {
+      bool closed = false;
+      server_->close([](HttpServer*, void* d) noexcept { *static_cast<bool*>(d) = true; }, &closed);
+      run_until([&] { return closed; });
+      server_.reset();
+    }
+    streams_->close();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(uv_loop_close(&loop_), 0) << "a handle was left open";
+    streams_.reset();
+  }
+
+  // "/hold" is never answered (a slow backend, what a rapid reset aims at); anything else: 200.
+  void on_request(const HttpRequest& r, HttpResponder responder) override {
+    targets_.emplace_back(r.target);
+    if (r.target == "/hold") return;
+    EXPECT_TRUE(responder.respond(200, {}, "ok\n"));
+  }
+
+  void start(HttpServerOptions options = {}) {
+    auto s = HttpServer::create(*streams_, std::move(options), this);
+    ASSERT_TRUE(s.has_value()) << s.error();
+    server_ = std::move(*s);
+    ASSERT_NE(server_->port(), 0);
+  }
+
+  // Runs the loop until `done` holds (checked after every loop iteration).
+  void run_until(const std::function<bool()>& done) {
+    while (!done()) {
+      if (uv_run(&loop_, UV_RUN_ONCE) == 0 && !done()) {
+        ADD_FAILURE() << "the loop ran out of work before the condition held";
+        return;
+      }
+    }
+  }
+
+  // A new client; the fixture owns it, and closes it at the end if a failed assertion left it open.
+  FloodClient* connect(bool read = true) {
+    clients_.push_back(std::make_unique<FloodClient>(&loop_, server_->port(), read));
+    return clients_.back().get();
+  }
+
+  // Sends batch(i) for i = 0, 1, ... one write at a time, each after the previous completed,
+  // until the server ended the connection or `max_batches` went out. Returns the batches sent.
+  std::size_t flood(FloodClient& c, std::size_t max_batches,
+                    const std::function<std::string(std::size_t)>& batch) {
+    std::size_t sent = 0;
+    while (sent < max_batches && !c.ended()) {
+      c.send(batch(sent));
+      ++sent;
+      run_until([&] { return c.in_flight() == 0 || c.ended(); });
+    }
+    return sent;
+  }
+
+  // Closes the flooding client and waits until the server let go of every connection.
+  void finish(FloodClient& c) {
+    c.close();
+    run_until([&] { return c.closed() && server_->connections() == 0; });
+  }
+
+  // A well-behaved client on a new connection: GET /ok is answered 200.
+  void expect_still_serving() {
+    const std::size_t before = targets_.size();
+    Hpack hpack;
+    FloodClient* c = connect();
+    c->send(std::string(kPreface) + settings_frame(0) + request(hpack, 1, get("/ok")));
+    run_until([&] { return c->stream_ended(1) || c->ended(); });
+    EXPECT_EQ(c->status(1), 200);
+    EXPECT_FALSE(c->goaway());
+    ASSERT_EQ(targets_.size(), before + 1);
+    EXPECT_EQ(targets_.back(), "/ok");
+    finish(*c);
+  }
+
+  // Sends a PING after what was sent and runs until the server ended the connection or answered
+  // the PING: frames are processed in order, so an answer means everything before was accepted.
+  void wait_for_verdict(FloodClient& c) {
+    const std::size_t acks = c.ping_acks();
+    c.send(ping_frame(0x5eed));
+    run_until([&] { return c.ended() || c.ping_acks() > acks; });
+  }
+
+  // A SETTINGS frame of `limit` entries is acknowledged; one of limit + 1 gets
+  // GOAWAY(ENHANCE_YOUR_CALM).
+  void expect_settings_entries_limit(std::size_t limit) {
+    FloodClient* c = connect();
+    c->send(std::string(kPreface) + settings_frame(limit));
+    run_until([&] { return c->settings_acks() == 1 || c->ended(); });
+    EXPECT_EQ(c->settings_acks(), 1u);
+    EXPECT_FALSE(c->goaway());
+    c->send(settings_frame(limit + 1));
+    wait_for_verdict(*c);
+    EXPECT_TRUE(c->goaway());
+    EXPECT_EQ(c->goaway_code(), NGHTTP2_ENHANCE_YOUR_CALM);
+    EXPECT_EQ(c->settings_acks(), 1u);
+    finish(*c);
+  }
+
+  // HEADERS then `n` CONTINUATION frames, the last with END_HEADERS, on `stream_id`.
+  static std::string split_request(Hpack& hpack, std::uint32_t stream_id, int n,
+                                   const std::string& path) {
+    std::string out =
+        frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM, stream_id, hpack.block(get(path)));
+    for (int i = 1; i <= n; ++i) {
+      out += frame(NGHTTP2_CONTINUATION, i == n ? NGHTTP2_FLAG_END_HEADERS : NGHTTP2_FLAG_NONE,
+                   stream_id, hpack.block({{"x-part-" + std::to_string(i), "v"}}));
+    }
+    return out;
+  }
+
+  uv_loop_t loop_{};
+  bool loop_ready_ = false;
+  std::unique_ptr<StreamLoop> streams_;
+  std::unique_ptr<HttpServer> server_;
+  std::vector<std::string> targets_;  // every request the handler saw
+  std::vector<std::unique_ptr<FloodClient>> clients_;
+};
+
+// (a) Rapid reset: HEADERS (a whole request) then RST_STREAM(CANCEL), again and again. Every
+// stream is closed at once, so SETTINGS_MAX_CONCURRENT_STREAMS never stops it; the RST_STREAM
+// token bucket does: after h2_reset_burst resets (1000 by default) nghttp2 answers
+// GOAWAY(INTERNAL_ERROR) and opens no stream after its last-stream-id.
+constexpr std::size_t kPairsPerWrite = 20;
+
+std::function<std::string(std::size_t)> rapid_reset(Hpack& hpack) {
+  return [&hpack](std::size_t batch) {
+    std::string out = batch == 0 ? std::string(kPreface) + settings_frame(0) : std::string();
+    for (std::size_t i = 0; i < kPairsPerWrite; ++i) {
+      const auto id = static_cast<std::uint32_t>(2 * (batch * kPairsPerWrite + i) + 1);
+      out += request(hpack, id, get("/hold"));
+      out += rst_frame(id, NGHTTP2_CANCEL);
+    }
+    return out;
+  };
+}
+
+TEST_F(HttpServerFloodTest, RapidResetEndsTheConnectionAfterTheDefaultBurst) {
+  start();
+  Hpack hpack;
+  FloodClient* c = connect();
+  const std::size_t bound = 20'000 / kPairsPerWrite;  // 20 times the default burst
+  const std::size_t batches = flood(*c, bound, rapid_reset(hpack));
+  ASSERT_TRUE(c->goaway()) << batches * kPairsPerWrite << " streams reset, no GOAWAY";
+  EXPECT_LT(batches, bound);
+  EXPECT_NE(c->goaway_code(), NGHTTP2_NO_ERROR);
+  // The burst itself is allowed: the first 1000 resets were ordinary.
+  EXPECT_GT(c->goaway_last_stream(), 2u * 1000);
+  const std::size_t streams_sent = batches * kPairsPerWrite;
+  EXPECT_GE(targets_.size(), std::size_t{1000});
+  EXPECT_LE(targets_.size(), streams_sent);
+  finish(*c);
+  expect_still_serving();
+}
+
+TEST_F(HttpServerFloodTest, RapidResetHonoursTheConfiguredBucket) {
+  HttpServerOptions o;
+  o.h2_reset_burst = 50;
+  o.h2_reset_rate = 1;
+  start(std::move(o));
+  Hpack hpack;
+  FloodClient* c = connect();
+  const std::size_t bound = 20'000 / kPairsPerWrite;
+  const std::size_t batches = flood(*c, bound, rapid_reset(hpack));
+  ASSERT_TRUE(c->goaway()) << batches * kPairsPerWrite << " streams reset, no GOAWAY";
+  EXPECT_NE(c->goaway_code(), NGHTTP2_NO_ERROR);
+  EXPECT_GT(c->goaway_last_stream(), 2u * 50);
+  // Far below the default burst of 1000 (one more token a second would take 15 minutes).
+  EXPECT_LT(c->goaway_last_stream(), 2u * 1000);
+  EXPECT_GE(targets_.size(), std::size_t{50});
+  EXPECT_LT(targets_.size(), std::size_t{1000});
+  finish(*c);
+  expect_still_serving();
+}
+
+// (b) SETTINGS flood from a client that never reads: each SETTINGS needs an ACK. The server
+// writes ACKs until 1 MiB of its output waits for the socket, then they queue inside nghttp2, and
+// one past h2_max_queued_acks closes the connection at once (the client's next write fails).
+// (c) The same with PING frames.
+// h2_max_queued_acks is raised to 8000 here, above the 7281 SETTINGS (3855 PING) frames one
+// 64 KiB read can carry, so that only a backed-up output can reach it (a burst in one read is
+// PingBurstInOneReadIsClosedAtOnce). The server then closes after about 4 MiB of ACKs (its 1 MiB,
+// the kernel's buffers); the bound, 4 Mi frames (36 to 68 MiB), is far beyond that.
+constexpr std::size_t kFramesPerWrite = 1000;
+constexpr std::uint32_t kQueuedAcks = 8000;
+constexpr std::size_t kAckFloodBound = (4u << 20) / kFramesPerWrite;
+
+TEST_F(HttpServerFloodTest, SettingsFloodFromAClientThatDoesNotReadIsClosed) {
+  HttpServerOptions o;
+  o.h2_max_queued_acks = kQueuedAcks;
+  start(std::move(o));
+  FloodClient* c = connect(/*read=*/false);
+  const std::string settings = settings_frame(0);
+  const std::size_t batches = flood(*c, kAckFloodBound, [&](std::size_t batch) {
+    std::string out = batch == 0 ? std::string(kPreface) : std::string();
+    for (std::size_t i = 0; i < kFramesPerWrite; ++i) out += settings;
+    return out;
+  });
+  EXPECT_TRUE(c->write_failed()) << batches * kFramesPerWrite << " SETTINGS frames written";
+  EXPECT_LT(batches, kAckFloodBound);
+  // Reached through the backed-up output: at least 1 MiB of 9-byte ACKs went out first.
+  EXPECT_GT(batches * kFramesPerWrite, std::size_t{(1u << 20) / 9});
+  finish(*c);
+  EXPECT_TRUE(targets_.empty());
+  expect_still_serving();
+}
+
+TEST_F(HttpServerFloodTest, PingFloodFromAClientThatDoesNotReadIsClosed) {
+  HttpServerOptions o;
+  o.h2_max_queued_acks = kQueuedAcks;
+  start(std::move(o));
+  FloodClient* c = connect(/*read=*/false);
+  const std::size_t batches = flood(*c, kAckFloodBound, [&](std::size_t batch) {
+    std::string out = batch == 0 ? std::string(kPreface) + settings_frame(0) : std::string();
+    for (std::size_t i = 0; i < kFramesPerWrite; ++i) {
+      out += ping_frame(batch * kFramesPerWrite + i);
+    }
+    return out;
+  });
+  EXPECT_TRUE(c->write_failed()) << batches * kFramesPerWrite << " PING frames written";
+  EXPECT_LT(batches, kAckFloodBound);
+  EXPECT_GT(batches * kFramesPerWrite, std::size_t{(1u << 20) / 17});  // 17-byte ACKs
+  finish(*c);
+  EXPECT_TRUE(targets_.empty());
+  expect_still_serving();
+}
+
+// The default h2_max_queued_acks (1000) against a client that reads: 1000 PINGs in one write are
+// answered; 3000 in one write (one 51 KiB read, or two reads of which one holds over 1000)
+// queue more ACKs than allowed inside a single nghttp2_session_mem_recv: closed at once, no ACK.
+TEST_F(HttpServerFloodTest, PingBurstInOneReadIsClosedAtOnce) {
+  start();
+  FloodClient* c = connect();
+  c->send(std::string(kPreface) + settings_frame(0));
+  run_until([&] { return c->settings_acks() == 1 || c->ended(); });
+  std::string pings;
+  for (std::uint64_t i = 0; i < 1000; ++i) pings += ping_frame(i);
+  c->send(pings);
+  run_until([&] { return c->ping_acks() == 1000 || c->ended(); });
+  EXPECT_EQ(c->ping_acks(), 1000u);
+  ASSERT_FALSE(c->ended());
+  pings.clear();
+  for (std::uint64_t i = 0; i < 3000; ++i) pings += ping_frame(i);
+  c->send(pings);
+  wait_for_verdict(*c);
+  EXPECT_TRUE(c->eof() || c->write_failed());
+  EXPECT_FALSE(c->goaway());
+  EXPECT_EQ(c->ping_acks(), 1000u);
+  finish(*c);
+  expect_still_serving();
+}
+
+// (b') One SETTINGS frame with more than h2_max_settings_entries entries (32 by default):
+// GOAWAY(ENHANCE_YOUR_CALM). As many as the limit are accepted.
+TEST_F(HttpServerFloodTest, TooManySettingsEntriesGetGoawayEnhanceYourCalm) {
+  start();
+  expect_settings_entries_limit(32);
+  expect_still_serving();
+}
+
+TEST_F(HttpServerFloodTest, SettingsEntriesLimitIsConfigurable) {
+  HttpServerOptions o;
+  o.h2_max_settings_entries = 4;
+  start(std::move(o));
+  expect_settings_entries_limit(4);
+  expect_still_serving();
+}
+
+// (d) CONTINUATION flood: a HEADERS frame without END_HEADERS, then CONTINUATION frames without
+// end. h2_max_continuations (8) are allowed, as an ordinary large header block needs; the 9th gets
+// GOAWAY(ENHANCE_YOUR_CALM), and the request never reaches the handler.
+TEST_F(HttpServerFloodTest, ContinuationFloodGetsGoawayAfterTheLimit) {
+  start();
+  Hpack hpack;
+  FloodClient* c = connect();
+  // Stream 1: exactly 8 CONTINUATION frames, the last with END_HEADERS: answered.
+  c->send(std::string(kPreface) + settings_frame(0) + split_request(hpack, 1, 8, "/ok"));
+  run_until([&] { return c->stream_ended(1) || c->ended(); });
+  EXPECT_EQ(c->status(1), 200);
+  ASSERT_FALSE(c->goaway());
+  // Stream 3: CONTINUATION frames until the server reacts, 4096 at most.
+  const std::size_t bound = 4096;
+  const std::size_t sent = flood(*c, bound, [&](std::size_t i) {
+    std::string f =
+        i == 0 ? frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM, 3, hpack.block(get("/flood")))
+               : std::string();
+    return f + frame(NGHTTP2_CONTINUATION, NGHTTP2_FLAG_NONE, 3,
+                     hpack.block({{"x-flood", "continuation"}}));
+  });
+  ASSERT_TRUE(c->goaway()) << sent << " CONTINUATION frames, no GOAWAY";
+  EXPECT_LT(sent, bound);
+  EXPECT_GE(sent, 9u);
+  EXPECT_EQ(c->goaway_code(), NGHTTP2_ENHANCE_YOUR_CALM);
+  EXPECT_LE(c->goaway_last_stream(), 3u);
+  finish(*c);
+  ASSERT_EQ(targets_.size(), 1u);  // /ok only
+  expect_still_serving();
+}
+
+TEST_F(HttpServerFloodTest, ContinuationLimitIsConfigurable) {
+  HttpServerOptions o;
+  o.h2_max_continuations = 2;
+  start(std::move(o));
+  Hpack hpack;
+  FloodClient* c = connect();
+  c->send(std::string(kPreface) + settings_frame(0) + split_request(hpack, 1, 2, "/ok"));
+  run_until([&] { return c->stream_ended(1) || c->ended(); });
+  EXPECT_EQ(c->status(1), 200);
+  ASSERT_FALSE(c->goaway());
+  c->send(split_request(hpack, 3, 3, "/three"));
+  wait_for_verdict(*c);
+  EXPECT_TRUE(c->goaway());
+  EXPECT_EQ(c->goaway_code(), NGHTTP2_ENHANCE_YOUR_CALM);
+  EXPECT_EQ(c->status(3), 0);
+  finish(*c);
+  ASSERT_EQ(targets_.size(), 1u);
+  expect_still_serving();
+}
+
+// (e) Header lists over the limit. SETTINGS_MAX_HEADER_LIST_SIZE advertises max_header_bytes; a
+// request over it is answered 431 and the connection carries on; one that decodes to more than
+// 4 times the limit (here an HPACK bomb: one 3000-byte field indexed once, then referenced by a
+// single byte) gets GOAWAY(ENHANCE_YOUR_CALM) in that one frame.
+TEST_F(HttpServerFloodTest, HeaderListsOverTheLimitGet431ThenGoaway) {
+  HttpServerOptions o;
+  o.max_header_bytes = 4096;
+  start(std::move(o));
+  Hpack hpack;
+  FloodClient* c = connect();
+  Fields big = get("/big");
+  big.emplace_back("x-big", std::string(6000, 'a'));
+  c->send(std::string(kPreface) + settings_frame(0) + request(hpack, 1, big));
+  run_until([&] { return c->stream_ended(1) || c->ended(); });
+  EXPECT_EQ(c->server_setting(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE), 4096u);
+  EXPECT_EQ(c->status(1), 431);
+  ASSERT_FALSE(c->goaway());
+
+  Fields bomb = get("/bomb");
+  for (int i = 0; i < 20; ++i) bomb.emplace_back("x-bomb", std::string(3000, 'b'));
+  const std::string headers = request(hpack, 3, bomb);
+  EXPECT_LT(headers.size(), std::size_t{3200}) << "the deflater did not index the field";
+  c->send(headers);
+  wait_for_verdict(*c);
+  ASSERT_TRUE(c->goaway());
+  EXPECT_EQ(c->goaway_code(), NGHTTP2_ENHANCE_YOUR_CALM);
+  EXPECT_LE(c->goaway_last_stream(), 3u);
+  EXPECT_EQ(c->status(3), 0);
+  finish(*c);
+  EXPECT_TRUE(targets_.empty());
+  expect_still_serving();
+}
+
+}  // namespace
+}  // namespace fanout::transport

@@ -191,15 +191,18 @@ struct HttpServerOptions {
   // ends the connection; the server keeps serving others. See transport/README.md.
   // Rapid reset (CVE-2023-44487): a token bucket on incoming RST_STREAM, h2_reset_burst tokens
   // refilled at h2_reset_rate per second; a RST_STREAM finding it empty makes nghttp2 send
-  // GOAWAY(INTERNAL_ERROR): no new stream, the connection closes once its open streams end.
+  // GOAWAY(INTERNAL_ERROR): no new stream (requests already in the same read still reach the
+  // handler), the connection closes once its open streams end.
   std::uint32_t h2_reset_burst = 1000;
   std::uint32_t h2_reset_rate = 33;
   // CONTINUATION flood (CVE-2024-28182): CONTINUATION frames allowed after one HEADERS frame;
-  // one more -> GOAWAY(ENHANCE_YOUR_CALM). 8 frames of 16 KiB carry a header block far larger
-  // than max_header_bytes' default; raise it with max_header_bytes above about 128 KiB.
+  // one more -> GOAWAY(ENHANCE_YOUR_CALM). HEADERS and 8 CONTINUATION frames of 16 KiB carry
+  // 144 KiB of header block, over twice max_header_bytes' default; raise it along with
+  // max_header_bytes beyond about 128 KiB.
   std::uint32_t h2_max_continuations = 8;
-  // PING and SETTINGS floods: acknowledgements queued and not yet written (the client sends and
-  // does not read; at least 1). One more -> the connection is closed at once.
+  // PING and SETTINGS floods: acknowledgements queued and not yet written, because the client
+  // sends and does not read (or sent this many in one read; at least 1). One more -> the
+  // connection is closed at once, without GOAWAY.
   std::uint32_t h2_max_queued_acks = 1000;
   // Entries in one SETTINGS frame; more -> GOAWAY(ENHANCE_YOUR_CALM). At least 1.
   std::uint32_t h2_max_settings_entries = 32;

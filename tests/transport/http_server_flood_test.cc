@@ -131,8 +131,11 @@ class FloodClient {
     EXPECT_EQ(nghttp2_hd_inflate_new(&inflater_), 0);
     EXPECT_EQ(uv_tcp_init_ex(loop, &tcp_, AF_INET), 0);
     tcp_.data = this;
-    // Each write leaves at once (no Nagle delay), so the server sees the frames as they are sent.
+    // Each write leaves at once (no Nagle delay) and whole (a send buffer larger than any write),
+    // so the server sees the frames as they are sent, a write in one read.
     EXPECT_EQ(uv_tcp_nodelay(&tcp_, 1), 0);
+    int send_buffer = 1 << 20;
+    EXPECT_EQ(uv_send_buffer_size(reinterpret_cast<uv_handle_t*>(&tcp_), &send_buffer), 0);
     if (!read_) {
       int size = 4096;
       EXPECT_EQ(uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(&tcp_), &size), 0);
@@ -522,10 +525,11 @@ TEST_F(HttpServerFloodTest, RapidResetHonoursTheConfiguredBucket) {
 // h2_max_queued_acks is raised to 8000 here, above the 7281 SETTINGS (3855 PING) frames one
 // 64 KiB read can carry, so that only a backed-up output can reach it (a burst in one read is
 // PingBurstInOneReadIsClosedAtOnce). The server then closes after about 4 MiB of ACKs (its 1 MiB,
-// the kernel's buffers); the bound, 4 Mi frames (36 to 68 MiB), is far beyond that.
+// the kernel's buffers, which may grow to tcp_wmem's maximum); the bound, 8 Mi frames (72 to 136
+// MiB), is far beyond that.
 constexpr std::size_t kFramesPerWrite = 1000;
 constexpr std::uint32_t kQueuedAcks = 8000;
-constexpr std::size_t kAckFloodBound = (4u << 20) / kFramesPerWrite;
+constexpr std::size_t kAckFloodBound = (8u << 20) / kFramesPerWrite;
 
 TEST_F(HttpServerFloodTest, SettingsFloodFromAClientThatDoesNotReadIsClosed) {
   HttpServerOptions o;

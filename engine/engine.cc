@@ -271,6 +271,11 @@ PublishResult Producer::publish(std::string_view event_json, const PublishOption
     sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
     return {PublishStatus::kInvalid, routing::reason_code(env.error()), {}, 0, 0, {}};
   }
+  if (!options.allowed_orgs.empty() &&
+      !std::binary_search(options.allowed_orgs.begin(), options.allowed_orgs.end(), env->org_id)) {
+    sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
+    return {PublishStatus::kInvalid, "org_not_allowed", {}, 0, 0, {}};
+  }
   State::Extra x;
   x.check_id = !env->id.empty() && options.journal;
   x.journal = options.journal;

@@ -68,7 +68,7 @@ run() {
       -H "x-APIKey: $provider" -H 'Content-Type: application/json' \
       -d "{\"items\":[{\"url\":\"http://127.0.0.1:$sport/hook\",\"event_type\":\"business_updated\"}]}"
   done
-  ingest=$("$FANOUTD" apikey create --data "$data" --role INGEST | tail -n 1)
+  ingest=$("$FANOUTD" apikey create --data "$data" --role INGEST --all-orgs | tail -n 1)
   local w0 c0 t0 t1 load_args=()
   [[ $rate != 0 ]] && load_args+=(--rate "$rate")
   w0=$(write_bytes "$dpid")

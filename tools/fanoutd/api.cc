@@ -442,7 +442,7 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
     if (!check_body(req, deps_.config->ingest_max_body_bytes, /*ndjson_ok=*/true, reply)) {
       return true;
     }
-    return ingest(req, responder, reply);
+    return ingest(req, key, responder, reply);
   }
 
   constexpr std::string_view kBase = "/v2/webhooks";

@@ -111,7 +111,8 @@ class Api final : public transport::HttpRequestHandler {
   bool tryout(const Caller& c, std::string_view body, transport::HttpResponder responder,
               Reply& reply);
   // false when the answer waits for the journal (sent by on_journal_commit()).
-  bool ingest(const transport::HttpRequest& req, transport::HttpResponder responder, Reply& reply);
+  bool ingest(const transport::HttpRequest& req, const ApiKey& key,
+              transport::HttpResponder responder, Reply& reply);
   // Delivery history (api_history.cc). resend() and recover() return true when deferred.
   bool visible_webhook(const Caller& c, std::int64_t id, Reply& reply);
   void history(const Caller& c, std::int64_t id, const Query& q, Reply& reply);

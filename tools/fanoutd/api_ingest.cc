@@ -19,7 +19,7 @@ using namespace api_detail;
 using transport::HttpRequest;
 using transport::HttpResponder;
 
-bool Api::ingest(const HttpRequest& req, HttpResponder responder, Reply& reply) {
+bool Api::ingest(const HttpRequest& req, const ApiKey& key, HttpResponder responder, Reply& reply) {
   const bool ndjson = iequals(media_type(req.header("content-type")), "application/x-ndjson");
   // Lines: (1-based number, bytes). application/json is one event whatever its layout.
   std::vector<std::pair<std::size_t, std::string_view>> lines;
@@ -38,6 +38,9 @@ bool Api::ingest(const HttpRequest& req, HttpResponder responder, Reply& reply) 
                     " events per request (got " + std::to_string(lines.size()) + ").");
     return true;
   }
+  // A scoped INGEST key publishes for its organisations only (refused: org_not_allowed).
+  PublishOptions publish_options;
+  publish_options.allowed_orgs = key.orgs;
   std::size_t accepted = 0, dropped = 0, refused = 0, busy = 0, duplicate = 0;
   std::uint64_t first_seq = 0, last_seq = 0;  // journal sequences this answer promises
   std::string items;
@@ -52,7 +55,7 @@ bool Api::ingest(const HttpRequest& req, HttpResponder responder, Reply& reply) 
       ++busy;
       continue;
     }
-    const PublishResult r = producer_.publish(line);
+    const PublishResult r = producer_.publish(line, publish_options);
     if (r.seq != 0) {
       if (first_seq == 0) first_seq = r.seq;
       last_seq = std::max(last_seq, r.seq);

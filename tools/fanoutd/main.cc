@@ -55,7 +55,7 @@ constexpr const char* kUsage =
     "                 [--redis-group NAME] [--redis-consumer NAME]]\n"
     "  fanoutd apikey create --data DIR --role ORG_ADMIN --org ID [--name TEXT]\n"
     "  fanoutd apikey create --data DIR --role PROVIDER --orgs ID,ID,... [--name TEXT]\n"
-    "  fanoutd apikey create --data DIR --role INGEST [--name TEXT]\n"
+    "  fanoutd apikey create --data DIR --role INGEST --orgs ID,ID,...|--all-orgs [--name TEXT]\n"
     "  fanoutd apikey list --data DIR\n"
     "  fanoutd apikey revoke --data DIR ID\n"
     "  fanoutd keys public --data DIR\n"
@@ -82,8 +82,10 @@ struct Flags {
   }
 };
 
-tl::expected<Flags, std::string> parse_flags(std::span<char*> args,
-                                             std::initializer_list<std::string_view> known) {
+// `known` flags take a value; `switches` take none (present: value "true").
+tl::expected<Flags, std::string> parse_flags(
+    std::span<char*> args, std::initializer_list<std::string_view> known,
+    std::initializer_list<std::string_view> switches = {}) {
   Flags f;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view a = args[i];
@@ -96,6 +98,11 @@ tl::expected<Flags, std::string> parse_flags(std::span<char*> args,
     if (const auto eq = name.find('='); eq != std::string::npos) {
       value = name.substr(eq + 1);
       name.resize(eq);
+    }
+    if (std::find(switches.begin(), switches.end(), name) != switches.end()) {
+      if (value) return tl::unexpected("--" + name + " takes no value");
+      f.named.emplace_back(std::move(name), "true");
+      continue;
     }
     if (std::find(known.begin(), known.end(), name) == known.end()) {
       return tl::unexpected("unknown option --" + name);
@@ -130,7 +137,10 @@ tl::expected<std::vector<std::int64_t>, std::string> parse_org_list(std::string_
   return out;
 }
 
-std::string join_orgs(const std::vector<std::int64_t>& orgs) {
+// A key's organisations for `apikey create` and `apikey list`: "all" for an unscoped INGEST key.
+std::string join_orgs(const ApiKey& key) {
+  if (key.role == Role::kIngest && key.orgs.empty()) return "all";
+  const std::vector<std::int64_t>& orgs = key.orgs;
   std::string out;
   for (std::size_t i = 0; i < orgs.size(); ++i) {
     if (i != 0) out.push_back(',');
@@ -150,7 +160,7 @@ tl::expected<std::unique_ptr<Store>, std::string> open_store(const Flags& f,
 int cmd_apikey(std::span<char*> args) {
   if (args.empty()) return usage_error("apikey: expected create, list or revoke");
   const std::string_view sub = args[0];
-  auto flags = parse_flags(args.subspan(1), {"data", "role", "org", "orgs", "name"});
+  auto flags = parse_flags(args.subspan(1), {"data", "role", "org", "orgs", "name"}, {"all-orgs"});
   if (!flags) return usage_error("apikey " + std::string(sub) + ": " + flags.error());
   const routing::EventCatalogue catalogue;
   if (sub == "create") {
@@ -178,8 +188,22 @@ int cmd_apikey(std::span<char*> args) {
       auto o = parse_org_list(*org_list, "--orgs");
       if (!o) return usage_error(o.error());
       orgs = *o;
-    } else if (org != nullptr || org_list != nullptr) {
-      return usage_error("apikey create: an INGEST key takes no organisation");
+    } else {
+      // INGEST: scoped to organisations, or to every one only when asked for explicitly.
+      const bool all = flags->get("all-orgs") != nullptr;
+      if (org != nullptr || all == (org_list != nullptr)) {
+        return usage_error(
+            "apikey create: an INGEST key needs --orgs ID,ID,... (the organisations it may "
+            "publish for) or --all-orgs (every organisation)");
+      }
+      if (org_list != nullptr) {
+        auto o = parse_org_list(*org_list, "--orgs");
+        if (!o) return usage_error(o.error());
+        orgs = *o;
+      }
+    }
+    if (*role != Role::kIngest && flags->get("all-orgs") != nullptr) {
+      return usage_error("apikey create: --all-orgs is for INGEST keys");
     }
     if (!flags->positional.empty()) return usage_error("apikey create: unexpected argument");
     auto store = open_store(*flags, catalogue);
@@ -193,7 +217,7 @@ int cmd_apikey(std::span<char*> args) {
     }
     const ApiKey& k = created->first;
     std::printf("created API key id=%lld role=%s orgs=%s\n", static_cast<long long>(k.id),
-                std::string(to_string(k.role)).c_str(), join_orgs(k.orgs).c_str());
+                std::string(to_string(k.role)).c_str(), join_orgs(k).c_str());
     std::printf("store it now: it is shown only once\n%s\n", created->second.c_str());
     return 0;
   }
@@ -209,7 +233,7 @@ int cmd_apikey(std::span<char*> args) {
     std::printf("id role orgs name created_at revoked_at\n");
     for (const ApiKey& k : *keys) {
       std::printf("%lld %s %s %s %s %s\n", static_cast<long long>(k.id),
-                  std::string(to_string(k.role)).c_str(), join_orgs(k.orgs).c_str(),
+                  std::string(to_string(k.role)).c_str(), join_orgs(k).c_str(),
                   k.name.empty() ? "-" : k.name.c_str(), format_timestamp(k.created_at_us).c_str(),
                   k.revoked_at_us ? format_timestamp(*k.revoked_at_us).c_str() : "-");
     }

@@ -328,10 +328,12 @@ tl::expected<void, std::string> check_orgs(Role role, std::vector<std::int64_t>&
       orgs.erase(std::unique(orgs.begin(), orgs.end()), orgs.end());
       return {};
     case Role::kIngest:
-      if (!orgs.empty()) {
-        return tl::unexpected(
-            std::string("an INGEST key takes no organisation (it may publish for any)"));
+      // Empty: every organisation (asked for explicitly at creation: --all-orgs).
+      if (!all_positive) {
+        return tl::unexpected(std::string("an INGEST key's organisations are integers > 0"));
       }
+      std::sort(orgs.begin(), orgs.end());
+      orgs.erase(std::unique(orgs.begin(), orgs.end()), orgs.end());
       return {};
   }
   return tl::unexpected(std::string("unknown role"));

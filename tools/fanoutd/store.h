@@ -44,7 +44,8 @@ namespace fanout::daemon {
 enum class Role : std::uint8_t {
   kOrgAdmin,  // "ORG_ADMIN": one organisation
   kProvider,  // "PROVIDER": the organisations it is granted
-  kIngest,    // "INGEST": publishes events (POST /v2/events), any organisation
+  kIngest,    // "INGEST": publishes events (POST /v2/events) for its organisations, or for
+              // every organisation when it has none (created with --all-orgs)
 };
 [[nodiscard]] std::string_view to_string(Role role) noexcept;  // "ORG_ADMIN", ...
 [[nodiscard]] std::optional<Role> parse_role(std::string_view s) noexcept;
@@ -52,8 +53,10 @@ enum class Role : std::uint8_t {
 struct ApiKey {
   std::int64_t id = 0;
   Role role = Role::kOrgAdmin;
-  std::vector<std::int64_t> orgs;  // ORG_ADMIN: exactly one; PROVIDER: one or more; INGEST: none
-  std::string name;                // free text given at creation (may be empty)
+  // ORG_ADMIN: exactly one; PROVIDER: one or more; INGEST: those it may publish for, none
+  // meaning every organisation. Sorted ascending.
+  std::vector<std::int64_t> orgs;
+  std::string name;  // free text given at creation (may be empty)
   std::int64_t created_at_us = 0;
   std::optional<std::int64_t> revoked_at_us;
 };

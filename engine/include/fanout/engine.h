@@ -177,6 +177,9 @@ struct PublishOptions {
   // false: not written to the engine's journal even when durability is on (the broker holds
   // the event until its outcome); no idempotency check either.
   bool journal = true;
+  // Non-empty: an event of any other organisation is refused (kInvalid, reason
+  // "org_not_allowed") before anything is queued. Sorted ascending. Empty: every organisation.
+  std::span<const std::int64_t> allowed_orgs;
 };
 
 enum class PublishStatus : std::uint8_t {

@@ -257,6 +257,32 @@ class RolesTest(ApiCase):
         for key in (self.admin_key(org), apikey(self.data, "PROVIDER", orgs=[org])):
             self.assertError(self.call("POST", "/v2/events", key, event), 403)
 
+    def test_scoped_ingest_key_publishes_for_its_organisations_only(self):
+        """An INGEST key created with --orgs refuses events of other organisations per item
+        (org_not_allowed), nothing queued for them; an unscoped key needs --all-orgs."""
+        org, other = self.new_org(), self.new_org()
+        scoped = apikey(self.data, "INGEST", orgs=[org])
+        body = "\n".join(json.dumps({"org_id": o, "type": "business_created", "payload": {}})
+                         for o in (org, other, org))
+        r = self.call("POST", "/v2/events", scoped, body, content_type="application/x-ndjson")
+        self.assertStatus(r, 202)
+        statuses = [(i["status"], i.get("reason")) for i in r.body["items"]]
+        self.assertEqual(statuses, [("dropped", "no_subscription"),
+                                    ("refused", "org_not_allowed"),
+                                    ("dropped", "no_subscription")])
+        everywhere = apikey(self.data, "INGEST")  # harness: --all-orgs
+        r = self.call("POST", "/v2/events", everywhere,
+                      {"org_id": other, "type": "business_created", "payload": {}})
+        self.assertEqual(r.body["items"][0]["reason"], "no_subscription")
+        # Neither --orgs nor --all-orgs: refused at creation, naming both.
+        bad = harness.run_fanoutd("apikey", "create", "--data", self.data, "--role", "INGEST")
+        self.assertEqual(bad.returncode, 2, bad.stderr)
+        self.assertIn("--orgs ID,ID,...", bad.stderr)
+        self.assertIn("--all-orgs", bad.stderr)
+        listed = harness.apikey_list(self.data)
+        self.assertTrue(any(line.split()[1:3] == ["INGEST", "all"] for line in listed), listed)
+        self.assertTrue(any(line.split()[1:3] == ["INGEST", str(org)] for line in listed), listed)
+
     def test_malformed_org_id_is_400(self):
         """org_id must be a positive decimal integer: 0, -1, abc, 1e3, 1.0, huge... are 400
         naming org_id, for PROVIDER and ORG_ADMIN keys alike."""
@@ -552,12 +578,40 @@ class PathsAndMethodsTest(ApiCase):
     def test_unknown_paths_are_404(self):
         """Unknown paths are 404 {"error":{"json":"Resource not found"}}, with or without key."""
         key = self.admin_key(self.new_org())
-        for path in ["/", "/v2", "/v2/", "/v2/webhook", "/v3/webhooks", "/v2/webhooks/1/x",
+        for path in ["/v2", "/v2/", "/v2/webhook", "/assets/nope.js", "/assets/",
+                     "/settings/integrations", "/settings/integrations/webhooks/x", "/v3/webhooks", "/v2/webhooks/1/x",
                      "/v2/webhooks/events/x", "/v2/event", "/v2/events/1", "/healthz/x",
                      "/V2/WEBHOOKS", "/metrics/x"]:
             for k in (None, key):
                 with self.subTest(path=path, key=bool(k)):
                     self.assertError(self.call("GET", path, k), 404)
+
+    def test_the_app_page_and_its_files(self):
+        """/ redirects to the page; the page and its files carry a CSP with no inline script
+        and no framing; only GET; GET /v2/me names the key's role and organisations."""
+        r = self.call("GET", "/")
+        self.assertEqual(r.status, 302)
+        self.assertEqual(r.headers["Location"], "/settings/integrations/webhooks")
+        for path, kind in [("/settings/integrations/webhooks", "text/html"),
+                           ("/assets/app.js", "text/javascript"), ("/assets/app.css", "text/css")]:
+            with self.subTest(path=path):
+                r = self.call("GET", path)
+                self.assertEqual(r.status, 200)
+                self.assertTrue(r.headers["Content-Type"].startswith(kind), r.headers)
+                csp = r.headers["Content-Security-Policy"]
+                self.assertIn("script-src 'self'", csp)
+                self.assertIn("frame-ancestors 'none'", csp)
+                self.assertNotIn("unsafe-inline", csp)
+                self.assertEqual(r.headers["X-Content-Type-Options"], "nosniff")
+        self.assertError(self.call("POST", "/settings/integrations/webhooks", body={}), 405)
+        self.assertError(self.call("GET", "/v2/me"), 401)
+        org = self.new_org()
+        r = self.call("GET", "/v2/me", self.admin_key(org))
+        self.assertEqual(r.body, {"role": "ORG_ADMIN", "org_ids": [org]})
+        r = self.call("GET", "/v2/me", apikey(self.data, "PROVIDER", orgs=[org + 1, org]))
+        self.assertEqual(r.body, {"role": "PROVIDER", "org_ids": [org, org + 1]})
+        r = self.call("GET", "/v2/me", apikey(self.data, "INGEST"))
+        self.assertEqual(r.body, {"role": "INGEST", "org_ids": []})
 
     def test_bad_and_unknown_ids_are_404(self):
         """Ids that are not positive integers, too large, or unknown: 404 on every method."""

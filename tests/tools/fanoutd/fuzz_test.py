@@ -31,7 +31,7 @@ REQUESTS = int(os.environ.get("FANOUTD_FUZZ_REQUESTS", "3000"))
 H2_REQUESTS = 40
 RAW_CONNECTIONS = 30
 
-ALLOWED = {200, 202, 204, 400, 401, 403, 404, 405, 413, 415, 429, 503}
+ALLOWED = {200, 202, 204, 302, 400, 401, 403, 404, 405, 413, 415, 429, 503}
 
 FUZZ_ORG, FUZZ_ORG2 = 9000000001, 9000000002  # fuzzed subscriptions (never ingested for)
 INGEST_ORG = 42  # a subscription to the sink: ingested events are really delivered
@@ -462,6 +462,13 @@ def answer_problem(req, r):
     path = urllib.parse.unquote(req.path.split("?")[0])
     if r.status == 200 and path == "/metrics":
         return None
+    # The app page: / redirects to it; it and its files are HTML, CSS and JavaScript.
+    if r.status == 302:
+        ok = path == "/" and r.headers.get("Location") == "/settings/integrations/webhooks"
+        return None if ok else f"302 for {path!r} to {r.headers.get('Location')!r}"
+    if r.status == 200 and (path == "/settings/integrations/webhooks" or
+                            path.startswith("/assets/")):
+        return None if "Content-Security-Policy" in r.headers else "page answer without a CSP"
     if isinstance(r.body, bytes):
         return f"{r.status} answer is not JSON: {r.raw[:200]!r}"
     return None

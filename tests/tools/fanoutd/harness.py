@@ -375,7 +375,8 @@ _key_names = iter(range(1, 1 << 30))
 
 
 def apikey(data, role, org=None, orgs=None, name=None):
-    """`fanoutd apikey create`; returns the key (the last line of standard output)."""
+    """`fanoutd apikey create`; returns the key (the last line of standard output). An INGEST
+    key without `orgs` is created for every organisation (--all-orgs)."""
     if name is None:
         name = f"test-key-{next(_key_names)}"
     args = ["apikey", "create", "--data", data, "--role", role]
@@ -383,6 +384,8 @@ def apikey(data, role, org=None, orgs=None, name=None):
         args += ["--org", org]
     if orgs is not None:
         args += ["--orgs", ",".join(str(o) for o in orgs)]
+    elif role == "INGEST":
+        args.append("--all-orgs")
     args += ["--name", name]
     r = run_fanoutd(*args)
     _check(r, "apikey create")

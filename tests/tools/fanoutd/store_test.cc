@@ -529,7 +529,8 @@ TEST_F(StoreTest, ApiKeyRoleAndOrganisationRules) {
       {Role::kOrgAdmin, {}, "ORG_ADMIN"},  {Role::kOrgAdmin, {1, 2}, "ORG_ADMIN"},
       {Role::kOrgAdmin, {0}, "ORG_ADMIN"}, {Role::kOrgAdmin, {-3}, "ORG_ADMIN"},
       {Role::kProvider, {}, "PROVIDER"},   {Role::kProvider, {3, -1}, "PROVIDER"},
-      {Role::kProvider, {0}, "PROVIDER"},  {Role::kIngest, {1}, "INGEST"},
+      {Role::kProvider, {0}, "PROVIDER"},  {Role::kIngest, {0}, "INGEST"},
+      {Role::kIngest, {4, -1}, "INGEST"},
   };
   for (const auto& c : refused) {
     auto created = store->create_api_key(c.role, c.orgs, "x", 1);

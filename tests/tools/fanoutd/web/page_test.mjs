@@ -82,7 +82,7 @@ async function main() {
   const provider = cli("apikey", "create", "--data", data, "--role", "PROVIDER", "--orgs", "42,43");
   const doomed = cli("apikey", "create", "--data", data, "--role", "ORG_ADMIN", "--org", "42",
                      "--name", "doomed");
-  const ingest = cli("apikey", "create", "--data", data, "--role", "INGEST");
+  const ingest = cli("apikey", "create", "--data", data, "--role", "INGEST", "--orgs", "42");
   const daemon = await listen(FANOUTD, ["serve", "--listen", "127.0.0.1:0", "--data", data,
     "--config", config, "--insecure", "--allow-subnet", "127.0.0.1/32"], "fanoutd");
   const okSink = await listen(SINK, ["--listen", "127.0.0.1:0", "--quiet"], "sink 200");

@@ -329,8 +329,15 @@ class Api::TryoutRequest final : public transport::Request {
     reply.body += ms;
     reply.body += ",\"error\":";
     if (r.failure != transport::Failure::kNone) {
+      // The failure's name, and for TLS its reason (a certificate problem the user can fix),
+      // but never the transport's other details: they name resolved addresses, and a tryout
+      // must not tell which internal addresses a name has or which ports answer.
       std::string err(transport::to_string(r.failure));
-      if (!r.detail.empty()) err.append(": ").append(r.detail);
+      if (r.failure == transport::Failure::kAddressRefused) {
+        err += ": the host's addresses are not allowed (private, loopback, link-local or reserved)";
+      } else if (r.failure == transport::Failure::kTlsFailure && !r.detail.empty()) {
+        err.append(": ").append(r.detail);
+      }
       json::append_string(reply.body, err);
     } else if (!ok) {
       json::append_string(reply.body, "HTTP status " + std::to_string(r.status));
@@ -359,6 +366,7 @@ Api::Api(ApiDeps deps)
     : deps_(deps),
       producer_(deps.engine->make_producer()),
       limiter_(deps.config->api_rate_limit_per_minute),
+      tryout_limiter_(deps.config->api_tryout_rate_limit_per_minute),
       subscriptions_(deps.subscriptions) {}
 
 Api::~Api() = default;
@@ -771,6 +779,7 @@ bool Api::parse_items(std::string_view body, std::int64_t org,
       for (const auto& v : valid.error()) add_error(errors, prefix + v.field, violation_message(v));
       continue;
     }
+    if (!check_port(*valid, prefix + "url", errors)) continue;
     out.push_back(std::move(*valid));
   }
   return errors.empty();
@@ -849,6 +858,7 @@ void Api::update(const Caller& c, std::int64_t id, std::string_view body, Reply&
     for (const auto& v : valid.error()) add_error(errors, v.field, violation_message(v));
     return set_field_errors(reply, errors);
   }
+  if (!check_port(*valid, "url", errors)) return set_field_errors(reply, errors);
   if (valid->url == cur.url && valid->custom_headers == cur.custom_headers) {
     reply.body = config_json(cur);  // nothing changed: updated_at stays
     return;
@@ -892,11 +902,34 @@ void Api::events(Reply& reply) {
   reply.body += "]";
 }
 
+bool Api::check_port(const routing::Subscription& s, const std::string& field,
+                     FieldErrors& errors) {
+  if (port_allowed(deps_.config->allowed_ports, s.parts.port)) return true;
+  std::string allowed;
+  for (const std::string& r : deps_.config->allowed_ports) {
+    allowed += (allowed.empty() ? "" : ", ") + r;
+  }
+  add_error(errors, field,
+            "url: port " + std::to_string(s.parts.port) + " is not allowed (allowed_ports: " +
+                (allowed.empty() ? std::string("80, 443, 1024-65535") : allowed) +
+                ") [url_port_not_allowed]");
+  return false;
+}
+
 bool Api::tryout(const Caller& c, std::string_view body, HttpResponder responder, Reply& reply) {
   std::vector<routing::Subscription> items;
   FieldErrors errors;
   if (!parse_items(body, c.org, items, errors)) {
     set_field_errors(reply, errors);
+    return true;
+  }
+  // Tryouts have a budget of their own per organisation (a tryout is an outgoing request).
+  if (const std::uint32_t wait = tryout_limiter_.take(c.org, uv_hrtime() / 1'000'000); wait != 0) {
+    set_error(reply, 429, "rate_limit",
+              std::to_string(deps_.config->api_tryout_rate_limit_per_minute) +
+                  " tryouts per minute per organisation; retry after " + std::to_string(wait) +
+                  " s");
+    reply.headers.emplace_back("retry-after", std::to_string(wait));
     return true;
   }
   if (deps_.tryout_client == nullptr || stopping_) {

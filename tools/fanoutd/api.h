@@ -129,6 +129,9 @@ class Api final : public transport::HttpRequestHandler {
   bool parse_items(std::string_view body, std::int64_t org, std::vector<routing::Subscription>& out,
                    FieldErrors& errors);
 
+  // allowed_ports: false (with a field error on `field`) when the URL's port is not allowed.
+  bool check_port(const routing::Subscription& s, const std::string& field, FieldErrors& errors);
+
   std::string config_json(const routing::Subscription& s) const;
   void send(transport::HttpResponder responder, const Reply& reply);
   // A deferred answer (tryout, durability): counted in the metrics, then sent.
@@ -141,6 +144,7 @@ class Api final : public transport::HttpRequestHandler {
   ApiDeps deps_;
   Producer producer_;
   RateLimiter limiter_;
+  RateLimiter tryout_limiter_;  // api.tryout_rate_limit_per_minute, per organisation
   simdjson::dom::parser json_;
   // The latest payload ingested per (org_id, event_type), for tryout (at most kMaxLatest pairs).
   std::map<std::pair<std::int64_t, routing::EventTypeId>, std::string> latest_;

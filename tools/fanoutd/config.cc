@@ -119,6 +119,8 @@ constexpr Option kOptions[] = {
     {"allow_subnets", "--allow-subnet", StringListKind{[](Config& c, std::string v) {
        c.engine.allow_subnets.push_back(std::move(v));
      }}},
+    {"allowed_ports", "--allowed-port",
+     StringListKind{[](Config& c, std::string v) { c.allowed_ports.push_back(std::move(v)); }}},
     {"event_types", "", StringListKind{[](Config& c, std::string v) {
        c.engine.extra_event_types.push_back(std::move(v));
      }}},
@@ -153,6 +155,9 @@ constexpr Option kOptions[] = {
     {"api.rate_limit_per_minute", "",
      IntKind{1, 1'000'000,
              [](Config& c, std::int64_t v) { assign(c.api_rate_limit_per_minute, v); }}},
+    {"api.tryout_rate_limit_per_minute", "",
+     IntKind{1, 1'000'000,
+             [](Config& c, std::int64_t v) { assign(c.api_tryout_rate_limit_per_minute, v); }}},
     {"api.max_body_bytes", "",
      IntKind{kKiB, 64 * kMiB, [](Config& c, std::int64_t v) { assign(c.api_max_body_bytes, v); }}},
     {"api.idle_timeout_ms", "",
@@ -456,6 +461,12 @@ Status validate(const Config& config) {
   if (config.tls_cert.empty() != config.tls_key.empty())
     return tl::unexpected(
         std::string("tls_cert and tls_key (--tls-cert, --tls-key) must be given together"));
+  for (const std::string& p : config.allowed_ports) {
+    if (!parse_port_range(p)) {
+      return tl::unexpected("allowed_ports (--allowed-port): \"" + p +
+                            "\" must be a port N or a range A-B, within 1-65535, A <= B");
+    }
+  }
   if (!config.redis.url.empty()) {
     if (auto ep = source::parse_redis_url(config.redis.url); !ep) {
       return tl::unexpected("source.redis.url (--redis-url): " + ep.error());
@@ -493,6 +504,31 @@ std::string_view to_string(LogLevel level) noexcept {
       return "error";
   }
   return "unknown";
+}
+
+std::optional<std::pair<std::uint16_t, std::uint16_t>> parse_port_range(std::string_view s) {
+  const auto number = [](std::string_view t) -> std::optional<std::uint16_t> {
+    unsigned v = 0;
+    const auto r = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (t.empty() || r.ec != std::errc() || r.ptr != t.data() + t.size() || v < 1 || v > 65535) {
+      return std::nullopt;
+    }
+    return static_cast<std::uint16_t>(v);
+  };
+  const std::size_t dash = s.find('-');
+  const auto lo = number(s.substr(0, dash));
+  const auto hi = dash == std::string_view::npos ? lo : number(s.substr(dash + 1));
+  if (!lo || !hi || *lo > *hi) return std::nullopt;
+  return std::pair{*lo, *hi};
+}
+
+bool port_allowed(const std::vector<std::string>& ranges, std::uint16_t port) {
+  if (ranges.empty()) return port == 80 || port == 443 || port >= 1024;
+  for (const std::string& r : ranges) {
+    const auto range = parse_port_range(r);
+    if (range && port >= range->first && port <= range->second) return true;
+  }
+  return false;
 }
 
 tl::expected<std::pair<std::string, std::uint16_t>, std::string> parse_listen(std::string_view s) {

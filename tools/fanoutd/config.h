@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,9 +34,13 @@ struct Config {
   std::filesystem::path data_dir = "fanoutd-data";  // data (--data)
   std::string tls_cert;  // tls_cert (--tls-cert): PEM chain; with tls_key serves HTTPS
   std::string tls_key;   // tls_key (--tls-key)
-  LogLevel log_level = LogLevel::kInfo;                  // log_level (--log-level)
-  std::uint32_t drain_timeout_ms = 10'000;               // drain_timeout_ms (--drain-timeout-ms)
-  std::uint32_t api_rate_limit_per_minute = 300;         // api.rate_limit_per_minute
+  LogLevel log_level = LogLevel::kInfo;                 // log_level (--log-level)
+  std::uint32_t drain_timeout_ms = 10'000;              // drain_timeout_ms (--drain-timeout-ms)
+  std::uint32_t api_rate_limit_per_minute = 300;        // api.rate_limit_per_minute
+  std::uint32_t api_tryout_rate_limit_per_minute = 10;  // api.tryout_rate_limit_per_minute
+  // allowed_ports (--allowed-port, repeatable): the ports a webhook URL (created, updated or
+  // tried out) may name, each "N" or "A-B". Empty: the default, 80, 443 and 1024-65535.
+  std::vector<std::string> allowed_ports;
   std::size_t api_max_body_bytes = 1024 * 1024;          // api.max_body_bytes (management calls)
   std::uint32_t api_idle_timeout_ms = 60'000;            // api.idle_timeout_ms (0 = none)
   std::uint32_t api_request_timeout_ms = 30'000;         // api.request_timeout_ms (0 = none)
@@ -85,6 +90,12 @@ struct Config {
     std::span<const std::string_view> args);
 
 // "HOST:PORT" or "[IPv6]:PORT", numeric addresses only.
+// "443" or "1024-65535" (1..65535, low <= high); nullopt otherwise.
+[[nodiscard]] std::optional<std::pair<std::uint16_t, std::uint16_t>> parse_port_range(
+    std::string_view s);
+// Whether `port` is allowed by `ranges` (allowed_ports; empty: 80, 443, 1024-65535).
+[[nodiscard]] bool port_allowed(const std::vector<std::string>& ranges, std::uint16_t port);
+
 [[nodiscard]] tl::expected<std::pair<std::string, std::uint16_t>, std::string> parse_listen(
     std::string_view s);
 

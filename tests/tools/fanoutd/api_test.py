@@ -751,9 +751,9 @@ class UpdateDeleteTest(ApiCase):
     def test_update_url_rules_follow_insecure_mode(self):
         """This daemon is --insecure: an http:// URL is accepted by update too."""
         org, key, cfg = self._one()
-        r = self.call("PATCH", f"/v2/webhooks/{cfg['id']}", key, {"url": "http://127.0.0.1:1/x"})
+        r = self.call("PATCH", f"/v2/webhooks/{cfg['id']}", key, {"url": "http://127.0.0.1:1024/x"})
         self.assertStatus(r, 200)
-        self.assertEqual(r.body["url"], "http://127.0.0.1:1/x")
+        self.assertEqual(r.body["url"], "http://127.0.0.1:1024/x")
 
     def test_delete(self):
         """DELETE → 204 with no body; then GET → 404, a second DELETE → 404, the list no
@@ -955,6 +955,26 @@ class TryoutTest(ApiCase):
         self.assertIsNone(result["status_code"])
         self.assertIsInstance(result["error"], str)
         self.assertTrue(result["error"])
+
+    def test_ports_outside_allowed_ports_are_refused(self):
+        """allowed_ports (default 80, 443, 1024-65535): create, update and tryout of a URL on
+        another port are 400 on the url with the rule; nothing is sent or saved."""
+        org = self.new_org()
+        key = self.admin_key(org)
+        for port in (22, 25, 1023):
+            url = f"https://example.com:{port}/hook"
+            with self.subTest(port=port):
+                for r, field in ((self.create(key, [item(url=url)]), "items.0.url"),
+                                 (self._tryout(key, [item(url=url)]), "items.0.url")):
+                    msg = self.assertFieldError(r, field)
+                    self.assertIn(f"port {port} is not allowed", msg)
+                    self.assertIn("[url_port_not_allowed]", msg)
+        self.assertEqual(self.list_ids(key), [])
+        made = self.create(key, [item(url="https://example.com:8443/hook")])
+        self.assertStatus(made, 200)
+        hook = made.body["items"][0]["id"]
+        r = self.call("PATCH", f"/v2/webhooks/{hook}", key, {"url": "https://example.com:21/"})
+        self.assertIn("[url_port_not_allowed]", self.assertFieldError(r, "url"))
 
     def test_tryout_validates_like_create(self):
         """Invalid items (the later ones too) are 400 like create; nothing is sent."""
@@ -1781,6 +1801,36 @@ class HistoryAccessTest(HistoryCase):
                                             route=route, status=status), 1, route)
         for labels, _ in m.samples("fanout_api_requests_total"):
             self.assertNotRegex(labels.get("route", ""), r"/\d+|e1", labels)
+
+
+class TryoutHardeningTest(FanoutdTestCase):
+    """Tryout is not a probe: its own rate limit per organisation, and errors that never name
+    the addresses a host resolved to."""
+
+    def test_tryout_rate_limit_and_no_resolved_addresses(self):
+        d = self.start_daemon(config="[api]\ntryout_rate_limit_per_minute = 2\n",
+                              allow_subnets=())
+        sink = self.start_sink()
+        admin = apikey(d.data, "ORG_ADMIN", org=77)
+        other = apikey(d.data, "ORG_ADMIN", org=78)
+        url = f"http://localhost:{sink.port}/hook"  # resolves to loopback: refused by the guard
+        body = {"items": [{"url": url, "event_type": "business_created"}]}
+        for _ in range(2):
+            r = d.http("POST", "/v2/webhooks/tryout", key=admin, body=body)
+            self.assertStatus(r, 200)
+            result = r.body["items"][0]
+            self.assertIs(result["success"], False)
+            self.assertIn("address refused", result["error"])
+            for leak in ("127.0.0.1", "::1", "(loopback)"):
+                self.assertNotIn(leak, result["error"])
+        r = d.http("POST", "/v2/webhooks/tryout", key=admin, body=body)
+        self.assertError(r, 429)
+        self.assertIn("2 tryouts per minute", r.body["error"]["rate_limit"])
+        self.assertRegex(r.headers.get("Retry-After", ""), r"^\d+$")
+        # Another organisation has its own budget; other routes are not tryouts.
+        self.assertStatus(d.http("POST", "/v2/webhooks/tryout", key=other, body=body), 200)
+        self.assertStatus(d.http("GET", "/v2/webhooks", key=admin), 200)
+        self.assertEqual(sink.count(), 0, "nothing reached the sink")
 
 
 class HistoryRateLimitTest(FanoutdTestCase):

@@ -315,6 +315,7 @@ constexpr IntRange kIntRanges[] = {
     {"ingest.max_body_bytes", 1024, 1024 * kMiB},
     {"ingest.max_events", 1, 1'000'000},
     {"ingest.retry_after_s", 1, 3600},
+    {"api.tryout_rate_limit_per_minute", 1, 1'000'000},
     {"source.redis.batch", 1, 100'000},
     {"source.redis.block_ms", 1, 60'000},
     {"source.redis.max_in_flight", 1, 1'000'000'000},
@@ -425,6 +426,29 @@ TEST(ConfigRedis, BadValuesNameTheKeyAndTheRule) {
   EXPECT_EQ(toml_error("[source.redis]\ncolour = 1"),
             "t.toml: source.redis.colour: unknown option");
   EXPECT_EQ(toml_error("[source]\nredis = 1"), "t.toml: source.redis: must be a table (got 1)");
+}
+
+TEST(ConfigPorts, DefaultAndRangesAndErrors) {
+  const std::vector<std::string> none;
+  EXPECT_TRUE(port_allowed(none, 443));
+  EXPECT_TRUE(port_allowed(none, 80));
+  EXPECT_TRUE(port_allowed(none, 1024));
+  EXPECT_FALSE(port_allowed(none, 22));
+  EXPECT_FALSE(port_allowed(none, 1023));
+  auto c = parse_args({"--allowed-port", "443", "--allowed-port=8000-8999"});
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_TRUE(port_allowed(c->allowed_ports, 443));
+  EXPECT_TRUE(port_allowed(c->allowed_ports, 8500));
+  EXPECT_FALSE(port_allowed(c->allowed_ports, 80));
+  EXPECT_FALSE(port_allowed(c->allowed_ports, 9000));
+  c = from_toml("allowed_ports = [\"1-65535\"]");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_TRUE(port_allowed(c->allowed_ports, 22));
+  for (const char* bad : {"0", "65536", "9-8", "a", "1-", "-5", ""}) {
+    EXPECT_NE(args_error({"--allowed-port", bad}).find("must be a port N or a range A-B"),
+              std::string::npos)
+        << bad;
+  }
 }
 
 TEST(ConfigToml, ParseErrorsGiveOriginLineAndColumn) {

@@ -139,7 +139,7 @@ class Fuzzer:
         self.rng = rng
         self.keys = keys  # name → key text
         self.ids = ids  # ids of subscriptions in FUZZ_ORG
-        self.safe_urls = [sink_url, closed_url, sink_url + "?q=1", "https://127.0.0.1:1/x"]
+        self.safe_urls = [sink_url, closed_url, sink_url + "?q=1", "https://127.0.0.1:1024/x"]
         self.kinds, self.weights = zip(*self.KINDS)
 
     # -- random values -------------------------------------------------------------------

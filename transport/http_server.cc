@@ -272,6 +272,8 @@ class HttpServer::Connection final : public StreamHandler {
   std::uint32_t slot_;
   std::uint32_t generation_;
   std::uint64_t id_;
+  char peer_text_[46] = {};   // INET6_ADDRSTRLEN
+  std::string_view peer_ip_;  // in peer_text_, set at accept
   bool closing_ = false;
   bool close_when_flushed_ = false;
   bool linger_after_flush_ = false;
@@ -523,6 +525,7 @@ int HttpServer::Http1Session::on_message_complete(llhttp_t* p) {
   req.version = HttpVersion::kHttp1;
   req.tls = s.conn_.stream_->is_tls();
   req.connection_id = s.conn_.id_;
+  req.peer_ip = s.conn_.peer_ip_;
   req.sequence = seq;
   s.conn_.dispatch(req, seq);
   return s.conn_.closing_ || s.stop_input_ ? HPE_PAUSED : 0;
@@ -920,6 +923,7 @@ void HttpServer::Http2Session::complete(Request& req) {
   r.version = HttpVersion::kHttp2;
   r.tls = conn_.stream_->is_tls();
   r.connection_id = conn_.id_;
+  r.peer_ip = conn_.peer_ip_;
   r.sequence = ++requests_;
   conn_.dispatch(r, static_cast<std::uint64_t>(req.stream_id));
 }
@@ -1345,6 +1349,7 @@ void HttpServer::accept_one() {
     return;
   }
   conn->stream_ = *st;
+  conn->peer_ip_ = conn->stream_->peer_ip(conn->peer_text_, sizeof conn->peer_text_);
   conn->update_timeouts();  // idle from the accept (under TLS, the handshake counts as idle)
 }
 

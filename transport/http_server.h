@@ -108,6 +108,7 @@ struct HttpRequest {
   HttpVersion version = HttpVersion::kHttp1;
   bool tls = false;
   std::uint64_t connection_id = 0;  // unique per server, from 1
+  std::string_view peer_ip;         // the client's IP address as text (empty when unknown)
   std::uint64_t sequence = 0;       // 1-based index of this request on its connection
 
   // The first header named `name` (ASCII case-insensitive), or empty.

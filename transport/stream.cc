@@ -263,6 +263,18 @@ void Stream::mark_dirty() {
   loop_.schedule_flush(this);
 }
 
+std::string_view Stream::peer_ip(char* out, std::size_t size) const noexcept {
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (size == 0 || uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return {};
+  }
+  const int rc = ss.ss_family == AF_INET6
+                     ? uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&ss), out, size)
+                     : uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&ss), out, size);
+  return rc == 0 ? std::string_view(out) : std::string_view();
+}
+
 void Stream::write(const void* data, std::size_t len) {
   if (state_ == State::kClosing || len == 0) return;
   const auto* p = static_cast<const std::uint8_t*>(data);

@@ -128,6 +128,8 @@ class Stream {
   [[nodiscard]] bool is_tls() const noexcept { return tls_ != nullptr; }
   // The ALPN protocol chosen under TLS ("h2", "http/1.1"), else empty.
   [[nodiscard]] std::string_view alpn() const noexcept;
+  // The peer's IP address as text ("192.0.2.7", "2001:db8::1") into `out`; empty when unknown.
+  std::string_view peer_ip(char* out, std::size_t size) const noexcept;
   // Microseconds from connect() to on_stream_open (0 for accepted streams).
   [[nodiscard]] std::uint64_t connect_us() const noexcept { return connect_us_; }
   void set_handler(StreamHandler* handler) noexcept { handler_ = handler; }

@@ -367,6 +367,7 @@ Api::Api(ApiDeps deps)
       producer_(deps.engine->make_producer()),
       limiter_(deps.config->api_rate_limit_per_minute),
       tryout_limiter_(deps.config->api_tryout_rate_limit_per_minute),
+      auth_failures_(deps.config->api_failed_auth_per_minute),
       subscriptions_(deps.subscriptions) {}
 
 Api::~Api() = default;
@@ -589,22 +590,43 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
   return true;
 }
 
-bool Api::authenticate(const HttpRequest& req, bool ingest_route, ApiKey& key, Reply& reply) {
+bool Api::lookup_key(const HttpRequest& req, ApiKey& key, Reply& reply) {
   const std::string_view presented = req.header("x-apikey");
   if (presented.empty()) {
     set_error(reply, 401, "authentication", "missing x-APIKey header");
     return false;
   }
-  auto found = deps_.store->find_api_key(presented);
-  if (!found) {
-    db_error("api key lookup", found.error(), reply);
+  // Failed authentications are limited per client address, checked before any lookup.
+  const std::uint64_t now_ms = uv_hrtime() / 1'000'000;
+  const auto peer = static_cast<std::int64_t>(std::hash<std::string_view>{}(req.peer_ip));
+  if (const std::uint32_t wait = auth_failures_.peek(peer, now_ms); wait != 0) {
+    set_error(reply, 429, "rate_limit",
+              "too many failed authentications from this address; retry after " +
+                  std::to_string(wait) + " s");
+    reply.headers.emplace_back("retry-after", std::to_string(wait));
     return false;
   }
-  if (!*found) {
+  const std::optional<ApiKey>* cached = key_cache_.find(presented, now_ms);
+  if (cached == nullptr) {
+    auto found = deps_.store->find_api_key(presented);
+    if (!found) {
+      db_error("api key lookup", found.error(), reply);
+      return false;
+    }
+    key_cache_.put(presented, std::move(*found), now_ms);
+    cached = key_cache_.find(presented, now_ms);
+  }
+  if (cached == nullptr || !cached->has_value()) {
+    (void)auth_failures_.take(peer, now_ms);
     set_error(reply, 401, "authentication", "invalid or revoked API key");
     return false;
   }
-  key = std::move(**found);
+  key = **cached;
+  return true;
+}
+
+bool Api::authenticate(const HttpRequest& req, bool ingest_route, ApiKey& key, Reply& reply) {
+  if (!lookup_key(req, key, reply)) return false;
   const bool is_ingest = key.role == Role::kIngest;
   if (ingest_route && !is_ingest) {
     set_error(reply, 403, "authorization", "this route needs an INGEST key");

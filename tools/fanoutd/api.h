@@ -26,6 +26,7 @@
 #include "engine/signer.h"
 #include "fanout/engine.h"
 #include "tools/fanoutd/config.h"
+#include "tools/fanoutd/key_cache.h"
 #include "tools/fanoutd/metrics.h"
 #include "tools/fanoutd/rate_limit.h"
 #include "tools/fanoutd/store.h"
@@ -96,6 +97,9 @@ class Api final : public transport::HttpRequestHandler {
   bool web(std::string_view path, std::string_view method, std::string_view& route, Reply& reply);
   // GET /v2/me: the key's role and organisations (any role; the page signs in with it).
   void me(const transport::HttpRequest& req, Reply& reply);
+  // The presented key's principal (401: missing or unknown; 429: this client address failed
+  // too often). Cached for 1 s (key_cache.h).
+  bool lookup_key(const transport::HttpRequest& req, ApiKey& key, Reply& reply);
   bool authenticate(const transport::HttpRequest& req, bool ingest, ApiKey& key, Reply& reply);
   bool resolve_org(const ApiKey& key, const Query& query, bool org_required, Caller& caller,
                    Reply& reply);
@@ -144,7 +148,9 @@ class Api final : public transport::HttpRequestHandler {
   ApiDeps deps_;
   Producer producer_;
   RateLimiter limiter_;
-  RateLimiter tryout_limiter_;  // api.tryout_rate_limit_per_minute, per organisation
+  RateLimiter tryout_limiter_;        // api.tryout_rate_limit_per_minute, per organisation
+  RateLimiter auth_failures_;         // api.failed_auth_per_minute, per client address
+  KeyCache key_cache_{1000, 65'536};  // principals for 1 s: revocation within 1 s
   simdjson::dom::parser json_;
   // The latest payload ingested per (org_id, event_type), for tryout (at most kMaxLatest pairs).
   std::map<std::pair<std::int64_t, routing::EventTypeId>, std::string> latest_;

@@ -77,21 +77,8 @@ bool Api::web(std::string_view path, std::string_view method, std::string_view& 
 }
 
 void Api::me(const transport::HttpRequest& req, Reply& reply) {
-  const std::string_view presented = req.header("x-apikey");
-  if (presented.empty()) {
-    set_error(reply, 401, "authentication", "missing x-APIKey header");
-    return;
-  }
-  auto found = deps_.store->find_api_key(presented);
-  if (!found) {
-    db_error("api key lookup", found.error(), reply);
-    return;
-  }
-  if (!*found) {
-    set_error(reply, 401, "authentication", "invalid or revoked API key");
-    return;
-  }
-  const ApiKey& key = **found;
+  ApiKey key;
+  if (!lookup_key(req, key, reply)) return;
   std::string& out = reply.body;
   out = "{";
   json::append_key(out, "role");

@@ -38,6 +38,7 @@ struct Config {
   std::uint32_t drain_timeout_ms = 10'000;              // drain_timeout_ms (--drain-timeout-ms)
   std::uint32_t api_rate_limit_per_minute = 300;        // api.rate_limit_per_minute
   std::uint32_t api_tryout_rate_limit_per_minute = 10;  // api.tryout_rate_limit_per_minute
+  std::uint32_t api_failed_auth_per_minute = 60;        // api.failed_auth_per_minute (per IP)
   // allowed_ports (--allowed-port, repeatable): the ports a webhook URL (created, updated or
   // tried out) may name, each "N" or "A-B". Empty: the default, 80, 443 and 1024-65535.
   std::vector<std::string> allowed_ports;

@@ -45,6 +45,19 @@ class RateLimiter {
     return secs == 0 ? 1 : secs;
   }
 
+  // What take() would answer, without taking: 0 when a token is there, else the seconds to wait.
+  [[nodiscard]] std::uint32_t peek(std::int64_t org, std::uint64_t now_ms) const {
+    const auto it = buckets_.find(org);
+    if (it == buckets_.end()) return 0;
+    const double per_ms = static_cast<double>(per_minute_) / 60'000.0;
+    const double tokens =
+        it->second.tokens +
+        static_cast<double>(now_ms > it->second.last_ms ? now_ms - it->second.last_ms : 0) * per_ms;
+    if (tokens >= 1.0) return 0;
+    const auto secs = static_cast<std::uint32_t>(((1.0 - tokens) / per_ms + 999.0) / 1000.0);
+    return secs == 0 ? 1 : secs;
+  }
+
   // Organisations with a bucket (tests).
   [[nodiscard]] std::size_t size() const noexcept { return buckets_.size(); }
 

@@ -127,13 +127,15 @@ class AuthenticationTest(ApiCase):
                 with self.subTest(key=key, method=method, path=path):
                     self.assertError(self.call(method, path, key, self._body(method)), 401)
 
-    def test_revoked_key_is_401_at_once(self):
-        """`fanoutd apikey revoke` while the daemon runs takes effect on the next request."""
+    def test_revoked_key_is_401_within_a_second(self):
+        """`fanoutd apikey revoke` while the daemon runs takes effect within 1 s (keys are
+        cached that long): the key is refused from then on, on every route."""
         org = self.new_org()
         name = f"revoke-me-{org}"
         key = apikey(self.data, "ORG_ADMIN", org=org, name=name)
         self.assertStatus(self.listing(key), 200)
         apikey_revoke(self.data, apikey_id(self.data, name))
+        wait_until(lambda: self.listing(key).status == 401, message="the revocation to apply")
         self.assertError(self.listing(key), 401)
         self.assertError(self.create(key, [item()]), 401)
 
@@ -1801,6 +1803,26 @@ class HistoryAccessTest(HistoryCase):
                                             route=route, status=status), 1, route)
         for labels, _ in m.samples("fanout_api_requests_total"):
             self.assertNotRegex(labels.get("route", ""), r"/\d+|e1", labels)
+
+
+class FailedAuthenticationTest(FanoutdTestCase):
+    """api.failed_auth_per_minute: wrong keys are limited per client address; the limit is
+    checked before any lookup; a missing header is not a login attempt."""
+
+    def test_wrong_keys_are_limited_per_address(self):
+        d = self.start_daemon(config="[api]\nfailed_auth_per_minute = 3\n")
+        good = apikey(d.data, "ORG_ADMIN", org=5)
+        for i in range(3):
+            self.assertError(d.http("GET", "/v2/webhooks", key=f"fo_wrong{i}"), 401)
+        for _ in range(3):
+            self.assertError(d.http("GET", "/v2/webhooks"), 401)  # no key: not counted
+        r = d.http("GET", "/v2/webhooks", key="fo_wrong-again")
+        self.assertError(r, 429)
+        self.assertIn("failed authentications", r.body["error"]["rate_limit"])
+        self.assertRegex(r.headers.get("Retry-After", ""), r"^\d+$")
+        # Checked before the key: this address waits, whatever it presents.
+        self.assertError(d.http("GET", "/v2/webhooks", key=good), 429)
+        self.assertError(d.http("GET", "/v2/me", key=good), 429)
 
 
 class TryoutHardeningTest(FanoutdTestCase):

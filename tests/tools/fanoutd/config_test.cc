@@ -316,6 +316,7 @@ constexpr IntRange kIntRanges[] = {
     {"ingest.max_events", 1, 1'000'000},
     {"ingest.retry_after_s", 1, 3600},
     {"api.tryout_rate_limit_per_minute", 1, 1'000'000},
+    {"api.failed_auth_per_minute", 1, 1'000'000},
     {"source.redis.batch", 1, 100'000},
     {"source.redis.block_ms", 1, 60'000},
     {"source.redis.max_in_flight", 1, 1'000'000'000},

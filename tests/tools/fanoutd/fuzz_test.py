@@ -42,6 +42,8 @@ CONFIG = """event_types = ["invoice_paid"]
 max_event_bytes = 4096
 [api]
 rate_limit_per_minute = 1000000
+tryout_rate_limit_per_minute = 1000000
+failed_auth_per_minute = 1000000
 max_body_bytes = 65536
 [ingest]
 max_body_bytes = 262144

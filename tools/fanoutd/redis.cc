@@ -15,7 +15,7 @@ tl::expected<std::unique_ptr<source::RedisSource>, std::string> start_redis(
     const LogLevel l = level == "error"  ? LogLevel::kError
                        : level == "warn" ? LogLevel::kWarn
                                          : LogLevel::kInfo;
-    log::write(l, "redis", {{"message", std::string(message)}});
+    if (log::enabled(l)) log::write(l, "redis", {{"message", std::string(message)}});
   };
   auto made = source::RedisSource::create(std::move(o), engine, loop);
   if (!made) return tl::unexpected("source.redis: " + made.error());

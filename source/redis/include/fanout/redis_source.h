@@ -55,8 +55,10 @@ struct RedisOptions {
   std::uint32_t batch = 500;      // XREADGROUP COUNT (and XAUTOCLAIM COUNT)
   std::uint32_t block_ms = 1000;  // XREADGROUP BLOCK
   // Entries read and not yet acknowledged (waiting retries included). At the budget reading
-  // pauses; it resumes as outcomes come. Clamped to the engine's max_in_flight.
-  std::size_t max_in_flight = 100'000;
+  // pauses; it resumes as outcomes come. Clamped to the engine's max_in_flight. Reading far
+  // ahead of what the receivers take only costs memory, latency and idle refreshes (measured:
+  // bench/report/redis-stream.md), hence 10,000.
+  std::size_t max_in_flight = 10'000;
   // A consumer silent this long is taken over (see above). At least 600 ms.
   std::uint64_t takeover_ms = 30'000;
   std::uint32_t connect_timeout_ms = 5'000;

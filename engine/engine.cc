@@ -154,6 +154,7 @@ struct Producer::State {
     bool budget = true;                // false: already accepted once, never refused busy
     bool journal = true;               // false: a broker holds it (PublishOptions::journal)
     std::uint64_t tag = 0;             // PublishOptions::tag
+    bool hold_retries = false;         // PublishOptions::hold_retries (with a tag)
   };
 
   PublishResult enqueue(std::int64_t org_id, routing::EventTypeId type, std::string_view id,
@@ -197,6 +198,7 @@ struct Producer::State {
     d->did = x.did;
     std::uint64_t seq = 0;
     d->tag = x.tag;
+    d->hold_retries = x.hold_retries && x.tag != 0;
     if (sh.journal && d->did == 0 && x.journal) {
       // On disk (at the next group commit) before it is answered; the caller waits for
       // durable_seq() >= seq.
@@ -280,6 +282,7 @@ PublishResult Producer::publish(std::string_view event_json, const PublishOption
   x.check_id = !env->id.empty() && options.journal;
   x.journal = options.journal;
   x.tag = options.tag;
+  x.hold_retries = options.hold_retries;
   x.attempts = options.attempts;
   x.not_before_unix_ms = options.next_attempt_unix_ms;
   const std::string_view id = env->id.empty() ? options.default_id : env->id;
@@ -312,6 +315,16 @@ PublishResult Producer::resume(const Unfinished& u) {
   x.tag = u.tag;
   x.journal = u.tag == 0;  // a broker's delivery stays the broker's
   return state_->enqueue(u.org_id, *type, u.event_id, {}, x);
+}
+
+void Producer::release_retry(std::uint64_t hold) noexcept {
+  // Behind the same gate as publish(): once stop() has begun, the workers' wake-up handles may
+  // be closing, and a stopping worker hands its held deliveries back anyway.
+  const State::Entered entered(state_->gate);
+  if (!state_->engine->shared_->running.load(std::memory_order_seq_cst)) return;
+  const std::uint64_t w = engine::Worker::hold_worker(hold);
+  auto& workers = state_->engine->workers_;
+  if (w < workers.size()) workers[w]->release_hold(hold);
 }
 
 // --- Engine -------------------------------------------------------------------------------------

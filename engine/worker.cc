@@ -156,6 +156,7 @@ void Worker::on_async(uv_async_t* handle) {
     self->begin_stop();
     return;
   }
+  self->drain_releases();
   self->drain_inbox();
 }
 
@@ -303,6 +304,7 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
     hand_back(d, due);
   } else {
     const std::int64_t due = schedule_retry(d);
+    if (d.hold_retries) hold(d);
     journal_attempt(d, due, /*final=*/false);
     note_retry(d, due);
   }
@@ -333,6 +335,7 @@ void Worker::note_retry(const Delivery& d, std::int64_t due_unix_ms) {
   note.org_id = d.org_id;
   note.attempts = d.attempts;
   note.next_attempt_unix_ms = due_unix_ms;
+  note.hold = d.hold;
   engine_.observer_->on_retry(note);
 }
 
@@ -369,19 +372,58 @@ void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
   d.backoff.set_callback(
       [](transport::TimerEntry&, void* data) noexcept {
         auto* dd = static_cast<Delivery*>(data);
-        Worker* w = dd->worker;
-        if (dd->prev != nullptr) {
-          dd->prev->next = dd->next;
-        } else {
-          w->waiting_head_ = dd->next;
+        if (dd->hold != 0) {
+          dd->held_due = true;  // stays waiting until its release
+          return;
         }
-        if (dd->next != nullptr) dd->next->prev = dd->prev;
-        dd->prev = dd->next = nullptr;
-        drop(w->waiting_);
-        w->attempt(*dd);
+        dd->worker->unwait(*dd);
+        dd->worker->attempt(*dd);
       },
       &d);
   timers_->schedule_after(d.backoff, delay_ms);
+}
+
+void Worker::unwait(Delivery& d) noexcept {
+  if (d.prev != nullptr) {
+    d.prev->next = d.next;
+  } else {
+    waiting_head_ = d.next;
+  }
+  if (d.next != nullptr) d.next->prev = d.prev;
+  d.prev = d.next = nullptr;
+  drop(waiting_);
+}
+
+void Worker::hold(Delivery& d) {
+  // Top byte: the worker (plus one, so a hold is never 0); below it, a serial that would take
+  // millennia to wrap at any retry rate.
+  d.hold = (static_cast<std::uint64_t>(index_ + 1) << 56) | (++hold_serial_ & ((1ULL << 56) - 1));
+  d.held_due = false;
+  holds_.emplace(d.hold, &d);
+}
+
+void Worker::release_hold(std::uint64_t hold) noexcept {
+  releases_.enqueue(hold);
+  uv_async_send(&async_);
+}
+
+void Worker::drain_releases() {
+  std::uint64_t batch[64];
+  for (;;) {
+    const std::size_t n = releases_.try_dequeue_bulk(batch, std::size(batch));
+    if (n == 0) return;
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto it = holds_.find(batch[i]);
+      if (it == holds_.end()) continue;  // released twice, or handed back by stop()
+      Delivery& d = *it->second;
+      holds_.erase(it);
+      d.hold = 0;
+      if (std::exchange(d.held_due, false)) {
+        unwait(d);
+        attempt(d);
+      }
+    }
+  }
 }
 
 void Worker::finish(Delivery& d, OutcomeKind kind) {
@@ -484,6 +526,7 @@ void Worker::begin_stop() {
   const std::int64_t wall_now = now_unix_ms();
   for (Delivery* d : parked_) hand_back(*d, 0);
   parked_.clear();
+  holds_.clear();  // every held delivery is in the waiting list, handed back below
   while (Delivery* d = waiting_head_) {
     waiting_head_ = d->next;
     const std::uint64_t due = d->backoff.deadline();

@@ -18,7 +18,8 @@
 // Invariants: Engine::Shared::in_flight counts deliveries from accept to their outcome batch (or
 // hand-back); a Delivery is touched only by its worker's thread once dequeued; the body and
 // signature never change after publish(); a delivery is in the waiting list exactly while its
-// backoff entry is armed (waiting_ counts the list).
+// backoff entry is armed, or while its backoff has run out but its hold is not yet released
+// (hold_retries: held_due; waiting_ counts the list); a delivery with a hold is in holds_.
 #pragma once
 
 #include <uv.h>
@@ -113,8 +114,13 @@ class Delivery final : public transport::Request {
   std::int64_t org_id = 0;
   routing::EventTypeId type = 0;
   std::int64_t subscription_id = 0;
-  std::int64_t did = 0;         // the journal's delivery id (durability on), else 0
-  std::uint64_t tag = 0;        // PublishOptions::tag
+  std::int64_t did = 0;   // the journal's delivery id (durability on), else 0
+  std::uint64_t tag = 0;  // PublishOptions::tag
+  // PublishOptions::hold_retries: while `hold` is non-zero the next attempt waits for
+  // Producer::release_retry(hold); `held_due` says its backoff already ran out.
+  std::uint64_t hold = 0;
+  bool hold_retries = false;
+  bool held_due = false;
   std::string_view event_id;    // in this block's tail
   std::string_view body_bytes;  // in this block's tail, after the id
   char signature[Signer::kSignatureBase64Size] = {};
@@ -153,6 +159,12 @@ class Worker {
   // Asks the loop to stop: in-flight attempts get `drain` to finish (every worker drains at
   // once: Engine::stop() asks them all before joining any).
   void request_stop(std::chrono::milliseconds drain);
+  // Any thread: the retry held by `hold` may go once due (drained on the loop).
+  void release_hold(std::uint64_t hold) noexcept;
+  // The worker index a hold value belongs to (its top byte, minus one).
+  [[nodiscard]] static std::uint64_t hold_worker(std::uint64_t hold) noexcept {
+    return (hold >> 56) - 1;
+  }
   // Waits for the thread; returns what was not final.
   std::vector<Unfinished> join();
   void add_stats(EngineStats& st) const;
@@ -176,6 +188,11 @@ class Worker {
   void note_retry(const Delivery& d, std::int64_t due_unix_ms);
   // Parks `d` in the waiting list and the timer wheel; attempt() after `delay_ms` of loop time.
   void wait(Delivery& d, std::uint64_t delay_ms);
+  // Takes `d` out of the waiting list (its backoff entry has fired or is cancelled).
+  void unwait(Delivery& d) noexcept;
+  // A retry of a hold_retries delivery was just scheduled: it waits for its release too.
+  void hold(Delivery& d);
+  void drain_releases();
   void finish(Delivery& d, OutcomeKind kind);
   void hand_back(Delivery& d, std::int64_t next_attempt_unix_ms);
   void flush_outcomes();
@@ -190,6 +207,7 @@ class Worker {
   unsigned index_;
   std::thread thread_;
   moodycamel::ConcurrentQueue<Delivery*> inbox_;
+  moodycamel::ConcurrentQueue<std::uint64_t> releases_;  // Producer::release_retry()
   std::atomic<bool> stop_requested_{false};
   std::uint64_t drain_ms_ = 0;
 
@@ -204,6 +222,9 @@ class Worker {
   std::optional<moodycamel::ConsumerToken> consumer_;
   std::unordered_map<std::int64_t, Target*> targets_;
   Delivery* waiting_head_ = nullptr;
+  // Held retries by hold value (each also in the waiting list); at most one per delivery.
+  std::unordered_map<std::uint64_t, Delivery*> holds_;
+  std::uint64_t hold_serial_ = 0;
   // Refused by a full origin queue (not an attempt): submitted again, one per completion.
   std::deque<Delivery*> parked_;
   Delivery* done_head_ = nullptr;

@@ -11,6 +11,7 @@
 // it; held() counts them.
 #pragma once
 
+#include <compare>
 #include <cstddef>
 #include <cstdint>
 #include <memory_resource>
@@ -24,7 +25,7 @@ namespace fanout::source {
 struct EntryId {
   std::uint64_t ms = 0;
   std::uint64_t seq = 0;
-  friend bool operator==(const EntryId&, const EntryId&) = default;
+  friend auto operator<=>(const EntryId&, const EntryId&) = default;  // stream order
   // "<ms>-<seq>" into `out` (at least kMaxText bytes); returns the text.
   static constexpr std::size_t kMaxText = 41;
   std::string_view format(char* out) const noexcept;

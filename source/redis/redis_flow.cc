@@ -54,6 +54,11 @@ struct AckBatch {
   std::vector<EntryId> hdel;
 };
 
+struct RecordBatch {
+  RedisSource::Impl* impl;
+  std::vector<RedisSource::Impl::RetryRecord> records;
+};
+
 struct DeadLetter {
   RedisSource::Impl* impl;
   EntryId id;
@@ -184,11 +189,28 @@ void RedisSource::Impl::fetch_attempts(std::vector<Taken> taken, bool from_read)
     return;
   }
   arena.clear();
-  arena.reserve(taken.size() * EntryId::kMaxText);
+  arena.reserve(taken.size() * EntryId::kMaxText * 2);
+  if (!from_read) {
+    // Claimed: the records are read in one transaction with a check that each entry is still
+    // pending (XCLAIM of ours, min idle 0, JUSTID answers only those). Between XAUTOCLAIM and
+    // here a late owner may have acknowledged one and deleted its record: without the check
+    // it would look like a fresh entry and be delivered again from attempt 1.
+    args.clear().add("MULTI");
+    (void)cmd.command(args, nullptr, nullptr);
+    args.clear().add("XCLAIM").add(o.stream).add(o.group).add(o.consumer).add("0");
+    for (const Taken& t : taken) args.add(text(t.id));
+    args.add("JUSTID");
+    (void)cmd.command(args, nullptr, nullptr);
+  }
   args.clear().add("HMGET").add(attempts_key);
   for (const Taken& t : taken) args.add(text(t.id));
   auto* lookup = new AttemptsLookup{this, std::move(taken), from_read};
-  if (!cmd.command(args, on_attempts, lookup)) {
+  bool sent = cmd.command(args, from_read ? on_attempts : nullptr, from_read ? lookup : nullptr);
+  if (!from_read) {
+    args.clear().add("EXEC");
+    sent = cmd.command(args, on_attempts, lookup);
+  }
+  if (!sent) {
     delete lookup;  // not read by anyone: they stay pending and come again after a reconnect
     return;
   }
@@ -201,15 +223,43 @@ void RedisSource::Impl::on_attempts(redisAsyncContext*, void* reply, void* data)
   (lookup->from_read ? self->reading : self->claiming) = false;
   const auto* r = static_cast<const redisReply*>(reply);
   if (r == nullptr || self->phase == Phase::kClosing || self->phase == Phase::kClosed) return;
-  if (r->type == REDIS_REPLY_ARRAY && r->elements == lookup->taken.size()) {
+  std::vector<Taken>& taken = lookup->taken;
+  if (!lookup->from_read) {
+    // EXEC's answer: [ids still pending, now ours; their records].
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_ARRAY) {
+      self->log("warn", "claim check " + self->o.stream + ": " + std::string(str(r)));
+      return;  // they stay pending: claimed again later
+    }
+    const redisReply* still = r->element[0];
+    std::vector<EntryId> pending;
+    pending.reserve(still->elements);
+    for (std::size_t i = 0; i < still->elements; ++i) {
+      if (auto id = EntryId::parse(str(still->element[i]))) pending.push_back(*id);
+    }
+    std::sort(pending.begin(), pending.end());
+    r = r->element[1];
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < taken.size(); ++i) {
+      taken[i].gone = !std::binary_search(pending.begin(), pending.end(), taken[i].id);
+      kept += taken[i].gone ? 0U : 1U;
+    }
+    if (kept != 0) {
+      self->counters.claimed.fetch_add(kept, std::memory_order_relaxed);
+      self->log("info", "claimed " + std::to_string(kept) + " idle entr" +
+                            (kept == 1 ? "y" : "ies") + " from other consumers");
+    }
+  }
+  if (r->type == REDIS_REPLY_ARRAY && r->elements == taken.size()) {
     for (std::size_t i = 0; i < r->elements; ++i) {
       if (r->element[i]->type == REDIS_REPLY_STRING) {
-        lookup->taken[i].has_record = true;
-        parse_record(str(r->element[i]), lookup->taken[i].attempts, lookup->taken[i].due_unix_ms);
+        taken[i].has_record = true;
+        parse_record(str(r->element[i]), taken[i].attempts, taken[i].due_unix_ms);
       }
     }
   }
-  self->publish_taken(lookup->taken);
+  std::erase_if(taken, [](const Taken& t) { return t.gone; });
+  self->publish_taken(taken);
   if (lookup->from_read) {
     self->read_next();
   } else if (self->claim_cursor != "0-0") {
@@ -242,7 +292,8 @@ bool RedisSource::Impl::publish_one(const EntryId& id, std::string_view event, b
   po.default_id = id.format(id_text);
   po.attempts = attempts;
   po.next_attempt_unix_ms = due_unix_ms;
-  po.journal = false;  // Redis holds the entry until its outcome
+  po.journal = false;      // Redis holds the entry until its outcome
+  po.hold_retries = true;  // each retry waits for its attempts record (send_records)
   const PublishResult r = producer.publish(event, po);
   switch (r.status) {
     case PublishStatus::kAccepted:
@@ -341,14 +392,17 @@ void RedisSource::Impl::drain_notes() {
     for (std::size_t i = 0; i < n; ++i) {
       const Note& note = note_buf[i];
       EntryTable::Slot* s = table.from_tag(note.tag);
-      if (s == nullptr) continue;
+      if (s == nullptr) {
+        if (note.hold != 0) producer.release_retry(note.hold);  // nothing to record it for
+        continue;
+      }
       if (note.final) {
         to_ack.push_back(s->id);
         if (s->retry_state) to_hdel.push_back(s->id);
         table.release(static_cast<std::uint32_t>(note.tag - 1));
       } else {
         s->retry_state = true;
-        to_hset.push_back({s->id, note.attempts, note.due_unix_ms});
+        to_hset.push_back({s->id, note.attempts, note.due_unix_ms, note.hold});
       }
     }
   }
@@ -357,26 +411,50 @@ void RedisSource::Impl::drain_notes() {
 
 void RedisSource::Impl::flush_writes() {
   if (!cmd.ready() || phase == Phase::kSetup) return;  // setup() sends what is owed first
-  for (std::size_t at = 0; at < to_hset.size(); at += kIdsPerCommand) {
-    const std::size_t end = std::min(to_hset.size(), at + kIdsPerCommand);
-    arena.clear();
-    arena.reserve((end - at) * EntryId::kMaxText);
-    scratch.resize(end - at);
-    args.clear().add("HSET").add(attempts_key);
-    for (std::size_t i = at; i < end; ++i) {
-      scratch[i - at] =
-          std::to_string(to_hset[i].attempts) + " " + std::to_string(to_hset[i].due_unix_ms);
-      args.add(text(to_hset[i].id)).add(scratch[i - at]);
-    }
-    // A record lost with the connection only means a takeover repeats those attempts.
-    (void)cmd.command(args, nullptr, nullptr);
-  }
-  to_hset.clear();
+  send_records();
   if (!to_ack.empty() || !to_hdel.empty()) {
     send_acks(std::move(to_ack), std::move(to_hdel));
     to_ack.clear();
     to_hdel.clear();
   }
+}
+
+void RedisSource::Impl::send_records() {
+  for (std::size_t at = 0; at < to_hset.size(); at += kIdsPerCommand) {
+    const std::size_t end = std::min(to_hset.size(), at + kIdsPerCommand);
+    auto* batch = new RecordBatch{this,
+                                  {to_hset.begin() + static_cast<std::ptrdiff_t>(at),
+                                   to_hset.begin() + static_cast<std::ptrdiff_t>(end)}};
+    arena.clear();
+    arena.reserve(batch->records.size() * EntryId::kMaxText);
+    scratch.resize(batch->records.size());
+    args.clear().add("HSET").add(attempts_key);
+    for (std::size_t i = 0; i < batch->records.size(); ++i) {
+      const RetryRecord& rec = batch->records[i];
+      scratch[i] = std::to_string(rec.attempts) + " " + std::to_string(rec.due_unix_ms);
+      args.add(text(rec.id)).add(scratch[i]);
+    }
+    if (!cmd.command(args, on_record_reply, batch)) {
+      // Not sent: kept for the reconnect (setup() sends them before any read).
+      to_hset.erase(to_hset.begin(), to_hset.begin() + static_cast<std::ptrdiff_t>(at));
+      delete batch;
+      return;
+    }
+  }
+  to_hset.clear();
+}
+
+void RedisSource::Impl::on_record_reply(redisAsyncContext*, void* reply, void* data) {
+  std::unique_ptr<RecordBatch> batch(static_cast<RecordBatch*>(data));
+  Impl* self = batch->impl;
+  if (reply == nullptr && self->phase != Phase::kClosing && self->phase != Phase::kClosed) {
+    // Lost with the connection: written again after the reconnect; the attempts wait.
+    self->to_hset.insert(self->to_hset.end(), batch->records.begin(), batch->records.end());
+    return;
+  }
+  // Written; or refused by Redis (out of memory: sending it again would not help), or closing:
+  // the attempts go on rather than wait forever.
+  for (const RetryRecord& rec : batch->records) self->producer.release_retry(rec.hold);
 }
 
 void RedisSource::Impl::send_acks(std::vector<EntryId> ids, std::vector<EntryId> hdel) {
@@ -504,11 +582,6 @@ void RedisSource::Impl::on_claim(redisAsyncContext*, void* reply, void* data) {
     t.has_event = event_field(e->element[1], ev);
     t.event = std::string(ev);
     taken.push_back(std::move(t));
-  }
-  if (!taken.empty()) {
-    self->counters.claimed.fetch_add(taken.size(), std::memory_order_relaxed);
-    self->log("info", "claimed " + std::to_string(taken.size()) + " idle entr" +
-                          (taken.size() == 1 ? "y" : "ies") + " from other consumers");
   }
   if (taken.empty() && self->claim_cursor != "0-0") {
     self->claim_next();

@@ -15,7 +15,11 @@
 //     it is then in to_ack_, in an XACK batch in flight, or in unacked_ until Redis confirms;
 //   - reading starts only after every owed XACK was answered on the command connection (its
 //     replies are in order), so an entry acknowledged here is never read again as pending;
-//   - room() = max_in_flight - held - blocked: a read asks for at most that many entries.
+//   - room() = max_in_flight - held - blocked: a read asks for at most that many entries;
+//   - a retry's next attempt is held by the engine until Redis has answered the HSET of its
+//     attempts record (a record lost with the connection is written again after the
+//     reconnect, before any read), so a takeover never sees fewer attempts than were made
+//     before the one in flight.
 #pragma once
 
 #include <uv.h>
@@ -42,7 +46,8 @@ struct Note {
   std::uint64_t tag = 0;
   std::uint32_t attempts = 0;
   std::int64_t due_unix_ms = 0;
-  bool final = false;  // an outcome (else a retry was scheduled)
+  std::uint64_t hold = 0;  // a retry: Producer::release_retry(hold) once it is recorded
+  bool final = false;      // an outcome (else a retry was scheduled)
 };
 
 // An entry copied out of a reply (own pending and claimed entries wait for their attempt
@@ -52,6 +57,7 @@ struct Taken {
   std::string event;
   bool has_event = false;
   bool has_record = false;  // an attempts record exists in Redis
+  bool gone = false;        // claimed, then found acknowledged by its late owner: skipped
   std::uint32_t attempts = 0;
   std::int64_t due_unix_ms = 0;
 };
@@ -110,6 +116,9 @@ struct RedisSource::Impl {
   static void on_async(uv_async_t* handle);
   void drain_notes();
   void flush_writes();
+  // HSETs of what to_hset holds; each batch's holds are released when Redis answers.
+  void send_records();
+  static void on_record_reply(redisAsyncContext* ctx, void* reply, void* data);
   void send_acks(std::vector<EntryId> ids, std::vector<EntryId> hdel);
   static void on_ack_reply(redisAsyncContext* ctx, void* reply, void* data);
   void on_refresh() noexcept;
@@ -155,6 +164,7 @@ struct RedisSource::Impl {
     EntryId id;
     std::uint32_t attempts;
     std::int64_t due_unix_ms;
+    std::uint64_t hold;  // released once Redis has the record
   };
   std::vector<RetryRecord> to_hset;
   std::size_t acks_in_flight = 0;

@@ -142,7 +142,7 @@ void RedisSource::on_outcomes(std::span<const Outcome> outcomes) noexcept {
   bool any = false;
   for (const Outcome& o : outcomes) {
     if (o.tag == 0) continue;
-    m.notes.enqueue(Note{o.tag, o.attempts, 0, true});
+    m.notes.enqueue(Note{o.tag, o.attempts, 0, 0, true});
     any = true;
   }
   if (any) uv_async_send(&m.async);
@@ -150,8 +150,13 @@ void RedisSource::on_outcomes(std::span<const Outcome> outcomes) noexcept {
 
 void RedisSource::on_retry(const RetryNote& note) noexcept {
   Impl& m = *impl_;
-  if (note.tag == 0 || !m.notes_open.load(std::memory_order_acquire)) return;
-  m.notes.enqueue(Note{note.tag, note.attempts, note.next_attempt_unix_ms, false});
+  if (note.tag == 0) return;
+  if (!m.notes_open.load(std::memory_order_acquire)) {
+    // Closed: nothing will record it, and the attempt must not wait for that.
+    if (note.hold != 0) m.producer.release_retry(note.hold);
+    return;
+  }
+  m.notes.enqueue(Note{note.tag, note.attempts, note.next_attempt_unix_ms, note.hold, false});
   uv_async_send(&m.async);
 }
 
@@ -312,6 +317,7 @@ void RedisSource::Impl::setup() {
   std::vector<EntryId> hdel = std::move(to_hdel);
   to_hdel.clear();
   if (!ids.empty()) send_acks(std::move(ids), std::move(hdel));
+  send_records();  // records lost with the connection: their attempts wait for them
   args.clear()
       .add("XGROUP")
       .add("CREATE")
@@ -408,6 +414,13 @@ void RedisSource::Impl::maybe_finish_close() {
   if (cmd.ready() && (acks_in_flight != 0 || !to_ack.empty())) return;
   phase = Phase::kClosed;
   notes_open.store(false, std::memory_order_release);
+  // Retries noted since the last drain wait for a record nobody will write now: let them go.
+  Note note;
+  while (notes.try_dequeue(note)) {
+    if (note.hold != 0) producer.release_retry(note.hold);
+  }
+  for (const RetryRecord& rec : to_hset) producer.release_retry(rec.hold);
+  to_hset.clear();
   cmd.drop();
   counters.connected.store(false, std::memory_order_relaxed);
   closing_handles = 2;

@@ -33,6 +33,7 @@ class Collector final : public Observer {
     std::string event_id;
     std::uint32_t attempts = 0;
     std::int64_t next_attempt_unix_ms = 0;
+    std::uint64_t hold = 0;
   };
 
   void on_outcomes(std::span<const Outcome> outcomes) noexcept override {
@@ -48,9 +49,18 @@ class Collector final : public Observer {
   }
 
   void on_retry(const RetryNote& note) noexcept override {
-    std::lock_guard lock(mu_);
-    retries_.push_back(
-        {note.tag, std::string(note.event_id), note.attempts, note.next_attempt_unix_ms});
+    {
+      std::lock_guard lock(mu_);
+      retries_.push_back({note.tag, std::string(note.event_id), note.attempts,
+                          note.next_attempt_unix_ms, note.hold});
+    }
+    cv_.notify_all();
+  }
+
+  // True once `n` retry notes arrived; false after `limit`.
+  bool wait_for_retries(std::size_t n, std::chrono::seconds limit = std::chrono::seconds(120)) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, limit, [&] { return retries_.size() >= n; });
   }
 
   std::vector<Retry> retries() {

@@ -111,6 +111,65 @@ TEST_F(PublishOptionsTest, AttemptsContinueFromTheCountGivenAndRetriesAreNoted) 
   EXPECT_GT(notes[0].next_attempt_unix_ms, 0);
 }
 
+// hold_retries: a retry past its due time still waits for release_retry(). Deterministic: one
+// worker, jitter 0, equal backoffs, so the wheel fires A's retry before B's (B failed later);
+// B's second attempt reaching the receiver proves A's retry came due and was held.
+TEST_F(PublishOptionsTest, HeldRetriesWaitForTheirReleaseAndStopHandsThemBack) {
+  Receiver rx([](const Received&, std::size_t) { return 500; });
+  start(rx.port());
+  auto p = engine_->make_producer();
+  PublishOptions held;
+  held.tag = 1;
+  held.default_id = "held";
+  held.hold_retries = true;
+  ASSERT_EQ(p.publish(kNoId, held).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for_retries(1));
+  const auto first = collector_.retries()[0];
+  EXPECT_EQ(first.event_id, "held");
+  EXPECT_EQ(first.attempts, 1u);
+  ASSERT_NE(first.hold, 0u);
+  PublishOptions free;
+  free.tag = 2;
+  free.default_id = "free";
+  ASSERT_EQ(p.publish(kNoId, free).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(1));  // "free": four attempts, exhausted
+  ASSERT_EQ(collector_.outcomes()[0].event_id, "free");
+  EXPECT_EQ(collector_.outcomes()[0].attempts, 4u);
+  for (const auto& n : collector_.retries()) {
+    if (n.event_id == "free") {
+      EXPECT_EQ(n.hold, 0u) << "no hold without hold_retries";
+    }
+  }
+  auto attempts_of = [&](const std::string& id) {
+    std::size_t n = 0;
+    for (const auto& r : rx.received()) n += r.headers.at("x-partoo-event-id") == id ? 1U : 0U;
+    return n;
+  };
+  EXPECT_EQ(attempts_of("held"), 1u) << "attempted again before its release";
+  EXPECT_EQ(engine_->stats().waiting_retry, 1u);
+  // Released: attempt 2 goes at once (its backoff ran out long ago); a second release of the
+  // same hold, or a made-up one, is ignored.
+  p.release_retry(first.hold);
+  p.release_retry(first.hold);
+  p.release_retry(0);
+  p.release_retry(~0ULL);
+  ASSERT_TRUE(collector_.wait_for_retries(5));  // free: 3 notes, held: 2
+  std::uint64_t second = 0;
+  for (const auto& n : collector_.retries()) {
+    if (n.event_id == "held" && n.attempts == 2) second = n.hold;
+  }
+  ASSERT_NE(second, 0u);
+  EXPECT_NE(second, first.hold);
+  EXPECT_EQ(attempts_of("held"), 2u);
+  // Stop while held: handed back with its two attempts, and a late release is harmless.
+  const auto left = engine_->stop(std::chrono::milliseconds(0));
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].event_id, "held");
+  EXPECT_EQ(left[0].attempts, 2u);
+  EXPECT_EQ(left[0].tag, 1u);
+  p.release_retry(second);
+}
+
 TEST_F(PublishOptionsTest, NotJournaledMeansNoIdempotencyAndNothingRecovered) {
   Receiver rx([](const Received&, std::size_t) { return Receiver::kNoAnswer; });
   const auto dir = std::filesystem::temp_directory_path() /

@@ -76,6 +76,9 @@ struct RetryNote {
   std::int64_t org_id = 0;
   std::uint32_t attempts = 0;             // attempts made so far
   std::int64_t next_attempt_unix_ms = 0;  // when the next is due (wall clock, ms)
+  // Non-zero when the delivery was published with PublishOptions::hold_retries: the next
+  // attempt waits, even past its due time, until Producer::release_retry(hold).
+  std::uint64_t hold = 0;
 };
 
 // Receives final outcomes. Called on worker threads, in batches (one per loop turn at most);
@@ -180,6 +183,12 @@ struct PublishOptions {
   // Non-empty: an event of any other organisation is refused (kInvalid, reason
   // "org_not_allowed") before anything is queued. Sorted ascending. Empty: every organisation.
   std::span<const std::int64_t> allowed_orgs;
+  // true: after each retryable failure the next attempt is held until the caller has recorded
+  // this RetryNote and calls Producer::release_retry(note.hold) (a broker source writes the
+  // attempt count beside the entry first, so that a crash can never make attempt numbers go
+  // back). A hold released before the retry is due costs nothing; one released late delays
+  // the attempt until then. Needs a tag.
+  bool hold_retries = false;
 };
 
 enum class PublishStatus : std::uint8_t {
@@ -302,6 +311,9 @@ class Producer {
   // then; the wait is capped at the retry policy's cap_ms, so a clock that jumped (or a bad
   // value) cannot park it for days. Otherwise (0, or past) it is attempted at once.
   PublishResult resume(const Unfinished& u);
+  // Lets the retry held by RetryNote::hold go when it is due (any thread; never blocks). A hold
+  // unknown to the engine (already released, or its delivery handed back by stop()) is ignored.
+  void release_retry(std::uint64_t hold) noexcept;
 
  private:
   friend class Engine;

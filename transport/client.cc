@@ -1,8 +1,8 @@
 #include "transport/client.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 #include <utility>
@@ -135,6 +135,14 @@ tl::expected<std::unique_ptr<Client>, std::string> Client::create(StreamLoop& st
   if (!tls) return tl::unexpected(tls.error());
   std::unique_ptr<Client> c(new Client(streams, timers, std::move(options)));
   c->tls_ = std::move(*tls);
+  ResolverOptions ro;
+  ro.timeout_ms = c->options_.dns_timeout_ms;
+  ro.tries = c->options_.dns_tries;
+  ro.max_queries = c->options_.max_dns_queries;
+  ro.servers = c->options_.dns_servers;
+  auto resolver = Resolver::create(streams.uv(), timers, ro);
+  if (!resolver) return tl::unexpected(resolver.error());
+  c->resolver_ = std::move(*resolver);
   return c;
 }
 
@@ -265,19 +273,49 @@ void Client::close(void (*done)(void* data), void* data) {
       o->fail_pending(Failure::kCancelled, "the client is closing", /*now=*/true);
     }
   }
+  // Lookups are cancelled (their origins' queues are already empty); done once its sockets'
+  // handles are closed, which may be at once: maybe_done() is called below either way.
+  in_close_ = true;
+  resolver_->close(
+      [](void* d) {
+        auto* self = static_cast<Client*>(d);
+        self->resolver_closed_ = true;
+        if (!self->in_close_) self->maybe_done();
+      },
+      this);
+  in_close_ = false;
   maybe_done();
 }
 
 void Client::connection_closed(Connection* c) {
-  c->origin().forget(c);
+  Origin& o = c->origin();
+  o.forget(c);
   delete c;
   --live_connections_;
+  o.maybe_idle();
   maybe_done();
+}
+
+void Client::evict(Origin* o) {
+  auto it = origins_.find(std::string_view(o->host()));
+  assert(it != origins_.end());
+  OriginSet& set = it->second;
+  for (auto i = set.begin(); i != set.end(); ++i) {
+    if (i->get() == o) {
+      set.erase(i);  // frees o
+      break;
+    }
+  }
+  if (set.empty()) origins_.erase(it);
+  ++origins_evicted_;
 }
 
 void Client::maybe_done() {
   // Deferred completions are owed too: the owner may close the loop's timers once done runs.
-  if (!closing_ || live_connections_ != 0 || deferred_ != 0 || done_ == nullptr) return;
+  if (!closing_ || live_connections_ != 0 || deferred_ != 0 || !resolver_closed_ ||
+      done_ == nullptr) {
+    return;
+  }
   auto* done = std::exchange(done_, nullptr);
   origins_.clear();  // drops pending DNS lookups' owners: their callbacks see no origin
   done(done_data_);
@@ -303,6 +341,10 @@ ClientStats Client::stats() const {
   }
   st.connections_opened = connections_opened_;
   st.requeued = requeued_;
+  st.dns_querying = resolver_->querying();
+  st.dns_queued = resolver_->queued();
+  st.dns_failures = dns_failures_;
+  st.origins_evicted = origins_evicted_;
   return st;
 }
 
@@ -310,6 +352,10 @@ ClientStats Client::stats() const {
 
 Origin::Origin(Client& client, bool tls, std::string host, std::uint16_t port)
     : client_(client), tls_(tls), host_(std::move(host)), port_(port) {
+  lookup_.set_callback([](Resolver::Lookup&, const DnsResult& result,
+                          void* d) noexcept { static_cast<Origin*>(d)->resolved(result); },
+                       this);
+  idle_timer_.bind<&Origin::on_idle_timeout>(this);
   const bool v6 = host_.find(':') != std::string::npos;
   authority_ = v6 ? "[" + host_ + "]" : host_;
   if (port_ != (tls_ ? 443 : 80)) authority_ += ":" + std::to_string(port_);
@@ -338,14 +384,34 @@ Origin::Origin(Client& client, bool tls, std::string host, std::uint16_t port)
 }
 
 Origin::~Origin() {
-  if (resolving_ != nullptr) {
-    // The lookup finishes on the thread pool; its callback frees the request.
-    resolving_->data = nullptr;
-    uv_cancel(reinterpret_cast<uv_req_t*>(resolving_));
+  client_.resolver_->cancel(lookup_);
+  if (client_.timers_.armed(idle_timer_)) client_.timers_.cancel(idle_timer_);
+}
+
+bool Origin::idle() const noexcept {
+  if (!pending_.empty() || lookup_.active()) return false;
+  for (std::size_t n : counts_) {
+    if (n != 0) return false;
   }
+  return true;
+}
+
+void Origin::maybe_idle() {
+  const std::uint32_t ms = client_.options_.idle_origin_ms;
+  if (ms == 0 || client_.closing_ || client_.timers_.armed(idle_timer_) || !idle()) return;
+  client_.timers_.schedule_after(idle_timer_, ms);
+}
+
+void Origin::on_idle_timeout() noexcept {
+  // Anything since maybe_idle() (a submit, a connection) cancelled the timer or made the
+  // origin busy; a busy one re-arms when it next becomes idle.
+  if (idle()) client_.evict(this);  // frees this
 }
 
 void Origin::submit(Request& r) {
+  if (client_.timers_.armed(idle_timer_)) [[unlikely]] {
+    client_.timers_.cancel(idle_timer_);
+  }
   if (pending_.size() >= client_.options_.max_pending_per_origin) {
     client_.complete_later(
         r, Failure::kQueueFull,
@@ -361,6 +427,7 @@ void Origin::submit(Request& r) {
 void Origin::cancel(Request& r, Failure f) {
   pending_.remove(&r);
   client_.complete_later(r, f, "cancelled while queued");
+  maybe_idle();
 }
 
 void Origin::requeue(Request& r) {
@@ -441,50 +508,29 @@ bool Origin::open_connection() {
 }
 
 void Origin::resolve() {
-  if (resolving_ != nullptr) return;
-  auto* req = new uv_getaddrinfo_t;
-  req->data = this;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  const std::string port = std::to_string(port_);
-  const int rc =
-      uv_getaddrinfo(client_.streams_.uv(), req, on_resolved, host_.c_str(), port.c_str(), &hints);
-  if (rc != 0) {
-    delete req;
-    fail_pending(Failure::kDnsFailure, std::string("getaddrinfo: ") + uv_strerror(rc));
-    return;
-  }
-  resolving_ = req;
+  if (lookup_.active()) return;
+  client_.resolver_->resolve(lookup_, host_, port_);  // resolved() follows, from the loop
 }
 
-void Origin::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
-  auto* self = static_cast<Origin*>(req->data);
-  if (self != nullptr) {
-    self->resolving_ = nullptr;
-    self->resolved(status, res);
-  }
-  uv_freeaddrinfo(res);
-  delete req;
-}
-
-void Origin::resolved(int status, const addrinfo* res) {
-  if (status != 0) {
-    fail_pending(Failure::kDnsFailure, host_ + ": " + uv_strerror(status));
+void Origin::resolved(const DnsResult& result) {
+  if (result.status != DnsStatus::kOk) {
+    ++client_.dns_failures_;
+    std::string detail = host_ + ": " + std::string(to_string(result.status));
+    if (!result.detail.empty()) detail += " (" + std::string(result.detail) + ")";
+    fail_pending(Failure::kDnsFailure, detail);
     return;
   }
   addresses_.clear();
+  next_address_ = 0;
   std::string refused;
-  for (const addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
-    const Verdict v = client_.guard_.check(ai->ai_addr);
+  for (const sockaddr_storage& ss : result.addresses) {
+    const auto* sa = reinterpret_cast<const sockaddr*>(&ss);
+    const Verdict v = client_.guard_.check(sa);
     if (!v.allowed) {
       if (!refused.empty()) refused += ", ";
-      refused += format_address(ai->ai_addr) + " (" + std::string(to_string(v.address_class)) + ")";
+      refused += format_address(sa) + " (" + std::string(to_string(v.address_class)) + ")";
       continue;
     }
-    sockaddr_storage ss{};
-    std::memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
     addresses_.push_back(ss);
   }
   if (addresses_.empty()) {
@@ -493,8 +539,13 @@ void Origin::resolved(int status, const addrinfo* res) {
                                  : "every address of " + host_ + " is refused: " + refused);
     return;
   }
-  addresses_expire_ms_ = client_.timers_.now() + client_.options_.dns_ttl_ms;
+  // The answer's TTL, capped by dns_ttl_ms, at least 1 s (TTL 0, or /etc/hosts, which has none).
+  const std::uint64_t ttl_ms =
+      std::clamp<std::uint64_t>(std::uint64_t{result.ttl_s} * 1000, 1000,
+                                std::max<std::uint64_t>(client_.options_.dns_ttl_ms, 1000));
+  addresses_expire_ms_ = client_.timers_.now() + ttl_ms;
   dispatch();
+  maybe_idle();
 }
 
 void Origin::connect_failed(Connection* c, Failure f, std::string_view detail) {
@@ -522,6 +573,7 @@ void Origin::fail_pending(Failure f, std::string_view detail, bool now) {
     // Completed from the loop: fail_pending may run inside submit().
     client_.complete_later(*r, f, std::string(detail));
   }
+  maybe_idle();
 }
 
 void Origin::move(Connection* c, Connection::State from, Connection::State to) {
@@ -556,6 +608,7 @@ void Origin::forget(Connection* c) {
 
 void Origin::close_all() {
   closing_ = true;
+  if (client_.timers_.armed(idle_timer_)) client_.timers_.cancel(idle_timer_);
   for (auto s : {Connection::State::kConnecting, Connection::State::kReady,
                  Connection::State::kBusy, Connection::State::kDraining}) {
     while (Connection* c = list(s)) c->abort(Failure::kCancelled, "the client is closing");

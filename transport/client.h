@@ -12,9 +12,13 @@
 //   request at a time per connection, kept alive.
 // - Protocol: under TLS, ALPN picks h2 or http/1.1. Cleartext (http://, only when `insecure`)
 //   speaks h2c with prior knowledge, or HTTP/1.1 when cleartext_h2 is false.
-// - DNS through uv_getaddrinfo (IP literals are parsed in place), cached per origin for
-//   dns_ttl_ms. Every address is checked by the AddressGuard, and the connection goes to the
-//   address that was checked.
+// - DNS through the client's own Resolver (c-ares on this loop, resolver.h: its own timeout and
+//   bound on concurrent lookups; a black-holed name never holds up another origin). IP literals
+//   are parsed in place. Answers are cached per origin for min(their TTL, dns_ttl_ms), at least
+//   1 s. Every address is checked by the AddressGuard, and the connection goes to the address
+//   that was checked. A failed lookup fails the origin's queue with kDnsFailure (retryable).
+// - An origin with no connection, no queued request and no lookup for idle_origin_ms is freed
+//   (its DNS cache with it).
 // - Requests refused before processing (HTTP/2 GOAWAY above last-stream-id, REFUSED_STREAM, or a
 //   connection that died before the request's first byte was sent) are re-queued, up to
 //   kMaxRequeues times, and only then reported as kRefusedBeforeProcessing.
@@ -39,6 +43,7 @@
 #include <tl/expected.hpp>
 
 #include "transport/address_guard.h"
+#include "transport/resolver.h"
 #include "transport/timer_wheel.h"
 
 namespace fanout::transport {
@@ -169,7 +174,15 @@ struct ClientOptions {
   std::uint32_t connect_timeout_ms = 5'000;
   std::uint32_t response_timeout_ms = 10'000;
   std::uint32_t idle_timeout_ms = 60'000;
-  std::uint32_t dns_ttl_ms = 60'000;
+  std::uint32_t dns_ttl_ms = 60'000;     // cap on how long an answer is used (TTLs are honoured)
+  std::uint32_t dns_timeout_ms = 2'000;  // per try and server; c-ares doubles it every round
+  std::uint32_t dns_tries = 2;           // rounds of the servers: at most 6 s with the defaults
+  std::uint32_t max_dns_queries = 256;   // lookups outstanding at once; the rest wait, FIFO
+  // Empty: the system's name servers (/etc/resolv.conf). Else "ip[:port],..." (tests: their own
+  // server on loopback).
+  std::string dns_servers;
+  // An origin idle this long (no connection, nothing queued, no lookup) is freed. 0: never.
+  std::uint32_t idle_origin_ms = 60'000;
   std::uint32_t max_connections_per_origin = 8;
   std::uint32_t max_streams_per_connection = 256;
   std::size_t max_pending_per_origin = 65'536;
@@ -185,6 +198,10 @@ struct ClientStats {
   std::size_t in_flight = 0;
   std::uint64_t connections_opened = 0;
   std::uint64_t requeued = 0;
+  std::size_t dns_querying = 0;    // lookups sent, not yet answered
+  std::size_t dns_queued = 0;      // lookups waiting for room under max_dns_queries
+  std::uint64_t dns_failures = 0;  // lookups that failed (each fails its origin's queue)
+  std::uint64_t origins_evicted = 0;
 };
 
 class Client {
@@ -223,12 +240,18 @@ class Client {
   static void finish(Request& r);
   void connection_closed(Connection* c);
   void maybe_done();
+  // Frees `o` (idle: see Origin::idle()). From its idle timer only.
+  void evict(Origin* o);
 
   StreamLoop& streams_;
   LoopTimer& timers_;
   ClientOptions options_;
   AddressGuard guard_;
   std::shared_ptr<const class TlsContext> tls_;
+  // Before origins_: an Origin's destructor cancels its lookup.
+  std::unique_ptr<Resolver> resolver_;
+  bool resolver_closed_ = false;
+  bool in_close_ = false;
   // Origins by host (transparent lookup: no allocation per submit), then by (tls, port).
   struct HostHash {
     using is_transparent = void;
@@ -245,6 +268,8 @@ class Client {
   void* done_data_ = nullptr;
   std::uint64_t connections_opened_ = 0;
   std::uint64_t requeued_ = 0;
+  std::uint64_t dns_failures_ = 0;
+  std::uint64_t origins_evicted_ = 0;
 };
 
 }  // namespace fanout::transport

@@ -145,6 +145,10 @@ class Origin {
   // when `now` (only where no caller can be inside submit(), i.e. Client::close()).
   void fail_pending(Failure f, std::string_view detail, bool now = false);
   void close_all();
+  // No connection in any state, nothing queued, no lookup: the origin may be freed.
+  [[nodiscard]] bool idle() const noexcept;
+  // Arms the idle timer when idle() (Client::evict frees the origin when it fires).
+  void maybe_idle();
 
   [[nodiscard]] bool tls() const noexcept { return tls_; }
   [[nodiscard]] const std::string& host() const noexcept { return host_; }
@@ -167,9 +171,9 @@ class Origin {
   }
 
  private:
-  static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
   void resolve();
-  void resolved(int status, const addrinfo* res);
+  void resolved(const DnsResult& result);
+  void on_idle_timeout() noexcept;
   bool open_connection();
   Connection*& list(Connection::State s) { return lists_[static_cast<std::size_t>(s)]; }
 
@@ -185,10 +189,11 @@ class Origin {
   std::vector<sockaddr_storage> addresses_;
   std::size_t next_address_ = 0;
   std::uint64_t addresses_expire_ms_ = 0;
-  uv_getaddrinfo_t* resolving_ = nullptr;  // owned by the callback while in flight
-  bool literal_ = false;                   // the host is an IP literal: no lookup
-  std::string literal_refusal_;            // why the guard refused the literal
+  Resolver::Lookup lookup_;
+  bool literal_ = false;         // the host is an IP literal: no lookup
+  std::string literal_refusal_;  // why the guard refused the literal
   bool closing_ = false;
+  TimerEntry idle_timer_;  // armed while idle(), when idle_origin_ms is set
 };
 
 std::unique_ptr<Session> make_h2_session(Connection& c);

@@ -59,7 +59,7 @@ void drop(std::atomic<std::uint64_t>& counter) noexcept {
 }  // namespace
 
 Delivery* Delivery::make(std::size_t id_size, std::size_t body_size) {
-  void* block = ::operator new(sizeof(Delivery) + id_size + body_size);
+  void* block = ::operator new(sizeof(Delivery) + id_size + kWebhookGap + body_size);
   auto* d = new (block) Delivery;
   // Only the status matters to a delivery; a waiting retry must not hold a large error page.
   d->max_body_excerpt = kBodyExcerpt;
@@ -186,14 +186,18 @@ Target* Worker::target_for(const routing::Subscription& s) {
   auto it = targets_.find(s.id);
   if (it != targets_.end()) {
     Target* t = it->second;
-    if (t->url == s.url && t->headers == s.custom_headers) return t;
-    // The subscription changed (URL or headers): later attempts use a fresh copy; deliveries
-    // already in flight keep theirs.
+    if (t->url == s.url && t->headers == s.custom_headers && t->signing == s.signing &&
+        t->secret == s.webhook_secret) {
+      return t;
+    }
+    // The subscription changed (URL, headers, signing or secret): later attempts use a fresh
+    // copy; deliveries already in flight keep theirs.
     t->stale = true;
     targets_.erase(it);
     if (t->refs == 0) delete t;
   }
-  auto* t = new Target{s.id, s.url, s.parts, s.custom_headers, 0, false};
+  auto* t =
+      new Target{s.id, s.url, s.parts, s.custom_headers, 0, false, s.signing, s.webhook_secret};
   targets_.emplace(s.id, t);
   return t;
 }
@@ -241,11 +245,58 @@ void Worker::attempt(Delivery& d) {
                            std::string_view(d.signature, Signer::kSignatureBase64Size),
                            /*never_index=*/true};
   }
+  if (t->signing != routing::WebhookSigning::kOff &&
+      (t->signing != routing::WebhookSigning::kDefault ||
+       engine_.options_.standard_webhooks > routing::WebhookSigning::kOff)) [[unlikely]] {
+    n = standard_webhooks(d, *t, n);
+  }
   d.headers = std::span<const transport::HeaderView>(d.header_views.data(), n);
   d.body = d.body_bytes;
   ++attempting_;
   bump(attempts_);
   client_->submit(d);
+}
+
+std::size_t Worker::standard_webhooks(Delivery& d, const Target& t, std::size_t n) {
+  using routing::WebhookSigning;
+  const WebhookSigning mode =
+      t.signing == WebhookSigning::kDefault ? engine_.options_.standard_webhooks : t.signing;
+  const bool v1 =
+      (mode == WebhookSigning::kV1 || mode == WebhookSigning::kBoth) && !t.secret.empty();
+  const Signer* signer = engine_.shared_->signer ? &*engine_.shared_->signer : nullptr;
+  const bool v1a =
+      (mode == WebhookSigning::kV1a || mode == WebhookSigning::kBoth) && signer != nullptr;
+  if (!v1 && !v1a) return n;
+  // This attempt's time: a retry is signed afresh, so a receiver can refuse stale replays.
+  const auto [end, ec] = std::to_chars(
+      d.webhook_timestamp, d.webhook_timestamp + sizeof d.webhook_timestamp, now_unix_ms() / 1000);
+  (void)ec;  // 20 chars hold any int64
+  const std::string_view ts(d.webhook_timestamp,
+                            static_cast<std::size_t>(end - d.webhook_timestamp));
+  const std::span<const std::uint8_t> secret(reinterpret_cast<const std::uint8_t*>(t.secret.data()),
+                                             t.secret.size());
+  std::size_t sig_size = 0;
+  if (ts.size() == kWebhookTimestampDigits) [[likely]] {
+    // id, then ".TIMESTAMP." in the gap before the body: signed in place.
+    char* gap = d.id_data() + d.event_id.size();
+    gap[0] = '.';
+    std::memcpy(gap + 1, ts.data(), ts.size());
+    gap[kWebhookGap - 1] = '.';
+    const std::string_view content(d.id_data(),
+                                   d.event_id.size() + kWebhookGap + d.body_bytes.size());
+    sig_size = write_webhook_signature(v1, v1a, secret, signer, content, d.webhook_signature);
+  } else {
+    // A clock before 2001 (or after 2286): the gap does not fit; a copy does.
+    std::string content;
+    content.reserve(d.event_id.size() + ts.size() + 2 + d.body_bytes.size());
+    content.append(d.event_id).append(".").append(ts).append(".").append(d.body_bytes);
+    sig_size = write_webhook_signature(v1, v1a, secret, signer, content, d.webhook_signature);
+  }
+  d.header_views[n++] = {"webhook-id", d.event_id, /*never_index=*/true};
+  d.header_views[n++] = {"webhook-timestamp", ts};
+  d.header_views[n++] = {"webhook-signature", std::string_view(d.webhook_signature, sig_size),
+                         /*never_index=*/true};
+  return n;
 }
 
 void Worker::on_response(Delivery& d, const transport::Response& r) {

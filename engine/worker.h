@@ -45,6 +45,7 @@
 
 #include "engine/journal.h"
 #include "engine/signer.h"
+#include "engine/standard_webhooks.h"
 #include "fanout/engine.h"
 #include "transport/client.h"
 #include "transport/loop_timer.h"
@@ -94,20 +95,25 @@ struct Target {
   std::vector<routing::Header> headers;
   std::uint32_t refs = 0;
   bool stale = false;  // replaced in the cache; freed when the last delivery lets go
+  routing::WebhookSigning signing = routing::WebhookSigning::kDefault;
+  std::string secret;  // Standard Webhooks v1 key (raw bytes); empty: none
 };
 
-// One heap block per accepted event: the Delivery, then its id and body bytes (make()). The id
-// and body never change after publish(), so they are views into that tail.
+// One heap block per accepted event: the Delivery, then its id, kWebhookGap bytes, and its body
+// (make()). The id and body never change after publish(), so they are views into that tail. The
+// gap receives "." + timestamp + "." at each attempt that carries Standard Webhooks headers, so
+// that the signed content id.timestamp.body is contiguous without a copy.
 class Delivery final : public transport::Request {
  public:
-  static constexpr std::size_t kMaxHeaders = routing::kMaxCustomHeaders + 3;
+  // Custom headers, event id, attempt, Partoo signature, webhook-id, -timestamp, -signature.
+  static constexpr std::size_t kMaxHeaders = routing::kMaxCustomHeaders + 6;
 
   // A Delivery with room for an id of `id_size` bytes and a body of `body_size` bytes after it:
   // event_id and body_bytes point there (filled by the caller through id_data()/body_data()).
   // Freed with plain `delete`.
   [[nodiscard]] static Delivery* make(std::size_t id_size, std::size_t body_size);
   [[nodiscard]] char* id_data() noexcept { return reinterpret_cast<char*>(this + 1); }
-  [[nodiscard]] char* body_data() noexcept { return id_data() + event_id.size(); }
+  [[nodiscard]] char* body_data() noexcept { return id_data() + event_id.size() + kWebhookGap; }
   static void operator delete(void* p) noexcept { ::operator delete(p); }
 
   Worker* worker = nullptr;
@@ -137,6 +143,9 @@ class Delivery final : public transport::Request {
   Target* dest = nullptr;  // what this attempt was sent to
   std::array<transport::HeaderView, kMaxHeaders> header_views{};
   char attempt_text[4] = {};
+  // This attempt's Standard Webhooks webhook-timestamp and webhook-signature values.
+  char webhook_timestamp[20] = {};
+  char webhook_signature[kWebhookSignatureMaxSize] = {};
   transport::TimerEntry backoff;
   Delivery* prev = nullptr;  // the worker's waiting list, then its done list
   Delivery* next = nullptr;
@@ -201,6 +210,9 @@ class Worker {
   void maybe_close();
   void close_handles();
   Target* target_for(const routing::Subscription& s);
+  // Adds webhook-id, webhook-timestamp and webhook-signature to d.header_views[n..] when the
+  // target's signing (or the engine's) asks for them; returns the new header count.
+  std::size_t standard_webhooks(Delivery& d, const Target& t, std::size_t n);
   void release(Delivery& d);
 
   Engine& engine_;

@@ -653,4 +653,28 @@ std::vector<Violation> validate_custom_headers(std::span<const Header> headers) 
   return violations;
 }
 
+std::string_view to_string(WebhookSigning signing) noexcept {
+  switch (signing) {
+    case WebhookSigning::kDefault:
+      return "default";
+    case WebhookSigning::kOff:
+      return "off";
+    case WebhookSigning::kV1a:
+      return "v1a";
+    case WebhookSigning::kV1:
+      return "v1";
+    case WebhookSigning::kBoth:
+      return "both";
+  }
+  return "default";
+}
+
+std::optional<WebhookSigning> parse_webhook_signing(std::string_view s) noexcept {
+  for (const auto v : {WebhookSigning::kDefault, WebhookSigning::kOff, WebhookSigning::kV1a,
+                       WebhookSigning::kV1, WebhookSigning::kBoth}) {
+    if (s == to_string(v)) return v;
+  }
+  return std::nullopt;
+}
+
 }  // namespace fanout::routing

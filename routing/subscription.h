@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,6 +45,16 @@ struct UrlParts {
   friend bool operator==(const UrlParts&, const UrlParts&) = default;
 };
 
+// Standard Webhooks signing of one subscription's deliveries (contract.md §8): which entries its
+// `webhook-signature` header carries. kDefault follows the engine's own setting
+// (EngineOptions::standard_webhooks); kOff sends no Standard Webhooks headers at all; kV1a an
+// Ed25519 signature with the engine's key; kV1 an HMAC-SHA256 with the subscription's
+// webhook_secret; kBoth both. X-Partoo-Signature-v1 is sent whatever this says.
+enum class WebhookSigning : std::uint8_t { kDefault, kOff, kV1a, kV1, kBoth };
+// "default", "off", "v1a", "v1", "both"; parse_webhook_signing() takes exactly those.
+[[nodiscard]] std::string_view to_string(WebhookSigning signing) noexcept;
+[[nodiscard]] std::optional<WebhookSigning> parse_webhook_signing(std::string_view s) noexcept;
+
 // What an operator asks for: the body of a create call plus the organisation. Not validated.
 struct SubscriptionSpec {
   std::int64_t org_id = 0;
@@ -63,6 +74,10 @@ struct Subscription {
   std::vector<Header> custom_headers;  // in the order given, names as given
   std::int64_t created_at_us = 0;      // microseconds since the Unix epoch (UTC)
   std::int64_t updated_at_us = 0;
+  // Standard Webhooks (contract.md §8); not part of validate(): set by the store or the API.
+  WebhookSigning signing = WebhookSigning::kDefault;
+  // The HMAC-SHA256 key of `v1` signatures, raw bytes (24 to 64); empty: none, so no `v1`.
+  std::string webhook_secret;
   friend bool operator==(const Subscription&, const Subscription&) = default;
 };
 

@@ -158,6 +158,12 @@ struct EngineOptions {
   std::vector<std::string> extra_event_types;
   // PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`); empty: unsigned.
   std::string signing_key_pem;
+  // Standard Webhooks headers (contract.md §8, engine/standard_webhooks.h) for subscriptions
+  // whose own `signing` is kDefault: kOff (the default: Partoo's headers only), kV1a (Ed25519
+  // with the key above; none without one), kV1 (HMAC-SHA256 with the subscription's
+  // webhook_secret; none without one) or kBoth. Signed on every attempt (the timestamp is the
+  // attempt's), on the worker thread. kDefault here means kOff.
+  routing::WebhookSigning standard_webhooks = routing::WebhookSigning::kOff;
   // Source of uniform 64-bit random numbers for jitter and generated event ids (tests: a fixed
   // source makes both reproducible). Empty: jitter from a per-thread generator seeded by
   // std::random_device, and ids of 128 bits from libsodium's CSPRNG (getrandom). Called on

@@ -736,9 +736,12 @@ void Api::list(const Caller& c, const Query& q, Reply& reply) {
   reply.body += "]}";
 }
 
-bool Api::parse_items(std::string_view body, std::int64_t org,
-                      std::vector<routing::Subscription>& out, FieldErrors& errors) {
-  const auto obj = body_object(json_, body, errors);
+namespace api_detail {
+
+bool parse_items(simdjson::dom::parser& parser, std::string_view body, std::int64_t org,
+                 const routing::EventCatalogue& catalogue, const Config& config,
+                 std::vector<routing::Subscription>& out, Api::FieldErrors& errors) {
+  const auto obj = body_object(parser, body, errors);
   if (!obj) return false;
   simdjson::dom::array items;
   bool have_items = false;
@@ -758,7 +761,7 @@ bool Api::parse_items(std::string_view body, std::int64_t org,
               "items must hold 1 to 100 webhooks (got " + std::to_string(n) + ").");
     return false;
   }
-  const routing::ValidationOptions vopt{.allow_insecure_http = deps_.config->engine.insecure};
+  const routing::ValidationOptions vopt{.allow_insecure_http = config.engine.insecure};
   std::size_t index = 0;
   for (simdjson::dom::element el : items) {
     const std::string prefix = "items." + std::to_string(index++) + ".";
@@ -796,15 +799,73 @@ bool Api::parse_items(std::string_view body, std::int64_t org,
       }
     }
     if (!ok) continue;
-    auto valid = routing::validate(spec, deps_.engine->catalogue(), vopt);
+    auto valid = routing::validate(spec, catalogue, vopt);
     if (!valid) {
       for (const auto& v : valid.error()) add_error(errors, prefix + v.field, violation_message(v));
       continue;
     }
-    if (!check_port(*valid, prefix + "url", errors)) continue;
+    if (!check_port(config, *valid, prefix + "url", errors)) continue;
     out.push_back(std::move(*valid));
   }
   return errors.empty();
+}
+
+bool parse_update(simdjson::dom::parser& parser, std::string_view body,
+                  const routing::Subscription& cur, const routing::EventCatalogue& catalogue,
+                  const Config& config, routing::Subscription& out, Api::FieldErrors& errors) {
+  const std::string_view type_name = catalogue.name(cur.event_type);
+  const auto obj = body_object(parser, body, errors);
+  if (!obj) return false;
+  routing::SubscriptionSpec spec{cur.org_id, std::string(type_name), cur.url, cur.custom_headers};
+  for (auto field : *obj) {
+    const std::string name(field.key);
+    if (field.key == "url") {
+      (void)string_field(field.value, name, "url", spec.url, errors);
+    } else if (field.key == "custom_headers") {
+      (void)headers_field(field.value, name, spec.custom_headers, errors);
+    } else if (field.key == "event_type") {
+      std::string v;
+      if (string_field(field.value, name, "event_type", v, errors) && v != type_name) {
+        add_error(errors, name,
+                  "event_type cannot be changed (it is " + std::string(type_name) +
+                      "); create another webhook instead [event_type_immutable]");
+      }
+    } else {
+      add_error(errors, name, "Unknown field.");
+    }
+  }
+  if (!errors.empty()) return false;
+  auto valid = routing::validate(
+      spec, catalogue, routing::ValidationOptions{.allow_insecure_http = config.engine.insecure});
+  if (!valid) {
+    for (const auto& v : valid.error()) add_error(errors, v.field, violation_message(v));
+    return false;
+  }
+  if (!check_port(config, *valid, "url", errors)) return false;
+  out = std::move(*valid);
+  return true;
+}
+
+bool check_port(const Config& config, const routing::Subscription& s, const std::string& field,
+                Api::FieldErrors& errors) {
+  if (port_allowed(config.allowed_ports, s.parts.port)) return true;
+  std::string allowed;
+  for (const std::string& r : config.allowed_ports) {
+    allowed += (allowed.empty() ? "" : ", ") + r;
+  }
+  add_error(errors, field,
+            "url: port " + std::to_string(s.parts.port) + " is not allowed (allowed_ports: " +
+                (allowed.empty() ? std::string("80, 443, 1024-65535") : allowed) +
+                ") [url_port_not_allowed]");
+  return false;
+}
+
+}  // namespace api_detail
+
+bool Api::parse_items(std::string_view body, std::int64_t org,
+                      std::vector<routing::Subscription>& out, FieldErrors& errors) {
+  return api_detail::parse_items(json_, body, org, deps_.engine->catalogue(), *deps_.config, out,
+                                 errors);
 }
 
 void Api::create(const Caller& c, std::string_view body, Reply& reply) {
@@ -849,45 +910,18 @@ void Api::update(const Caller& c, std::int64_t id, std::string_view body, Reply&
   if (!existing) return db_error("get", existing.error(), reply);
   if (!*existing || (*existing)->org_id != c.org) return not_found(reply);
   const routing::Subscription& cur = **existing;
-  const std::string_view type_name = deps_.engine->catalogue().name(cur.event_type);
-
   FieldErrors errors;
-  const auto obj = body_object(json_, body, errors);
-  if (!obj) return set_field_errors(reply, errors);
-  routing::SubscriptionSpec spec{cur.org_id, std::string(type_name), cur.url, cur.custom_headers};
-  for (auto field : *obj) {
-    const std::string name(field.key);
-    if (field.key == "url") {
-      (void)string_field(field.value, name, "url", spec.url, errors);
-    } else if (field.key == "custom_headers") {
-      (void)headers_field(field.value, name, spec.custom_headers, errors);
-    } else if (field.key == "event_type") {
-      std::string v;
-      if (string_field(field.value, name, "event_type", v, errors) && v != type_name) {
-        add_error(errors, name,
-                  "event_type cannot be changed (it is " + std::string(type_name) +
-                      "); create another webhook instead [event_type_immutable]");
-      }
-    } else {
-      add_error(errors, name, "Unknown field.");
-    }
-  }
-  if (!errors.empty()) return set_field_errors(reply, errors);
-  auto valid = routing::validate(
-      spec, deps_.engine->catalogue(),
-      routing::ValidationOptions{.allow_insecure_http = deps_.config->engine.insecure});
-  if (!valid) {
-    for (const auto& v : valid.error()) add_error(errors, v.field, violation_message(v));
+  routing::Subscription valid;
+  if (!parse_update(json_, body, cur, deps_.engine->catalogue(), *deps_.config, valid, errors)) {
     return set_field_errors(reply, errors);
   }
-  if (!check_port(*valid, "url", errors)) return set_field_errors(reply, errors);
-  if (valid->url == cur.url && valid->custom_headers == cur.custom_headers) {
+  if (valid.url == cur.url && valid.custom_headers == cur.custom_headers) {
     reply.body = config_json(cur);  // nothing changed: updated_at stays
     return;
   }
-  valid->id = cur.id;
-  valid->created_at_us = cur.created_at_us;
-  auto stored = deps_.store->update(*valid, now_unix_us());
+  valid.id = cur.id;
+  valid.created_at_us = cur.created_at_us;
+  auto stored = deps_.store->update(valid, now_unix_us());
   if (!stored) {
     if (stored.error().kind == StoreError::Kind::kNotFound) return not_found(reply);
     return db_error("update", stored.error().message, reply);
@@ -922,20 +956,6 @@ void Api::events(Reply& reply) {
     json::append_string(reply.body, cat.name(static_cast<routing::EventTypeId>(i)));
   }
   reply.body += "]";
-}
-
-bool Api::check_port(const routing::Subscription& s, const std::string& field,
-                     FieldErrors& errors) {
-  if (port_allowed(deps_.config->allowed_ports, s.parts.port)) return true;
-  std::string allowed;
-  for (const std::string& r : deps_.config->allowed_ports) {
-    allowed += (allowed.empty() ? "" : ", ") + r;
-  }
-  add_error(errors, field,
-            "url: port " + std::to_string(s.parts.port) + " is not allowed (allowed_ports: " +
-                (allowed.empty() ? std::string("80, 443, 1024-65535") : allowed) +
-                ") [url_port_not_allowed]");
-  return false;
 }
 
 bool Api::tryout(const Caller& c, std::string_view body, HttpResponder responder, Reply& reply) {

@@ -133,9 +133,6 @@ class Api final : public transport::HttpRequestHandler {
   bool parse_items(std::string_view body, std::int64_t org, std::vector<routing::Subscription>& out,
                    FieldErrors& errors);
 
-  // allowed_ports: false (with a field error on `field`) when the URL's port is not allowed.
-  bool check_port(const routing::Subscription& s, const std::string& field, FieldErrors& errors);
-
   std::string config_json(const routing::Subscription& s) const;
   void send(transport::HttpResponder responder, const Reply& reply);
   // A deferred answer (tryout, durability): counted in the metrics, then sent.

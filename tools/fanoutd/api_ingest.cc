@@ -8,6 +8,8 @@
 // idempotency check, so the client may send the batch again whole).
 #include <uv.h>
 
+#include <algorithm>
+
 #include "tools/fanoutd/api.h"
 #include "tools/fanoutd/api_internal.h"
 #include "tools/fanoutd/log.h"
@@ -19,33 +21,29 @@ using namespace api_detail;
 using transport::HttpRequest;
 using transport::HttpResponder;
 
-bool Api::ingest(const HttpRequest& req, const ApiKey& key, HttpResponder responder, Reply& reply) {
-  const bool ndjson = iequals(media_type(req.header("content-type")), "application/x-ndjson");
+namespace api_detail {
+
+void ingest_reply(std::string_view body, bool ndjson, std::size_t max_events,
+                  std::uint32_t retry_after_s, bool stopping, const IngestPublish& publish,
+                  Api::Reply& reply, std::uint64_t& first_seq, std::uint64_t& last_seq) {
+  first_seq = last_seq = 0;
   // Lines: (1-based number, bytes). application/json is one event whatever its layout.
   std::vector<std::pair<std::size_t, std::string_view>> lines;
   if (ndjson) {
-    lines = json::ndjson_lines(req.body);
-  } else if (req.body.find_first_not_of(" \t\r\n") != std::string_view::npos) {
-    lines.emplace_back(1, req.body);
+    lines = json::ndjson_lines(body);
+  } else if (body.find_first_not_of(" \t\r\n") != std::string_view::npos) {
+    lines.emplace_back(1, body);
   }
-  if (lines.empty()) {
-    field_error(reply, "_schema", "the body holds no event.");
-    return true;
+  if (lines.empty()) return field_error(reply, "_schema", "the body holds no event.");
+  if (lines.size() > max_events) {
+    return field_error(reply, "_schema",
+                       "at most " + std::to_string(max_events) + " events per request (got " +
+                           std::to_string(lines.size()) + ").");
   }
-  if (lines.size() > deps_.config->ingest_max_events) {
-    field_error(reply, "_schema",
-                "at most " + std::to_string(deps_.config->ingest_max_events) +
-                    " events per request (got " + std::to_string(lines.size()) + ").");
-    return true;
-  }
-  // A scoped INGEST key publishes for its organisations only (refused: org_not_allowed).
-  PublishOptions publish_options;
-  publish_options.allowed_orgs = key.orgs;
   std::size_t accepted = 0, dropped = 0, refused = 0, busy = 0, duplicate = 0;
-  std::uint64_t first_seq = 0, last_seq = 0;  // journal sequences this answer promises
   std::string items;
   items.reserve(lines.size() * 48);
-  bool stop = stopping_;
+  bool stop = stopping;
   for (const auto& [number, line] : lines) {
     if (!items.empty()) items.push_back(',');
     items += "{\"line\":";
@@ -55,33 +53,26 @@ bool Api::ingest(const HttpRequest& req, const ApiKey& key, HttpResponder respon
       ++busy;
       continue;
     }
-    const PublishResult r = producer_.publish(line, publish_options);
+    const PublishResult r = publish(line);
     if (r.seq != 0) {
       if (first_seq == 0) first_seq = r.seq;
       last_seq = std::max(last_seq, r.seq);
     }
     switch (r.status) {
-      case PublishStatus::kAccepted: {
+      case PublishStatus::kAccepted:
         ++accepted;
         items += R"(,"status":"accepted","id":)";
         json::append_string(items, r.event_id);
         items += '}';
-        // Remember the payload for tryouts (the engine's parse hands it back).
-        if (latest_.size() < kMaxLatest || latest_.count({r.org_id, r.type}) != 0) {
-          latest_[{r.org_id, r.type}] = std::string(r.payload);
-        }
         break;
-      }
       case PublishStatus::kDuplicate:
         ++duplicate;
-        deps_.metrics->record_refused("duplicate");
         items += R"(,"status":"duplicate","id":)";
         json::append_string(items, r.event_id);
         items += '}';
         break;
-      case PublishStatus::kNoSubscription: {
+      case PublishStatus::kNoSubscription:
         ++dropped;
-        deps_.metrics->record_refused("no_subscription");
         items += R"(,"status":"dropped","reason":"no_subscription")";
         if (!r.event_id.empty()) {
           items += ",\"id\":";
@@ -89,17 +80,14 @@ bool Api::ingest(const HttpRequest& req, const ApiKey& key, HttpResponder respon
         }
         items += '}';
         break;
-      }
       case PublishStatus::kInvalid:
         ++refused;
-        deps_.metrics->record_refused(r.reason);
         items += R"(,"status":"refused","reason":)";
         json::append_string(items, r.reason);
         items += '}';
         break;
       case PublishStatus::kBusy:
       case PublishStatus::kStopped:
-        deps_.metrics->record_refused(r.status == PublishStatus::kBusy ? "busy" : "stopped");
         stop = true;
         ++busy;
         items += R"(,"status":"busy"})";
@@ -107,13 +95,48 @@ bool Api::ingest(const HttpRequest& req, const ApiKey& key, HttpResponder respon
     }
   }
   reply.status = busy == 0 ? 202 : 503;
-  if (busy != 0) {
-    reply.headers.emplace_back("retry-after", std::to_string(deps_.config->ingest_retry_after_s));
-  }
+  if (busy != 0) reply.headers.emplace_back("retry-after", std::to_string(retry_after_s));
   reply.body = "{\"accepted\":" + std::to_string(accepted) +
                ",\"dropped\":" + std::to_string(dropped) +
                ",\"refused\":" + std::to_string(refused) + ",\"busy\":" + std::to_string(busy) +
                ",\"duplicate\":" + std::to_string(duplicate) + ",\"items\":[" + items + "]}";
+}
+
+}  // namespace api_detail
+
+bool Api::ingest(const HttpRequest& req, const ApiKey& key, HttpResponder responder, Reply& reply) {
+  const bool ndjson = iequals(media_type(req.header("content-type")), "application/x-ndjson");
+  // A scoped INGEST key publishes for its organisations only (refused: org_not_allowed).
+  PublishOptions publish_options;
+  publish_options.allowed_orgs = key.orgs;
+  const auto publish = [&](std::string_view line) {
+    PublishResult r = producer_.publish(line, publish_options);
+    switch (r.status) {
+      case PublishStatus::kAccepted:
+        // Remember the payload for tryouts (the engine's parse hands it back).
+        if (latest_.size() < kMaxLatest || latest_.count({r.org_id, r.type}) != 0) {
+          latest_[{r.org_id, r.type}] = std::string(r.payload);
+        }
+        break;
+      case PublishStatus::kDuplicate:
+        deps_.metrics->record_refused("duplicate");
+        break;
+      case PublishStatus::kNoSubscription:
+        deps_.metrics->record_refused("no_subscription");
+        break;
+      case PublishStatus::kInvalid:
+        deps_.metrics->record_refused(r.reason);
+        break;
+      case PublishStatus::kBusy:
+      case PublishStatus::kStopped:
+        deps_.metrics->record_refused(r.status == PublishStatus::kBusy ? "busy" : "stopped");
+        break;
+    }
+    return r;
+  };
+  std::uint64_t first_seq = 0, last_seq = 0;  // journal sequences this answer promises
+  ingest_reply(req.body, ndjson, deps_.config->ingest_max_events,
+               deps_.config->ingest_retry_after_s, stopping_, publish, reply, first_seq, last_seq);
   return !defer(first_seq, last_seq, responder, reply, "/v2/events");
 }
 

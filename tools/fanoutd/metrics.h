@@ -60,8 +60,22 @@ class Metrics {
   std::map<std::string, std::uint64_t, std::less<>> refused_;
   std::atomic<std::uint64_t> dropped_at_resume_{0};
   const source::RedisSource* redis_ = nullptr;
-  // (method, route, status); transparent, so a lookup by string_views allocates nothing.
-  std::map<std::tuple<std::string, std::string, int>, std::uint64_t, std::less<>> requests_;
+  // (method, route, status); transparent, so a lookup by string_views allocates nothing. Both
+  // sides are compared as string_views: std::less<> across tuple<string...> and
+  // tuple<string_view...> needs tuple's mixed operator<=>, which clang 14 does not resolve in
+  // libstdc++ 12 (g++ does).
+  struct RequestKeyLess {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return view(a) < view(b);
+    }
+    template <class T>
+    static std::tuple<std::string_view, std::string_view, int> view(const T& k) noexcept {
+      return {std::get<0>(k), std::get<1>(k), std::get<2>(k)};
+    }
+  };
+  std::map<std::tuple<std::string, std::string, int>, std::uint64_t, RequestKeyLess> requests_;
 };
 
 }  // namespace fanout::daemon

@@ -18,6 +18,9 @@ constexpr std::size_t kInboxBatch = 256;
 constexpr std::size_t kInboxCapPerTurn = 8192;
 // Bytes of a receiver's answer a delivery keeps (transport::Request::max_body_excerpt).
 constexpr std::size_t kBodyExcerpt = 256;
+// How often a worker looks for targets of deleted or changed subscriptions (loop time). A sweep
+// costs one pin when the routing table did not change, a walk of the worker's targets when it did.
+constexpr std::uint64_t kTargetSweepMs = 1'000;
 
 double unit_random(const EngineOptions& o, std::mt19937_64& rng) {
   const std::uint64_t r = o.random ? o.random() : rng();
@@ -108,6 +111,9 @@ void Worker::run() {
   co.max_connections_per_origin = o.max_connections_per_origin;
   co.max_streams_per_connection = o.max_streams_per_connection;
   co.max_pending_per_origin = o.max_pending_per_origin;
+  co.dns_servers = o.dns_servers;
+  co.dns_timeout_ms = o.dns_timeout_ms;
+  co.idle_origin_ms = o.idle_origin_ms;
   co.user_agent = engine_.shared_->user_agent;
   auto client = transport::Client::create(*streams_, *timers_, co);
   if (!client) {
@@ -120,6 +126,8 @@ void Worker::run() {
     return;
   }
   client_ = std::move(*client);
+  sweep_timer_.bind<&Worker::sweep_targets>(this);
+  timers_->schedule_after(sweep_timer_, kTargetSweepMs);
   reader_.emplace(engine_.table_.make_reader());
   consumer_.emplace(inbox_);
   uv_async_init(&loop_, &async_, on_async);
@@ -139,6 +147,7 @@ void Worker::run() {
   // Every delivery is gone, so no target is still referenced.
   for (auto& [id, t] : targets_) delete t;
   targets_.clear();
+  count_targets(-static_cast<std::ptrdiff_t>(live_targets_));
   const int rc = uv_loop_close(&loop_);
   assert(rc == 0 && "a handle outlived the worker's loop");
   (void)rc;
@@ -192,20 +201,58 @@ Target* Worker::target_for(const routing::Subscription& s) {
     }
     // The subscription changed (URL, headers, signing or secret): later attempts use a fresh
     // copy; deliveries already in flight keep theirs.
-    t->stale = true;
-    targets_.erase(it);
-    if (t->refs == 0) delete t;
+    retire(t);
   }
   auto* t =
       new Target{s.id, s.url, s.parts, s.custom_headers, 0, false, s.signing, s.webhook_secret};
+  t->org_id = s.org_id;
+  t->type = s.event_type;
   targets_.emplace(s.id, t);
+  count_targets(1);
   return t;
+}
+
+void Worker::retire(Target* t) {
+  t->stale = true;
+  targets_.erase(t->subscription_id);
+  if (t->refs == 0) {
+    delete t;
+    count_targets(-1);
+  }
 }
 
 void Worker::release(Delivery& d) {
   Target* t = std::exchange(d.dest, nullptr);
   if (t == nullptr) return;
-  if (--t->refs == 0 && t->stale) delete t;
+  if (--t->refs == 0 && t->stale) {
+    delete t;
+    count_targets(-1);
+  }
+}
+
+void Worker::sweep_targets() noexcept {
+  if (stopping_) return;
+  {
+    auto pin = reader_->pin();
+    if (pin.version() != swept_version_) {
+      swept_version_ = pin.version();
+      for (auto it = targets_.begin(); it != targets_.end();) {
+        Target* t = (it++)->second;  // retire() erases t's entry
+        const routing::Subscription* s = pin.find(t->org_id, t->type);
+        if (s == nullptr || s->id != t->subscription_id || s->url != t->url ||
+            s->custom_headers != t->headers || s->signing != t->signing ||
+            s->webhook_secret != t->secret) {
+          retire(t);
+        }
+      }
+    }
+  }
+  timers_->schedule_after(sweep_timer_, kTargetSweepMs);
+}
+
+void Worker::count_targets(std::ptrdiff_t delta) noexcept {
+  live_targets_ = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(live_targets_) + delta);
+  targets_count_.store(live_targets_, std::memory_order_relaxed);
 }
 
 void Worker::attempt(Delivery& d) {
@@ -217,6 +264,8 @@ void Worker::attempt(Delivery& d) {
     if (s != nullptr && s->id == d.subscription_id) t = target_for(*s);
   }
   if (t == nullptr) {
+    // Its subscription is gone or replaced: so is the target this worker kept for it.
+    if (auto it = targets_.find(d.subscription_id); it != targets_.end()) retire(it->second);
     finish(d, OutcomeKind::kDropped);
     if (Journal* j = engine_.shared_->journal.get(); j != nullptr && d.did != 0) {
       j->final(d.did, OutcomeKind::kDropped, d.attempts);
@@ -633,6 +682,7 @@ void Worker::add_stats(EngineStats& st) const {
   st.attempts_failed += afailed_.load(std::memory_order_relaxed);
   st.waiting_retry += waiting_.load(std::memory_order_relaxed);
   st.connections_h2 += conns_h2_.load(std::memory_order_relaxed);
+  st.targets += targets_count_.load(std::memory_order_relaxed);
   st.connections_h1 += conns_h1_.load(std::memory_order_relaxed);
 }
 

@@ -96,7 +96,9 @@ struct Target {
   std::uint32_t refs = 0;
   bool stale = false;  // replaced in the cache; freed when the last delivery lets go
   routing::WebhookSigning signing = routing::WebhookSigning::kDefault;
-  std::string secret;  // Standard Webhooks v1 key (raw bytes); empty: none
+  std::string secret;       // Standard Webhooks v1 key (raw bytes); empty: none
+  std::int64_t org_id = 0;  // the routing key, to find the subscription again (sweep_targets)
+  routing::EventTypeId type = 0;
 };
 
 // One heap block per accepted event: the Delivery, then its id, kWebhookGap bytes, and its body
@@ -214,6 +216,12 @@ class Worker {
   // target's signing (or the engine's) asks for them; returns the new header count.
   std::size_t standard_webhooks(Delivery& d, const Target& t, std::size_t n);
   void release(Delivery& d);
+  // Takes `t` out of targets_; freed now, or by release() when the last delivery lets go.
+  void retire(Target* t);
+  // Retires every target whose subscription was deleted or changed; runs only when the routing
+  // table's version moved since the last sweep. Every kTargetSweepMs of loop time.
+  void sweep_targets() noexcept;
+  void count_targets(std::ptrdiff_t delta) noexcept;
 
   Engine& engine_;
   unsigned index_;
@@ -233,6 +241,9 @@ class Worker {
   std::optional<routing::RoutingTable::Reader> reader_;
   std::optional<moodycamel::ConsumerToken> consumer_;
   std::unordered_map<std::int64_t, Target*> targets_;
+  std::size_t live_targets_ = 0;  // in targets_, and retired ones still referenced
+  std::uint64_t swept_version_ = 0;
+  transport::TimerEntry sweep_timer_;
   Delivery* waiting_head_ = nullptr;
   // Held retries by hold value (each also in the waiting list); at most one per delivery.
   std::unordered_map<std::uint64_t, Delivery*> holds_;
@@ -253,7 +264,7 @@ class Worker {
   // Counters read by stats() from other threads.
   std::atomic<std::uint64_t> delivered_{0}, rejected_{0}, exhausted_{0}, dropped_{0};
   std::atomic<std::uint64_t> attempts_{0}, a2xx_{0}, a3xx_{0}, a4xx_{0}, a5xx_{0}, afailed_{0};
-  std::atomic<std::uint64_t> waiting_{0}, conns_h2_{0}, conns_h1_{0};
+  std::atomic<std::uint64_t> waiting_{0}, conns_h2_{0}, conns_h1_{0}, targets_count_{0};
 };
 
 }  // namespace engine

@@ -148,6 +148,12 @@ struct EngineOptions {
   std::uint32_t max_connections_per_origin = 8;
   std::uint32_t max_streams_per_connection = 256;
   std::size_t max_pending_per_origin = 65'536;
+  // DNS (each worker's client resolves with c-ares on its own loop): name servers
+  // "ip[:port],..." (empty: /etc/resolv.conf), the wait per try (c-ares doubles it for its second
+  // try), and how long an origin with no connection and nothing queued is kept (0: forever).
+  std::string dns_servers;
+  std::uint32_t dns_timeout_ms = 2'000;
+  std::uint32_t idle_origin_ms = 60'000;
   // HTTP/1.1 only: http:// speaks HTTP/1.1 instead of h2c with prior knowledge, and https://
   // offers only http/1.1 in ALPN. Default: h2c for http://, ALPN h2 then http/1.1 for https://.
   bool http1_only = false;
@@ -284,6 +290,9 @@ struct EngineStats {
   std::uint64_t attempts_2xx = 0, attempts_3xx = 0, attempts_4xx = 0, attempts_5xx = 0;
   std::uint64_t attempts_failed = 0;  // no status (network, TLS, timeout...)
   std::uint64_t connections_h2 = 0, connections_h1 = 0;
+  // Subscription targets (URL, headers) the workers keep, replaced ones still in use included;
+  // those of deleted or changed subscriptions are freed within about a second.
+  std::uint64_t targets = 0;
   // Durability.
   std::uint64_t refused_duplicate = 0;
   std::uint64_t recovered = 0;  // deliveries resumed from the journal at start

@@ -10,8 +10,10 @@
 #include <limits>
 #include <random>
 
+#include "engine/standard_webhooks.h"
 #include "fanout/version.h"
 #include "tools/fanoutd/api_internal.h"
+#include "tools/fanoutd/api_signing.h"
 #include "tools/fanoutd/log.h"
 #include "tools/json_out.h"
 
@@ -460,7 +462,16 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
     return true;
   }
   const std::string_view rest = path.substr(kBase.size());
-  enum class Kind { kCollection, kEvents, kTryout, kItem, kDeliveries, kResend, kRecover } kind;
+  enum class Kind {
+    kCollection,
+    kEvents,
+    kTryout,
+    kItem,
+    kDeliveries,
+    kResend,
+    kRecover,
+    kRotate
+  } kind;
   std::int64_t id = 0;
   std::string event_id;  // kResend
   if (rest.empty()) {
@@ -493,6 +504,10 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
       kind = Kind::kDeliveries;
       route = "/v2/webhooks/{id}/deliveries";
       if (m != "GET") return method_not_allowed("GET");
+    } else if (sub == "/secret/rotate") {
+      kind = Kind::kRotate;
+      route = "/v2/webhooks/{id}/secret/rotate";
+      if (m != "POST") return method_not_allowed("POST");
     } else if (sub == "/recover") {
       kind = Kind::kRecover;
       route = "/v2/webhooks/{id}/recover";
@@ -554,7 +569,7 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
     }
   }
   const bool has_body = (m == "POST" || m == "PUT" || m == "PATCH") && kind != Kind::kResend &&
-                        kind != Kind::kRecover;
+                        kind != Kind::kRecover && kind != Kind::kRotate;
   if (has_body && !check_body(req, deps_.config->api_max_body_bytes, false, reply)) return true;
 
   switch (kind) {
@@ -577,6 +592,9 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
       return !resend(caller, id, event_id, responder, reply);
     case Kind::kRecover:
       return !recover(caller, id, query, responder, reply);
+    case Kind::kRotate:
+      rotate_secret(caller, id, reply);
+      return true;
     case Kind::kItem:
       if (m == "GET") {
         get_one(caller, id, reply);
@@ -698,7 +716,7 @@ void Api::db_error(std::string_view what, const std::string& message, Reply& rep
   set_error(reply, 500, "internal", "the store failed; see the daemon's log");
 }
 
-std::string Api::config_json(const routing::Subscription& s) const {
+std::string Api::config_json(const routing::Subscription& s, bool with_secret) const {
   std::string out = "{\"id\":";
   json::append_int(out, s.id);
   out += ",\"org_id\":";
@@ -717,6 +735,7 @@ std::string Api::config_json(const routing::Subscription& s) const {
   json::append_string(out, format_timestamp(s.created_at_us));
   out += ",\"updated_at\":";
   json::append_string(out, format_timestamp(s.updated_at_us));
+  append_signing(out, s, with_secret);
   out += '}';
   return out;
 }
@@ -776,6 +795,7 @@ bool parse_items(simdjson::dom::parser& parser, std::string_view body, std::int6
     }
     routing::SubscriptionSpec spec;
     spec.org_id = org;
+    routing::WebhookSigning signing = routing::WebhookSigning::kDefault;
     bool have_url = false, have_type = false, ok = true;
     for (auto field : item) {
       const std::string name = prefix + std::string(field.key);
@@ -787,6 +807,8 @@ bool parse_items(simdjson::dom::parser& parser, std::string_view body, std::int6
         ok = string_field(field.value, name, "event_type", spec.event_type, errors) && ok;
       } else if (field.key == "custom_headers") {
         ok = headers_field(field.value, name, spec.custom_headers, errors) && ok;
+      } else if (field.key == "signing") {
+        ok = signing_field(field.value, name, signing, errors) && ok;
       } else {
         add_error(errors, name, "Unknown field.");
         ok = false;
@@ -805,6 +827,7 @@ bool parse_items(simdjson::dom::parser& parser, std::string_view body, std::int6
       continue;
     }
     if (!check_port(config, *valid, prefix + "url", errors)) continue;
+    valid->signing = signing;
     out.push_back(std::move(*valid));
   }
   return errors.empty();
@@ -817,9 +840,12 @@ bool parse_update(simdjson::dom::parser& parser, std::string_view body,
   const auto obj = body_object(parser, body, errors);
   if (!obj) return false;
   routing::SubscriptionSpec spec{cur.org_id, std::string(type_name), cur.url, cur.custom_headers};
+  routing::WebhookSigning signing = cur.signing;
   for (auto field : *obj) {
     const std::string name(field.key);
-    if (field.key == "url") {
+    if (field.key == "signing") {
+      (void)signing_field(field.value, name, signing, errors);
+    } else if (field.key == "url") {
       (void)string_field(field.value, name, "url", spec.url, errors);
     } else if (field.key == "custom_headers") {
       (void)headers_field(field.value, name, spec.custom_headers, errors);
@@ -843,6 +869,7 @@ bool parse_update(simdjson::dom::parser& parser, std::string_view body,
   }
   if (!check_port(config, *valid, "url", errors)) return false;
   out = std::move(*valid);
+  out.signing = signing;
   return true;
 }
 
@@ -872,6 +899,8 @@ void Api::create(const Caller& c, std::string_view body, Reply& reply) {
   std::vector<routing::Subscription> items;
   FieldErrors errors;
   if (!parse_items(body, c.org, items, errors)) return set_field_errors(reply, errors);
+  // Each webhook gets its Standard Webhooks secret now (shown once, below, when in use).
+  for (auto& s : items) s.webhook_secret = engine::new_webhook_secret();
   auto created = deps_.store->create(std::move(items), now_unix_us());
   if (!created) {
     const StoreError& e = created.error();
@@ -887,7 +916,7 @@ void Api::create(const Caller& c, std::string_view body, Reply& reply) {
   for (std::size_t i = 0; i < created->size(); ++i) {
     const routing::Subscription& s = (*created)[i];
     if (i != 0) reply.body.push_back(',');
-    reply.body += config_json(s);
+    reply.body += config_json(s, /*with_secret=*/true);
     deps_.engine->upsert(s);
     ++subscriptions_;
     log::info("webhook created",
@@ -915,12 +944,14 @@ void Api::update(const Caller& c, std::int64_t id, std::string_view body, Reply&
   if (!parse_update(json_, body, cur, deps_.engine->catalogue(), *deps_.config, valid, errors)) {
     return set_field_errors(reply, errors);
   }
-  if (valid.url == cur.url && valid.custom_headers == cur.custom_headers) {
+  if (valid.url == cur.url && valid.custom_headers == cur.custom_headers &&
+      valid.signing == cur.signing) {
     reply.body = config_json(cur);  // nothing changed: updated_at stays
     return;
   }
   valid.id = cur.id;
   valid.created_at_us = cur.created_at_us;
+  valid.webhook_secret = cur.webhook_secret;
   auto stored = deps_.store->update(valid, now_unix_us());
   if (!stored) {
     if (stored.error().kind == StoreError::Kind::kNotFound) return not_found(reply);

@@ -133,7 +133,14 @@ class Api final : public transport::HttpRequestHandler {
   bool parse_items(std::string_view body, std::int64_t org, std::vector<routing::Subscription>& out,
                    FieldErrors& errors);
 
-  std::string config_json(const routing::Subscription& s) const;
+  // with_secret: the create answer's "secret" (when Standard Webhooks are shown for `s`).
+  std::string config_json(const routing::Subscription& s, bool with_secret = false) const;
+
+  // Standard Webhooks (api_signing.cc). Whether a config shows "signing" (the daemon's option
+  // is on, or its own is not "default"), and those fields; POST /v2/webhooks/{id}/secret/rotate.
+  bool signing_shown(const routing::Subscription& s) const;
+  void append_signing(std::string& out, const routing::Subscription& s, bool with_secret) const;
+  void rotate_secret(const Caller& c, std::int64_t id, Reply& reply);
   void send(transport::HttpResponder responder, const Reply& reply);
   // A deferred answer (tryout, durability): counted in the metrics, then sent.
   void answer_later(transport::HttpResponder responder, const Reply& reply, std::string_view method,

@@ -87,9 +87,18 @@ constexpr void assign(T& field, std::int64_t v) {
   field = static_cast<T>(v);
 }
 
+// signing.standard_webhooks: the text (checked by validate(): off, v1a, v1 or both) and the
+// engine's value.
+void set_standard_webhooks(Config& c, std::string v) {
+  c.engine.standard_webhooks =
+      routing::parse_webhook_signing(v).value_or(routing::WebhookSigning::kOff);
+  c.standard_webhooks = std::move(v);
+}
+
 // Tables that hold options; anything else used as a table is unknown.
-constexpr std::array<std::string_view, 8> kSections = {
-    "retry", "timeouts", "limits", "api", "ingest", "durability", "source", "source.redis"};
+constexpr std::array<std::string_view, 9> kSections = {"retry",  "timeouts",     "limits",
+                                                       "api",    "ingest",       "durability",
+                                                       "source", "source.redis", "signing"};
 
 // Every option of tools/fanoutd/README.md's "Configuration" table. Ranges were checked against
 // the field types (every range fits its field, so assign() cannot truncate). --config
@@ -152,6 +161,12 @@ constexpr Option kOptions[] = {
     {"limits.max_pending_per_origin", "",
      IntKind{1, 10'000'000,
              [](Config& c, std::int64_t v) { assign(c.engine.max_pending_per_origin, v); }}},
+    {"dns_servers", "",
+     StringKind{false, [](Config& c, std::string v) { c.engine.dns_servers = std::move(v); }}},
+    {"timeouts.dns_ms", "",
+     IntKind{1, 60'000, [](Config& c, std::int64_t v) { assign(c.engine.dns_timeout_ms, v); }}},
+    {"timeouts.idle_origin_ms", "",
+     IntKind{0, 86'400'000, [](Config& c, std::int64_t v) { assign(c.engine.idle_origin_ms, v); }}},
     {"api.rate_limit_per_minute", "",
      IntKind{1, 1'000'000,
              [](Config& c, std::int64_t v) { assign(c.api_rate_limit_per_minute, v); }}},
@@ -172,6 +187,8 @@ constexpr Option kOptions[] = {
     {"ingest.max_events", "",
      IntKind{1, 1'000'000, [](Config& c, std::int64_t v) { assign(c.ingest_max_events, v); }}},
     {"no_durable", "--no-durable", BoolKind{[](Config& c, bool v) { c.durable = !v; }}},
+    // Checked by validate(): off, v1a, v1 or both.
+    {"signing.standard_webhooks", "--standard-webhooks", StringKind{true, set_standard_webhooks}},
     {"durability.history_ms", "",
      IntKind{0, 366LL * 86'400'000,
              [](Config& c, std::int64_t v) { assign(c.engine.durability.history_ms, v); }}},
@@ -469,6 +486,13 @@ Status validate(const Config& config) {
       return tl::unexpected("allowed_ports (--allowed-port): \"" + p +
                             "\" must be a port N or a range A-B, within 1-65535, A <= B");
     }
+  }
+  if (const auto s = routing::parse_webhook_signing(config.standard_webhooks);
+      !s || *s == routing::WebhookSigning::kDefault) {
+    return tl::unexpected(
+        "signing.standard_webhooks (--standard-webhooks): must be \"off\", "
+        "\"v1a\", \"v1\" or \"both\" (got " +
+        quote(config.standard_webhooks) + ")");
   }
   if (!config.redis.url.empty()) {
     if (auto ep = source::parse_redis_url(config.redis.url); !ep) {

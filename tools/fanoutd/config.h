@@ -63,6 +63,10 @@ struct Config {
   //   max_connections_per_origin max_streams_per_connection max_pending_per_origin.
   // signing_key_pem is never configured here: it comes from the store.
   EngineOptions engine;
+  // [signing] standard_webhooks (--standard-webhooks) — "off": Standard Webhooks headers for
+  // subscriptions whose own signing is "default": "off", "v1a", "v1" or "both"; parsed into
+  // engine.standard_webhooks (validated once every source is applied).
+  std::string standard_webhooks = "off";
   // [source.redis] (source/redis/README.md): on when url is set. url (--redis-url), stream
   // (--redis-stream), group (--redis-group), consumer (--redis-consumer), start_id, batch,
   // block_ms, max_in_flight, takeover_ms. Defaults: RedisOptions's, but url empty (off).
@@ -84,7 +88,7 @@ struct Config {
 // The `fanoutd serve` command line, after the word "serve": flags in any order.
 //   --listen HOST:PORT  --data DIR  --config FILE  --insecure  --allow-subnet CIDR (repeatable)
 //   --workers N  --ca-file FILE  --tls-cert FILE  --tls-key FILE  --log-level LEVEL
-//   --drain-timeout-ms N  --no-durable  --journal-dir DIR
+//   --drain-timeout-ms N  --no-durable  --journal-dir DIR  --standard-webhooks MODE
 // Defaults, then the --config file (wherever it appears on the line), then the other flags.
 // "--help" is not handled here (the caller checks for it first).
 [[nodiscard]] tl::expected<Config, std::string> parse_serve_args(

@@ -12,6 +12,9 @@
 // Migration 2:
 //   subscription_changes(seq AUTOINCREMENT, writer, org_id, event_type TEXT): one row per
 //                        subscription created, updated or deleted (store_changes.cc)
+// Migration 3 (Standard Webhooks, store_signing.cc):
+//   subscriptions + signing TEXT ('default', 'off', 'v1a', 'v1', 'both'), webhook_secret BLOB
+//                   (24..64 raw bytes; NULL for rows made before: no v1 until rotated)
 //
 // Invariants:
 // - Ids come from AUTOINCREMENT, so a deleted subscription's (or key's) id is never handed out
@@ -115,6 +118,12 @@ CREATE TABLE subscription_changes (
 );
 PRAGMA user_version = 2;
 )sql",
+    // 3: Standard Webhooks signing per subscription, and its HMAC secret.
+    R"sql(
+ALTER TABLE subscriptions ADD COLUMN signing TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE subscriptions ADD COLUMN webhook_secret BLOB;
+PRAGMA user_version = 3;
+)sql",
 };
 
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
@@ -136,7 +145,8 @@ using sqlite::Transaction;
 // --- subscriptions ---
 
 constexpr std::string_view kSubscriptionColumns =
-    "SELECT id, org_id, event_type, url, created_at_us, updated_at_us FROM subscriptions ";
+    "SELECT id, org_id, event_type, url, created_at_us, updated_at_us, signing, webhook_secret "
+    "FROM subscriptions ";
 
 // The current row of a statement selecting kSubscriptionColumns, headers not included.
 tl::expected<routing::Subscription, std::string> subscription_from_row(
@@ -162,6 +172,14 @@ tl::expected<routing::Subscription, std::string> subscription_from_row(
   s.parts = std::move(*parts);
   s.created_at_us = stmt.int64(4);
   s.updated_at_us = stmt.int64(5);
+  const std::string signing = stmt.text(6);
+  const auto parsed = routing::parse_webhook_signing(signing);
+  if (!parsed) {
+    return tl::unexpected("subscription " + std::to_string(s.id) + ": unknown signing \"" +
+                          signing + "\"");
+  }
+  s.signing = *parsed;
+  if (!stmt.is_null(7)) s.webhook_secret = stmt.blob(7);
   return s;
 }
 
@@ -507,8 +525,8 @@ tl::expected<std::vector<routing::Subscription>, StoreError> Store::create(
   if (!existing) return store_error(std::move(existing.error()));
   auto insert = Statement::prepare(
       db_,
-      "INSERT INTO subscriptions (org_id, event_type, url, created_at_us, updated_at_us) "
-      "VALUES (?1, ?2, ?3, ?4, ?4)",
+      "INSERT INTO subscriptions (org_id, event_type, url, created_at_us, updated_at_us, "
+      "signing, webhook_secret) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
       "storing a subscription");
   if (!insert) return store_error(std::move(insert.error()));
 
@@ -548,6 +566,12 @@ tl::expected<std::vector<routing::Subscription>, StoreError> Store::create(
     insert->bind_text(2, type);
     insert->bind_text(3, s.url);
     insert->bind(4, now_us);
+    insert->bind_text(5, routing::to_string(s.signing));
+    if (s.webhook_secret.empty()) {
+      insert->bind_null(6);
+    } else {
+      insert->bind_blob(6, s.webhook_secret.data(), s.webhook_secret.size());
+    }
     if (auto done = insert->run(); !done) return store_error(item + ": " + done.error());
     s.id = sqlite3_last_insert_rowid(db_);
     s.created_at_us = now_us;
@@ -573,11 +597,13 @@ tl::expected<routing::Subscription, StoreError> Store::update(const routing::Sub
   if (!tx) return store_error(std::move(tx.error()));
   {
     auto stmt = Statement::prepare(
-        db_, "UPDATE subscriptions SET url = ?1, updated_at_us = ?2 WHERE id = ?3", what);
+        db_, "UPDATE subscriptions SET url = ?1, updated_at_us = ?2, signing = ?4 WHERE id = ?3",
+        what);
     if (!stmt) return store_error(std::move(stmt.error()));
     stmt->bind_text(1, s.url);
     stmt->bind(2, now_us);
     stmt->bind(3, s.id);
+    stmt->bind_text(4, routing::to_string(s.signing));
     if (auto done = stmt->run(); !done) return store_error(std::move(done.error()));
     if (sqlite3_changes(db_) == 0) {
       return store_error("no subscription " + std::to_string(s.id), StoreError::Kind::kNotFound);

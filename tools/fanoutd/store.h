@@ -118,15 +118,23 @@ class Store {
       std::int64_t id);
   // Inserts every item in one transaction (ids assigned in order, never reused even after a
   // delete; created_at_us = updated_at_us = now_us) and returns them with ids and timestamps.
+  // Each item's signing and webhook_secret are stored as given (an empty secret as NULL).
   // kDuplicate (nothing written) if a pair exists already or appears twice in the batch.
   [[nodiscard]] tl::expected<std::vector<routing::Subscription>, StoreError> create(
       std::vector<routing::Subscription> items, std::int64_t now_us);
-  // Replaces url and custom headers of subscription `s.id` (org_id and event_type never change)
-  // and sets updated_at_us = now_us; returns the row as stored. kNotFound if absent.
+  // Replaces url, custom headers and signing of subscription `s.id` (org_id and event_type never
+  // change; the secret is rotate_secret()'s) and sets updated_at_us = now_us; returns the row as
+  // stored. kNotFound if absent.
   [[nodiscard]] tl::expected<routing::Subscription, StoreError> update(
       const routing::Subscription& s, std::int64_t now_us);
   // kNotFound if absent.
   [[nodiscard]] tl::expected<void, StoreError> remove(std::int64_t id);
+  // Replaces the Standard Webhooks secret of subscription `id` with `secret` (raw bytes; the old
+  // one is gone at once) and returns the row as stored; updated_at_us is left alone (the secret
+  // is not part of the Partoo configuration). Noted in subscription_changes like any change, so
+  // other instances sign with the new secret within 1 s. kNotFound if absent. (store_signing.cc)
+  [[nodiscard]] tl::expected<routing::Subscription, StoreError> rotate_secret(
+      std::int64_t id, std::string_view secret);
 
   // --- API keys: only SHA-256(key) is stored ---
   // Makes a new random key (printable: "fo_" + 43 base64url characters of 32 random bytes),

@@ -108,6 +108,8 @@ void expect_readme_defaults(const Config& c) {
   EXPECT_EQ(c.ingest_max_events, 10'000u);
   EXPECT_EQ(c.ingest_retry_after_s, 1u);
   EXPECT_EQ(c.engine.signing_key_pem, "");
+  EXPECT_EQ(c.standard_webhooks, "off");
+  EXPECT_EQ(c.engine.standard_webhooks, routing::WebhookSigning::kOff);
 }
 
 TEST(ConfigDefaults, MatchTheReadmeTable) {
@@ -675,6 +677,31 @@ TEST(ParseListen, NumericAddresses) {
   EXPECT_EQ(parse_listen("[2001:db8::1]:8080").value(), (P{"2001:db8::1", 8080}));
   EXPECT_EQ(parse_listen("[::ffff:127.0.0.1]:1").value(), (P{"::ffff:127.0.0.1", 1}));
   EXPECT_EQ(parse_listen("127.0.0.1:00080").value(), (P{"127.0.0.1", 80}));
+}
+
+TEST(ConfigSigning, StandardWebhooksFromTheFileAndTheFlag) {
+  auto t = from_toml("[signing]\nstandard_webhooks = \"both\"\n");
+  ASSERT_TRUE(t) << t.error();
+  EXPECT_EQ(t->engine.standard_webhooks, routing::WebhookSigning::kBoth);
+  for (const auto& [text, mode] : {std::pair{"off", routing::WebhookSigning::kOff},
+                                   {"v1a", routing::WebhookSigning::kV1a},
+                                   {"v1", routing::WebhookSigning::kV1},
+                                   {"both", routing::WebhookSigning::kBoth}}) {
+    auto c = parse_args({"--standard-webhooks", text});
+    ASSERT_TRUE(c) << c.error();
+    EXPECT_EQ(c->engine.standard_webhooks, mode) << text;
+  }
+  for (const std::string_view bad : {"default", "v2", "V1", ""}) {
+    EXPECT_NE(args_error({"--standard-webhooks", bad}).find("--standard-webhooks"),
+              std::string::npos)
+        << bad;
+  }
+  const std::string e = args_error({"--standard-webhooks", "default"});
+  EXPECT_NE(e.find(R"(must be "off", "v1a", "v1" or "both" (got "default"))"), std::string::npos)
+      << e;
+  EXPECT_NE(toml_error("[signing]\nstandard_webhooks = 1\n").find("signing.standard_webhooks"),
+            std::string::npos);
+  EXPECT_NE(toml_error("[signing]\nkey = \"x\"\n").find("unknown option"), std::string::npos);
 }
 
 TEST(ParseListen, ErrorsNameTheRule) {

@@ -184,6 +184,9 @@ class HttpServer::Session {
   [[nodiscard]] virtual std::uint64_t request_in_progress() const = 0;
   // request_timeout_ms ran out for the request in progress (HTTP/2: for `stream_id`).
   virtual void on_request_timeout(std::int32_t stream_id) = 0;
+  // The connection's output drained after the session stopped taking input for it (HTTP/1.1
+  // keeps the rest of a read it stopped in): go on. Input may stop again.
+  virtual void resume_input() {}
 };
 
 // --- Connection: one accepted stream, protocol detection, closing --------------------------------
@@ -192,7 +195,7 @@ class HttpServer::Connection final : public StreamHandler {
  public:
   Connection(HttpServer& server, std::uint32_t slot, std::uint32_t generation, std::uint64_t id)
       : server_(server), slot_(slot), generation_(generation), id_(id) {
-    linger_node_.conn = idle_node_.conn = request_node_.conn = this;
+    linger_node_.conn = idle_node_.conn = request_node_.conn = write_node_.conn = this;
   }
 
   void on_stream_open(Stream& stream) override;
@@ -229,6 +232,17 @@ class HttpServer::Connection final : public StreamHandler {
     }
   }
   void drain();
+  // max_unsent_output_bytes passed: stop reading until the output drains.
+  [[nodiscard]] bool output_over_bound() const {
+    const std::size_t bound = server_.options_.max_unsent_output_bytes;
+    return bound != 0 && pending_output() > bound;
+  }
+  void pause_input() {
+    if (read_paused_ || closing_) return;
+    read_paused_ = true;
+    ++server_.read_pauses_;
+    stream_->pause_reading();
+  }
   // Puts the connection in the idle or request FIFO, or neither, as its state says. Called
   // after every event that may change that state; O(1), and no timer call when nothing changed.
   void update_timeouts();
@@ -277,12 +291,14 @@ class HttpServer::Connection final : public StreamHandler {
   bool closing_ = false;
   bool close_when_flushed_ = false;
   bool linger_after_flush_ = false;
-  bool lingering_ = false;  // answers written; waiting for the client's EOF
+  bool lingering_ = false;    // answers written; waiting for the client's EOF
+  bool read_paused_ = false;  // pause_input(): until the output drains
   // Entries in the server's timeout FIFOs.
   TimeoutNode linger_node_;
   TimeoutNode idle_node_;
   TimeoutNode request_node_;
-  std::string detect_;  // cleartext bytes matching a prefix of the HTTP/2 preface, so far
+  TimeoutNode write_node_;  // output waiting for the client
+  std::string detect_;      // cleartext bytes matching a prefix of the HTTP/2 preface, so far
   int batch_depth_ = 0;
   std::string batch_;
   std::unique_ptr<Session> session_;
@@ -311,8 +327,9 @@ class HttpServer::Http1Session final : public HttpServer::Session {
   void drain() override;
   void on_drained() override {}
   [[nodiscard]] bool idle() const override {
-    return !in_message_ && queue_.empty() && !stop_input_;
+    return !in_message_ && queue_.empty() && !stop_input_ && held_.empty() && !output_paused_;
   }
+  void resume_input() override;
   [[nodiscard]] std::uint64_t request_in_progress() const override {
     return in_message_ && !stop_input_ ? next_seq_ : 0;
   }
@@ -351,6 +368,8 @@ class HttpServer::Http1Session final : public HttpServer::Session {
   void serialize(std::string& out, int status, std::span<const HttpHeaderView> headers,
                  std::string_view body, bool head, bool close);
   void fail(int status);
+  // An answer from the server itself (limits, on_headers), the last on the connection.
+  void fail_with(int status, std::span<const HttpHeaderView> headers, std::string_view body);
   void pump();
   void stop_after(std::uint64_t last);
 
@@ -374,6 +393,10 @@ class HttpServer::Http1Session final : public HttpServer::Session {
   std::uint64_t last_seq_ = UINT64_MAX;  // requests after it are never answered
   bool stop_input_ = false;              // no further request is read
   bool in_message_ = false;              // a request's first byte came, its last not yet
+  // Output past max_unsent_output_bytes: parsing stopped after a request; the rest of that
+  // read (and any later plaintext) waits here until the output drains.
+  bool output_paused_ = false;
+  std::string held_;
   std::string scratch_;
 };
 
@@ -475,6 +498,26 @@ int HttpServer::Http1Session::on_headers_complete(llhttp_t* p) {
     s.error_status_ = 413;
     return -1;
   }
+  if (((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0) ||
+      (p->flags & F_CHUNKED) != 0) {
+    // A body follows: the handler may refuse the request on its headers first.
+    make_views(s.buf_, s.refs_, s.views_);
+    HttpRequest head;
+    head.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+    head.target = std::string_view(s.buf_).substr(0, s.url_len_);
+    head.headers = s.views_;
+    head.authority = head.header("host");
+    head.version = HttpVersion::kHttp1;
+    head.tls = s.conn_.stream_->is_tls();
+    head.connection_id = s.conn_.id_;
+    head.peer_ip = s.conn_.peer_ip_;
+    head.sequence = s.next_seq_;
+    const EarlyAnswer early = s.conn_.server_.handler_->on_headers(head);
+    if (early.status != 0) {
+      s.fail_with(early.status, early.headers, early.body);
+      return HPE_PAUSED;  // stop_input_: nothing more is parsed
+    }
+  }
   // "Expect: 100-continue" is answered only when no earlier answer is still owed: an interim
   // response must not overtake the answers to pipelined requests before it.
   if (s.queue_.empty() && p->http_minor >= 1) {
@@ -528,25 +571,54 @@ int HttpServer::Http1Session::on_message_complete(llhttp_t* p) {
   req.peer_ip = s.conn_.peer_ip_;
   req.sequence = seq;
   s.conn_.dispatch(req, seq);
-  return s.conn_.closing_ || s.stop_input_ ? HPE_PAUSED : 0;
+  if (s.conn_.closing_ || s.stop_input_) return HPE_PAUSED;
+  if (s.conn_.output_over_bound()) {
+    s.output_paused_ = true;  // feed() keeps the rest of the read
+    return HPE_PAUSED;
+  }
+  return 0;
 }
 
 void HttpServer::Http1Session::feed(const std::uint8_t* data, std::size_t len) {
   if (stop_input_) return;
   const char* p = reinterpret_cast<const char*>(data);
+  if (output_paused_) {
+    held_.append(p, len);  // TLS may hand over more plaintext from the same read
+    return;
+  }
   const llhttp_errno_t err = llhttp_execute(&parser_, p, len);
+  if (err == HPE_PAUSED && output_paused_ && !conn_.closing_ && !stop_input_) {
+    const char* at = llhttp_get_error_pos(&parser_);
+    held_.append(at, static_cast<std::size_t>(p + len - at));
+    conn_.pause_input();
+    return;
+  }
   if (err == HPE_OK || err == HPE_PAUSED || conn_.closing_ || stop_input_) return;
   fail(error_status_ != 0 ? error_status_ : 400);
+}
+
+void HttpServer::Http1Session::resume_input() {
+  if (!output_paused_) return;
+  output_paused_ = false;
+  llhttp_resume(&parser_);
+  const std::string rest = std::move(held_);
+  held_.clear();
+  if (!rest.empty()) feed(reinterpret_cast<const std::uint8_t*>(rest.data()), rest.size());
 }
 
 // A request that cannot be handed to the handler: answered by the server after the answers
 // still owed, and the last one on the connection.
 void HttpServer::Http1Session::fail(int status) {
+  fail_with(status, {}, error_body(status));
+}
+
+void HttpServer::Http1Session::fail_with(int status, std::span<const HttpHeaderView> headers,
+                                         std::string_view body) {
   const std::uint64_t seq = next_seq_++;
   Pending& entry = queue_.emplace_back();
   entry.answered = true;
   entry.close_after = true;
-  serialize(entry.bytes, status, {}, error_body(status), false, true);
+  serialize(entry.bytes, status, headers, body, false, true);
   stop_after(seq);
   pump();
 }
@@ -716,6 +788,8 @@ class HttpServer::Http2Session final : public HttpServer::Session {
   [[nodiscard]] Request* request(std::int32_t stream_id) const {
     return static_cast<Request*>(nghttp2_session_get_stream_user_data(session_, stream_id));
   }
+  // The request as the handler sees it (sequence not set).
+  [[nodiscard]] HttpRequest view(Request& req);
   void complete(Request& req);
   bool submit(Request& req, int status, std::span<const HttpHeaderView> headers,
               std::string_view body);
@@ -903,14 +977,22 @@ int HttpServer::Http2Session::on_frame_recv(nghttp2_session* /*s*/, const nghttp
         return 0;
       }
     }
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+      // A body follows: the handler may refuse the request on its headers first.
+      HttpRequest head = self.view(*req);
+      head.sequence = self.requests_ + 1;
+      const EarlyAnswer early = self.conn_.server_.handler_->on_headers(head);
+      if (early.status != 0) {
+        (void)self.submit(*req, early.status, early.headers, early.body);
+        return 0;
+      }
+    }
   }
   if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0 && !req->answered) self.complete(*req);
   return self.conn_.closing_ ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
-void HttpServer::Http2Session::complete(Request& req) {
-  req.dispatched = true;
-  conn_.server_.timeout_remove(kRequestTimeout, req.timeout);
+HttpRequest HttpServer::Http2Session::view(Request& req) {
   make_views(req.buf, req.refs, req.views);
   const std::string_view buf(req.buf);
   HttpRequest r;
@@ -924,6 +1006,13 @@ void HttpServer::Http2Session::complete(Request& req) {
   r.tls = conn_.stream_->is_tls();
   r.connection_id = conn_.id_;
   r.peer_ip = conn_.peer_ip_;
+  return r;
+}
+
+void HttpServer::Http2Session::complete(Request& req) {
+  req.dispatched = true;
+  conn_.server_.timeout_remove(kRequestTimeout, req.timeout);
+  HttpRequest r = view(req);
   r.sequence = ++requests_;
   conn_.dispatch(r, static_cast<std::uint64_t>(req.stream_id));
 }
@@ -1117,6 +1206,7 @@ void HttpServer::Connection::on_stream_data(Stream& /*stream*/, const std::uint8
                                             std::size_t len) {
   if (closing_ || lingering_) return;
   receive(data, len);
+  if (output_over_bound()) pause_input();
   update_timeouts();
 }
 
@@ -1150,6 +1240,14 @@ void HttpServer::Connection::on_stream_drained(Stream& /*stream*/) {
     return;
   }
   if (session_ && !closing_) session_->on_drained();
+  if (read_paused_ && !closing_ && pending_output() == 0) {
+    read_paused_ = false;
+    {
+      const Batch batch(*this);
+      if (session_) session_->resume_input();  // may stop again (then read_paused_ is set)
+    }
+    if (!read_paused_ && !closing_) stream_->resume_reading();
+  }
   update_timeouts();
 }
 
@@ -1165,6 +1263,7 @@ void HttpServer::Connection::on_stream_closed(Stream& /*stream*/) {
   server.timeout_remove(kLingerTimeout, linger_node_);
   server.timeout_remove(kIdleTimeout, idle_node_);
   server.timeout_remove(kRequestTimeout, request_node_);
+  server.timeout_remove(kWriteTimeout, write_node_);
   delete this;
   server.connection_gone(slot);
 }
@@ -1206,11 +1305,24 @@ void HttpServer::Connection::update_timeouts() {
   } else {
     server_.timeout_remove(kRequestTimeout, request_node_);
   }
+  // Output waiting for the client: closed unless it drains within write_timeout_ms. (Linked
+  // once per wait, not per write: a connection that keeps some output pending the whole time
+  // times out even while it drains slowly.)
+  if (!closing_ && o.write_timeout_ms != 0 && pending_output() > 0) {
+    if (!write_node_.linked) server_.timeout_add(kWriteTimeout, write_node_);
+  } else {
+    server_.timeout_remove(kWriteTimeout, write_node_);
+  }
 }
 
 void HttpServer::Connection::on_timeout(TimeoutKind kind, std::int32_t stream_id) {
   if (closing_) return;
   if (kind == kLingerTimeout) {
+    close_now();
+    return;
+  }
+  if (kind == kWriteTimeout) {
+    ++server_.write_timeouts_;
     close_now();
     return;
   }
@@ -1330,6 +1442,17 @@ void HttpServer::on_connection(uv_stream_t* server, int status) {
 }
 
 void HttpServer::accept_one() {
+  if (options_.max_connections != 0 && live_connections_ >= options_.max_connections) {
+    // At the cap: accepted and closed at once, so the client learns now (a connection left in
+    // the backlog would wait there, and fill it for everyone).
+    auto* t = new uv_tcp_t;
+    uv_tcp_init(loop_.uv(), t);
+    (void)uv_accept(reinterpret_cast<uv_stream_t*>(listener_), reinterpret_cast<uv_stream_t*>(t));
+    uv_close(reinterpret_cast<uv_handle_t*>(t),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    ++refused_;
+    return;
+  }
   std::uint32_t slot;
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -1382,6 +1505,8 @@ std::uint64_t HttpServer::timeout_ms(TimeoutKind kind) const noexcept {
       return kLingerMs;
     case kIdleTimeout:
       return options_.idle_timeout_ms;
+    case kWriteTimeout:
+      return options_.write_timeout_ms;
     default:
       return options_.request_timeout_ms;
   }

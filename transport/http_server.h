@@ -34,8 +34,12 @@
 // or unwritten; HTTP/2: no open stream; a TLS handshake in progress counts as idle) for
 // idle_timeout_ms -> closed (HTTP/2: GOAWAY(NO_ERROR) first). HTTP/2 frames that open no
 // stream (PING, SETTINGS) do not extend it. A partial HTTP/2 preface counts as a request in
-// progress (closed without an answer at request_timeout_ms). An answer the client does not
-// read (output not drained) holds the connection: no write timeout.
+// progress (closed without an answer at request_timeout_ms).
+// Clients that do not read: past max_unsent_output_bytes of unsent output the connection stops
+// reading until its output drains; output that does not drain within write_timeout_ms closes
+// it. Past max_connections open connections, a new one is closed at accept.
+// Early refusal: HttpRequestHandler::on_headers sees a request's headers before its body and
+// may answer it at once (an API key checked before the upload is buffered).
 // When the server closes a connection on its own initiative (HTTP/1.1 error, graceful GOAWAY,
 // drain) it lingers: it keeps reading and discarding input for up to 2 s after the last answer
 // is written, until the client closes, so that the kernel does not reset the connection under
@@ -163,11 +167,28 @@ class HttpResponder {
   std::uint64_t id_ = 0;  // HTTP/2 stream id, or HTTP/1.1 request sequence
 };
 
+// What on_headers() answers a request with before its body is read (status 0: read on).
+struct EarlyAnswer {
+  int status = 0;
+  std::span<const HttpHeaderView> headers;  // as HttpResponder::respond's
+  std::string_view body;
+};
+
 class HttpRequestHandler {
  public:
   // A complete request. Answer through `responder`, now or later (or never: a black hole).
   // May call any HttpServer or HttpResponder function, including close() and drain().
   virtual void on_request(const HttpRequest& request, HttpResponder responder) = 0;
+  // A request whose headers are complete and whose body has not been read (`head.body` is
+  // empty; called only for requests that announce a body: HTTP/1.1 Content-Length > 0 or
+  // chunked, HTTP/2 HEADERS without END_STREAM). A non-zero status is answered at once, copied,
+  // and on_request never sees the request: the body is not buffered (HTTP/1.1 closes the
+  // connection after the answer, lingering; HTTP/2 ends the stream as after a 413). So a
+  // handler can refuse a bad key before a 16 MiB upload is held. Must not call the server.
+  virtual EarlyAnswer on_headers(const HttpRequest& head) {
+    (void)head;
+    return {};
+  }
 
  protected:
   ~HttpRequestHandler() = default;
@@ -216,6 +237,17 @@ struct HttpServerOptions {
   // server answers 408: HTTP/1.1 then closes the connection (after lingering), HTTP/2 resets
   // that stream with RST_STREAM(NO_ERROR) after the answer. 0 disables.
   std::uint32_t request_timeout_ms = 30'000;
+  // Back-pressure on clients that send and do not read: once a connection's output not yet
+  // handed to the kernel passes this, it stops reading (HTTP/1.1: also between pipelined
+  // requests of one read) until the output drains. Its memory is then bounded by this plus one
+  // answer, whatever the client uploads. 0: no bound.
+  std::size_t max_unsent_output_bytes = 1 << 20;
+  // Output waiting for the client this long without ever draining completely -> the
+  // connection is closed (counted in write_timeouts()). 0 disables.
+  std::uint32_t write_timeout_ms = 30'000;
+  // Open connections at most. A connection accepted past it is closed at once, unanswered
+  // (counted in refused_connections()). 0: no cap.
+  std::size_t max_connections = 0;
 };
 
 class HttpServer {
@@ -237,6 +269,12 @@ class HttpServer {
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
   // Open connections (lingering and closing ones included until their handle is closed).
   [[nodiscard]] std::size_t connections() const noexcept { return live_connections_; }
+  // Connections closed at accept because max_connections were open.
+  [[nodiscard]] std::uint64_t refused_connections() const noexcept { return refused_; }
+  // Connections closed because their output did not drain within write_timeout_ms.
+  [[nodiscard]] std::uint64_t write_timeouts() const noexcept { return write_timeouts_; }
+  // Times a connection stopped reading because of max_unsent_output_bytes.
+  [[nodiscard]] std::uint64_t read_pauses() const noexcept { return read_pauses_; }
 
   // Graceful stop: stops listening, closes idle connections now and every other one once it
   // has answered what it accepted (HTTP/2 sends GOAWAY first). `callback` runs once the
@@ -271,7 +309,13 @@ class HttpServer {
   void connection_gone(std::uint32_t slot);
   // Timeouts: one FIFO per kind, every entry of a kind with the same timeout, so FIFO order is
   // deadline order; one timer armed to the earliest head (lazily: removals never re-arm it).
-  enum TimeoutKind : std::uint8_t { kLingerTimeout, kIdleTimeout, kRequestTimeout, kTimeoutKinds };
+  enum TimeoutKind : std::uint8_t {
+    kLingerTimeout,
+    kIdleTimeout,
+    kRequestTimeout,
+    kWriteTimeout,
+    kTimeoutKinds
+  };
   struct TimeoutNode {
     TimeoutNode* prev = nullptr;
     TimeoutNode* next = nullptr;
@@ -310,6 +354,9 @@ class HttpServer {
   bool stopping_ = false;  // drain() or close() called
   bool finished_ = false;  // close callback delivered
   std::size_t live_connections_ = 0;
+  std::uint64_t refused_ = 0;
+  std::uint64_t write_timeouts_ = 0;
+  std::uint64_t read_pauses_ = 0;
   std::uint64_t next_connection_id_ = 1;
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_slots_;

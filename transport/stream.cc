@@ -179,6 +179,18 @@ void Stream::start_reading() {
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
 }
 
+void Stream::pause_reading() noexcept {
+  if (paused_ || state_ == State::kClosing) return;
+  paused_ = true;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+}
+
+void Stream::resume_reading() noexcept {
+  if (!paused_ || state_ == State::kClosing) return;
+  paused_ = false;
+  start_reading();
+}
+
 void Stream::became_open() {
   state_ = State::kOpen;
   if (started_ns_ != 0) connect_us_ = (uv_hrtime() - started_ns_) / 1000;

@@ -119,6 +119,11 @@ class Stream {
   [[nodiscard]] std::size_t pending_output() const noexcept;
   // Flushes now instead of at the end of the loop turn.
   void flush();
+  // Back-pressure: stops reading the socket (input already read has been delivered) until
+  // resume_reading(). Idempotent; ignored once closing.
+  void pause_reading() noexcept;
+  void resume_reading() noexcept;
+  [[nodiscard]] bool reading_paused() const noexcept { return paused_; }
 
   // Closes the socket (after sending close_notify under TLS, best effort; unsent output is
   // dropped). on_stream_closed follows from the loop; idempotent.
@@ -164,6 +169,7 @@ class Stream {
   bool dirty_ = false;    // linked in the loop's flush list
   bool writing_ = false;  // a uv_write is in flight
   bool silent_ = false;   // failed synchronously in connect()/accept(): no handler calls
+  bool paused_ = false;   // pause_reading(): the socket is not read
   Stream* dirty_prev_ = nullptr;
   Stream* dirty_next_ = nullptr;
   std::unique_ptr<TlsSession> tls_;

@@ -439,6 +439,9 @@ int open_server(const Config& config, Daemon& d, Store* store, Engine* engine, M
   co.connect_timeout_ms = config.engine.connect_timeout_ms;
   co.response_timeout_ms = config.engine.response_timeout_ms;
   co.idle_timeout_ms = config.engine.idle_timeout_ms;
+  co.dns_servers = config.engine.dns_servers;
+  co.dns_timeout_ms = config.engine.dns_timeout_ms;
+  co.idle_origin_ms = config.engine.idle_origin_ms;
   co.user_agent = "fanout/" + std::string(version());
   auto client = transport::Client::create(*d.streams, *d.timers, co);
   if (!client) {

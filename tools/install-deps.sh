@@ -16,6 +16,8 @@ packages=(
   redis-server redis-tools
   # the app page's browser tests (Playwright from npm drives Debian's chromium)
   chromium
+  # the long fuzz run (tools/fuzz.sh): clang and its libFuzzer runtime
+  clang libclang-rt-14-dev
 )
 # Node.js and npm for Playwright: Debian's, unless the machine already has them (e.g. NodeSource).
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

@@ -537,8 +537,9 @@ bool Api::dispatch(const HttpRequest& req, HttpResponder responder, std::string_
   ApiKey key;
   if (!authenticate(req, /*ingest=*/false, key, reply)) return true;
   // Query parameters: list takes page and per_page; every route takes org_id.
-  for (const auto& [name, value] : query) {
-    (void)value;
+  for (const auto& param : query) {
+    // Not a structured binding: clang before 16 cannot capture one in the lambda below.
+    const std::string& name = param.first;
     const bool paging = ((kind == Kind::kCollection && m == "GET") || kind == Kind::kDeliveries) &&
                         (name == "page" || name == "per_page");
     const bool own = (kind == Kind::kDeliveries && name == "outcome") ||

@@ -54,6 +54,10 @@ class Api final : public transport::HttpRequestHandler {
 
   void on_request(const transport::HttpRequest& request,
                   transport::HttpResponder responder) override;
+  // A request with a body, on its headers (api_early.cc): a /v2/ route with a missing, wrong or
+  // revoked key (or from an address past api.failed_auth_per_minute) is answered 401 (429) now,
+  // exactly as on_request would, before its body is read or buffered.
+  transport::EarlyAnswer on_headers(const transport::HttpRequest& head) override;
 
   // From now on /healthz answers 503 and ingest answers busy.
   void set_stopping() noexcept { stopping_ = true; }
@@ -155,6 +159,9 @@ class Api final : public transport::HttpRequestHandler {
   RateLimiter tryout_limiter_;        // api.tryout_rate_limit_per_minute, per organisation
   RateLimiter auth_failures_;         // api.failed_auth_per_minute, per client address
   KeyCache key_cache_{1000, 65'536};  // principals for 1 s: revocation within 1 s
+  // on_headers()'s answer, alive until the server has copied it.
+  Reply early_;
+  std::vector<transport::HttpHeaderView> early_headers_;
   simdjson::dom::parser json_;
   // The latest payload ingested per (org_id, event_type), for tryout (at most kMaxLatest pairs).
   std::map<std::pair<std::int64_t, routing::EventTypeId>, std::string> latest_;

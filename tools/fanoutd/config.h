@@ -42,9 +42,15 @@ struct Config {
   // allowed_ports (--allowed-port, repeatable): the ports a webhook URL (created, updated or
   // tried out) may name, each "N" or "A-B". Empty: the default, 80, 443 and 1024-65535.
   std::vector<std::string> allowed_ports;
-  std::size_t api_max_body_bytes = 1024 * 1024;          // api.max_body_bytes (management calls)
-  std::uint32_t api_idle_timeout_ms = 60'000;            // api.idle_timeout_ms (0 = none)
-  std::uint32_t api_request_timeout_ms = 30'000;         // api.request_timeout_ms (0 = none)
+  std::size_t api_max_body_bytes = 1024 * 1024;           // api.max_body_bytes (management calls)
+  std::uint32_t api_idle_timeout_ms = 60'000;             // api.idle_timeout_ms (0 = none)
+  std::uint32_t api_request_timeout_ms = 30'000;          // api.request_timeout_ms (0 = none)
+  std::uint32_t api_write_timeout_ms = 30'000;            // api.write_timeout_ms (0 = none)
+  std::size_t api_max_unsent_output_bytes = 1024 * 1024;  // api.max_unsent_output_bytes
+  // api.max_connections: open API connections at most (further ones are closed at accept); the
+  // cap actually used is also at most the descriptor limit minus fd_reserve (limits.h).
+  std::size_t api_max_connections = 1024;
+  std::size_t fd_reserve = 1024;  // fd_reserve: descriptors kept for deliveries and files
   std::size_t ingest_max_body_bytes = 16 * 1024 * 1024;  // ingest.max_body_bytes
   std::size_t ingest_max_events = 10'000;                // ingest.max_events (per request)
   std::uint32_t ingest_retry_after_s = 1;                // ingest.retry_after_s (503 answers)

@@ -30,6 +30,7 @@
 #include "tools/fanoutd/api.h"
 #include "tools/fanoutd/config.h"
 #include "tools/fanoutd/dir_lock.h"
+#include "tools/fanoutd/limits.h"
 #include "tools/fanoutd/log.h"
 #include "tools/fanoutd/metrics.h"
 #include "tools/fanoutd/redis.h"
@@ -464,6 +465,21 @@ int open_server(const Config& config, Daemon& d, Store* store, Engine* engine, M
   so.max_body_bytes = std::max(config.api_max_body_bytes, config.ingest_max_body_bytes) + 1;
   so.idle_timeout_ms = config.api_idle_timeout_ms;
   so.request_timeout_ms = config.api_request_timeout_ms;
+  so.write_timeout_ms = config.api_write_timeout_ms;
+  so.max_unsent_output_bytes = config.api_max_unsent_output_bytes;
+  // Inbound connections never take the descriptors deliveries need (limits.h).
+  auto fds = plan_descriptors(config);
+  if (!fds) {
+    std::fprintf(stderr, "fanoutd: %s\n", fds.error().c_str());
+    return 1;
+  }
+  so.max_connections = fds->api_connections;
+  if (fds->capped_by_limit) {
+    log::warn("api connections capped by the descriptor limit",
+              {{"max_connections", std::to_string(fds->api_connections)},
+               {"rlimit_nofile", std::to_string(fds->limit)},
+               {"fd_reserve", std::to_string(config.fd_reserve)}});
+  }
   if (!config.tls_cert.empty()) {
     auto tls = transport::TlsContext::server({config.tls_cert, config.tls_key});
     if (!tls) {
@@ -478,6 +494,7 @@ int open_server(const Config& config, Daemon& d, Store* store, Engine* engine, M
     return 1;
   }
   d.server = std::move(*server);
+  metrics->set_server(d.server.get());
   return 0;
 }
 
@@ -672,6 +689,7 @@ int cmd_serve(std::span<char*> args) {
       close_loop(nullptr, &d);
     }
     uv_run(&d.loop, UV_RUN_DEFAULT);
+    metrics.set_server(nullptr);
     d.server.reset();
     d.api.reset();
     (void)uv_loop_close(&d.loop);
@@ -750,6 +768,7 @@ int cmd_serve(std::span<char*> args) {
              {"dropped", std::to_string(st.dropped)}});
   observer.set_source(nullptr);
   metrics.set_redis(nullptr);
+  metrics.set_server(nullptr);
   d.redis.reset();
   d.server.reset();
   d.api.reset();

@@ -207,6 +207,22 @@ std::string Metrics::render(const EngineStats& stats, std::uint64_t subscription
     append_header(out, m.name, "counter", m.help);
     append_sample(out, m.name, "", "", m.value);
   }
+  if (server_ != nullptr) {
+    append_header(out, "fanout_api_connections", "gauge", "Open API connections.");
+    append_sample(out, "fanout_api_connections", "", "", server_->connections());
+    append_header(out, "fanout_api_connections_refused_total", "counter",
+                  "API connections closed at accept: api.max_connections were open.");
+    append_sample(out, "fanout_api_connections_refused_total", "", "",
+                  server_->refused_connections());
+    append_header(out, "fanout_api_write_timeouts_total", "counter",
+                  "API connections closed because their answers were not read within "
+                  "api.write_timeout_ms.");
+    append_sample(out, "fanout_api_write_timeouts_total", "", "", server_->write_timeouts());
+    append_header(out, "fanout_api_read_pauses_total", "counter",
+                  "Times an API connection stopped being read: its unread answers passed "
+                  "api.max_unsent_output_bytes.");
+    append_sample(out, "fanout_api_read_pauses_total", "", "", server_->read_pauses());
+  }
   if (redis_ != nullptr) render_redis(out, redis_->stats());
   return out;
 }

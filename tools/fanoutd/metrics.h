@@ -18,6 +18,7 @@
 
 #include "fanout/engine.h"
 #include "fanout/redis_source.h"
+#include "transport/http_server.h"
 
 namespace fanout::daemon {
 
@@ -46,6 +47,9 @@ class Metrics {
   // The Redis source whose counters render() adds (fanout_redis_*); null: none. Set before the
   // server starts; the source's stats() may be read from any thread.
   void set_redis(const source::RedisSource* source) noexcept { redis_ = source; }
+  // The API server whose connection counters render() adds (fanout_api_connections*); loop
+  // thread only, like render().
+  void set_server(const transport::HttpServer* server) noexcept { server_ = server; }
 
   // The whole exposition text. `subscriptions` is the routing table's size.
   [[nodiscard]] std::string render(const EngineStats& stats, std::uint64_t subscriptions) const;
@@ -60,6 +64,7 @@ class Metrics {
   std::map<std::string, std::uint64_t, std::less<>> refused_;
   std::atomic<std::uint64_t> dropped_at_resume_{0};
   const source::RedisSource* redis_ = nullptr;
+  const transport::HttpServer* server_ = nullptr;
   // (method, route, status); transparent, so a lookup by string_views allocates nothing. Both
   // sides are compared as string_views: std::less<> across tuple<string...> and
   // tuple<string_view...> needs tuple's mixed operator<=>, which clang 14 does not resolve in

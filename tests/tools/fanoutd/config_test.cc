@@ -104,6 +104,10 @@ void expect_readme_defaults(const Config& c) {
   EXPECT_EQ(c.api_max_body_bytes, 1'048'576u);
   EXPECT_EQ(c.api_idle_timeout_ms, 60'000u);
   EXPECT_EQ(c.api_request_timeout_ms, 30'000u);
+  EXPECT_EQ(c.api_write_timeout_ms, 30'000u);
+  EXPECT_EQ(c.api_max_unsent_output_bytes, 1024u * 1024);
+  EXPECT_EQ(c.api_max_connections, 1024u);
+  EXPECT_EQ(c.fd_reserve, 1024u);
   EXPECT_EQ(c.ingest_max_body_bytes, 16'777'216u);
   EXPECT_EQ(c.ingest_max_events, 10'000u);
   EXPECT_EQ(c.ingest_retry_after_s, 1u);
@@ -314,6 +318,10 @@ constexpr IntRange kIntRanges[] = {
     {"api.max_body_bytes", 1024, 64 * kMiB},
     {"api.idle_timeout_ms", 0, 3'600'000},
     {"api.request_timeout_ms", 0, 3'600'000},
+    {"api.write_timeout_ms", 0, 3'600'000},
+    {"api.max_unsent_output_bytes", 64 * 1024, 1024 * kMiB},
+    {"api.max_connections", 1, 1'000'000},
+    {"fd_reserve", 64, 1'000'000},
     {"ingest.max_body_bytes", 1024, 1024 * kMiB},
     {"ingest.max_events", 1, 1'000'000},
     {"ingest.retry_after_s", 1, 3600},

@@ -554,16 +554,19 @@ class Daemon(_Process):
     name = "fanoutd"
 
     def __init__(self, data, workdir=None, config=None, insecure=True,
-                 allow_subnets=("127.0.0.1/32",), args=()):
+                 allow_subnets=("127.0.0.1/32",), args=(), nofile=None):
         super().__init__(workdir or data)
         self.data = data
         self.config = config
         self.insecure = insecure
         self.allow_subnets = list(allow_subnets)
         self.args = [str(a) for a in args]
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) for the daemon, via prlimit
 
     def start(self, timeout=START_TIMEOUT):
         cmd = [FANOUTD, "serve", "--listen", "127.0.0.1:0", "--data", self.data]
+        if self.nofile is not None:
+            cmd = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--"] + cmd
         if self.config is not None:
             path = os.path.join(self.workdir, f"fanoutd-{next(_key_names)}.toml")
             with open(path, "w") as f:

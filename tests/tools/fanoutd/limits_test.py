@@ -1,0 +1,126 @@
+"""What a client without a key can take from fanoutd (tools/fanoutd/README.md, "Limits"):
+
+- idle connections cannot stop deliveries: under a descriptor limit of 256 with fd_reserve 128,
+  a flood of 400 idle connections gets at most 128 (the rest are closed at accept, counted), and
+  events published meanwhile are still delivered (their connections need descriptors);
+- a wrong key is refused on the request's headers: a POST announcing 16 MB gets its 401 before
+  a byte of the body is sent;
+- a client pipelining GET /metrics without reading stops being read once its unread answers
+  pass api.max_unsent_output_bytes, and its answers all arrive once it reads.
+"""
+
+import socket
+
+import harness
+from harness import FanoutdTestCase, apikey, wait_until
+
+FLOOD = 400
+
+
+def event(org, n):
+    return {"org_id": org, "type": "business_updated", "payload": {"n": n}}
+
+
+def recv_until(sock, done, limit=64 << 20):
+    """Reads until done(bytes) holds or the peer closes; the socket has a timeout (a failure,
+    never a timing assertion)."""
+    got = b""
+    while not done(got) and len(got) < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def count_answers(sock, n):
+    """Reads until `n` answer status lines arrived (counted as they come); returns the count."""
+    status = b"HTTP/1.1 200 "
+    seen, tail = 0, b""
+    while seen < n:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        buf = tail + chunk
+        seen += buf.count(status)
+        tail = buf[-(len(status) - 1):]
+    return seen
+
+
+class LimitsTest(FanoutdTestCase):
+
+    def test_idle_connections_cannot_stop_deliveries(self):
+        sink = self.start_sink(args=["--quiet"])
+        data = self.data_dir()
+        d = self.start_daemon(data, nofile=256, config="fd_reserve = 128\n"
+                                                       "[api]\nmax_connections = 100000\n")
+        admin = apikey(data, "ORG_ADMIN", org=7)
+        r = d.http("POST", "/v2/webhooks", key=admin,
+                   body={"items": [{"url": sink.url(), "event_type": "business_updated"}]})
+        self.assertEqual(r.status, 200, r.describe())
+        ingest = apikey(data, "INGEST", orgs=[7])
+        session = d.session()  # opened before the flood: one of the slots
+        self.assertEqual(session.http("GET", "/healthz").status, 200)
+        flood = []
+        try:
+            for _ in range(FLOOD):
+                s = socket.create_connection(("127.0.0.1", d.port), timeout=harness.HTTP_TIMEOUT)
+                flood.append(s)
+            def refused():
+                m = harness.Metrics(session.http("GET", "/metrics").raw.decode())
+                return m if m.value("fanout_api_connections_refused_total") > 0 else None
+
+            m = wait_until(refused, message="connections past the cap to be refused")
+            self.assertLessEqual(m.value("fanout_api_connections"), 128)
+            # Deliveries still get descriptors: 50 events, each needs the receiver.
+            for n in range(50):
+                r = session.http("POST", "/v2/events", key=ingest, body=event(7, n))
+                self.assertEqual(r.status, 202, r.describe())
+            wait_until(lambda: sink.count() >= 50, message="the 50 deliveries during the flood")
+        finally:
+            for s in flood:
+                s.close()
+        session.close()
+        wait_until(lambda: d.metric("fanout_api_connections") <= 2,
+                   message="the flood's connections to close")
+        self.assertEqual(d.metric("fanout_outcomes_total", kind="delivered"), 50)
+        d.stop()
+        sink.stop()
+
+    def test_wrong_key_is_refused_before_the_body(self):
+        data = self.data_dir()
+        d = self.start_daemon(data)
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=harness.HTTP_TIMEOUT)
+        try:
+            s.sendall(b"POST /v2/events HTTP/1.1\r\nHost: x\r\nx-APIKey: nope\r\n"
+                      b"Content-Type: application/x-ndjson\r\nContent-Length: 16000000\r\n\r\n")
+            answer = recv_until(s, lambda b: b"\r\n\r\n" in b and b.rstrip().endswith(b"}"))
+        finally:
+            s.close()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer[:200])
+        self.assertIn(b"invalid or revoked API key", answer)
+        self.assertEqual(d.metric("fanout_api_requests_total", method="POST",
+                                  route="/v2/events", status="401"), 1)
+        d.stop()
+
+    def test_pipelined_metrics_without_reading_stop_being_read(self):
+        data = self.data_dir()
+        d = self.start_daemon(data, config="[api]\nmax_unsent_output_bytes = 65536\n")
+        n = 8000  # answers of several KiB each: far more than the kernel's socket buffers
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=harness.HTTP_TIMEOUT)
+        try:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * n)
+            wait_until(lambda: d.metric("fanout_api_read_pauses_total") >= 1,
+                       message="fanoutd to stop reading the pipeliner")
+            answered = d.metric("fanout_api_requests_total", method="GET", route="/metrics",
+                                status="200")
+            self.assertLess(answered, n, "every pipelined request was answered unread")
+            # Reading now: every answer arrives.
+            self.assertEqual(count_answers(s, n), n)
+        finally:
+            s.close()
+        d.stop()
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -18,16 +18,20 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#if defined(__has_include)
-#if __has_include(<sanitizer/common_interface_defs.h>)
-#include <sanitizer/common_interface_defs.h>
+// The sanitizer runtime's death callback, when one is linked (ASan or TSan; not in release).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define FANOUT_FUZZ_HAVE_SANITIZER_API 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define FANOUT_FUZZ_HAVE_SANITIZER_API 1
 #endif
+#endif
+#ifdef FANOUT_FUZZ_HAVE_SANITIZER_API
+#include <sanitizer/common_interface_defs.h>
 #endif
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
@@ -115,10 +119,14 @@ void on_abort(int /*signal*/) {
 }
 
 bool read_file(const fs::path& p, Bytes& out) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return false;
-  out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  return true;
+  std::FILE* f = std::fopen(p.c_str(), "rb");
+  if (f == nullptr) return false;
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const bool ok = std::ferror(f) == 0;
+  std::fclose(f);
+  return ok;
 }
 
 // A libFuzzer dictionary: one "token" per line (C escapes \\, \" and \xNN); others ignored.

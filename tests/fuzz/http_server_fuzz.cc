@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <llhttp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -252,11 +253,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   from.sin_addr.s_addr = htonl(0x7f000100u | (source++ & 0xffu));
   FUZZ_CHECK(::bind(fd, reinterpret_cast<const sockaddr*>(&from), sizeof from) == 0,
              "bind() to a loopback source address");
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&f->addr), sizeof f->addr) != 0) {
-    std::fprintf(stderr, "connect: %s\n", std::strerror(errno));
-    FUZZ_CHECK(false, "connect() to the server");  // the kernel completes it before the accept
-  }
+  // Non-blocking from the start: libFuzzer's SIGALRM (its -timeout watchdog) would interrupt a
+  // blocking connect() with EINTR. On loopback the kernel completes it before the accept.
   FUZZ_CHECK(::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK) == 0, "O_NONBLOCK");
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&f->addr), sizeof f->addr) != 0) {
+    FUZZ_CHECK(errno == EINPROGRESS || errno == EINTR, "connect() to the server");
+    pollfd p{fd, POLLOUT, 0};
+    while (::poll(&p, 1, -1) < 0) FUZZ_CHECK(errno == EINTR, "poll() for the connection");
+    int error = 0;
+    socklen_t len = sizeof error;
+    FUZZ_CHECK(::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0,
+               "connected to the server");
+  }
 
   std::string out;
   bool open = true;

@@ -159,7 +159,10 @@ class Api final : public transport::HttpRequestHandler {
   RateLimiter tryout_limiter_;        // api.tryout_rate_limit_per_minute, per organisation
   RateLimiter auth_failures_;         // api.failed_auth_per_minute, per client address
   KeyCache key_cache_{1000, 65'536};  // principals for 1 s: revocation within 1 s
-  // on_headers()'s answer, alive until the server has copied it.
+  // on_headers() runs dispatch() on the headers alone (probing_): it stops at authenticate(),
+  // which sets probe_passed_ for a good key. Its answer lives in early_ until the server copied it.
+  bool probing_ = false;
+  bool probe_passed_ = false;
   Reply early_;
   std::vector<transport::HttpHeaderView> early_headers_;
   simdjson::dom::parser json_;

@@ -157,6 +157,39 @@ struct Producer::State {
     bool hold_retries = false;         // PublishOptions::hold_retries (with a tag)
   };
 
+  // Takes `bytes` from the global byte budget, then one event and `bytes` from the
+  // organisation's and the origin's (null: none); all or nothing. Empty when taken, else the
+  // refusal's reason. `limited` false (resumed deliveries): taken whatever the limits.
+  std::string_view take_budgets(std::int64_t bytes, engine::BudgetTable::Entry* org_e,
+                                engine::BudgetTable::Entry* origin_e, bool limited) {
+    Engine::Shared& sh = *engine->shared_;
+    const EngineOptions& o = engine->options_;
+    auto limit = [limited](std::size_t v) { return limited ? static_cast<std::int64_t>(v) : 0; };
+    const std::int64_t total = sh.in_flight_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    if (limit(o.max_in_flight_bytes) != 0 && total + bytes > limit(o.max_in_flight_bytes)) {
+      sh.in_flight_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+      sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
+      return "busy";
+    }
+    if (!engine::BudgetTable::take(*org_e, bytes, limit(o.org_max_in_flight),
+                                   limit(o.org_max_in_flight_bytes))) {
+      sh.in_flight_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+      sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
+      sh.refused_org_busy.fetch_add(1, std::memory_order_relaxed);
+      return "org_busy";
+    }
+    if (origin_e != nullptr &&
+        !engine::BudgetTable::take(*origin_e, bytes, limit(o.origin_max_in_flight),
+                                   limit(o.origin_max_in_flight_bytes))) {
+      engine::BudgetTable::give_back(*org_e, bytes);
+      sh.in_flight_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+      sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
+      sh.refused_origin_busy.fetch_add(1, std::memory_order_relaxed);
+      return "origin_busy";
+    }
+    return {};
+  }
+
   PublishResult enqueue(std::int64_t org_id, routing::EventTypeId type, std::string_view id,
                         std::string_view payload, const Extra& x) {
     Engine& e = *engine;
@@ -164,28 +197,46 @@ struct Producer::State {
     const std::uint32_t n = static_cast<std::uint32_t>(e.workers_.size());
     // Routing: the subscription at publish time; each attempt routes again on its worker.
     std::int64_t sub_id = x.subscription_id;
-    if (sub_id == 0) {
+    std::uint64_t origin = 0;  // the origin's budget key; 0: unknown (subscription gone)
+    {
       auto pin = reader.pin();
       const routing::Subscription* s = pin.find(org_id, type);
-      if (s == nullptr) {
-        sh.refused_no_subscription.fetch_add(1, std::memory_order_relaxed);
-        return {PublishStatus::kNoSubscription, {}, id, org_id, type, payload};
+      if (sub_id == 0) {
+        if (s == nullptr) {
+          sh.refused_no_subscription.fetch_add(1, std::memory_order_relaxed);
+          return {PublishStatus::kNoSubscription, {}, id, org_id, type, payload};
+        }
+        sub_id = s->id;
       }
-      sub_id = s->id;
+      if (s != nullptr && s->id == sub_id) {
+        origin = engine::origin_key(s->parts.scheme == routing::Scheme::kHttps, s->parts.host,
+                                    s->parts.port);
+      }
     }
     if (sh.in_flight.fetch_add(1, std::memory_order_relaxed) >=
             static_cast<std::int64_t>(e.options_.max_in_flight) &&
         x.budget) {
       sh.in_flight.fetch_sub(1, std::memory_order_relaxed);
       sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
-      return {PublishStatus::kBusy, {}, {}, 0, 0, {}};
+      return {PublishStatus::kBusy, "busy", {}, 0, 0, {}};
     }
-    // One allocation: the Delivery, the id and the body (built in place).
     const std::string_view event_id = id.empty() ? generate_id() : id;
     const std::string_view name = x.body.empty() ? e.catalogue_.name(type) : std::string_view();
     const std::size_t body_size =
         x.body.empty() ? routing::delivery_body_size(name, payload) : x.body.size();
+    // The other budgets: bytes in flight, then the organisation's and the origin's.
+    const auto bytes = static_cast<std::int64_t>(event_id.size() + body_size);
+    engine::BudgetTable::Entry* org_e = sh.org_budget->find(static_cast<std::uint64_t>(org_id));
+    engine::BudgetTable::Entry* origin_e = origin != 0 ? sh.origin_budget->find(origin) : nullptr;
+    if (std::string_view over = take_budgets(bytes, org_e, origin_e, x.budget); !over.empty()) {
+      sh.in_flight.fetch_sub(1, std::memory_order_relaxed);
+      return {PublishStatus::kBusy, over, {}, 0, 0, {}};
+    }
+    // One allocation: the Delivery, the id and the body (built in place).
     Delivery* d = Delivery::make(event_id.size(), body_size);
+    d->org_budget = org_e;
+    d->origin_budget = origin_e;
+    d->budget_bytes = bytes;
     d->org_id = org_id;
     d->type = type;
     d->subscription_id = sub_id;
@@ -205,6 +256,7 @@ struct Producer::State {
       const auto admit = sh.journal->accept(org_id, type, d->event_id, d->body_bytes, sub_id,
                                             x.check_id, x.resend_of, d->did);
       if (admit != engine::Journal::Admit::kAccepted) {
+        engine::Worker::release_budget(sh, *d);
         delete d;
         sh.in_flight.fetch_sub(1, std::memory_order_relaxed);
         if (admit == engine::Journal::Admit::kFailing) {
@@ -330,7 +382,10 @@ void Producer::release_retry(std::uint64_t hold) noexcept {
 // --- Engine -------------------------------------------------------------------------------------
 
 Engine::Engine(EngineOptions options, Observer* observer)
-    : options_(std::move(options)), observer_(observer), shared_(std::make_unique<Shared>()) {}
+    : options_(std::move(options)), observer_(observer), shared_(std::make_unique<Shared>()) {
+  shared_->org_budget = std::make_unique<engine::BudgetTable>(options_.budget_slots);
+  shared_->origin_budget = std::make_unique<engine::BudgetTable>(options_.budget_slots);
+}
 
 tl::expected<std::unique_ptr<Engine>, std::string> Engine::create(EngineOptions options,
                                                                   Observer* observer) {
@@ -464,6 +519,10 @@ EngineStats Engine::stats() const {
   st.refused_invalid = shared_->refused_invalid.load(std::memory_order_relaxed);
   st.refused_no_subscription = shared_->refused_no_subscription.load(std::memory_order_relaxed);
   st.refused_busy = shared_->refused_busy.load(std::memory_order_relaxed);
+  st.refused_org_busy = shared_->refused_org_busy.load(std::memory_order_relaxed);
+  st.refused_origin_busy = shared_->refused_origin_busy.load(std::memory_order_relaxed);
+  const std::int64_t bytes = shared_->in_flight_bytes.load(std::memory_order_relaxed);
+  st.in_flight_bytes = bytes > 0 ? static_cast<std::uint64_t>(bytes) : 0;
   const std::int64_t in_flight = shared_->in_flight.load(std::memory_order_relaxed);
   st.in_flight = in_flight > 0 ? static_cast<std::uint64_t>(in_flight) : 0;
   for (const auto& w : workers_) w->add_stats(st);

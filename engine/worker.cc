@@ -71,6 +71,12 @@ Delivery* Delivery::make(std::size_t id_size, std::size_t body_size) {
   return d;
 }
 
+void Worker::release_budget(Engine::Shared& sh, const Delivery& d) noexcept {
+  sh.in_flight_bytes.fetch_sub(d.budget_bytes, std::memory_order_relaxed);
+  if (d.org_budget != nullptr) BudgetTable::give_back(*d.org_budget, d.budget_bytes);
+  if (d.origin_budget != nullptr) BudgetTable::give_back(*d.origin_budget, d.budget_bytes);
+}
+
 void Delivery::on_response(const transport::Response& response) {
   worker->on_response(*this, response);
 }
@@ -548,6 +554,7 @@ void Worker::hand_back(Delivery& d, std::int64_t next_attempt_unix_ms) {
   u.next_attempt_unix_ms = next_attempt_unix_ms;
   u.tag = d.tag;
   unfinished_.push_back(std::move(u));
+  release_budget(*engine_.shared_, d);
   delete &d;
   engine_.shared_->in_flight.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -560,6 +567,9 @@ void Worker::flush_outcomes() {
   if (done_head_ == nullptr) return;
   outcome_buf_.clear();
   const std::uint64_t now = uv_hrtime();
+  std::int64_t n = 0;
+  static_assert(static_cast<int>(OutcomeKind::kDropped) == 3, "kinds[] covers every OutcomeKind");
+  std::uint64_t kinds[4] = {};  // indexed by OutcomeKind
   for (Delivery* d = done_head_; d != nullptr; d = d->next) {
     Outcome o;
     o.event_id = d->event_id;
@@ -575,24 +585,24 @@ void Worker::flush_outcomes() {
     o.latency_us = (now - d->published_ns) / 1000;
     o.tag = d->tag;
     outcome_buf_.push_back(o);
-  }
-  engine_.observer_->on_outcomes(outcome_buf_);
-  std::int64_t n = 0;
-  static_assert(static_cast<int>(OutcomeKind::kDropped) == 3, "kinds[] covers every OutcomeKind");
-  std::uint64_t kinds[4] = {};  // indexed by OutcomeKind
-  for (Delivery* d = done_head_; d != nullptr;) {
-    Delivery* next = d->next;
     ++kinds[static_cast<std::size_t>(d->kind) & 3];
-    delete d;
-    d = next;
+    release_budget(*engine_.shared_, *d);
     ++n;
   }
+  // Counted and out of every budget before the observer hears of them: an observer that
+  // publishes again on an outcome finds the room that outcome made.
   bump(delivered_, kinds[static_cast<std::size_t>(OutcomeKind::kDelivered)]);
   bump(rejected_, kinds[static_cast<std::size_t>(OutcomeKind::kRejected)]);
   bump(exhausted_, kinds[static_cast<std::size_t>(OutcomeKind::kExhausted)]);
   bump(dropped_, kinds[static_cast<std::size_t>(OutcomeKind::kDropped)]);
-  done_head_ = done_tail_ = nullptr;
   engine_.shared_->in_flight.fetch_sub(n, std::memory_order_relaxed);
+  engine_.observer_->on_outcomes(outcome_buf_);
+  for (Delivery* d = done_head_; d != nullptr;) {
+    Delivery* next = d->next;
+    delete d;
+    d = next;
+  }
+  done_head_ = done_tail_ = nullptr;
   const transport::ClientStats cs = client_->stats();
   conns_h2_.store(cs.connections_h2, std::memory_order_relaxed);
   conns_h1_.store(cs.connections_h1, std::memory_order_relaxed);

@@ -43,6 +43,7 @@
 #include <concurrentqueue/concurrentqueue.h>
 #pragma GCC diagnostic pop
 
+#include "engine/budget.h"
 #include "engine/journal.h"
 #include "engine/signer.h"
 #include "engine/standard_webhooks.h"
@@ -70,6 +71,10 @@ struct Engine::Shared {
   alignas(64) std::mutex producers_mu;
   std::vector<const engine::PublishGate*> producers;
   alignas(64) std::atomic<std::int64_t> in_flight{0};
+  std::atomic<std::int64_t> in_flight_bytes{0};
+  // Per organisation and per origin (engine/budget.h); made by create().
+  std::unique_ptr<engine::BudgetTable> org_budget, origin_budget;
+  std::atomic<std::uint64_t> refused_org_busy{0}, refused_origin_busy{0};
   std::atomic<std::uint64_t> published{0}, refused_invalid{0}, refused_no_subscription{0},
       refused_busy{0};
   std::optional<engine::Signer> signer;
@@ -124,6 +129,10 @@ class Delivery final : public transport::Request {
   std::int64_t subscription_id = 0;
   std::int64_t did = 0;   // the journal's delivery id (durability on), else 0
   std::uint64_t tag = 0;  // PublishOptions::tag
+  // What this delivery holds of the budgets (released with it: release_budget()).
+  BudgetTable::Entry* org_budget = nullptr;
+  BudgetTable::Entry* origin_budget = nullptr;
+  std::int64_t budget_bytes = 0;
   // PublishOptions::hold_retries: while `hold` is non-zero the next attempt waits for
   // Producer::release_retry(hold); `held_due` says its backoff already ran out.
   std::uint64_t hold = 0;
@@ -160,6 +169,11 @@ class Delivery final : public transport::Request {
 
 class Worker {
  public:
+  // Gives back what `d` holds of the byte, organisation and origin budgets (the global count,
+  // Shared::in_flight, is the caller's). Called exactly once, where the delivery leaves the
+  // engine's care.
+  static void release_budget(Engine::Shared& sh, const Delivery& d) noexcept;
+
   Worker(Engine& engine, unsigned index);
   ~Worker();
 

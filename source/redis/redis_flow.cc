@@ -76,7 +76,7 @@ std::string_view RedisSource::Impl::text(const EntryId& id) {
 }
 
 std::size_t RedisSource::Impl::room() const noexcept {
-  const std::size_t used = table.held() + blocked.size();
+  const std::size_t used = table.held() + blocked.size() + parked.size();
   return used >= o.max_in_flight ? 0 : o.max_in_flight - used;
 }
 
@@ -172,10 +172,10 @@ void RedisSource::Impl::take_entries(const redisReply& entries, bool own_pending
     const bool has = event_field(e->element[1], ev);
     counters.read.fetch_add(1, std::memory_order_relaxed);
     if (!blocked.empty() || !publish_one(*id, ev, has)) {
-      blocked.push_back(Taken{*id, std::string(ev), has, false, 0, 0});
+      hold_back(Taken{*id, std::string(ev), has, false, false, 0, 0});
     }
   }
-  if (!blocked.empty()) timers.schedule_after(busy_timer, kBusyRetryMs);
+  arm_busy_retry();
   flush_writes();
   read_next();
 }
@@ -269,11 +269,9 @@ void RedisSource::Impl::on_attempts(redisAsyncContext*, void* reply, void* data)
 
 void RedisSource::Impl::publish_taken(std::vector<Taken>& taken) {
   for (Taken& t : taken) {
-    if (!blocked.empty() || !publish_one(t)) {
-      blocked.push_back(std::move(t));
-    }
+    if (!blocked.empty() || !publish_one(t)) hold_back(std::move(t));
   }
-  if (!blocked.empty()) timers.schedule_after(busy_timer, kBusyRetryMs);
+  arm_busy_retry();
   flush_writes();
 }
 
@@ -316,6 +314,7 @@ bool RedisSource::Impl::publish_one(const EntryId& id, std::string_view event, b
       return true;
     case PublishStatus::kBusy:
       table.release(slot);
+      scoped_busy = r.reason == "org_busy" || r.reason == "origin_busy";
       return false;
     case PublishStatus::kStopped:
       table.release(slot);  // stays pending in Redis: read again at the next start
@@ -361,18 +360,28 @@ void RedisSource::Impl::dead_letter(const EntryId& id, std::string_view reason,
   }
 }
 
+void RedisSource::Impl::arm_busy_retry() noexcept {
+  // Armed once, not pushed back by later reads: parked entries get their turn while others flow.
+  if ((!blocked.empty() || !parked.empty()) && !timers.armed(busy_timer)) {
+    timers.schedule_after(busy_timer, kBusyRetryMs);
+  }
+}
+
 void RedisSource::Impl::on_busy_retry() noexcept {
+  // Parked entries: each tried once; those still refused wait for the next round.
+  for (std::size_t i = 0, n = parked.size(); i < n; ++i) {
+    Taken t = std::move(parked.front());
+    parked.pop_front();
+    if (!publish_one(t)) parked.push_back(std::move(t));
+  }
   while (!blocked.empty()) {
     Taken& t = blocked.front();
     if (!publish_one(t)) break;
     blocked.pop_front();
   }
   flush_writes();
-  if (!blocked.empty()) {
-    timers.schedule_after(busy_timer, kBusyRetryMs);
-  } else {
-    read_next();
-  }
+  arm_busy_retry();
+  if (blocked.empty()) read_next();
 }
 
 // --- outcomes and retries ---------------------------------------------------------------------
@@ -523,9 +532,10 @@ void RedisSource::Impl::on_refresh() noexcept {
   if (phase != Phase::kOwnPending && phase != Phase::kLive) return;
   // Our entries' idle time back to 0, so no other consumer claims them while we live.
   std::vector<EntryId> ids;
-  ids.reserve(table.held() + blocked.size());
+  ids.reserve(table.held() + blocked.size() + parked.size());
   table.for_each_held([&](const EntryId& id) { ids.push_back(id); });
   for (const Taken& t : blocked) ids.push_back(t.id);
+  for (const Taken& t : parked) ids.push_back(t.id);
   for (std::size_t at = 0; at < ids.size(); at += kIdsPerCommand) {
     const std::size_t end = std::min(ids.size(), at + kIdsPerCommand);
     arena.clear();

@@ -15,7 +15,9 @@
 //     it is then in to_ack_, in an XACK batch in flight, or in unacked_ until Redis confirms;
 //   - reading starts only after every owed XACK was answered on the command connection (its
 //     replies are in order), so an entry acknowledged here is never read again as pending;
-//   - room() = max_in_flight - held - blocked: a read asks for at most that many entries;
+//   - room() = max_in_flight - held - blocked - parked: a read asks for at most that many;
+//   - blocked (a global busy) stops reading; parked (one organisation's or origin's budget)
+//     does not: those entries wait for their own room while the others flow;
 //   - a retry's next attempt is held by the engine until Redis has answered the HSET of its
 //     attempts record (a record lost with the connection is written again after the
 //     reconnect, before any read), so a takeover never sees fewer attempts than were made
@@ -113,6 +115,7 @@ struct RedisSource::Impl {
   }
   void dead_letter(const EntryId& id, std::string_view reason, std::string_view event);
   void on_busy_retry() noexcept;
+  void arm_busy_retry() noexcept;  // when something waits in blocked or parked
   static void on_async(uv_async_t* handle);
   void drain_notes();
   void flush_writes();
@@ -156,6 +159,19 @@ struct RedisSource::Impl {
 
   EntryTable table;
   std::deque<Taken> blocked;  // refused busy by the engine: published again first
+  // Refused for one organisation's or origin's budget (org_busy, origin_busy): retried on the
+  // busy timer while reading and publishing go on for everyone else.
+  std::deque<Taken> parked;
+  bool scoped_busy = false;  // the last publish_one() refusal was org_busy or origin_busy
+  // Where an entry the engine refused waits: parked (a scoped refusal, nothing blocked yet), or
+  // blocked (in order, behind which everything waits).
+  void hold_back(Taken t) {
+    if (blocked.empty() && scoped_busy) {
+      parked.push_back(std::move(t));
+    } else {
+      blocked.push_back(std::move(t));
+    }
+  }
   moodycamel::ConcurrentQueue<Note> notes;
   std::atomic<bool> notes_open{true};
   std::vector<Note> note_buf;

@@ -88,8 +88,16 @@ void ingest_reply(std::string_view body, bool ndjson, std::size_t max_events,
         break;
       case PublishStatus::kBusy:
       case PublishStatus::kStopped:
-        stop = true;
         ++busy;
+        if (r.status == PublishStatus::kBusy &&
+            (r.reason == "org_busy" || r.reason == "origin_busy")) {
+          // One organisation's or origin's budget: the other lines may still go in.
+          items += R"(,"status":"busy","reason":)";
+          json::append_string(items, r.reason);
+          items += '}';
+          break;
+        }
+        stop = true;
         items += R"(,"status":"busy"})";
         break;
     }
@@ -129,7 +137,9 @@ bool Api::ingest(const HttpRequest& req, const ApiKey& key, HttpResponder respon
         break;
       case PublishStatus::kBusy:
       case PublishStatus::kStopped:
-        deps_.metrics->record_refused(r.status == PublishStatus::kBusy ? "busy" : "stopped");
+        deps_.metrics->record_refused(r.status == PublishStatus::kStopped ? "stopped"
+                                      : r.reason.empty()                  ? "busy"
+                                                                          : r.reason);
         break;
     }
     return r;

@@ -207,6 +207,17 @@ std::string Metrics::render(const EngineStats& stats, std::uint64_t subscription
     append_header(out, m.name, "counter", m.help);
     append_sample(out, m.name, "", "", m.value);
   }
+  append_header(out, "fanout_budget_refusals_total", "counter",
+                "Publishes refused busy by the engine's budgets, from every door (ingest, "
+                "source): global (count or bytes), one organisation's, one origin's.");
+  const std::uint64_t scoped = stats.refused_org_busy + stats.refused_origin_busy;
+  append_sample(out, "fanout_budget_refusals_total", "budget", "global",
+                stats.refused_busy > scoped ? stats.refused_busy - scoped : 0);
+  append_sample(out, "fanout_budget_refusals_total", "budget", "org", stats.refused_org_busy);
+  append_sample(out, "fanout_budget_refusals_total", "budget", "origin", stats.refused_origin_busy);
+  append_header(out, "fanout_in_flight_bytes", "gauge",
+                "Ids and bodies of the deliveries in flight (max_in_flight_bytes).");
+  append_sample(out, "fanout_in_flight_bytes", "", "", stats.in_flight_bytes);
   if (server_ != nullptr) {
     append_header(out, "fanout_api_connections", "gauge", "Open API connections.");
     append_sample(out, "fanout_api_connections", "", "", server_->connections());

@@ -140,6 +140,18 @@ struct DurabilityOptions {
 struct EngineOptions {
   unsigned workers = 0;                   // 0: one per core
   std::size_t max_in_flight = 1'000'000;  // accepted, not yet final (waiting retries included)
+  // Budgets beside max_in_flight, in events and in bytes (an event's id and delivery body), so
+  // that one tenant or one dead receiver cannot fill the engine for everyone (0: no limit).
+  // Past one, publish() answers kBusy with reason "busy" (global), "org_busy" or "origin_busy"
+  // (an origin is scheme, host and port). Resumed deliveries count but are never refused.
+  std::size_t max_in_flight_bytes = std::size_t{4} << 30;           // 4 GiB
+  std::size_t org_max_in_flight = 100'000;                          // per organisation
+  std::size_t org_max_in_flight_bytes = std::size_t{512} << 20;     // 512 MiB
+  std::size_t origin_max_in_flight = 100'000;                       // per origin
+  std::size_t origin_max_in_flight_bytes = std::size_t{512} << 20;  // 512 MiB
+  // Counters per organisation and per origin kept apart (engine/budget.h); past that many keys
+  // seen, further ones share one counter with one key's limits.
+  std::size_t budget_slots = 16'384;
   std::size_t max_event_bytes = routing::kDefaultMaxEventBytes;
   RetryPolicy retry;
   std::uint32_t connect_timeout_ms = 5'000;
@@ -207,7 +219,7 @@ enum class PublishStatus : std::uint8_t {
   kAccepted,        // queued; exactly one Outcome will follow
   kInvalid,         // refused at the door: `reason` is the envelope's reason code
   kNoSubscription,  // nobody subscribed to (org_id, type): dropped and counted, no Outcome
-  kBusy,            // over max_in_flight: slow down and publish again later
+  kBusy,            // over a budget (reason: busy, org_busy, origin_busy): slow down, retry
   kStopped,         // the engine is not running
   kDuplicate,       // durability: this (org_id, id) was accepted within the idempotency window
 };
@@ -282,8 +294,11 @@ struct EngineStats {
   std::uint64_t published = 0;  // accepted
   std::uint64_t refused_invalid = 0;
   std::uint64_t refused_no_subscription = 0;
-  std::uint64_t refused_busy = 0;
-  std::uint64_t in_flight = 0;      // accepted and not final
+  std::uint64_t refused_busy = 0;         // every budget; of them:
+  std::uint64_t refused_org_busy = 0;     // an organisation's budget
+  std::uint64_t refused_origin_busy = 0;  // an origin's budget
+  std::uint64_t in_flight_bytes = 0;      // ids and bodies of the deliveries in flight
+  std::uint64_t in_flight = 0;            // accepted and not final
   std::uint64_t waiting_retry = 0;  // in a timer wheel: backoff, or a resumed delivery not due
   std::uint64_t delivered = 0, rejected = 0, exhausted = 0, dropped = 0;
   std::uint64_t attempts = 0;

@@ -6,9 +6,13 @@
 - a wrong key is refused on the request's headers: a POST announcing 16 MB gets its 401 before
   a byte of the body is sent;
 - a client pipelining GET /metrics without reading stops being read once its unread answers
-  pass api.max_unsent_output_bytes, and its answers all arrive once it reads.
+  pass api.max_unsent_output_bytes, and its answers all arrive once it reads;
+- one organisation whose receiver is a black hole is held to its own budget
+  (org_max_in_flight): its further events are answered busy (reason org_busy), while another
+  organisation's events, in the same requests, are accepted and delivered.
 """
 
+import json
 import socket
 
 import harness
@@ -86,6 +90,43 @@ class LimitsTest(FanoutdTestCase):
         self.assertEqual(d.metric("fanout_outcomes_total", kind="delivered"), 50)
         d.stop()
         sink.stop()
+
+    def test_black_holed_organisation_does_not_block_another(self):
+        hole = self.start_sink(args=["--blackhole", "--quiet"])
+        ok = self.start_sink(args=["--quiet"])
+        data = self.data_dir()
+        d = self.start_daemon(data, config="max_in_flight = 200\norg_max_in_flight = 50\n"
+                                           "origin_max_in_flight = 0\n")
+        for org, sink in ((1, hole), (2, ok)):
+            admin = apikey(data, "ORG_ADMIN", org=org)
+            r = d.http("POST", "/v2/webhooks", key=admin,
+                       body={"items": [{"url": sink.url(), "event_type": "business_updated"}]})
+            self.assertEqual(r.status, 200, r.describe())
+        ingest = apikey(data, "INGEST", orgs=[1, 2])
+        session = d.session()
+        busy = delivered = 0
+        for batch in range(10):
+            # 30 events per request: 20 for the black hole, 10 for the healthy receiver.
+            lines = [event(1 if i % 3 else 2, batch * 30 + i) for i in range(30)]
+            body = "\n".join(json.dumps(e) for e in lines) + "\n"
+            r = session.http("POST", "/v2/events", key=ingest, body=body.encode(),
+                             content_type="application/x-ndjson")
+            self.assertIn(r.status, (202, 503), r.describe())
+            for item, e in zip(r.body["items"], lines):
+                if e["org_id"] == 2:
+                    self.assertEqual(item["status"], "accepted", r.describe())
+                elif item["status"] == "busy":
+                    self.assertEqual(item.get("reason"), "org_busy", r.describe())
+                    busy += 1
+            delivered += 10
+            wait_until(lambda: ok.count() >= delivered, message="org 2's deliveries")
+        session.close()
+        self.assertEqual(busy, 200 - 50, "org 1 held to its 50")
+        m = d.metrics()
+        self.assertEqual(m.value("fanout_events_refused_total", reason="org_busy"), 150)
+        self.assertEqual(m.value("fanout_in_flight"), 50)
+        self.assertEqual(ok.count(), 100)
+        d.stop()
 
     def test_wrong_key_is_refused_before_the_body(self):
         data = self.data_dir()

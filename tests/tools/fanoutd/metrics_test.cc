@@ -126,6 +126,14 @@ fanout_journal_event_bytes_total 9000
 # HELP fanout_deliveries_recovered_total Deliveries resumed from the journal at start.
 # TYPE fanout_deliveries_recovered_total counter
 fanout_deliveries_recovered_total 4
+# HELP fanout_budget_refusals_total Publishes refused busy by the engine's budgets, from every door (ingest, source): global (count or bytes), one organisation's, one origin's.
+# TYPE fanout_budget_refusals_total counter
+fanout_budget_refusals_total{budget="global"} 3
+fanout_budget_refusals_total{budget="org"} 2
+fanout_budget_refusals_total{budget="origin"} 1
+# HELP fanout_in_flight_bytes Ids and bodies of the deliveries in flight (max_in_flight_bytes).
+# TYPE fanout_in_flight_bytes gauge
+fanout_in_flight_bytes 4096
 )";
 
 TEST(Metrics, GoldenText) {
@@ -148,6 +156,10 @@ TEST(Metrics, GoldenText) {
   s.journal_records = 40;
   s.journal_bytes = 9000;
   s.recovered = 4;
+  s.refused_busy = 6;  // of them 2 for an organisation, 1 for an origin: 3 global
+  s.refused_org_busy = 2;
+  s.refused_origin_busy = 1;
+  s.in_flight_bytes = 4096;
   s.published = 12;
   s.refused_invalid = 99;  // the refusals rendered are the recorded ones
   s.in_flight = 7;
@@ -225,7 +237,9 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndCountersEndInTotal) {
                                       "fanout_journal_commit_failures_total",
                                       "fanout_journal_records_total",
                                       "fanout_journal_event_bytes_total",
-                                      "fanout_deliveries_recovered_total"};
+                                      "fanout_deliveries_recovered_total",
+                                      "fanout_budget_refusals_total",
+                                      "fanout_in_flight_bytes"};
   EXPECT_EQ(helped, want);
   EXPECT_EQ(typed, want);
   EXPECT_TRUE(text.ends_with("\n"));

@@ -9,6 +9,8 @@ redis-server started here on a free port with AOF and `appendfsync always`.
   (counted), and the group's pending list ends empty;
 - Redis killed and restarted mid-run: nothing lost;
 - a tiny in-flight budget: the consumer never holds more than it, and everything arrives;
+- an organisation at its own budget (a black-holed receiver) is parked, not blocking: the
+  next organisation's entries are delivered meanwhile;
 - a consumer restarting under its own name resumes its pending entries (no takeover), attempt
   numbers continuing from the records kept in Redis;
 - a routing change made through one instance reaches the other.
@@ -218,6 +220,26 @@ class RedisTest(FanoutdTestCase):
         self.assertLessEqual(most, 5, "never more entries held than the budget")
         self.assertGreater(most, 0)
         self.assertGreaterEqual(daemon.metric("fanout_redis_read_pauses_total"), 1)
+        daemon.stop()
+
+    def test_black_holed_organisation_is_parked_not_blocking(self):
+        hole = self.start_sink(args=["--blackhole", "--quiet"])
+        ok = self.start_sink(args=["--quiet"])
+        data = self.data_dir()
+        cfg = "org_max_in_flight = 20\norigin_max_in_flight = 0\n" + config(
+            self.redis, "one", max_in_flight=200, extra="")
+        daemon = self.start_daemon(data, config=cfg)
+        self.webhook(daemon, data, 1, hole.url())
+        self.webhook(daemon, data, 2, ok.url())
+        # Org 1's entries first: 100 of them (its receiver never answers), then org 2's.
+        self.redis.xadd_events(STREAM, [event(1, i) for i in range(100)] +
+                               [event(2, i) for i in range(100)])
+        wait_until(lambda: ok.count() >= 100, message=lambda: f"org 2's 100 deliveries "
+                                                                f"({ok.count()})")
+        m = daemon.metrics()
+        self.assertEqual(m.value("fanout_in_flight"), 20, "org 1 held to its budget")
+        self.assertGreaterEqual(m.value("fanout_budget_refusals_total", budget="org"), 80)
+        self.assertEqual(m.value("fanout_budget_refusals_total", budget="global"), 0)
         daemon.stop()
 
     def test_restart_under_same_name_resumes_own_entries(self):

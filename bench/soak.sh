@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Soak: fanoutd for SECONDS (default 600) under mixed load with faults — receivers that reset,
+# send GOAWAY, answer 500 or 503, answer slowly, never answer, or are killed and restarted —
+# plus API clients that pipeline and never read; its RSS and open descriptors sampled every
+# second (bench/soak/soak.py says exactly what runs). Not part of CI.
+#
+# Writes OUT/soak.tsv (the samples), OUT/soak.json (early and late means, maxima, counts) and
+# OUT/soak.png (RSS and descriptors over time, gnuplot). Healthy: RSS and descriptors flat over
+# the last minute, at the level they reached after the first two (the retries of the first
+# events settle by then).
+#
+# Usage: bash bench/soak.sh [--seconds S] [--rate EVENTS_PER_S] [--out DIR] [--build-dir D]
+#        (defaults: 600 s, 1000 events/s, bench/report, build/bench)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=lib.sh
+source bench/lib.sh
+SECONDS_RUN=600
+RATE=1000
+OUT=bench/report
+BUILD_DIR=build/bench
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --seconds) SECONDS_RUN=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --build-dir) BUILD_DIR=$2; shift 2 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) log "soak: unknown option $1"; exit 2 ;;
+  esac
+done
+[[ $SECONDS_RUN =~ ^[1-9][0-9]*$ ]] || { log "soak: --seconds wants a positive integer"; exit 2; }
+require_tools python3
+build_targets "$BUILD_DIR" fanoutd fanout-sink
+mkdir -p "$OUT"
+python3 bench/soak/soak.py --fanoutd "${BUILT[fanoutd]}" --sink "${BUILT[fanout-sink]}" \
+  --seconds "$SECONDS_RUN" --rate "$RATE" --out "$OUT"
+
+if ! command -v gnuplot >/dev/null && [[ $(id -u) == 0 ]]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gnuplot-nox \
+    >/dev/null 2>&1 || true
+fi
+if command -v gnuplot >/dev/null; then
+  gnuplot <<EOF
+set terminal pngcairo size 900,600 font ",10"
+set output "$OUT/soak.png"
+set multiplot layout 2,1 title "fanoutd soak: ${SECONDS_RUN} s, ${RATE} events/s, faults (bench/soak.sh)"
+set xlabel "seconds"
+set ylabel "RSS (MiB)"
+set key off
+plot "$OUT/soak.tsv" using 1:(\$2/1024) skip 1 with lines lw 2
+set ylabel "open descriptors"
+plot "$OUT/soak.tsv" using 1:3 skip 1 with lines lw 2
+unset multiplot
+EOF
+  log "wrote $OUT/soak.tsv, $OUT/soak.json, $OUT/soak.png"
+else
+  log "gnuplot missing: wrote $OUT/soak.tsv and $OUT/soak.json (no plot)"
+fi

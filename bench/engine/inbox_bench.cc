@@ -32,6 +32,7 @@
 #include <concurrentqueue/concurrentqueue.h>
 #pragma GCC diagnostic pop
 
+#include "bench/checked_main.h"
 #include "engine/worker.h"
 #include "transport/timer_wheel.h"
 
@@ -221,4 +222,4 @@ BENCHMARK(BM_WaitingRetryMemory)->Apply(retry_counts);
 }  // namespace
 }  // namespace fanout::engine
 
-BENCHMARK_MAIN();
+FANOUT_BENCHMARK_MAIN();

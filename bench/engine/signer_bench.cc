@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/checked_main.h"
 #include "engine/signer.h"
 #include "engine/standard_webhooks.h"
 
@@ -212,10 +213,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace fanout::engine
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   fanout::engine::RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
+  return fanout::bench::run_checked(argc, argv, &reporter);
 }

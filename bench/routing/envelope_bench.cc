@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/checked_main.h"
 #include "routing/envelope.h"
 
 namespace fanout::routing {
@@ -121,4 +122,4 @@ BENCHMARK(BM_DeliveryBodyBuild)->Arg(600)->Arg(16 * 1024);
 }  // namespace
 }  // namespace fanout::routing
 
-BENCHMARK_MAIN();
+FANOUT_BENCHMARK_MAIN();

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/checked_main.h"
 #include "routing/routing_table.h"
 
 namespace fanout::routing {
@@ -40,6 +41,7 @@ Subscription make_sub(std::int64_t org, EventTypeId type) {
 struct Fixture {
   RoutingTable table;
   std::vector<RouteKey> keys;
+  bool keys_hit = false;  // the premise, checked once: every lookup key finds its subscription
 };
 
 Fixture& fixture(std::size_t n) {
@@ -65,7 +67,26 @@ Fixture& fixture(std::size_t n) {
   std::uniform_int_distribution<std::size_t> pick(0, all.size() - 1);
   f->keys.resize(1 << 16);
   for (auto& k : f->keys) k = all[pick(rng)];
+  auto reader = f->table.make_reader();
+  auto pin = reader.pin();
+  f->keys_hit = std::ranges::all_of(
+      f->keys, [&](const RouteKey& k) { return pin.find(k.org_id, k.event_type) != nullptr; });
   return *f;
+}
+
+// The fixture of size n, or nullptr after SkipWithError when its lookup keys do not all hit
+// (the bench-smoke test then fails: bench/checked_main.h).
+Fixture* hitting_fixture(benchmark::State& state, std::size_t n) {
+  Fixture& f = fixture(n);
+  if (f.keys_hit) return &f;
+  state.SkipWithError("a lookup key of the fixture finds no subscription");
+  return nullptr;
+}
+
+// Organisations the miss benchmark asks for: 2 + k * 7919, never 1 mod 7919 as the fixture's are.
+constexpr std::size_t kMissOrgs = 1 << 16;
+std::int64_t miss_org(std::size_t k) {
+  return 2 + static_cast<std::int64_t>(k & (kMissOrgs - 1)) * 7919;
 }
 
 // One routing decision as publish() makes it: pin the current snapshot, find the key, unpin.
@@ -73,7 +94,9 @@ Fixture& fixture(std::size_t n) {
 // over 1k / 100k / 1M shows the step from cache-resident to memory-bound. Goal: well under
 // 100 ns at 1M.
 void BM_RouteLookup(benchmark::State& state) {
-  Fixture& f = fixture(table_size(state.range(0)));
+  Fixture* fp = hitting_fixture(state, table_size(state.range(0)));
+  if (fp == nullptr) return;
+  Fixture& f = *fp;
   auto reader = f.table.make_reader();
   std::size_t i = static_cast<std::size_t>(state.thread_index()) * 9973;
   for (auto _ : state) {
@@ -91,7 +114,9 @@ BENCHMARK(BM_RouteLookup)->Arg(1'000'000)->Threads(2)->UseRealTime();
 // Lookups under one pin (a batch of events routed together): the pin's seq_cst store and
 // re-check amortised away, leaving the hash probe alone.
 void BM_RouteLookupOnePin(benchmark::State& state) {
-  Fixture& f = fixture(table_size(state.range(0)));
+  Fixture* fp = hitting_fixture(state, table_size(state.range(0)));
+  if (fp == nullptr) return;
+  Fixture& f = *fp;
   auto reader = f.table.make_reader();
   std::size_t i = 0;
   auto pin = reader.pin();
@@ -107,11 +132,19 @@ BENCHMARK(BM_RouteLookupOnePin)->Arg(1'000)->Arg(1'000'000);
 void BM_RouteLookupMiss(benchmark::State& state) {
   Fixture& f = fixture(table_size(state.range(0)));
   auto reader = f.table.make_reader();
-  std::int64_t org = 2;  // ids in the fixture are 1 mod 7919; 2.. never are
+  {
+    auto pin = reader.pin();
+    for (std::size_t k = 0; k < kMissOrgs; ++k) {
+      if (pin.find(miss_org(k), 1) != nullptr) {
+        state.SkipWithError("a lookup meant to miss found a subscription");
+        return;
+      }
+    }
+  }
+  std::size_t k = 0;
   for (auto _ : state) {
     auto pin = reader.pin();
-    benchmark::DoNotOptimize(pin.find(org, 1));
-    org += 2;
+    benchmark::DoNotOptimize(pin.find(miss_org(k++), 1));
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -152,4 +185,4 @@ BENCHMARK(BM_RouteLoad)->Arg(1'000'000)->Unit(benchmark::kMillisecond)->Iteratio
 }  // namespace
 }  // namespace fanout::routing
 
-BENCHMARK_MAIN();
+FANOUT_BENCHMARK_MAIN();

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "bench/checked_main.h"
 #include "routing/subscription.h"
 
 namespace fanout::routing {
@@ -60,4 +61,4 @@ BENCHMARK_CAPTURE(BM_SubscriptionValidate, invalid, invalid_spec(), false);
 }  // namespace
 }  // namespace fanout::routing
 
-BENCHMARK_MAIN();
+FANOUT_BENCHMARK_MAIN();

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/checked_main.h"
 #include "transport/timer_wheel.h"
 
 namespace fanout::transport {
@@ -256,10 +257,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace fanout::transport
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   fanout::transport::RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
+  return fanout::bench::run_checked(argc, argv, &reporter);
 }

@@ -243,13 +243,12 @@ TEST_F(EngineTest, PublishHandsBackTheParsedEnvelope) {
 }
 
 TEST_F(EngineTest, DeletedSubscriptionDropsTheNextAttempt) {
-  Receiver rx([](const Received&, std::size_t) { return 503; });
-  EngineOptions o = test_options();
-  o.retry.base_ms = 200;  // time for the test thread to remove the subscription
-  start(o, rx.port());
+  // The receiver holds the first attempt until the subscription is gone, then answers 503: the
+  // retry finds no subscription whatever the backoff (the order is the test's, not a clock's).
+  Receiver rx([](const Received&, std::size_t) { return Receiver::kHold; });
+  start(test_options(), rx.port());
   auto p = engine_->make_producer();
   ASSERT_EQ(p.publish(event("drop-me")).status, PublishStatus::kAccepted);
-  // The first attempt happens; then the subscription goes before the retry.
   ASSERT_TRUE(rx.wait_for(1));
   EXPECT_TRUE(engine_->remove(42, "business_updated"));
   ASSERT_TRUE(collector_.wait_for(1));
@@ -270,9 +269,11 @@ TEST_F(EngineTest, BusyWhenTheBudgetIsFullAndNothingIsLost) {
   EXPECT_EQ(engine_->stats().refused_busy, 1u);
   // Stopping hands the three back: accepted events are never lost.
   auto left = engine_->stop(std::chrono::milliseconds(0));
+  rx.release_held(503);
   EXPECT_EQ(left.size(), 3u);
   std::set<std::string> ids;
   for (const auto& u : left) ids.insert(u.event_id);
+  EXPECT_EQ(rx.count(), 1u);
   EXPECT_EQ(ids, (std::set<std::string>{"b0", "b1", "b2"}));
   EXPECT_EQ(p.publish(event("late")).status, PublishStatus::kStopped);
   // TearDown's stop() returns nothing more (stop is idempotent). The engine itself stays until

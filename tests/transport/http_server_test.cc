@@ -564,7 +564,9 @@ TEST_F(HttpServerTest, IdleTimeoutClosesAConnectionThatSendsNothing) {
 
 TEST_F(HttpServerTest, IdleTimeoutClosesKeepAliveConnectionAfterItsAnswers) {
   HttpServerOptions o;
-  o.idle_timeout_ms = 50;
+  // Generous: the second request must arrive within it after the first answer, even on a
+  // loaded machine; the test then waits for the close itself, not for a time.
+  o.idle_timeout_ms = 1'000;
   start(std::move(o));
   RawClient raw;
   bool second_sent = false;
@@ -591,7 +593,9 @@ TEST_F(HttpServerTest, IdleTimeoutClosesKeepAliveConnectionAfterItsAnswers) {
 
 TEST_F(HttpServerTest, IdleTimeoutSendsGoawayOnHttp2ConnectionWithoutStreams) {
   HttpServerOptions o;
-  o.idle_timeout_ms = 50;
+  // Generous: the preface (sent on connect) must be read before the connection counts as idle
+  // long enough, or it would close undetected, without SETTINGS and GOAWAY.
+  o.idle_timeout_ms = 1'000;
   start(std::move(o));
   RawClient raw;
   raw.start(&loop_, port_, kH2Preface);

@@ -734,11 +734,12 @@ class EngineNghttpdTest : public EngineTest {
     dir_.write("hook", "");
   }
   std::uint16_t start_nghttpd() {
-    const std::uint16_t port = fanout::testing::free_port();
-    peer_ = fanout::testing::Child({"nghttpd", "--address=127.0.0.1", "--echo-upload", "-d",
-                                    dir_.path(), "--no-tls", std::to_string(port)});
-    EXPECT_TRUE(fanout::testing::wait_accepting(port)) << "nghttpd did not start";
-    return port;
+    // Port 0: nghttpd binds one itself, read back from its descriptors (/proc).
+    peer_ = fanout::testing::Child(
+        {"nghttpd", "--address=127.0.0.1", "--echo-upload", "-d", dir_.path(), "--no-tls", "0"});
+    const auto ports = fanout::testing::wait_listening(peer_.pid());
+    EXPECT_EQ(ports.size(), 1u) << "nghttpd did not start";
+    return ports.empty() ? 0 : ports[0];
   }
   fanout::testing::ScratchDir dir_;
   fanout::testing::Child peer_;

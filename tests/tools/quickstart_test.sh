@@ -14,12 +14,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-sink_port=$(free_port)
 data="$work/data"
 
-FANOUT_BIN="$bin" FANOUTD_PORT=$port FANOUT_SINK_PORT=$sink_port FANOUTD_DATA="$data" \
+# Port 0 for both: each binds its own and prints "listening on 127.0.0.1:PORT" (a port picked
+# free by the test and handed on could be taken by a concurrent test meanwhile).
+FANOUT_BIN="$bin" FANOUTD_PORT=0 FANOUT_SINK_PORT=0 FANOUTD_DATA="$data" \
   bash "$src/tools/run.sh" >"$work/run.out" 2>"$work/run.err" &
 runner=$!
 
@@ -34,8 +33,19 @@ wait_for() {  # wait_for DESCRIPTION COMMAND...: polls a condition, 30 s at most
   cat "$work/run.out" "$work/run.err" >&2
   exit 1
 }
-wait_for "fanoutd to answer" curl -sf "http://127.0.0.1:$port/healthz"
-wait_for "the sink to listen" curl -s -o /dev/null "http://127.0.0.1:$sink_port/"
+listening_ports() { grep -o '^listening on 127\.0\.0\.1:[0-9]*' "$work/run.out" | cut -d: -f2; }
+two_ports() { [ "$(listening_ports | wc -l)" -ge 2 ]; }
+wait_for "fanoutd and the sink to listen" two_ports
+# Which is which: fanoutd's /healthz answers {"status":"ok"}, the sink answers anything "ok".
+port= sink_port=
+for p in $(listening_ports); do
+  if curl -sf "http://127.0.0.1:$p/healthz" | grep -q '"status":"ok"'; then
+    port=$p
+  else
+    sink_port=$p
+  fi
+done
+[ -n "$port" ] && [ -n "$sink_port" ] || { echo "quickstart: ports not found" >&2; cat "$work/run.out" >&2; exit 1; }
 
 # The block between the quickstart marker and the end of the next fenced block.
 awk '/<!-- quickstart/{f=1} f&&/^```sh/{g=1; next} g&&/^```/{exit} g' "$src/README.md" |

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -207,22 +208,23 @@ class NghttpdTest : public ClientTest {
     dir_.write("hook", "");
     ASSERT_TRUE(fanout::testing::make_test_pki(dir_)) << "openssl failed";
   }
-  // Starts nghttpd on a free port; extra flags go before the port.
+  // Starts nghttpd on port 0 (the port it bound, read from /proc); extra flags go before the
+  // port.
   std::uint16_t start_nghttpd(bool tls, std::vector<std::string> flags = {},
                               const std::string& cert = "server") {
-    const std::uint16_t port = fanout::testing::free_port();
     std::vector<std::string> argv = {"nghttpd", "--address=127.0.0.1", "--echo-upload", "-d",
                                      dir_.path()};
     argv.insert(argv.end(), flags.begin(), flags.end());
     if (!tls) argv.push_back("--no-tls");
-    argv.push_back(std::to_string(port));
+    argv.push_back("0");
     if (tls) {
       argv.push_back(dir_.file(cert + ".key"));
       argv.push_back(dir_.file(cert + ".pem"));
     }
     peer_ = Child(argv);
-    EXPECT_TRUE(fanout::testing::wait_accepting(port)) << "nghttpd did not start";
-    return port;
+    const auto ports = fanout::testing::wait_listening(peer_.pid());
+    EXPECT_EQ(ports.size(), 1u) << "nghttpd did not start";
+    return ports.empty() ? 0 : ports[0];
   }
   ScratchDir dir_;
   Child peer_;
@@ -373,7 +375,8 @@ TEST_F(ClientTest, RefusedConnectionIsReportedAndRetryable) {
   ClientOptions o = local_options();
   o.insecure = true;
   make_client(o);
-  auto reqs = make_requests(3, false, "127.0.0.1", fanout::testing::free_port());
+  const fanout::testing::ClosedPort closed;
+  auto reqs = make_requests(3, false, "127.0.0.1", closed.port());
   run_all(reqs);
   for (auto& r : reqs) {
     EXPECT_EQ(r->got.failure, Failure::kConnectRefused) << to_string(r->got.failure);
@@ -543,8 +546,16 @@ class NginxTest : public ClientTest {
   void SetUp() override {
     ClientTest::SetUp();
     ASSERT_TRUE(fanout::testing::make_test_pki(dir_));
-    h1_port_ = fanout::testing::free_port();
-    tls_port_ = fanout::testing::free_port();
+    // nginx cannot listen on port 0: it gets candidate ports, and its own listening sockets
+    // (read from /proc) tell that it bound them; one that lost a port to another process
+    // exits, and is started again on new ones.
+    for (int tries = 0; tries < 5 && h1_port_ == 0; ++tries) start_nginx();
+    ASSERT_NE(h1_port_, 0) << "nginx did not start";
+  }
+  void start_nginx() {
+    const std::uint16_t h1 = fanout::testing::candidate_port();
+    const std::uint16_t tls = fanout::testing::candidate_port();
+    if (h1 == tls) return;
     const std::string d = dir_.path();
     dir_.write("nginx.conf",
                "daemon off; master_process off; worker_processes 1; pid " + d +
@@ -567,13 +578,13 @@ class NginxTest : public ClientTest {
                    "  keepalive_requests 7;\n"
                    "  server {\n"
                    "    listen 127.0.0.1:" +
-                   std::to_string(h1_port_) +
+                   std::to_string(h1) +
                    ";\n"
                    "    location / { return 200 \"$http_x_auth_token|$content_type\"; }\n"
                    "  }\n"
                    "  server {\n"
                    "    listen 127.0.0.1:" +
-                   std::to_string(tls_port_) +
+                   std::to_string(tls) +
                    " ssl http2;\n"
                    "    ssl_certificate " +
                    d + "/server.pem; ssl_certificate_key " + d +
@@ -583,8 +594,12 @@ class NginxTest : public ClientTest {
                    "  }\n"
                    "}\n");
     peer_ = Child({"nginx", "-p", d, "-e", d + "/stderr.log", "-c", d + "/nginx.conf"});
-    ASSERT_TRUE(fanout::testing::wait_accepting(h1_port_)) << "nginx did not start";
-    ASSERT_TRUE(fanout::testing::wait_accepting(tls_port_));
+    auto ports = fanout::testing::wait_listening(peer_.pid(), 2);
+    std::sort(ports.begin(), ports.end());
+    if (ports == std::vector<std::uint16_t>{std::min(h1, tls), std::max(h1, tls)}) {
+      h1_port_ = h1;
+      tls_port_ = tls;
+    }
   }
   void add_header(std::vector<std::unique_ptr<TestRequest>>& reqs) {
     for (auto& r : reqs) {

@@ -1,9 +1,11 @@
 // Helpers for tests that talk to real peers nobody here wrote (nghttpd, nginx): a scratch
-// directory, a test CA with server certificates (made by the openssl command-line tool), free
-// ports chosen at run time, and child processes that are killed when the helper goes.
+// directory, a test CA with server certificates (made by the openssl command-line tool), ports
+// that no other process can take (a held closed port, or the port a peer bound itself, read from
+// /proc), and child processes killed when the helper goes.
 #pragma once
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -15,6 +17,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,8 +77,88 @@ inline bool make_test_pki(const ScratchDir& dir) {
   return true;
 }
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
-inline std::uint16_t free_port() {
+// A TCP port on 127.0.0.1 held for the object's lifetime: bound, so no other process can take
+// it, and not listening, so a connection to it is refused. For "nothing listens there" tests
+// (a port picked free, released and handed on could be taken by a concurrent test).
+class ClosedPort {
+ public:
+  ClosedPort() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      port_ = ntohs(a.sin_port);
+    }
+  }
+  ~ClosedPort() {
+    if (fd_ >= 0) close(fd_);
+  }
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+// The TCP ports process `pid` listens on: the LISTEN rows of /proc/net/tcp whose socket inode is
+// one of /proc/PID/fd. A peer that bound port 0 itself is found this way (nghttpd cannot report
+// it), and so is a peer given a candidate port: the port is its own, not another process's.
+inline std::vector<std::uint16_t> listening_ports_of(pid_t pid) {
+  std::vector<std::string> inodes;
+  const std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd";
+  if (DIR* d = opendir(fd_dir.c_str()); d != nullptr) {
+    while (const dirent* e = readdir(d)) {
+      char target[64] = {};
+      const std::string link = fd_dir + "/" + e->d_name;
+      const ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
+      const std::string t(target, n > 0 ? static_cast<std::size_t>(n) : 0);
+      if (t.rfind("socket:[", 0) == 0) inodes.push_back(t.substr(8, t.size() - 9));
+    }
+    closedir(d);
+  }
+  std::vector<std::uint16_t> ports;
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  std::getline(tcp, line);  // the column names
+  while (std::getline(tcp, line)) {
+    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+    std::istringstream in(line);
+    std::string sl, local, remote, st, queues, timer, retr, uid, timeout, inode;
+    in >> sl >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode;
+    if (st != "0A") continue;  // TCP_LISTEN
+    for (const auto& i : inodes) {
+      if (i == inode) {
+        ports.push_back(
+            static_cast<std::uint16_t>(std::stoul(local.substr(local.find(':') + 1), nullptr, 16)));
+      }
+    }
+  }
+  return ports;
+}
+
+// Polls until process `pid` listens on at least `count` TCP ports and returns them; empty when
+// the process ends first (it could not bind) or after `limit` (a failure, not a timing check).
+inline std::vector<std::uint16_t> wait_listening(
+    pid_t pid, std::size_t count = 1, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pid <= 0 || waitpid(pid, nullptr, WNOHANG) != 0) return {};
+    auto ports = listening_ports_of(pid);
+    if (ports.size() >= count) return ports;
+    std::this_thread::yield();
+  }
+  return {};
+}
+
+// A port that was free a moment ago (bound to port 0, then released): only a candidate, for a
+// peer that cannot bind port 0 itself (nginx). Whoever uses it must check through
+// wait_listening() that the peer got it, and try another when the peer could not bind.
+inline std::uint16_t candidate_port() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -133,6 +216,7 @@ class Child {
     return *this;
   }
   [[nodiscard]] bool running() const { return pid_ > 0 && kill(pid_, 0) == 0; }
+  [[nodiscard]] pid_t pid() const { return pid_; }
   void stop() {
     if (pid_ <= 0) return;
     kill(pid_, SIGTERM);

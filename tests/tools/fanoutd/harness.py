@@ -101,7 +101,19 @@ def tail(text, lines=40):
 
 
 def closed_port():
-    """A port on 127.0.0.1 that nothing listens on (bound to port 0, then closed)."""
+    """A port on 127.0.0.1 that nothing listens on: bound to port 0 and held, not listening,
+    until the test process ends, so a connection to it is refused and no other process (a
+    concurrent test) can take it meanwhile."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    _held_ports.append(s)
+    return s.getsockname()[1]
+
+
+def candidate_port():
+    """A port that was free a moment ago (bound to 0, then released), for a server that cannot
+    bind port 0 and report it (redis-server): the caller must make sure the server it starts got
+    the port, and try another when it did not."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -165,6 +177,9 @@ class Response(tuple):
 
     Also `.raw` (the body bytes) and, for curl answers, `.http_version`.
     """
+
+_held_ports = []
+
 
     def __new__(cls, status, headers, body, raw, http_version=None):
         obj = super().__new__(cls, (status, headers, body))

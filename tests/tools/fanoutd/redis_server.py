@@ -1,8 +1,11 @@
 """A real redis-server for the tests (Debian's redis-server 7.0), and redis-cli to talk to it.
 
 The server listens on 127.0.0.1 on a port picked free (bind to 0, close, hand it to Redis:
-Redis cannot report a port it chose itself); a start that loses that race to another process
-is retried on a new port. Persistence is an append-only file with `appendfsync always`, so a
+Redis 7.0 cannot listen on a TCP port it chose itself, `--port 0` means no TCP at all). A start
+that loses that race to another process is retried on a new port: Redis exits when it cannot
+bind ("Could not create server TCP listening socket" in its log), and the server that answers
+is only taken for ours when its INFO names our process id, so another process (even another
+redis-server) on the port can never pass for it. Persistence is an append-only file with `appendfsync always`, so a
 SIGKILL of the server loses nothing it acknowledged (the tests restart it that way).
 
 redis-cli does the talking (RESP2 answers as JSON), `--pipe` the bulk loading: the tests never
@@ -39,7 +42,7 @@ class Redis:
     def start(self, keep_port=False):
         for _ in range(5):
             if not keep_port or self.port is None:
-                self.port = harness.closed_port()
+                self.port = harness.candidate_port()
             if self._spawn():
                 return self
             if keep_port:
@@ -56,18 +59,21 @@ class Redis:
                  "--save", "", "--daemonize", "no", "--protected-mode", "yes"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log))
         try:
-            harness.wait_until(lambda: self.proc.poll() is not None or self._ping(),
-                               message=lambda: f"redis-server to answer PING\n"
+            harness.wait_until(lambda: self.proc.poll() is not None or self._ours(),
+                               message=lambda: f"redis-server (pid {self.proc.pid}) to answer "
+                                               f"on port {self.port}\n"
                                                f"{harness.tail(self.log())}")
         except AssertionError:
             self.proc.kill()
             raise
         return self.proc.poll() is None
 
-    def _ping(self):
-        r = subprocess.run([REDIS_CLI, "-p", str(self.port), "PING"], capture_output=True,
-                           text=True, timeout=30)
-        return r.stdout.strip() == "PONG"
+    def _ours(self):
+        """True when the server answering on the port is the process we started."""
+        r = subprocess.run([REDIS_CLI, "-p", str(self.port), "INFO", "server"],
+                           capture_output=True, text=True, timeout=30)
+        return f"process_id:{self.proc.pid}\r" in r.stdout or \
+            f"process_id:{self.proc.pid}\n" in r.stdout
 
     def log(self):
         return harness.read_text(self.log_path)

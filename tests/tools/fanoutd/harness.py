@@ -100,6 +100,9 @@ def tail(text, lines=40):
     return "\n".join(text.splitlines()[-lines:])
 
 
+_held_ports = []
+
+
 def closed_port():
     """A port on 127.0.0.1 that nothing listens on: bound to port 0 and held, not listening,
     until the test process ends, so a connection to it is refused and no other process (a
@@ -177,9 +180,6 @@ class Response(tuple):
 
     Also `.raw` (the body bytes) and, for curl answers, `.http_version`.
     """
-
-_held_ports = []
-
 
     def __new__(cls, status, headers, body, raw, http_version=None):
         obj = super().__new__(cls, (status, headers, body))

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -152,14 +153,30 @@ TEST_F(EngineTest, NotFoundIsRejectedAfterOneAttempt) {
 }
 
 TEST_F(EngineTest, RedirectIsRejectedAndNeverFollowed) {
-  Receiver rx([](const Received&, std::size_t) { return 302; });
-  start(test_options(), rx.port());
-  auto p = engine_->make_producer();
-  ASSERT_EQ(p.publish(event("e302")).status, PublishStatus::kAccepted);
-  ASSERT_TRUE(collector_.wait_for(1));
-  EXPECT_EQ(collector_.outcomes()[0].kind, OutcomeKind::kRejected);
-  EXPECT_EQ(collector_.outcomes()[0].last_status, 302);
-  EXPECT_EQ(rx.count(), 1u);
+  // Every 3xx that a client following redirects would follow, each pointing at a second
+  // receiver on the same address: it must never hear of the event.
+  Receiver elsewhere([](const Received&, std::size_t) { return 200; });
+  std::size_t n = 0;
+  for (const int status : {301, 302, 303, 307, 308}) {
+    SCOPED_TRACE(status);
+    Receiver rx([status](const Received&, std::size_t) { return status; },
+                Receiver::Keep::kEverything, {{}, {{"location", elsewhere.url("/stolen")}}});
+    start(test_options(), rx.port());
+    {
+      auto p = engine_->make_producer();  // a producer must not outlive its engine
+      ASSERT_EQ(p.publish(event("e3xx")).status, PublishStatus::kAccepted);
+    }
+    ASSERT_TRUE(collector_.wait_for(++n));
+    const auto out = collector_.outcomes()[n - 1];
+    EXPECT_EQ(out.kind, OutcomeKind::kRejected);
+    EXPECT_EQ(out.last_status, status);
+    EXPECT_EQ(out.attempts, 1u);
+    EXPECT_EQ(rx.count(), 1u);
+    EXPECT_TRUE(engine_->stop(std::chrono::seconds(10)).empty());
+    engine_.reset();
+  }
+  // The engines are stopped: whatever they would have sent has been sent.
+  EXPECT_EQ(elsewhere.count(), 0u) << "a redirect was followed";
 }
 
 TEST_F(EngineTest, ServerErrorIsTriedSixTimesThenExhausted) {
@@ -901,6 +918,49 @@ TEST_F(EngineSinkTest, RetriesReachTheSinkAsDuplicateEventIds) {
   const EngineStats st = engine_->stats();
   EXPECT_EQ(st.attempts_2xx, static_cast<std::uint64_t>(delivered));
   EXPECT_EQ(st.attempts_5xx, static_cast<std::uint64_t>(attempts - delivered));
+}
+
+// contract §4: a delivery refused by the receiver's GOAWAY before it was processed (a stream
+// above the last-stream-id) is re-sent on a new connection and is not an attempt. The engine
+// puts all 40 events on one connection; the sink sends GOAWAY at its 15th request on each, so
+// the streams it has not processed yet are refused and re-sent on the next connection: at most
+// three connections, so no event is refused the 4 times in a row that would count as a failed
+// attempt (transport README, "Refused before processing").
+// DISABLED: it fails, exposing a bug not fixed yet (issue 14): the sink processes and answers 200
+// to 75 requests for 40 events (35 duplicates, all X-Partoo-Attempt 1): requests the receiver
+// had processed below the GOAWAY's last-stream-id are sent again on the next connection.
+TEST_F(EngineSinkTest, DISABLED_GoawayRefusedDeliveriesAreResentAndNotCounted) {
+  constexpr int kEvents = 40;
+  const fanout::testing::ScratchDir dir;
+  const std::string record = dir.file("record.ndjson");
+  const std::uint16_t port = start_sink({"--goaway-every", "15", "--record", record});
+  ASSERT_NE(port, 0);
+  deliver(port, kEvents);
+  if (HasFatalFailure()) return;
+  for (const auto& c : collector_.outcomes()) {
+    EXPECT_EQ(c.kind, OutcomeKind::kDelivered) << c.event_id << ": " << c.last_failure;
+    EXPECT_EQ(c.attempts, 1u) << c.event_id;
+  }
+  const EngineStats st = engine_->stats();
+  EXPECT_EQ(st.attempts, static_cast<std::uint64_t>(kEvents));
+  const std::string summary = stop_sink();
+  // Processed once each, all as attempt 1: nothing refused reached the receiver's handler.
+  EXPECT_EQ(number_after(summary, "\"requests\":"), kEvents) << summary;
+  EXPECT_EQ(number_after(summary, "\"unique_event_ids\":"), kEvents) << summary;
+  EXPECT_EQ(number_after(summary, "\"duplicate_event_ids\":"), 0) << summary;
+  EXPECT_GE(number_after(summary, "\"goaways\":"), 1) << summary;
+  // The receiver's own record: one line per request it processed, each X-Partoo-Attempt: 1.
+  std::ifstream in(record);
+  std::string line;
+  std::set<std::string> seen;
+  while (std::getline(in, line)) {
+    EXPECT_NE(line.find(R"(["x-partoo-attempt","1"])"), std::string::npos) << line;
+    const std::string key = R"(["x-partoo-event-id",")";
+    const auto at = line.find(key);
+    ASSERT_NE(at, std::string::npos) << line;
+    seen.insert(line.substr(at + key.size(), line.find('"', at + key.size()) - at - key.size()));
+  }
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(kEvents));
 }
 
 // EngineOptions::http1_only: HTTP/1.1 to an http:// receiver instead of h2c (fanout-load --http1).

@@ -52,13 +52,25 @@ class Receiver final : public transport::HttpRequestHandler {
   // Decides the answer to a request (called on the receiver's thread).
   using Script = std::function<int(const Received&, std::size_t index)>;
 
-  explicit Receiver(Script script, Keep keep = Keep::kEverything)
-      : script_(std::move(script)), keep_(keep) {
+  // Besides the script: TLS (an https:// receiver) and headers sent with every status answer
+  // (a redirect's Location).
+  struct Setup {
+    std::shared_ptr<const transport::TlsContext> tls;
+    std::vector<std::pair<std::string, std::string>> answer_headers;
+  };
+
+  explicit Receiver(Script script, Keep keep = Keep::kEverything, Setup setup = {})
+      : script_(std::move(script)), keep_(keep), setup_(std::move(setup)) {
+    for (const auto& [name, value] : setup_.answer_headers) {
+      answer_headers_.push_back({name, value});
+    }
     std::atomic<int> ready{0};
     thread_ = std::thread([this, &ready] {
       uv_loop_init(&loop_);
       streams_ = std::make_unique<transport::StreamLoop>(&loop_);
-      auto s = transport::HttpServer::create(*streams_, {}, this);
+      transport::HttpServerOptions options;
+      options.tls = setup_.tls;
+      auto s = transport::HttpServer::create(*streams_, options, this);
       if (!s) {
         ready.store(-1);
         streams_->close();
@@ -171,7 +183,7 @@ class Receiver final : public transport::HttpRequestHandler {
         held_.push_back(responder);
         break;
       default:
-        responder.respond(action, {}, "ok");
+        responder.respond(action, answer_headers_, "ok");
     }
   }
 
@@ -186,12 +198,14 @@ class Receiver final : public transport::HttpRequestHandler {
       std::lock_guard lock(mu_);
       status = release_status_;
     }
-    for (const transport::HttpResponder& h : held_) h.respond(status, {}, "ok");
+    for (const transport::HttpResponder& h : held_) h.respond(status, answer_headers_, "ok");
     held_.clear();
   }
 
   Script script_;
   Keep keep_;
+  Setup setup_;
+  std::vector<transport::HttpHeaderView> answer_headers_;  // views into setup_
   std::thread thread_;
   uv_loop_t loop_{};
   uv_async_t stop_{};

@@ -9,11 +9,17 @@
 namespace fanout {
 namespace {
 
-TEST(VersionTest, IsSemanticVersion) {
+// The version is the project's (CMakeLists.txt `project(fanout VERSION ...)`, passed to this
+// test by the build) and nothing else: exactly three dot-separated decimal numbers.
+TEST(VersionTest, IsTheProjectsSemanticVersion) {
   const std::string v(version());
-  int major = -1, minor = -1, patch = -1;
-  ASSERT_EQ(std::sscanf(v.c_str(), "%d.%d.%d", &major, &minor, &patch), 3) << v;
-  EXPECT_GE(major, 0);
+  EXPECT_EQ(v, FANOUT_PROJECT_VERSION);
+  int major = -1, minor = -1, patch = -1, end = 0;
+  ASSERT_EQ(std::sscanf(v.c_str(), "%d.%d.%d%n", &major, &minor, &patch, &end), 3) << v;
+  EXPECT_EQ(static_cast<std::size_t>(end), v.size()) << "nothing after MAJOR.MINOR.PATCH: " << v;
+  EXPECT_EQ(v, std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch))
+      << "no sign, no leading zeros: " << v;
+  EXPECT_GT(major + minor + patch, 0) << "not 0.0.0: " << v;
 }
 
 // Proves every runtime dependency is linked and answers at run time (BoringSSL through its

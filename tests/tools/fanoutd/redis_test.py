@@ -69,8 +69,9 @@ class RedisTest(FanoutdTestCase):
     def setUp(self):
         super().setUp()
         if not redis_server.available():
-            harness.skip_or_fail(self, "redis-server or redis-cli missing "
-                                       "(tools/install-deps.sh installs them)")
+            if os.environ.get("CI"):
+                self.fail("redis-server or redis-cli missing (tools/install-deps.sh installs them)")
+            self.skipTest("redis-server not installed")
         self.redis = redis_server.Redis(self.tmp).start()
         self.addCleanup(self.redis.kill)
 

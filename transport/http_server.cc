@@ -804,7 +804,8 @@ class HttpServer::Http2Session final : public HttpServer::Session {
   std::size_t block_bytes_ = 0;
   bool calm_ = false;  // a callback failed mem_recv for abuse: GOAWAY(ENHANCE_YOUR_CALM)
   bool goaway_sent_ = false;
-  bool terminated_ = false;  // GoawayMode::kImmediate
+  std::int32_t goaway_last_ = 0;  // the last-stream-id our GOAWAY named
+  bool terminated_ = false;       // GoawayMode::kImmediate
   std::uint64_t requests_ = 0;
   std::vector<std::unique_ptr<Request>> pool_;
   std::vector<Request*> free_;
@@ -1010,6 +1011,16 @@ HttpRequest HttpServer::Http2Session::view(Request& req) {
 }
 
 void HttpServer::Http2Session::complete(Request& req) {
+  if (goaway_sent_ && req.stream_id > goaway_last_) {
+    // Opened before our GOAWAY reached the client, above its last-stream-id: not processed
+    // (RFC 9113 §6.8), and said so, so that the client retries it on a new connection.
+    req.answered = true;
+    conn_.server_.timeout_remove(kRequestTimeout, req.timeout);
+    (void)nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, req.stream_id,
+                                    NGHTTP2_REFUSED_STREAM);
+    after_submit();
+    return;
+  }
   req.dispatched = true;
   conn_.server_.timeout_remove(kRequestTimeout, req.timeout);
   HttpRequest r = view(req);
@@ -1104,6 +1115,9 @@ bool HttpServer::Http2Session::reset(std::uint64_t id, std::uint32_t code) {
 bool HttpServer::Http2Session::goaway(std::uint64_t /*id*/, GoawayMode mode) {
   if (conn_.closing_) return false;
   const std::int32_t last = nghttp2_session_get_last_proc_stream_id(session_);
+  // Streams above `last` that are still to come out of this read are refused, not processed:
+  // the client re-sends them elsewhere, so the handler must never have seen them.
+  if (!goaway_sent_) goaway_last_ = last;
   int rc;
   if (mode == GoawayMode::kImmediate) {
     rc = nghttp2_session_terminate_session2(session_, last, NGHTTP2_NO_ERROR);

@@ -121,8 +121,9 @@ struct HttpRequest {
 
 enum class GoawayMode : std::uint8_t {
   // HTTP/2: GOAWAY(NO_ERROR) naming the highest stream id received so far; those streams are
-  // still answered, later ones are refused by the protocol (the client may retry them
-  // elsewhere), and the connection closes once the last is answered and written.
+  // still answered, later ones are refused (RST_STREAM(REFUSED_STREAM) for those already on
+  // their way, never handed to the handler: the client retries them elsewhere), and the
+  // connection closes once the last is answered and written.
   // HTTP/1.1: no request is read after this one; requests pipelined after it are dropped
   // unanswered; the connection closes once the answers up to this one are written (this one's
   // carries "Connection: close" unless it was answered already).

@@ -12,6 +12,7 @@ import os
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import dns_server  # noqa: E402
 import harness  # noqa: E402
 from harness import FanoutdTestCase, apikey, public_key_pem, verify_signature, wait_until
 
@@ -388,6 +389,27 @@ class RetryTest(E2ECase):
         self.assertEqual(m.value("fanout_waiting_retries"), 0)
         d.stop()
 
+    def test_goaway_refused_requests_are_resent_and_not_counted(self):
+        """A receiver that sends GOAWAY after every 15th request on a connection: requests it
+        refused (above the last-stream-id) are re-sent on a new connection, not counted as
+        attempts; it processes each event exactly once, as attempt 1."""
+        d = self.daemon(config=FAST_RETRY)
+        sink = self.start_sink(args=["--goaway-every", "15"])
+        self.subscribe(d, "business_created", sink.url())
+        lines = [event(ORG, "business_created", '{"g":%d}' % i, f"goaway-{i}") for i in range(40)]
+        ids = self.publish_ok(d, *lines)
+        self.wait_outcomes(d, 40, "delivered")
+        self.wait_idle(d)
+        sink.stop()
+        seen = collections.Counter(q.header("x-partoo-event-id") for q in sink.requests())
+        self.assertEqual(sorted(seen), sorted(ids))
+        self.assertEqual(set(seen.values()), {1}, "each event processed once")
+        self.assertEqual({q.header("x-partoo-attempt") for q in sink.requests()}, {"1"})
+        self.assertGreaterEqual(sink.summary["goaways"], 1)
+        self.assertEqual(d.metric("fanout_attempts_total", **{"class": "2xx"}), 40)
+        self.assertEqual(d.metric("fanout_attempts_total", **{"class": "failed"}), 0)
+        d.stop()
+
     def test_4xx_3xx_and_429_are_not_retried(self):
         """404, 429 (by default) and 301 (never followed) end as rejected after one request."""
         d = self.daemon(config=FAST_RETRY)
@@ -465,6 +487,53 @@ class RetryTest(E2ECase):
         reqs = sink.requests()
         self.assertGreaterEqual(len(reqs), 1)
         self.assertEqual(len(reqs), m.value("fanout_attempts_total", **{"class": "5xx"}))
+        d.stop()
+
+
+class AddressGuardTest(E2ECase):
+    """The address guard with host names (contract: private and loopback addresses refused
+    unless allowed): the name is resolved by fanoutd's own resolver (a DNS server of the test's
+    own, `dns_servers`), and the delivery goes to the address that was checked."""
+
+    def test_names_resolving_to_refused_addresses_are_rejected(self):
+        sink = self.start_sink()
+        dns = dns_server.DnsServer({"private.example": "10.1.2.3",
+                                    "loop.example": "127.0.0.1"})
+        self.addCleanup(dns.close)
+        cfg = f'dns_servers = "{dns.address}"\n' + FAST_RETRY
+        # No allow-list: loopback is refused too.
+        d = self.daemon(config=cfg, args=())
+        d.stop()
+        strict = self.start_daemon(data=d.data, config=cfg, allow_subnets=())
+        self.subscribe(strict, "business_created", f"http://private.example:{sink.port}/hook")
+        self.subscribe(strict, "business_updated", f"http://loop.example:{sink.port}/hook")
+        self.publish_ok(strict, event(ORG, "business_created", "{}", "to-private"),
+                        event(ORG, "business_updated", "{}", "to-loop"))
+        self.wait_outcomes(strict, 2, "rejected")
+        self.assertEqual(sink.count(), 0, "nothing reached a refused address")
+        self.assertIn(("private.example", 1), dns.queries)
+        self.assertIn(("loop.example", 1), dns.queries)
+        strict.stop()
+        # 127.0.0.1/32 allowed: the name resolving there is delivered, to that address.
+        ok = self.start_daemon(data=d.data, config=cfg)
+        self.publish_ok(ok, event(ORG, "business_updated", "{}", "to-loop-allowed"),
+                        event(ORG, "business_created", "{}", "to-private-again"))
+        self.wait_outcomes(ok, 1, "delivered")
+        self.wait_outcomes(ok, 1, "rejected")
+        ok.stop()
+        sink.stop()
+        got = [q.header("x-partoo-event-id") for q in sink.requests()]
+        self.assertEqual(got, ["to-loop-allowed"])
+        self.assertEqual(sink.requests()[0]["authority"], f"loop.example:{sink.port}")
+
+    def test_unknown_name_is_retried_until_exhausted(self):
+        dns = dns_server.DnsServer({})
+        self.addCleanup(dns.close)
+        d = self.daemon(config=f'dns_servers = "{dns.address}"\n' + FAST_RETRY)
+        self.subscribe(d, "business_created", "http://nowhere.example:8080/hook")
+        self.publish_ok(d, event(ORG, "business_created", "{}", "nx"))
+        self.wait_outcomes(d, 1, "exhausted")
+        self.assertEqual(d.metric("fanout_attempts_total", **{"class": "failed"}), 3)
         d.stop()
 
 

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/peers.h"
+
 namespace fanout::engine {
 namespace {
 
@@ -364,7 +366,7 @@ TEST(SignerTest, RefusesOtherEd25519Pkcs8Forms) {
 class SignerOpensslTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (std::system("openssl version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no openssl CLI";
+    if (std::system("openssl version >/dev/null 2>&1") != 0) FANOUT_MISSING_PEER("openssl");
     std::string pattern = ::testing::TempDir() + "/signer_test_XXXXXX";
     ASSERT_NE(mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;

@@ -8,7 +8,12 @@
 // from seed file k mod (number of files) and applies 1 to 4 edits drawn from a generator seeded
 // with (S, k) alone, so `--only K` replays mutation K by itself. A failing target aborts (an
 // invariant, ASan or UBSan); before dying the driver writes the input to DIR/crash-<target>
-// (--save, default the current directory) and prints the mutation's number.
+// (--save, default the current directory) and prints the mutation's number and seed.
+//
+// Under CI (environment variable CI set and not empty), or when FANOUT_FUZZ_EXTRA_SEED is set,
+// the N mutations of S are followed by N more of a second seed: FANOUT_FUZZ_EXTRA_SEED, or else
+// one drawn at random. Both seeds are printed before any input runs, so a failure under the
+// random one replays with --seed <it> (or FANOUT_FUZZ_EXTRA_SEED=<it>).
 #include <algorithm>
 #include <csignal>
 #include <cstddef>
@@ -18,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -279,6 +285,26 @@ int main(int argc, char** argv) {
   __sanitizer_set_death_callback(save_current);
 #endif
 
+  // The seeds whose mutations run: --seed, then under CI (or FANOUT_FUZZ_EXTRA_SEED) a second.
+  std::vector<std::uint64_t> seeds = {d.seed};
+  const char* extra = std::getenv("FANOUT_FUZZ_EXTRA_SEED");
+  const char* ci = std::getenv("CI");
+  if (only < 0 && extra != nullptr && *extra != '\0') {
+    seeds.push_back(std::strtoull(extra, nullptr, 10));
+  } else if (only < 0 && ci != nullptr && *ci != '\0') {
+    std::random_device random;
+    seeds.push_back((std::uint64_t{random()} << 32) | random());
+  }
+  std::fprintf(stderr, "%s: mutations of seed %llu", d.name.c_str(),
+               static_cast<unsigned long long>(seeds[0]));
+  if (seeds.size() > 1) {
+    std::fprintf(stderr, ", then of seed %llu (%s; replay: --seed %llu)",
+                 static_cast<unsigned long long>(seeds[1]),
+                 extra != nullptr && *extra != '\0' ? "FANOUT_FUZZ_EXTRA_SEED" : "random, CI set",
+                 static_cast<unsigned long long>(seeds[1]));
+  }
+  std::fprintf(stderr, "\n");
+
   std::size_t seeds_run = 0;
   if (only < 0) {
     for (std::size_t i = 0; i < d.corpus.size(); ++i) {
@@ -288,16 +314,19 @@ int main(int argc, char** argv) {
   }
   const std::uint64_t first = only < 0 ? 0 : static_cast<std::uint64_t>(only);
   const std::uint64_t last = only < 0 ? runs : first + 1;
-  for (std::uint64_t k = first; k < last; ++k) {
-    Rng rng(d.seed * 0x100000001b3ULL ^ (k + 1) * 0x9e3779b97f4a7c15ULL);
-    Bytes b = d.corpus[k % d.corpus.size()];
-    const std::size_t edits = 1 + rng.below(4);
-    for (std::size_t e = 0; e < edits; ++e) mutate_once(b, rng, d);
-    d.mutation = static_cast<long long>(k);
-    run_one(d, b);
+  for (const std::uint64_t seed : seeds) {
+    d.seed = seed;
+    for (std::uint64_t k = first; k < last; ++k) {
+      Rng rng(d.seed * 0x100000001b3ULL ^ (k + 1) * 0x9e3779b97f4a7c15ULL);
+      Bytes b = d.corpus[k % d.corpus.size()];
+      const std::size_t edits = 1 + rng.below(4);
+      for (std::size_t e = 0; e < edits; ++e) mutate_once(b, rng, d);
+      d.mutation = static_cast<long long>(k);
+      run_one(d, b);
+    }
+    std::fprintf(stderr, "%s: %zu seeds and %llu mutations (seed %llu) passed\n", d.name.c_str(),
+                 seeds_run, static_cast<unsigned long long>(last - first),
+                 static_cast<unsigned long long>(d.seed));
   }
-  std::fprintf(stderr, "%s: %zu seeds and %llu mutations (seed %llu) passed\n", d.name.c_str(),
-               seeds_run, static_cast<unsigned long long>(last - first),
-               static_cast<unsigned long long>(d.seed));
   return 0;
 }

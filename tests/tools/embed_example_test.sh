@@ -39,8 +39,20 @@ rc=0
 timeout 60 "$EXAMPLE" "http://127.0.0.1:$PORT/hook" >"$TMP/example.out" 2>&1 || rc=$?
 cat "$TMP/example.out"
 delivered=$(grep -c '^outcome delivered: ' "$TMP/example.out" || true)
-if [[ $rc != 0 || $delivered != 3 ]]; then
+SANITIZER_MARKERS='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer'
+if [[ $rc != 0 || $delivered != 3 ]] || grep -Eq "$SANITIZER_MARKERS" "$TMP/example.out"; then
   echo "embed_example_test: FAILED (exit $rc, $delivered delivered outcomes, want 3)" >&2
+  exit 1
+fi
+# The sink stops on SIGTERM with exit 0 and no sanitizer report (a sanitized build writes its
+# reports, LeakSanitizer's among them, at exit).
+kill -TERM "$SINK_PID"
+sink_rc=0
+wait "$SINK_PID" || sink_rc=$?
+SINK_PID=""
+if [[ $sink_rc != 0 ]] || grep -Eq "$SANITIZER_MARKERS" "$TMP/sink.err"; then
+  echo "embed_example_test: FAILED: fanout-sink exited $sink_rc after SIGTERM" >&2
+  cat "$TMP/sink.err" >&2
   exit 1
 fi
 echo "embed_example_test: ok (3 delivered)"

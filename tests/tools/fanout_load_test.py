@@ -298,7 +298,7 @@ def main():
     for path in (LOAD, harness.FANOUTD, harness.SINK):
         if not os.access(path, os.X_OK):
             sys.exit(f"not an executable: {path}")
-    unittest.main(module="__main__", argv=[sys.argv[0]] + rest, verbosity=2)
+    sys.exit(harness.run_unittest(rest))
 
 
 if __name__ == "__main__":

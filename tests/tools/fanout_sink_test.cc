@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tests/support/peers.h"
 #include "tests/transport/spawn_on_loop.h"
 
 namespace {
@@ -56,7 +57,7 @@ class FanoutSinkTest : public ::testing::Test {
   void SetUp() override {
     for (const char* p : {"curl", "nghttp", "h2load"}) {
       if (!have_program(p)) {
-        GTEST_SKIP() << "missing test peer " << p;
+        FANOUT_MISSING_PEER(p);
       }
     }
     ASSERT_EQ(uv_loop_init(&loop_), 0);

@@ -26,7 +26,7 @@ def main():
         if os.environ.get("CI"):
             sys.exit("redis-server or redis-cli missing (tools/install-deps.sh installs them)")
         print("SKIP: redis-server not installed")
-        return
+        sys.exit(harness.EXIT_SKIPPED)  # ctest: skipped (SKIP_RETURN_CODE 77)
     harness.SINK = os.path.abspath(args.sink)
     tmp = harness.make_temp_dir("redis-example-")
     redis = redis_server.Redis(tmp).start()
@@ -51,6 +51,8 @@ def main():
     finally:
         sink.kill()
         redis.kill()
+    if harness.finish_processes():
+        sys.exit("sanitizer report in fanout-sink's stderr")
 
 
 if __name__ == "__main__":

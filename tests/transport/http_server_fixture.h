@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/peers.h"
 #include "tests/transport/spawn_on_loop.h"
 #include "transport/stream.h"
 #include "transport/tls.h"
@@ -173,7 +174,7 @@ class HttpServerTest : public ::testing::Test, public HttpRequestHandler {
 
   void SetUp() override {
     if (!missing_.empty()) {
-      GTEST_SKIP() << "missing test peers: " << missing_;
+      FANOUT_MISSING_PEER(missing_);
     }
     ASSERT_EQ(uv_loop_init(&loop_), 0);
     loop_ready_ = true;

@@ -9,6 +9,15 @@ parses the two paths and hands the rest to unittest.
 
 Waiting: wait_until() is the only way a test waits. It polls a condition until a deadline;
 nothing here sleeps a fixed time and then asserts.
+
+Stopping: every process still running when its test ends (and every one left at exit) gets
+SIGTERM, then SIGKILL if it has not exited within CLEANUP_TIMEOUT, so that a sanitized build
+writes its reports (LeakSanitizer runs at exit); a sanitizer report in the stderr of any process
+a test started fails that test, even of one stopped with kill() (kill -9 tests).
+
+Skips: under CI (environment variable CI set) a skipped test is a failure (skip_or_fail(), and
+run_unittest() fails a run with skips); elsewhere a run with skips and no failure exits 77, which
+ctest reports as skipped (SKIP_RETURN_CODE 77 in tests/CMakeLists.txt).
 """
 
 import argparse
@@ -38,6 +47,10 @@ STOP_TIMEOUT = float(os.environ.get("FANOUTD_TEST_STOP_TIMEOUT", "60"))
 CLI_TIMEOUT = 60.0
 HTTP_TIMEOUT = 30.0
 WAIT_TIMEOUT = float(os.environ.get("FANOUTD_TEST_WAIT_TIMEOUT", "60"))
+# How long processes left running at the end of a test get after SIGTERM before SIGKILL.
+CLEANUP_TIMEOUT = float(os.environ.get("FANOUTD_TEST_CLEANUP_TIMEOUT", "30"))
+# Exit status of a run whose tests were skipped (ctest: SKIP_RETURN_CODE 77); never under CI.
+EXIT_SKIPPED = 77
 
 LISTENING_RE = re.compile(r"^listening on 127\.0\.0\.1:(\d+)\s*$")
 KEY_RE = re.compile(r"^fo_[A-Za-z0-9_-]{43}$")
@@ -51,8 +64,21 @@ PARTOO_TYPES = ["business_created", "business_updated", "business_deleted",
 # ----------------------------------------------------------------------------------------
 # Processes and temporary directories: always cleaned up, even when a test crashes.
 
-_live_processes = []
+_live_processes = []  # every Popen started through _register()
+_helpers = []  # every _Process (fanoutd, fanout-sink): their stderr is read for sanitizer reports
 _temp_dirs = []
+
+
+def in_ci():
+    """True when running in CI (environment variable CI set and not empty)."""
+    return bool(os.environ.get("CI"))
+
+
+def skip_or_fail(test, reason):
+    """A test that cannot run here (a missing peer program): skipped, but a failure under CI."""
+    if in_ci():
+        test.fail(f"{reason} (CI is set: a test that cannot run is a failure)")
+    test.skipTest(reason)
 
 
 def _register(proc):
@@ -60,14 +86,54 @@ def _register(proc):
     return proc
 
 
-def _cleanup_everything():
-    for proc in _live_processes:
-        if proc.poll() is None:
-            proc.kill()
+def terminate(procs, timeout=CLEANUP_TIMEOUT):
+    """SIGTERM to every Popen of `procs` still running, then waits for them all, together at
+    most `timeout` seconds; SIGKILL to any still running then. Returns those that needed it."""
+    running = [p for p in procs if p.poll() is None]
+    for p in running:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    killed = []
+    for p in running:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            killed.append(p)
             try:
-                proc.wait(timeout=10)
+                p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+    return killed
+
+
+def sanitizer_problems(helpers):
+    """Sanitizer reports not yet seen in the stderr of `helpers` (each _Process), as messages."""
+    out = []
+    for h in helpers:
+        report = h.sanitizer_report()
+        if report:
+            out.append(report)
+    return out
+
+
+def finish_processes():
+    """Stops whatever is left (SIGTERM, then SIGKILL) and reads every helper's stderr once more.
+    Returns the sanitizer reports found (messages), also written to stderr."""
+    for p in terminate(_live_processes):
+        sys.stderr.write(f"harness: pid {p.pid} ignored SIGTERM for {CLEANUP_TIMEOUT:.0f} s: "
+                         f"killed\n")
+    problems = sanitizer_problems(_helpers)
+    for msg in problems:
+        sys.stderr.write(f"\n{msg}\n")
+    return problems
+
+
+def _cleanup_everything():
+    finish_processes()
     if not os.environ.get("FANOUTD_KEEP_TMP"):
         for d in _temp_dirs:
             shutil.rmtree(d, ignore_errors=True)
@@ -474,6 +540,7 @@ class _Process:
         self.port = None
         self.returncode = None
         self.stdout_path = self.stderr_path = os.devnull
+        self._unread_stderr = []  # stderr files of every run not yet read for sanitizer reports
 
     def _spawn(self, cmd, timeout):
         """Starts `cmd` (fresh log files each time) and waits for its listening line."""
@@ -482,6 +549,9 @@ class _Process:
         tag = f"{self.name}-{next(_key_names)}"
         self.stdout_path = os.path.join(self.workdir, tag + ".stdout")
         self.stderr_path = os.path.join(self.workdir, tag + ".stderr")
+        self._unread_stderr.append(self.stderr_path)
+        if self not in _helpers:
+            _helpers.append(self)
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = _register(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                                    stderr=err))
@@ -542,7 +612,8 @@ class _Process:
         return rc
 
     def kill(self):
-        """SIGKILL, no questions asked (cleanup and crash tests)."""
+        """SIGKILL, no questions asked (kill -9 tests; a failed start). The stderr of the run
+        killed is still read for sanitizer reports, at the next stop() or at cleanup."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             try:
@@ -552,11 +623,31 @@ class _Process:
         if self.proc is not None:
             self.returncode = self.proc.returncode
 
+    def terminate(self, timeout=CLEANUP_TIMEOUT):
+        """Cleanup: SIGTERM, SIGKILL after `timeout` s; no exit status asserted. True if it had
+        to be killed."""
+        return bool(self.proc is not None and terminate([self.proc], timeout))
+
+    def sanitizer_report(self):
+        """A failure message if the stderr of a run not yet read (this one after it exited, and
+        earlier ones) holds a sanitizer report, else None. Each file is read once."""
+        pending = [p for p in self._unread_stderr if p != self.stderr_path or not self.running]
+        self._unread_stderr = [p for p in self._unread_stderr if p not in pending]
+        for path in pending:
+            err = read_text(path)
+            for marker in SANITIZER_MARKERS:
+                at = err.find(marker)
+                if at >= 0:
+                    start = err.rfind("\n", 0, max(0, err.rfind("\n", 0, at))) + 1
+                    return (f"{self.name}: sanitizer report ({marker!r}) in {path}\n"
+                            f"--- from the report on (first 120 lines) ---\n"
+                            + "\n".join(err[start:].splitlines()[:120]))
+        return None
+
     def _check_sanitizers(self):
-        err = self.stderr()
-        for marker in SANITIZER_MARKERS:
-            if marker in err:
-                raise AssertionError(f"{self.name}: sanitizer report in stderr\n{self.logs(80)}")
+        report = self.sanitizer_report()
+        if report:
+            raise AssertionError(report)
 
 
 class Daemon(_Process):
@@ -753,6 +844,7 @@ class FanoutdTestCase(unittest.TestCase):
         self.tmp = make_temp_dir()
         self.addCleanup(remove_temp_dir, self.tmp)
         self._processes = []
+        self._helpers_before = len(_helpers)
         self.addCleanup(self._stop_processes)
 
     def shared_processes(self):
@@ -760,13 +852,22 @@ class FanoutdTestCase(unittest.TestCase):
         return []
 
     def _stop_processes(self):
+        """Every process this test started (through start_daemon/start_sink or directly) that
+        still runs gets SIGTERM (SIGKILL after CLEANUP_TIMEOUT); then a sanitizer report in the
+        stderr of any of them fails the test."""
         outcome = getattr(self, "_outcome", None)
         failed = outcome is not None and not getattr(outcome, "success", True)
         if failed:
             for p in self.shared_processes() + self._processes:
                 sys.stderr.write(f"\n{p.logs(60)}\n")
-        for p in self._processes:
-            p.kill()
+        mine = list(self._processes)
+        mine += [h for h in _helpers[self._helpers_before:] if h not in mine]
+        for p in terminate([h.proc for h in mine if h.proc is not None]):
+            sys.stderr.write(f"harness: pid {p.pid} ignored SIGTERM for {CLEANUP_TIMEOUT:.0f} s: "
+                             f"killed\n")
+        problems = sanitizer_problems(mine + self.shared_processes())
+        if problems:
+            raise AssertionError("\n\n".join(problems))
 
     def data_dir(self, name="data"):
         d = os.path.join(self.tmp, name)
@@ -861,4 +962,30 @@ def main():
     for path in (FANOUTD, SINK):
         if not os.access(path, os.X_OK):
             sys.exit(f"not an executable: {path}")
-    unittest.main(module="__main__", argv=[sys.argv[0]] + rest, verbosity=2)
+    sys.exit(run_unittest(rest))
+
+
+def run_unittest(args):
+    """Runs unittest on __main__ with `args`, stops every process left, and returns the exit
+    status: 1 on a failure, an error or a sanitizer report left in a helper's stderr; under CI
+    also 1 when a test was skipped; otherwise EXIT_SKIPPED (77) when a test was skipped, or 0."""
+    program = unittest.main(module="__main__", argv=[sys.argv[0]] + list(args), verbosity=2,
+                            exit=False)
+    result = program.result
+    problems = finish_processes()
+    if problems:
+        sys.stderr.write(f"FAILED: {len(problems)} sanitizer report(s) in helpers' stderr\n")
+    if not result.wasSuccessful() or problems:
+        return 1
+    if result.skipped:
+        reasons = "; ".join(f"{t.id()}: {why}" for t, why in result.skipped[:5])
+        if in_ci():
+            sys.stderr.write(f"FAILED: {len(result.skipped)} test(s) skipped under CI (CI is "
+                             f"set: a test that cannot run is a failure): {reasons}\n")
+            return 1
+        sys.stderr.write(f"SKIPPED: {len(result.skipped)} test(s): {reasons}\n")
+        return EXIT_SKIPPED
+    if result.testsRun == 0:
+        sys.stderr.write("FAILED: no test ran\n")
+        return 1
+    return 0

@@ -40,16 +40,32 @@ const tmp = mkdtempSync(join(tmpdir(), "fanoutd-page-"));
 const children = [];
 
 function cleanup() {
-  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  for (const { child } of children) if (child.exitCode === null) child.kill("SIGKILL");
   if (!process.env.FANOUTD_KEEP_TMP) rmSync(tmp, { recursive: true, force: true });
+}
+
+// Stops every child still running with SIGTERM (SIGKILL after 30 s), so that a sanitized build
+// writes its reports (LeakSanitizer runs at exit); returns the sanitizer reports found in the
+// stderr of every child, running or not.
+const SANITIZER_MARKERS = ["ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                           "WARNING: ThreadSanitizer"];
+async function stopChildren() {
+  await Promise.all(children.map(({ child }) => new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    child.on("exit", () => { clearTimeout(timer); resolve(); });
+    child.kill("SIGTERM");
+  })));
+  return children.filter(({ stderr }) => SANITIZER_MARKERS.some((m) => stderr().includes(m)))
+    .map(({ name, stderr }) => `${name}: sanitizer report in stderr:\n${stderr()}`);
 }
 
 // Spawns a program that prints "listening on 127.0.0.1:PORT" first; resolves with the port.
 function listen(cmd, argv, name) {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
-    children.push(child);
     let out = "", err = "";
+    children.push({ child, name, stderr: () => err });
     child.stdout.on("data", (d) => {
       out += d;
       const m = /^listening on 127\.0\.0\.1:(\d+)/m.exec(out);
@@ -329,12 +345,14 @@ async function main() {
   await browser.close();
   await new Promise((resolve) => { daemon.child.on("exit", resolve); daemon.child.kill("SIGTERM"); });
   assert.equal(daemon.child.exitCode, 0, `fanoutd exit: ${daemon.stderr()}`);
+  assert.deepEqual(await stopChildren(), [], "no sanitizer report from fanoutd or the sinks");
   console.log(`page test: ${steps.length} steps passed`);
 }
 
-main().then(cleanup, (err) => {
+main().then(cleanup, async (err) => {
   console.log("FAILED");
   console.error(err);
+  for (const report of await stopChildren()) console.error(report);
   cleanup();
   process.exit(1);
 });

@@ -1,4 +1,5 @@
-// Ed25519 signing of delivery bodies: the X-Partoo-Signature-v1 header (contract.md §4).
+// Ed25519 signing of delivery bodies: the X-Partoo-Signature-v1 header (docs/webhook-contract.md
+// §4).
 //
 // The header value is the base64 (standard alphabet, with padding) of the 64-byte Ed25519
 // signature (RFC 8032, pure Ed25519, no context, no prehash) of the exact body bytes sent. A

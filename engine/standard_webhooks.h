@@ -1,7 +1,7 @@
-// Standard Webhooks signatures (contract.md §8; https://www.standardwebhooks.com): what lets a
-// receiver check that a delivery is fresh and was meant for it, which X-Partoo-Signature-v1
-// (Ed25519 of the body alone, signer.h) cannot: a signed body replayed to another tenant's
-// endpoint verifies there too.
+// Standard Webhooks signatures (docs/webhook-contract.md §8; https://www.standardwebhooks.com):
+// what lets a receiver check that a delivery is fresh and was meant for it, which
+// X-Partoo-Signature-v1 (Ed25519 of the body alone, signer.h) cannot: a signed body replayed to
+// another tenant's endpoint verifies there too.
 //
 // Three headers on each attempt:
 //   webhook-id         the event id (the same on every attempt: the receiver's idempotency key)

@@ -1,10 +1,11 @@
 // The event-type catalogue: the names an event's "type" and a subscription's "event_type" may
 // take, each mapped to a small dense id that the routing table keys on.
 //
-// The default catalogue is Partoo's (contract.md §3), with fixed ids in this order:
+// The default catalogue is Partoo's (docs/webhook-contract.md §3), with fixed ids in this order:
 //   0 business_created   1 business_updated   2 business_deleted
 //   3 message_created    4 message_updated    5 lead_received
-// An operator may add names (contract.md §3, [ours]); added names take the next ids.
+// An operator may add names (docs/webhook-contract.md §3, [decision]); added names take the next
+// ids.
 //
 // Threading: add() is not thread-safe. Build the catalogue completely, then share it read-only;
 // every const member may be called from any thread at once.

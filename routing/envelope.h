@@ -1,4 +1,5 @@
-// The event envelope (contract.md §3): parsing what enters fanout, and building what leaves it.
+// The event envelope (docs/webhook-contract.md §3): parsing what enters fanout, and building what
+// leaves it.
 //
 // In:  {"id": "optional", "org_id": 42, "type": "business_updated", "payload": {...}}
 // Out: {"type":"business_updated","payload":{...}}   (payload bytes copied verbatim)

@@ -1,4 +1,4 @@
-// Subscriptions ("webhook configurations", contract.md §1) and their validation.
+// Subscriptions ("webhook configurations", docs/webhook-contract.md §1) and their validation.
 //
 // A subscription says: deliver events of `event_type` for organisation `org_id` to `url`, with
 // up to five custom `X-` headers. validate() turns what an operator asked for (SubscriptionSpec)
@@ -45,8 +45,8 @@ struct UrlParts {
   friend bool operator==(const UrlParts&, const UrlParts&) = default;
 };
 
-// Standard Webhooks signing of one subscription's deliveries (contract.md §8): which entries its
-// `webhook-signature` header carries. kDefault follows the engine's own setting
+// Standard Webhooks signing of one subscription's deliveries (docs/webhook-contract.md §8): which
+// entries its `webhook-signature` header carries. kDefault follows the engine's own setting
 // (EngineOptions::standard_webhooks); kOff sends no Standard Webhooks headers at all; kV1a an
 // Ed25519 signature with the engine's key; kV1 an HMAC-SHA256 with the subscription's
 // webhook_secret; kBoth both. X-Partoo-Signature-v1 is sent whatever this says.
@@ -63,8 +63,8 @@ struct SubscriptionSpec {
   std::vector<Header> custom_headers;
 };
 
-// A validated subscription. Every field obeys contract.md §1; only validate() makes one from
-// operator input (the store may rebuild one from rows it validated before).
+// A validated subscription. Every field obeys docs/webhook-contract.md §1; only validate() makes
+// one from operator input (the store may rebuild one from rows it validated before).
 struct Subscription {
   std::int64_t id = 0;  // assigned by the store, never reused; 0 until stored
   std::int64_t org_id = 0;
@@ -74,14 +74,15 @@ struct Subscription {
   std::vector<Header> custom_headers;  // in the order given, names as given
   std::int64_t created_at_us = 0;      // microseconds since the Unix epoch (UTC)
   std::int64_t updated_at_us = 0;
-  // Standard Webhooks (contract.md §8); not part of validate(): set by the store or the API.
+  // Standard Webhooks (docs/webhook-contract.md §8); not part of validate(): set by the store or
+  // the API.
   WebhookSigning signing = WebhookSigning::kDefault;
   // The HMAC-SHA256 key of `v1` signatures, raw bytes (24 to 64); empty: none, so no `v1`.
   std::string webhook_secret;
   friend bool operator==(const Subscription&, const Subscription&) = default;
 };
 
-// One rule of contract.md §1 each. rule_name() gives the stable snake_case code.
+// One rule of docs/webhook-contract.md §1 each. rule_name() gives the stable snake_case code.
 enum class Rule : std::uint8_t {
   kOrgIdNotPositive,         // org_id must be an integer > 0
   kEventTypeUnknown,         // event_type not in the catalogue
@@ -122,7 +123,8 @@ struct Violation {
 };
 
 struct ValidationOptions {
-  // Accept http:// URLs (cleartext). Only for local tests and benchmarks (contract.md §1).
+  // Accept http:// URLs (cleartext). Only for local tests and benchmarks (docs/webhook-contract.md
+  // §1).
   bool allow_insecure_http = false;
 };
 

@@ -301,7 +301,7 @@ int main(int argc, char** argv) {
   say("\nevent catalogue:" + types);
 
   // 1. Validation, as the management API will do it.
-  say("\nsubscription requests for org 42 (contract.md section 1):");
+  say("\nsubscription requests for org 42 (docs/webhook-contract.md section 1):");
   std::vector<Subscription> accepted;
   for (const SubscriptionSpec& spec : demo_requests()) {
     auto r = validate(spec, catalogue);

@@ -1,4 +1,4 @@
-// The server-side request forgery guard (contract.md §5).
+// The server-side request forgery guard (docs/webhook-contract.md §5).
 //
 // After DNS resolution and before connect(), every candidate address goes through
 // AddressGuard::check(). Addresses that are not globally reachable unicast (loopback, RFC 1918,
@@ -10,7 +10,7 @@
 //   Verdict v = guard.check(ai->ai_addr);
 //   if (!v.allowed) refuse(format_address(ai->ai_addr), to_string(v.address_class));
 //
-// How addresses are judged (all [ours], after the IANA special-purpose registries, RFC 6890):
+// How addresses are judged (all [decision], after the IANA special-purpose registries, RFC 6890):
 //
 // - IPv4: refused are 0/8 ("this network"; 0.0.0.0 itself is kUnspecified), 10/8, 172.16/12,
 //   192.168/16, 100.64/10, 127/8, 169.254/16, 192.0.0/24, 192.0.2/24, 198.18/15, 198.51.100/24,

@@ -59,7 +59,8 @@ class H1Session;
 
 enum class Protocol : std::uint8_t { kHttp1, kHttp2 };
 
-// Why a request got no HTTP status. contract.md §4 says which are retried: is_retryable().
+// Why a request got no HTTP status. docs/webhook-contract.md §4 says which are retried:
+// is_retryable().
 enum class Failure : std::uint8_t {
   kNone,
   kDnsFailure,               // the host did not resolve
@@ -79,7 +80,8 @@ enum class Failure : std::uint8_t {
 };
 [[nodiscard]] std::string_view to_string(Failure f) noexcept;
 // Failures after which the receiver may not have processed the request and a retry is due
-// (contract.md §4): timeouts, refused or reset connections, TLS and DNS failures, stream resets.
+// (docs/webhook-contract.md §4): timeouts, refused or reset connections, TLS and DNS failures,
+// stream resets.
 [[nodiscard]] bool is_retryable(Failure f) noexcept;
 
 struct HeaderView {

@@ -27,7 +27,7 @@ namespace fanout::transport {
 struct TlsClientOptions {
   // Verify the peer's certificate chain against the system trust store (Debian's
   // /etc/ssl/certs) plus `ca_file`, and its name against the host. Turning this off is the
-  // explicit insecure test mode of contract.md §5, and nothing else.
+  // explicit insecure test mode of docs/webhook-contract.md §5, and nothing else.
   bool verify_peer = true;
   // Extra trust anchors (PEM), e.g. a test CA. Empty: system store only.
   std::string ca_file;

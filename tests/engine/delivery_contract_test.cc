@@ -1,7 +1,8 @@
-// Delivery rules of contract.md §4 and §5 checked at the engine, against real receivers and a
-// DNS server of the test's own (tests/transport/dns_server.h on its own thread): the address
-// guard with host names, DNS and TLS failures retried until exhausted with every attempt
-// numbered, retry_429, and SNI (nginx chooses its certificate by the name the engine sends).
+// Delivery rules of docs/webhook-contract.md §4 and §5 checked at the engine, against real
+// receivers and a DNS server of the test's own (tests/transport/dns_server.h on its own thread):
+// the address guard with host names, DNS and TLS failures retried until exhausted with every
+// attempt numbered, retry_429, and SNI (nginx chooses its certificate by the name the engine
+// sends).
 #include <gtest/gtest.h>
 #include <uv.h>
 

@@ -1,7 +1,7 @@
 // The engine under load and under concurrency: many events, many organisations, several producer
 // threads, routes changing while events flow, and stop() racing with publishers. Every test
-// checks the central promise (contract.md §4): each accepted event ends in exactly one final
-// outcome, or is handed back by stop(), never both and never neither.
+// checks the central promise (docs/webhook-contract.md §4): each accepted event ends in exactly one
+// final outcome, or is handed back by stop(), never both and never neither.
 #include <gtest/gtest.h>
 
 #include <atomic>

@@ -7,7 +7,8 @@
 // body.
 //
 // Invariants, beyond "no crash, no sanitizer report":
-//   - every subscription a body yields obeys contract.md §1 (checked here independently of
+//   - every subscription a body yields obeys docs/webhook-contract.md §1 (checked here
+//   independently of
 //     routing/subscription.cc), belongs to the caller's organisation, has an allowed port, and
 //     validates again to itself; a create yields 1 to 100 of them; an update keeps the
 //     organisation and the event type;
@@ -61,7 +62,7 @@ bool ieq(std::string_view a, std::string_view b) {
   return a.size() == b.size() && istarts_with(a, b);
 }
 
-// contract.md §1, written out again rather than calling routing::validate.
+// docs/webhook-contract.md §1, written out again rather than calling routing::validate.
 void check_subscription(const Fixture& f, const Config& config, const routing::Subscription& s) {
   FUZZ_CHECK(s.org_id == kOrg, "the caller's organisation");
   FUZZ_CHECK(s.event_type < f.catalogue.size(), "an event type of the catalogue");

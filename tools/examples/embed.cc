@@ -67,7 +67,8 @@ class PrintingObserver final : public fanout::Observer {
 int main(int argc, char** argv) {
   const std::string url = argc > 1 ? argv[1] : "http://127.0.0.1:8080/hook";
 
-  // 1. Options: every field has a default (contract.md §4 retry schedule, one worker per core).
+  // 1. Options: every field has a default (docs/webhook-contract.md §4 retry schedule, one worker
+  // per core).
   fanout::EngineOptions options;
   options.workers = 1;
   options.insecure = url.starts_with("http://");        // local receiver only

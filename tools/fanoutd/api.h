@@ -1,5 +1,5 @@
 // fanoutd's HTTP routes (tools/fanoutd/README.md, "HTTP API"): the Partoo-compatible management
-// API /v2/webhooks (contract.md §2), ingest /v2/events, tryout, /metrics and /healthz.
+// API /v2/webhooks (docs/webhook-contract.md §2), ingest /v2/events, tryout, /metrics and /healthz.
 //
 // Every request is handled on the daemon's loop thread, synchronously apart from tryout (one
 // POST through the daemon's own transport::Client, answered from its on_response). A management

@@ -37,10 +37,10 @@ void field_error(Api::Reply& r, std::string field, std::string message);
 // page and per_page (1..100, default 30) from the query: false with a 400 in `reply`.
 [[nodiscard]] bool parse_paging(const Api::Query& q, std::int64_t& page, std::int64_t& per_page,
                                 Api::Reply& reply);
-// Webhook bodies (contract.md §2) without the store or the engine, so that they can be tested and
-// fuzzed alone (tests/fuzz/api_fuzz.cc); `parser` is reused between calls.
-// POST /v2/webhooks and tryout: {"items":[...]} into 1 to 100 validated subscriptions of `org`
-// whose ports config.allowed_ports allows; false with `errors` (then `out` means nothing).
+// Webhook bodies (docs/webhook-contract.md §2) without the store or the engine, so that they can be
+// tested and fuzzed alone (tests/fuzz/api_fuzz.cc); `parser` is reused between calls. POST
+// /v2/webhooks and tryout: {"items":[...]} into 1 to 100 validated subscriptions of `org` whose
+// ports config.allowed_ports allows; false with `errors` (then `out` means nothing).
 [[nodiscard]] bool parse_items(simdjson::dom::parser& parser, std::string_view body,
                                std::int64_t org, const routing::EventCatalogue& catalogue,
                                const Config& config, std::vector<routing::Subscription>& out,

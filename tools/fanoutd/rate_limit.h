@@ -1,5 +1,5 @@
-// Per-organisation rate limit of the management API (contract.md §2: 300 requests per minute per
-// organisation, then 429 with Retry-After).
+// Per-organisation rate limit of the management API (docs/webhook-contract.md §2: 300 requests per
+// minute per organisation, then 429 with Retry-After).
 //
 // A token bucket per organisation: capacity `per_minute`, refilled continuously at per_minute /
 // 60 s. A request takes one token; without one it is refused and told how many whole seconds

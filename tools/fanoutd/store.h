@@ -214,7 +214,7 @@ class Store {
 
 // Microseconds since the Unix epoch, now (system clock).
 [[nodiscard]] std::int64_t now_unix_us() noexcept;
-// "2024-11-27T16:10:44.929678Z" (contract.md §1).
+// "2024-11-27T16:10:44.929678Z" (docs/webhook-contract.md §1).
 [[nodiscard]] std::string format_timestamp(std::int64_t unix_us);
 
 }  // namespace fanout::daemon

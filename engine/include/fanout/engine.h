@@ -1,6 +1,7 @@
 // fanout as a library: publish events from any thread; fanout routes each to the one
 // subscription of its (org_id, event_type), POSTs it with Partoo's delivery rules
-// (contract.md §4) from per-core worker loops, and tells an Observer each event's final outcome.
+// (docs/webhook-contract.md §4) from per-core worker loops, and tells an Observer each event's
+// final outcome.
 //
 //   Producer::publish(json)        any thread, never blocks: parse (simdjson), route (lock-free
 //     │                            snapshot), build the body once (and sign it once), enqueue
@@ -44,7 +45,7 @@ class Worker;
 class Delivery;
 }  // namespace engine
 
-// The final outcome of an accepted event (contract.md §4).
+// The final outcome of an accepted event (docs/webhook-contract.md §4).
 enum class OutcomeKind : std::uint8_t {
   kDelivered,  // the receiver answered 2xx
   kRejected,   // 3xx or 4xx (429 too by default), or a target fanout will not contact (address
@@ -94,8 +95,8 @@ class Observer {
   virtual void on_retry(const RetryNote& note) noexcept { (void)note; }
 };
 
-// Retry schedule (contract.md §4): attempt n+1 waits base_ms * factor^(n-1), capped at cap_ms,
-// with ±jitter (a fraction) drawn from the engine's random source. Defaults: 30 s, 90 s,
+// Retry schedule (docs/webhook-contract.md §4): attempt n+1 waits base_ms * factor^(n-1), capped at
+// cap_ms, with ±jitter (a fraction) drawn from the engine's random source. Defaults: 30 s, 90 s,
 // 4.5 min, 13.5 min, 40.5 min.
 struct RetryPolicy {
   std::uint32_t max_retries = 5;  // so at most 6 attempts
@@ -169,16 +170,17 @@ struct EngineOptions {
   // HTTP/1.1 only: http:// speaks HTTP/1.1 instead of h2c with prior knowledge, and https://
   // offers only http/1.1 in ALPN. Default: h2c for http://, ALPN h2 then http/1.1 for https://.
   bool http1_only = false;
-  // Insecure mode (contract.md §1, §5): http:// URLs and no TLS verification. Tests only.
+  // Insecure mode (docs/webhook-contract.md §1, §5): http:// URLs and no TLS verification. Tests
+  // only.
   bool insecure = false;
   std::string ca_file;                     // extra trust anchors (PEM)
   std::vector<std::string> allow_subnets;  // address-guard exceptions, e.g. "127.0.0.1/32"
   std::vector<std::string> extra_event_types;
   // PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`); empty: unsigned.
   std::string signing_key_pem;
-  // Standard Webhooks headers (contract.md §8, engine/standard_webhooks.h) for subscriptions
-  // whose own `signing` is kDefault: kOff (the default: Partoo's headers only), kV1a (Ed25519
-  // with the key above; none without one), kV1 (HMAC-SHA256 with the subscription's
+  // Standard Webhooks headers (docs/webhook-contract.md §8, engine/standard_webhooks.h) for
+  // subscriptions whose own `signing` is kDefault: kOff (the default: Partoo's headers only), kV1a
+  // (Ed25519 with the key above; none without one), kV1 (HMAC-SHA256 with the subscription's
   // webhook_secret; none without one) or kBoth. Signed on every attempt (the timestamp is the
   // attempt's), on the worker thread. kDefault here means kOff.
   routing::WebhookSigning standard_webhooks = routing::WebhookSigning::kOff;
@@ -327,8 +329,8 @@ class Producer {
   Producer& operator=(const Producer&) = delete;
   ~Producer();
 
-  // Takes one event as JSON (contract.md §3) and answers at once; never blocks. The bytes are
-  // copied: `event_json` may be freed on return.
+  // Takes one event as JSON (docs/webhook-contract.md §3) and answers at once; never blocks. The
+  // bytes are copied: `event_json` may be freed on return.
   PublishResult publish(std::string_view event_json);
   PublishResult publish(std::string_view event_json, const PublishOptions& options);
   // Publishes each event in turn; results[i] answers events[i] (same size).

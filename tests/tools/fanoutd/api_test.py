@@ -476,14 +476,14 @@ class CreateTest(ApiCase):
         cfg = self.create_ok(key, [item("invoice_paid", url)])[0]
         self.assertConfig(cfg, org, "invoice_paid", url)
 
-    # -- custom headers (contract.md §1) -----------------------------------------------
+    # -- custom headers (docs/webhook-contract.md §1) ------------------------------
 
     def assertHeadersRefused(self, key, headers, rule):
         r = self.create(key, [item(headers=headers)])
         self.assertRuleError(r, "items.0.custom_headers", rule, f"headers={headers!r}")
 
     def test_custom_header_rules(self):
-        """Every rule of contract.md §1 refuses the create with its rule code."""
+        """Every rule of docs/webhook-contract.md §1 refuses the create with its rule code."""
         key = self.admin_key(self.new_org())
         six = {f"X-H{i}": "v" for i in range(6)}
         self.assertHeadersRefused(key, six, "headers_too_many")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fanoutd end to end: webhooks made through the API, events through /v2/events and
 `fanoutd publish`, deliveries checked at a real fanout-sink (headers, exact body, signature),
-retries, busy answers and metrics (tools/fanoutd/README.md, contract.md §3–4).
+retries, busy answers and metrics (tools/fanoutd/README.md, docs/webhook-contract.md §3–4).
 
 Run: python3 e2e_test.py --fanoutd build/X/tools/fanoutd/fanoutd --sink build/X/tools/fanout-sink
 """
@@ -21,7 +21,7 @@ ORG = 42
 FAST_RETRY = "[retry]\nbase_ms = 50\nfactor = 1\njitter = 0\nmax_retries = 2\n"
 
 # Payloads with odd spacing, escapes, raw UTF-8 and a big integer: they must arrive byte for
-# byte (contract.md §3: "payload copied byte for byte").
+# byte (docs/webhook-contract.md §3: "payload copied byte for byte").
 PAYLOADS = [
     '{ "name" : "Caf\\u00e9 \\"Le Nord\\"",  "rating":4.50 ,"tags":[ "a" , "b" ] }',
     '{"big":123456789012345678901234567890,"nested":{"z":null,"t":true,"e":1e-7}}',

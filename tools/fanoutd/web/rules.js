@@ -1,5 +1,6 @@
-// The seed's rules (contract.md §1), checked as the user types. The server checks them again
-// and its message wins; these only spare a round trip. Each returns "" or the rule in words.
+// The seed's rules (docs/webhook-contract.md §1), checked as the user types. The server checks
+// them again and its message wins; these only spare a round trip. Each returns "" or the rule in
+// words.
 
 const FORBIDDEN = new Set([" ", "(", ")", "<", ">", "@", ",", ";", ":", "\\", "\"", "/", "[",
                            "]", "?", "=", "{", "}"]);

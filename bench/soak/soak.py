@@ -116,7 +116,7 @@ def main():
         with open(cfg, "w") as f:
             f.write("workers = 1\ndrain_timeout_ms = 2000\n"
                     "[retry]\nmax_retries = 3\nbase_ms = 500\nfactor = 2\njitter = 0.2\n"
-                    "[timeouts]\nresponse_ms = 2000\nconnect_ms = 1000\n")
+                    "[timeouts]\nresponse_ms = 1000\nconnect_ms = 1000\n")
         d = spawn([a.fanoutd, "serve", "--listen", f"127.0.0.1:{ports['api']}", "--data", data,
                    "--config", cfg, "--insecure", "--allow-subnet", "127.0.0.1/32",
                    "--log-level", "warn"], os.path.join(tmp, "fanoutd.log"))

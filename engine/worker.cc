@@ -27,16 +27,6 @@ double unit_random(const EngineOptions& o, std::mt19937_64& rng) {
   return static_cast<double>(r >> 11) * 0x1.0p-53;
 }
 
-// Wall-clock milliseconds since the Unix epoch: the clock of Unfinished::next_attempt_unix_ms,
-// which must mean the same after a restart (loop time does not).
-std::int64_t now_unix_ms() noexcept {
-  using std::chrono::duration_cast;
-  using std::chrono::milliseconds;
-  using std::chrono::system_clock;
-  return static_cast<std::int64_t>(
-      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
-}
-
 // The attempt number as text in the delivery's own buffer (what snprintf("%u") wrote there,
 // truncated to its 3 characters, without snprintf's cost on every attempt).
 std::string_view attempt_text(Delivery& d) noexcept {
@@ -50,16 +40,15 @@ std::string_view attempt_text(Delivery& d) noexcept {
   return {d.attempt_text, n};
 }
 
-// The worker's own counters have one writer (its thread) and are only read elsewhere (stats()):
-// a plain load and store, not a locked read-modify-write on every event.
-void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
-void drop(std::atomic<std::uint64_t>& counter) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-}
-
 }  // namespace
+
+std::int64_t now_unix_ms() noexcept {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  using std::chrono::system_clock;
+  return static_cast<std::int64_t>(
+      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
 
 Delivery* Delivery::make(std::size_t id_size, std::size_t body_size) {
   void* block = ::operator new(sizeof(Delivery) + id_size + kWebhookGap + body_size);
@@ -541,159 +530,6 @@ void Worker::finish(Delivery& d, OutcomeKind kind) {
     done_head_ = &d;
   }
   done_tail_ = &d;
-}
-
-void Worker::hand_back(Delivery& d, std::int64_t next_attempt_unix_ms) {
-  Unfinished u;
-  u.event_id = d.event_id;
-  u.org_id = d.org_id;
-  u.event_type = std::string(engine_.catalogue_.name(d.type));
-  u.body = std::string(d.body_bytes);
-  u.subscription_id = d.subscription_id;
-  u.attempts = d.attempts;
-  u.next_attempt_unix_ms = next_attempt_unix_ms;
-  u.tag = d.tag;
-  unfinished_.push_back(std::move(u));
-  release_budget(*engine_.shared_, d);
-  delete &d;
-  engine_.shared_->in_flight.fetch_sub(1, std::memory_order_relaxed);
-}
-
-void Worker::on_flush(uv_prepare_t* handle) {
-  static_cast<Worker*>(handle->data)->flush_outcomes();
-}
-
-void Worker::flush_outcomes() {
-  if (done_head_ == nullptr) return;
-  outcome_buf_.clear();
-  const std::uint64_t now = uv_hrtime();
-  std::int64_t n = 0;
-  static_assert(static_cast<int>(OutcomeKind::kDropped) == 3, "kinds[] covers every OutcomeKind");
-  std::uint64_t kinds[4] = {};  // indexed by OutcomeKind
-  for (Delivery* d = done_head_; d != nullptr; d = d->next) {
-    Outcome o;
-    o.event_id = d->event_id;
-    o.org_id = d->org_id;
-    o.event_type = engine_.catalogue_.name(d->type);
-    o.subscription_id = d->subscription_id;
-    o.kind = d->kind;
-    o.attempts = d->attempts;
-    o.last_status = d->last_status;
-    o.last_failure = d->last_failure == transport::Failure::kNone
-                         ? std::string_view()
-                         : transport::to_string(d->last_failure);
-    o.latency_us = (now - d->published_ns) / 1000;
-    o.tag = d->tag;
-    outcome_buf_.push_back(o);
-    ++kinds[static_cast<std::size_t>(d->kind) & 3];
-    release_budget(*engine_.shared_, *d);
-    ++n;
-  }
-  // Counted and out of every budget before the observer hears of them: an observer that
-  // publishes again on an outcome finds the room that outcome made.
-  bump(delivered_, kinds[static_cast<std::size_t>(OutcomeKind::kDelivered)]);
-  bump(rejected_, kinds[static_cast<std::size_t>(OutcomeKind::kRejected)]);
-  bump(exhausted_, kinds[static_cast<std::size_t>(OutcomeKind::kExhausted)]);
-  bump(dropped_, kinds[static_cast<std::size_t>(OutcomeKind::kDropped)]);
-  engine_.shared_->in_flight.fetch_sub(n, std::memory_order_relaxed);
-  engine_.observer_->on_outcomes(outcome_buf_);
-  for (Delivery* d = done_head_; d != nullptr;) {
-    Delivery* next = d->next;
-    delete d;
-    d = next;
-  }
-  done_head_ = done_tail_ = nullptr;
-  const transport::ClientStats cs = client_->stats();
-  conns_h2_.store(cs.connections_h2, std::memory_order_relaxed);
-  conns_h1_.store(cs.connections_h1, std::memory_order_relaxed);
-}
-
-// --- Stopping -----------------------------------------------------------------------------------
-
-void Worker::request_stop(std::chrono::milliseconds drain) {
-  if (!thread_.joinable()) return;
-  drain_ms_ = static_cast<std::uint64_t>(std::max<std::int64_t>(0, drain.count()));
-  stop_requested_.store(true, std::memory_order_release);
-  uv_async_send(&async_);
-}
-
-std::vector<Unfinished> Worker::join() {
-  if (!thread_.joinable()) return {};
-  thread_.join();
-  // Anything enqueued after the loop drained its inbox (none: stop() waits for publishers).
-  Delivery* d = nullptr;
-  while (inbox_.try_dequeue(d)) hand_back(*d, d->not_before_unix_ms);
-  return std::move(unfinished_);
-}
-
-void Worker::begin_stop() {
-  stopping_ = true;
-  drain_inbox();  // queued deliveries are handed back (stopping_)
-  // Waiting deliveries keep their due time across the restart: what is left of the wait in loop
-  // time, from the wall clock now. Both clocks are read once, the loop's freshly.
-  uv_update_time(&loop_);
-  const std::uint64_t loop_now = timers_->now();
-  const std::int64_t wall_now = now_unix_ms();
-  for (Delivery* d : parked_) hand_back(*d, 0);
-  parked_.clear();
-  holds_.clear();  // every held delivery is in the waiting list, handed back below
-  while (Delivery* d = waiting_head_) {
-    waiting_head_ = d->next;
-    const std::uint64_t due = d->backoff.deadline();
-    const std::uint64_t left = due > loop_now ? due - loop_now : 0;
-    timers_->cancel(d->backoff);
-    drop(waiting_);
-    hand_back(*d, wall_now + static_cast<std::int64_t>(left));
-  }
-  if (attempting_ == 0) {
-    timers_->schedule(drain_timer_, timers_->now());
-  } else {
-    timers_->schedule_after(drain_timer_, drain_ms_);
-  }
-}
-
-void Worker::on_drain_deadline() noexcept {
-  // Whatever is still in flight is cut: the client completes it with kCancelled (handed back).
-  close_handles();
-}
-
-void Worker::maybe_close() {
-  // Through the timer wheel, never from inside a client callback: closing the client there
-  // would tear down the connection whose callback is on the stack.
-  if (stopping_ && attempting_ == 0 && !closing_) timers_->schedule(drain_timer_, timers_->now());
-}
-
-void Worker::close_handles() {
-  if (closing_) return;
-  closing_ = true;
-  timers_->cancel(drain_timer_);
-  client_->close(
-      [](void* data) {
-        auto* w = static_cast<Worker*>(data);
-        w->flush_outcomes();
-        uv_close(reinterpret_cast<uv_handle_t*>(&w->async_), nullptr);
-        uv_close(reinterpret_cast<uv_handle_t*>(&w->flush_), nullptr);
-        w->streams_->close();
-        w->timers_->close();
-      },
-      this);
-}
-
-void Worker::add_stats(EngineStats& st) const {
-  st.delivered += delivered_.load(std::memory_order_relaxed);
-  st.rejected += rejected_.load(std::memory_order_relaxed);
-  st.exhausted += exhausted_.load(std::memory_order_relaxed);
-  st.dropped += dropped_.load(std::memory_order_relaxed);
-  st.attempts += attempts_.load(std::memory_order_relaxed);
-  st.attempts_2xx += a2xx_.load(std::memory_order_relaxed);
-  st.attempts_3xx += a3xx_.load(std::memory_order_relaxed);
-  st.attempts_4xx += a4xx_.load(std::memory_order_relaxed);
-  st.attempts_5xx += a5xx_.load(std::memory_order_relaxed);
-  st.attempts_failed += afailed_.load(std::memory_order_relaxed);
-  st.waiting_retry += waiting_.load(std::memory_order_relaxed);
-  st.connections_h2 += conns_h2_.load(std::memory_order_relaxed);
-  st.targets += targets_count_.load(std::memory_order_relaxed);
-  st.connections_h1 += conns_h1_.load(std::memory_order_relaxed);
 }
 
 }  // namespace fanout::engine

@@ -167,6 +167,19 @@ class Delivery final : public transport::Request {
   Delivery() = default;
 };
 
+// Wall-clock milliseconds since the Unix epoch: the clock of Unfinished::next_attempt_unix_ms,
+// which must mean the same after a restart (loop time does not).
+[[nodiscard]] std::int64_t now_unix_ms() noexcept;
+
+// The worker's own counters have one writer (its thread) and are only read elsewhere (stats()):
+// a plain load and store, not a locked read-modify-write on every event.
+inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+inline void drop(std::atomic<std::uint64_t>& counter) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
 class Worker {
  public:
   // Gives back what `d` holds of the byte, organisation and origin budgets (the global count,

@@ -10,8 +10,9 @@ Clients:
   ingest  NDJSON batches at --rate events/s spread over --orgs organisations (each subscribed to
           one receiver, round robin); busy lines are counted, not re-sent
   slow    every 5 s a client pipelines 200 GET /metrics and reads nothing for 10 s, then leaves
-Sampled each second: fanoutd's VmRSS and open descriptors (/proc), and its in-flight and
-delivered counts (/metrics). Everything stops by itself after --seconds.
+Sampled each second: fanoutd's VmRSS (and its anonymous and file-backed parts: the journal's
+SQLite file is memory-mapped, up to mmap_size) and open descriptors (/proc), and its in-flight
+and delivered counts (/metrics). Everything stops by itself after --seconds.
 """
 
 import argparse
@@ -82,6 +83,8 @@ def main():
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--orgs", type=int, default=30)
     ap.add_argument("--restart-every", type=int, default=30)
+    ap.add_argument("--no-durable", action="store_true",
+                    help="run fanoutd without its journal (the default keeps it)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="fanout-soak.")
@@ -114,7 +117,8 @@ def main():
         data = os.path.join(tmp, "data")
         cfg = os.path.join(tmp, "fanoutd.toml")
         with open(cfg, "w") as f:
-            f.write("workers = 1\ndrain_timeout_ms = 2000\n"
+            f.write(("no_durable = true\n" if a.no_durable else "") +
+                    "workers = 1\ndrain_timeout_ms = 2000\n"
                     "[retry]\nmax_retries = 3\nbase_ms = 500\nfactor = 2\njitter = 0.2\n"
                     "[timeouts]\nresponse_ms = 1000\nconnect_ms = 1000\n")
         d = spawn([a.fanoutd, "serve", "--listen", f"127.0.0.1:{ports['api']}", "--data", data,
@@ -198,13 +202,16 @@ def main():
         samples = []
         start = time.monotonic()
         with open(os.path.join(a.out, "soak.tsv"), "w") as tsv:
-            tsv.write("t_s\trss_kib\tfds\tin_flight\tdelivered\taccepted\tbusy\n")
+            tsv.write("t_s\trss_kib\tfds\tin_flight\tdelivered\taccepted\tbusy\t"
+                      "rss_anon_kib\trss_file_kib\n")
             while time.monotonic() - start < a.seconds:
                 time.sleep(1)
                 if d.poll() is not None:
                     sys.exit(f"soak: fanoutd exited {d.returncode} during the run")
                 with open(f"/proc/{d.pid}/status") as f:
-                    rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+                    status = {line.split(":")[0]: line.split()[1] for line in f
+                              if line.startswith(("VmRSS:", "RssAnon:", "RssFile:"))}
+                rss = int(status["VmRSS"])
                 fds = len(os.listdir(f"/proc/{d.pid}/fd"))
                 try:
                     _, text = request(api, "GET", "/metrics")
@@ -214,7 +221,8 @@ def main():
                 row = (round(time.monotonic() - start), rss, fds,
                        int(metric(text, "fanout_in_flight")),
                        int(metric(text, "fanout_outcomes_total", '{kind="delivered"}')),
-                       counts["accepted"], counts["busy"])
+                       counts["accepted"], counts["busy"], int(status.get("RssAnon", 0)),
+                       int(status.get("RssFile", 0)))
                 samples.append(row)
                 tsv.write("\t".join(str(v) for v in row) + "\n")
                 tsv.flush()
@@ -235,6 +243,10 @@ def main():
             "seconds": t_end, "fanoutd_exit": rc, **counts,
             "rss_kib_early": round(mean(1, *early)), "rss_kib_late": round(mean(1, *late)),
             "rss_kib_max": max(s[1] for s in samples),
+            "rss_anon_kib_early": round(mean(7, *early)),
+            "rss_anon_kib_late": round(mean(7, *late)),
+            "rss_file_kib_early": round(mean(8, *early)),
+            "rss_file_kib_late": round(mean(8, *late)),
             "fds_early": round(mean(2, *early), 1), "fds_late": round(mean(2, *late), 1),
             "fds_max": max(s[2] for s in samples),
             "in_flight_late": round(mean(3, *late)),

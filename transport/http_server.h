@@ -289,7 +289,8 @@ class HttpServer {
   void close(CloseCallback callback = nullptr, void* data = nullptr);
 
  private:
-  // Defined in http_server.cc; nested so that they reach the server's private parts.
+  // Defined in http_server_internal.h (Session, Connection), http_server_h1.cc and
+  // http_server_h2.cc; nested so that they reach the server's private parts.
   class Connection;
   class Session;
   class Http1Session;
@@ -332,7 +333,7 @@ class HttpServer {
   };
   [[nodiscard]] std::uint64_t timeout_ms(TimeoutKind kind) const noexcept;
   void timeout_add(TimeoutKind kind, TimeoutNode& node);
-  void timeout_remove(TimeoutKind kind, TimeoutNode& node);
+  inline void timeout_remove(TimeoutKind kind, TimeoutNode& node);  // http_server_internal.h
   static void on_timer(uv_timer_t* timer);
   static void on_timer_closed(uv_handle_t* handle);
   void maybe_finished();

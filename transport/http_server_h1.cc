@@ -146,6 +146,20 @@ class HttpServer::Http1Session final : public HttpServer::Session {
   void finish_header();
   void serialize(std::string& out, int status, std::span<const HttpHeaderView> headers,
                  std::string_view body, bool head, bool close);
+  // The request parsed so far as the handler sees it, body aside (views_ made already).
+  [[nodiscard]] HttpRequest request(const llhttp_t& p, std::uint64_t sequence) const {
+    HttpRequest r;
+    r.method = llhttp_method_name(static_cast<llhttp_method_t>(p.method));
+    r.target = std::string_view(buf_).substr(0, url_len_);
+    r.headers = views_;
+    r.authority = find_header(r.headers, "host");
+    r.version = HttpVersion::kHttp1;
+    r.tls = conn_.stream_->is_tls();
+    r.connection_id = conn_.id_;
+    r.peer_ip = conn_.peer_ip_;
+    r.sequence = sequence;
+    return r;
+  }
   void fail(int status);
   // An answer from the server itself (limits, on_headers), the last on the connection.
   void fail_with(int status, std::span<const HttpHeaderView> headers, std::string_view body);
@@ -281,16 +295,7 @@ int HttpServer::Http1Session::on_headers_complete(llhttp_t* p) {
       (p->flags & F_CHUNKED) != 0) {
     // A body follows: the handler may refuse the request on its headers first.
     make_views(s.buf_, s.refs_, s.views_);
-    HttpRequest head;
-    head.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
-    head.target = std::string_view(s.buf_).substr(0, s.url_len_);
-    head.headers = s.views_;
-    head.authority = find_header(head.headers, "host");
-    head.version = HttpVersion::kHttp1;
-    head.tls = s.conn_.stream_->is_tls();
-    head.connection_id = s.conn_.id_;
-    head.peer_ip = s.conn_.peer_ip_;
-    head.sequence = s.next_seq_;
+    const HttpRequest head = s.request(*p, s.next_seq_);
     const EarlyAnswer early = s.conn_.server_.handler_->on_headers(head);
     if (early.status != 0) {
       s.fail_with(early.status, early.headers, early.body);
@@ -338,17 +343,8 @@ int HttpServer::Http1Session::on_message_complete(llhttp_t* p) {
   if (!keep_alive) s.stop_after(seq);
 
   make_views(s.buf_, s.refs_, s.views_);
-  HttpRequest req;
-  req.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
-  req.target = std::string_view(s.buf_).substr(0, s.url_len_);
-  req.headers = s.views_;
-  req.authority = find_header(req.headers, "host");
+  HttpRequest req = s.request(*p, seq);
   req.body = s.body_;
-  req.version = HttpVersion::kHttp1;
-  req.tls = s.conn_.stream_->is_tls();
-  req.connection_id = s.conn_.id_;
-  req.peer_ip = s.conn_.peer_ip_;
-  req.sequence = seq;
   s.conn_.dispatch(req, seq);
   if (s.conn_.closing_ || s.stop_input_) return HPE_PAUSED;
   if (s.conn_.output_over_bound()) {

@@ -13,13 +13,22 @@
 # Medians and ratios are printed as a Markdown table (and written to OUT/durable-ingest.md).
 #
 # Usage: bash bench/fanoutd/durable_ingest.sh [--events N] [--repeat R] [--smoke] [--out DIR]
+#        [--conns C]          (ingest connections, default 1)
 #        [--build-dir D]      (defaults: 200000 events, 3 repeats, build/bench)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 # shellcheck source=../lib.sh
 source bench/lib.sh
-parse_bench_args durable_ingest "$@"
+CONNS=1
+args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --conns) CONNS=$2; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+parse_bench_args durable_ingest "${args[@]}"
 require_tools taskset curl python3
 build_targets "$BUILD_DIR" fanoutd fanout-sink fanout-load
 FANOUTD=${BUILT[fanoutd]}
@@ -71,6 +80,7 @@ run() {
   ingest=$("$FANOUTD" apikey create --data "$data" --role INGEST --all-orgs | tail -n 1)
   local w0 c0 t0 t1 load_args=()
   [[ $rate != 0 ]] && load_args+=(--rate "$rate")
+  load_args+=(--conns "$CONNS")
   w0=$(write_bytes "$dpid")
   c0=$(metric fanout_journal_commits_total)
   t0=$(date +%s.%N)

@@ -10,9 +10,9 @@
 // answered once the new delivery is on disk, like an ingested event.
 #include <ctime>
 
+#include "tools/common/json_out.h"
 #include "tools/fanoutd/api.h"
 #include "tools/fanoutd/api_internal.h"
-#include "tools/json_out.h"
 
 namespace fanout::daemon {
 

@@ -10,10 +10,10 @@
 
 #include <algorithm>
 
+#include "tools/common/json_out.h"
 #include "tools/fanoutd/api.h"
 #include "tools/fanoutd/api_internal.h"
 #include "tools/fanoutd/log.h"
-#include "tools/json_out.h"
 
 namespace fanout::daemon {
 

@@ -14,11 +14,11 @@
 #include <sodium.h>
 
 #include "engine/standard_webhooks.h"
+#include "tools/common/json_out.h"
 #include "tools/fanoutd/api.h"
 #include "tools/fanoutd/api_internal.h"
 #include "tools/fanoutd/api_signing.h"
 #include "tools/fanoutd/log.h"
-#include "tools/json_out.h"
 
 namespace fanout::daemon {
 

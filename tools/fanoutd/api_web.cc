@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <string>
 
+#include "tools/common/json_out.h"
 #include "tools/fanoutd/api.h"
 #include "tools/fanoutd/api_internal.h"
 #include "tools/fanoutd/web_assets.h"
-#include "tools/json_out.h"
 
 namespace fanout::daemon {
 

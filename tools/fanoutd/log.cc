@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <string>
 
+#include "tools/common/json_out.h"
 #include "tools/fanoutd/log.h"
 #include "tools/fanoutd/store.h"
-#include "tools/json_out.h"
 
 namespace fanout::daemon {
 

@@ -69,7 +69,7 @@
 #include "routing/catalogue.h"
 #include "routing/envelope.h"
 #include "routing/subscription.h"
-#include "tools/json_out.h"
+#include "tools/common/json_out.h"
 #include "transport/address_guard.h"
 #include "transport/client.h"
 #include "transport/loop_timer.h"

@@ -25,7 +25,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tools/json_out.h"
+#include "tools/common/json_out.h"
 #include "transport/http_server.h"
 #include "transport/loop_timer.h"
 #include "transport/stream.h"

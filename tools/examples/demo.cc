@@ -1,4 +1,4 @@
-// fanout-demo: what fanout does today, end to end on one thread, without a network.
+// fanout-demo (tools/examples/demo.cc): the older offline demo, end to end on one thread.
 //
 // Validates subscription requests (Partoo's rules), loads a routing table, then takes events
 // (an embedded sample, or NDJSON from --events) through the hot path: parse the envelope, route
@@ -32,7 +32,7 @@
 #include "routing/envelope.h"
 #include "routing/routing_table.h"
 #include "routing/subscription.h"
-#include "tools/json_out.h"
+#include "tools/common/json_out.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
 // JSON writing (json_out.h).
-#include "tools/json_out.h"
+#include "tools/common/json_out.h"
 
 #include <simdjson.h>
 

@@ -12,57 +12,6 @@
 
 namespace fanout::transport {
 
-// --- RequestList --------------------------------------------------------------------------------
-
-void RequestList::push_back(Request* r) noexcept {
-  r->next_ = nullptr;
-  r->prev_ = tail_;
-  if (tail_ != nullptr) {
-    tail_->next_ = r;
-  } else {
-    head_ = r;
-  }
-  tail_ = r;
-  ++size_;
-}
-
-void RequestList::push_front(Request* r) noexcept {
-  r->prev_ = nullptr;
-  r->next_ = head_;
-  if (head_ != nullptr) {
-    head_->prev_ = r;
-  } else {
-    tail_ = r;
-  }
-  head_ = r;
-  ++size_;
-}
-
-void RequestList::remove(Request* r) noexcept {
-  if (r->prev_ != nullptr) {
-    r->prev_->next_ = r->next_;
-  } else {
-    head_ = r->next_;
-  }
-  if (r->next_ != nullptr) {
-    r->next_->prev_ = r->prev_;
-  } else {
-    tail_ = r->prev_;
-  }
-  r->prev_ = r->next_ = nullptr;
-  --size_;
-}
-
-Request* RequestList::pop_front() noexcept {
-  Request* r = head_;
-  if (r != nullptr) remove(r);
-  return r;
-}
-
-Request* RequestList::next(const Request* r) noexcept {
-  return r->next_;
-}
-
 // --- Client -------------------------------------------------------------------------------------
 
 void Client::submit(Request& r) {
@@ -228,7 +177,7 @@ void Origin::requeue(Request& r) {
 void Origin::dispatch() {
   if (closing_) return;
   while (!pending_.empty()) {
-    Connection* c = list(Connection::State::kReady);
+    Connection* c = list(Connection::State::kReady).front();
     if (c == nullptr) break;
     c->submit(*pending_.pop_front());
   }
@@ -249,19 +198,9 @@ void Origin::dispatch() {
 
 void Origin::move(Connection* c, Connection::State from, Connection::State to) {
   if (from == to) return;
-  Connection*& src = list(from);
-  if (c->prev_ != nullptr) {
-    c->prev_->next_ = c->next_;
-  } else {
-    src = c->next_;
-  }
-  if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
+  IntrusiveList<Connection>::erase(c);
   --counts_[static_cast<std::size_t>(from)];
-  Connection*& dst = list(to);
-  c->prev_ = nullptr;
-  c->next_ = dst;
-  if (dst != nullptr) dst->prev_ = c;
-  dst = c;
+  list(to).push_front(c);
   ++counts_[static_cast<std::size_t>(to)];
 }
 

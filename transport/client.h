@@ -43,6 +43,7 @@
 #include <tl/expected.hpp>
 
 #include "transport/address_guard.h"
+#include "transport/intrusive_list.h"
 #include "transport/resolver.h"
 #include "transport/timer_wheel.h"
 
@@ -108,7 +109,7 @@ struct Response {
 
 // A request to send. Derive from it (the engine's delivery does), fill the public fields, and
 // implement on_response(). Every view must stay valid until on_response() runs.
-class Request {
+class Request : private ListNode<Request> {
  public:
   static constexpr std::size_t kMaxBodyExcerpt = 64 * 1024;
   static constexpr std::uint32_t kMaxRequeues = 3;
@@ -139,6 +140,8 @@ class Request {
  private:
   friend class Client;
   friend class RequestList;
+  friend class IntrusiveList<Request>;  // the origin's pending FIFO, or the session's in-flight
+                                        // list
   friend class Origin;
   friend class Connection;
   friend class H2Session;
@@ -146,8 +149,6 @@ class Request {
 
   enum class Where : std::uint8_t { kIdle, kPending, kInFlight, kCompleting };
   Where where_ = Where::kIdle;
-  Request* prev_ = nullptr;  // the origin's pending FIFO, or the session's in-flight list
-  Request* next_ = nullptr;
   Origin* origin_ = nullptr;
   Connection* conn_ = nullptr;
   Client* client_ = nullptr;     // set while a deferred completion is owed

@@ -34,21 +34,33 @@
 
 namespace fanout::transport {
 
-// An intrusive doubly linked FIFO of Requests (through Request::prev_/next_).
+// A FIFO of Requests (the origin's pending queue, a session's in-flight list): an
+// IntrusiveList that counts its elements.
 class RequestList {
  public:
-  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+  [[nodiscard]] bool empty() const noexcept { return list_.empty(); }
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
-  [[nodiscard]] Request* front() const noexcept { return head_; }
-  void push_back(Request* r) noexcept;
-  void push_front(Request* r) noexcept;
-  void remove(Request* r) noexcept;
-  Request* pop_front() noexcept;
-  [[nodiscard]] static Request* next(const Request* r) noexcept;
+  [[nodiscard]] Request* front() const noexcept { return list_.front(); }
+  void push_back(Request* r) noexcept {
+    list_.push_back(r);
+    ++size_;
+  }
+  void push_front(Request* r) noexcept {
+    list_.push_front(r);
+    ++size_;
+  }
+  void remove(Request* r) noexcept {
+    IntrusiveList<Request>::erase(r);
+    --size_;
+  }
+  Request* pop_front() noexcept {
+    Request* r = list_.pop_front();
+    if (r != nullptr) --size_;
+    return r;
+  }
 
  private:
-  Request* head_ = nullptr;
-  Request* tail_ = nullptr;
+  IntrusiveList<Request> list_;
   std::size_t size_ = 0;
 };
 
@@ -72,7 +84,7 @@ class Session {
   [[nodiscard]] virtual bool accepting() const noexcept = 0;
 };
 
-class Connection final : public StreamHandler {
+class Connection final : public StreamHandler, public ListNode<Connection> {
  public:
   enum class State : std::uint8_t { kConnecting, kReady, kBusy, kDraining, kClosed };
 
@@ -104,9 +116,6 @@ class Connection final : public StreamHandler {
   void on_stream_error(Stream& stream, StreamError error, std::string_view detail) override;
   void on_stream_closed(Stream& stream) override;
 
-  // Origin's per-state list.
-  Connection* prev_ = nullptr;
-  Connection* next_ = nullptr;
   bool fresh_ = true;  // no request has been sent on it yet
 
  private:
@@ -164,9 +173,7 @@ class Origin {
   void for_each_open(Fn&& fn) const {
     for (auto s :
          {Connection::State::kReady, Connection::State::kBusy, Connection::State::kDraining}) {
-      for (const Connection* c = lists_[static_cast<std::size_t>(s)]; c != nullptr; c = c->next_) {
-        fn(*c);
-      }
+      for (const Connection& c : lists_[static_cast<std::size_t>(s)]) fn(c);
     }
   }
 
@@ -175,7 +182,9 @@ class Origin {
   void resolved(const DnsResult& result);
   void on_idle_timeout() noexcept;
   bool open_connection();
-  Connection*& list(Connection::State s) { return lists_[static_cast<std::size_t>(s)]; }
+  IntrusiveList<Connection>& list(Connection::State s) {
+    return lists_[static_cast<std::size_t>(s)];
+  }
 
   Client& client_;
   bool tls_;
@@ -183,7 +192,7 @@ class Origin {
   std::uint16_t port_;
   std::string authority_;
   RequestList pending_;
-  std::array<Connection*, 5> lists_{};
+  std::array<IntrusiveList<Connection>, 5> lists_;  // one per state
   std::array<std::size_t, 5> counts_{};
   // DNS: the checked addresses, when they expire, and a lookup in flight.
   std::vector<sockaddr_storage> addresses_;

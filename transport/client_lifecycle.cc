@@ -268,10 +268,7 @@ bool Origin::open_connection() {
   }
   ++client_.live_connections_;
   ++client_.connections_opened_;
-  Connection*& head = list(Connection::State::kConnecting);
-  c->next_ = head;
-  if (head != nullptr) head->prev_ = c;
-  head = c;
+  list(Connection::State::kConnecting).push_front(c);
   ++counts_[static_cast<std::size_t>(Connection::State::kConnecting)];
   return true;
 }
@@ -346,14 +343,7 @@ void Origin::fail_pending(Failure f, std::string_view detail, bool now) {
 }
 
 void Origin::forget(Connection* c) {
-  Connection*& head = list(c->state());
-  if (c->prev_ != nullptr) {
-    c->prev_->next_ = c->next_;
-  } else {
-    head = c->next_;
-  }
-  if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
-  c->prev_ = c->next_ = nullptr;
+  IntrusiveList<Connection>::erase(c);
   --counts_[static_cast<std::size_t>(c->state())];
 }
 
@@ -362,7 +352,7 @@ void Origin::close_all() {
   if (client_.timers_.armed(idle_timer_)) client_.timers_.cancel(idle_timer_);
   for (auto s : {Connection::State::kConnecting, Connection::State::kReady,
                  Connection::State::kBusy, Connection::State::kDraining}) {
-    while (Connection* c = list(s)) c->abort(Failure::kCancelled, "the client is closing");
+    while (Connection* c = list(s).front()) c->abort(Failure::kCancelled, "the client is closing");
   }
 }
 

@@ -63,36 +63,18 @@ void StreamLoop::close() {
 }
 
 void StreamLoop::schedule_flush(Stream* s) {
-  s->dirty_next_ = nullptr;
-  s->dirty_prev_ = dirty_tail_;
-  if (dirty_tail_ != nullptr) {
-    dirty_tail_->dirty_next_ = s;
-  } else {
-    dirty_head_ = s;
-  }
-  dirty_tail_ = s;
+  dirty_.push_back(s);
 }
 
 void StreamLoop::unlink_dirty(Stream* s) {
-  if (s->dirty_prev_ != nullptr) {
-    s->dirty_prev_->dirty_next_ = s->dirty_next_;
-  } else {
-    dirty_head_ = s->dirty_next_;
-  }
-  if (s->dirty_next_ != nullptr) {
-    s->dirty_next_->dirty_prev_ = s->dirty_prev_;
-  } else {
-    dirty_tail_ = s->dirty_prev_;
-  }
-  s->dirty_prev_ = s->dirty_next_ = nullptr;
-  s->dirty_ = false;
+  IntrusiveList<Stream>::erase(s);
 }
 
 void StreamLoop::on_prepare(uv_prepare_t* handle) {
   auto* self = static_cast<StreamLoop*>(handle->data);
   // Streams made dirty by a flush (a drained handler writing more) are flushed in this same
   // turn: the loop is about to wait for I/O and nothing else would send them.
-  while (Stream* s = self->dirty_head_) {
+  while (Stream* s = self->dirty_.front()) {
     self->unlink_dirty(s);
     s->flush();
   }
@@ -270,8 +252,7 @@ void Stream::collect_tls_output() {
 }
 
 void Stream::mark_dirty() {
-  if (dirty_ || state_ == State::kClosing) return;
-  dirty_ = true;
+  if (dirty() || state_ == State::kClosing) return;
   loop_.schedule_flush(this);
 }
 
@@ -313,11 +294,11 @@ std::size_t Stream::pending_output() const noexcept {
 }
 
 void Stream::flush() {
-  if (dirty_) loop_.unlink_dirty(this);
+  if (dirty()) loop_.unlink_dirty(this);
   if (state_ == State::kClosing || state_ == State::kConnecting) return;
   encrypt_pending();
   if (state_ == State::kClosing) return;
-  if (dirty_) loop_.unlink_dirty(this);  // collect_tls_output marked it again
+  if (dirty()) loop_.unlink_dirty(this);  // collect_tls_output marked it again
   if (writing_ || out_.empty()) return;
   uv_buf_t b =
       uv_buf_init(reinterpret_cast<char*>(out_.data()), static_cast<unsigned>(out_.size()));
@@ -385,7 +366,7 @@ void Stream::close() {
       (void)uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
     }
   }
-  if (dirty_) loop_.unlink_dirty(this);
+  if (dirty()) loop_.unlink_dirty(this);
   state_ = State::kClosing;
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);

@@ -28,6 +28,7 @@
 
 #include <tl/expected.hpp>
 
+#include "transport/intrusive_list.h"
 #include "transport/tls.h"
 
 namespace fanout::transport {
@@ -86,15 +87,15 @@ class StreamLoop {
   uv_loop_t* loop_;
   uv_prepare_t prepare_{};
   bool closed_ = false;
-  // Intrusive FIFO of streams with output to flush this turn (O(1) unlink when one closes).
-  Stream* dirty_head_ = nullptr;
-  Stream* dirty_tail_ = nullptr;
+  // FIFO of streams with output to flush this turn (O(1) unlink when one closes).
+  IntrusiveList<Stream> dirty_;
   // Shared by every stream on this loop: ciphertext (or plaintext) in, plaintext out of TLS.
   std::unique_ptr<std::uint8_t[]> read_buf_;
   std::unique_ptr<std::uint8_t[]> plain_buf_;
 };
 
-class Stream {
+// The ListNode links a stream into its loop's flush list (linked <=> dirty).
+class Stream : private ListNode<Stream> {
  public:
   static constexpr std::size_t kReadBufferSize = 64 * 1024;
 
@@ -166,12 +167,9 @@ class Stream {
   uv_connect_t connect_req_{};
   uv_write_t write_req_{};
   State state_ = State::kConnecting;
-  bool dirty_ = false;    // linked in the loop's flush list
   bool writing_ = false;  // a uv_write is in flight
   bool silent_ = false;   // failed synchronously in connect()/accept(): no handler calls
   bool paused_ = false;   // pause_reading(): the socket is not read
-  Stream* dirty_prev_ = nullptr;
-  Stream* dirty_next_ = nullptr;
   std::unique_ptr<TlsSession> tls_;
   std::vector<std::uint8_t> plain_out_;  // TLS: plaintext waiting to be encrypted at flush
   std::vector<std::uint8_t> out_;        // bytes waiting for the next flush
@@ -179,7 +177,10 @@ class Stream {
   std::uint64_t started_ns_ = 0;
   std::uint64_t connect_us_ = 0;
 
+  [[nodiscard]] bool dirty() const noexcept { return linked(); }  // in the loop's flush list
+
   friend class StreamLoop;
+  friend class IntrusiveList<Stream>;
 };
 
 }  // namespace fanout::transport

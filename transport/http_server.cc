@@ -140,12 +140,12 @@ void HttpServer::Connection::update_timeouts() {
   }
   const HttpServerOptions& o = server_.options_;
   if (idle && o.idle_timeout_ms != 0) {
-    if (!idle_node_.linked) server_.timeout_add(kIdleTimeout, idle_node_);
+    if (!idle_node_.linked()) server_.timeout_add(kIdleTimeout, idle_node_);
   } else {
     server_.timeout_remove(kIdleTimeout, idle_node_);
   }
   if (request != 0 && o.request_timeout_ms != 0) {
-    if (!request_node_.linked || request_node_.key != request) {
+    if (!request_node_.linked() || request_node_.key != request) {
       server_.timeout_remove(kRequestTimeout, request_node_);
       request_node_.key = request;
       server_.timeout_add(kRequestTimeout, request_node_);
@@ -157,7 +157,7 @@ void HttpServer::Connection::update_timeouts() {
   // once per wait, not per write: a connection that keeps some output pending the whole time
   // times out even while it drains slowly.)
   if (!closing_ && o.write_timeout_ms != 0 && pending_output() > 0) {
-    if (!write_node_.linked) server_.timeout_add(kWriteTimeout, write_node_);
+    if (!write_node_.linked()) server_.timeout_add(kWriteTimeout, write_node_);
   } else {
     server_.timeout_remove(kWriteTimeout, write_node_);
   }
@@ -361,15 +361,10 @@ std::uint64_t HttpServer::timeout_ms(TimeoutKind kind) const noexcept {
 }
 
 void HttpServer::timeout_add(TimeoutKind kind, TimeoutNode& node) {
-  assert(!node.linked);
-  TimeoutList& list = timeouts_[kind];
+  assert(!node.linked());
   const std::uint64_t now = uv_now(loop_.uv());
   node.deadline = now + timeout_ms(kind);
-  node.linked = true;
-  node.next = nullptr;
-  node.prev = list.tail;
-  (list.tail != nullptr ? list.tail->next : list.head) = &node;
-  list.tail = &node;
+  timeouts_[kind].push_back(&node);
   // The timer callback re-arms itself for whatever it leaves queued.
   if (timer_ != nullptr && !in_timer_ && node.deadline < timer_due_) {
     timer_due_ = node.deadline;
@@ -384,7 +379,7 @@ void HttpServer::on_timer(uv_timer_t* timer) {
   self->timer_due_ = UINT64_MAX;
   for (int k = 0; k < kTimeoutKinds; ++k) {
     const auto kind = static_cast<TimeoutKind>(k);
-    while (TimeoutNode* n = self->timeouts_[kind].head) {
+    while (TimeoutNode* n = self->timeouts_[kind].front()) {
       if (n->deadline > now) break;
       self->timeout_remove(kind, *n);
       n->conn->on_timeout(kind, n->stream_id);
@@ -393,7 +388,7 @@ void HttpServer::on_timer(uv_timer_t* timer) {
   self->in_timer_ = false;
   std::uint64_t due = UINT64_MAX;
   for (const TimeoutList& list : self->timeouts_) {
-    if (list.head != nullptr) due = std::min(due, list.head->deadline);
+    if (!list.empty()) due = std::min(due, list.front()->deadline);
   }
   if (due != UINT64_MAX && self->timer_ != nullptr) {
     // Entries added by the callbacks above are due later than `now`.

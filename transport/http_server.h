@@ -84,6 +84,7 @@
 
 #include <tl/expected.hpp>
 
+#include "transport/intrusive_list.h"
 #include "transport/stream.h"
 #include "transport/tls.h"
 
@@ -318,19 +319,14 @@ class HttpServer {
     kWriteTimeout,
     kTimeoutKinds
   };
-  struct TimeoutNode {
-    TimeoutNode* prev = nullptr;
-    TimeoutNode* next = nullptr;
+  // Linked (ListNode::linked()) while in its kind's FIFO.
+  struct TimeoutNode : ListNode<TimeoutNode> {
     std::uint64_t deadline = 0;
     std::uint64_t key = 0;  // what it was linked for (the request in progress)
     Connection* conn = nullptr;
     std::int32_t stream_id = 0;  // HTTP/2 request timeouts: the stream
-    bool linked = false;
   };
-  struct TimeoutList {
-    TimeoutNode* head = nullptr;
-    TimeoutNode* tail = nullptr;
-  };
+  using TimeoutList = IntrusiveList<TimeoutNode>;
   [[nodiscard]] std::uint64_t timeout_ms(TimeoutKind kind) const noexcept;
   void timeout_add(TimeoutKind kind, TimeoutNode& node);
   inline void timeout_remove(TimeoutKind kind, TimeoutNode& node);  // http_server_internal.h

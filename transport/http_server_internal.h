@@ -235,13 +235,9 @@ class HttpServer::Connection final : public StreamHandler {
 };
 
 // Defined here rather than in http_server.cc so that the sessions' per-request calls inline it.
-inline void HttpServer::timeout_remove(TimeoutKind kind, TimeoutNode& node) {
-  if (!node.linked) return;
-  TimeoutList& list = timeouts_[kind];
-  node.linked = false;
-  (node.prev != nullptr ? node.prev->next : list.head) = node.next;
-  (node.next != nullptr ? node.next->prev : list.tail) = node.prev;
-  node.prev = node.next = nullptr;
+// Every kind's FIFO unlinks the same way: `kind` only says which one holds the node.
+inline void HttpServer::timeout_remove([[maybe_unused]] TimeoutKind kind, TimeoutNode& node) {
+  if (node.linked()) TimeoutList::erase(&node);
 }
 
 }  // namespace fanout::transport

@@ -23,32 +23,18 @@ unsigned level_for(std::uint64_t now, std::uint64_t deadline) {
 
 }  // namespace
 
-TimerWheel::TimerWheel(std::uint64_t now_ms) noexcept : now_(now_ms) {
-  for (auto& head : heads_) head.prev = head.next = &head;
-}
+TimerWheel::TimerWheel(std::uint64_t now_ms) noexcept : now_(now_ms) {}
 
 TimerWheel::~TimerWheel() {
   clear();
 }
 
-void TimerWheel::push_back(Link& head, TimerEntry& entry) noexcept {
-  Link* node = &entry;
-  node->prev = head.prev;
-  node->next = &head;
-  head.prev->next = node;
-  head.prev = node;
-}
-
 void TimerWheel::unlink(TimerEntry& entry) noexcept {
-  Link* node = &entry;
-  node->prev->next = node->next;
-  node->next->prev = node->prev;
-  node->prev = node->next = nullptr;
+  List::erase(&entry);
   // Keep the bitmap exact so next_deadline() never reports a slot emptied by cancels: a stale bit
   // would wake the loop for nothing, and most timeouts end cancelled.
   if (entry.slot_ != kPendingSlot) {
-    const Link& head = heads_[entry.slot_];
-    if (head.next == &head) {
+    if (heads_[entry.slot_].empty()) {
       occupied_[entry.slot_ / kSlots] &= ~(std::uint64_t{1} << (entry.slot_ % kSlots));
     }
   }
@@ -62,7 +48,7 @@ void TimerWheel::place(TimerEntry& entry) noexcept {
   const auto slot = static_cast<unsigned>((entry.deadline_ >> shift_of(level)) & kSlotMask);
   const auto index = static_cast<std::uint16_t>(level * kSlots + slot);
   entry.slot_ = index;
-  push_back(heads_[index], entry);
+  heads_[index].push_back(&entry);
   occupied_[level] |= std::uint64_t{1} << slot;
 }
 
@@ -118,7 +104,7 @@ std::optional<std::uint64_t> TimerWheel::next_deadline() const noexcept {
 
 std::size_t TimerWheel::advance(std::uint64_t now_ms) noexcept {
   assert(!firing_ && "TimerWheel::advance called from one of its own callbacks");
-  Link& pending = heads_[kPendingSlot];
+  List& pending = heads_[kPendingSlot];
 
   // Collect. now_ only ever moves to the start of the next slot with work, so the placement
   // invariant (see the header) holds at every step and a cascade never skips a slot.
@@ -127,25 +113,19 @@ std::size_t TimerWheel::advance(std::uint64_t now_ms) noexcept {
     if (!visit || visit->start > now_ms) break;
     now_ = std::max(now_, visit->start);
     const unsigned index = visit->level * kSlots + visit->slot;
-    Link& head = heads_[index];
+    List& head = heads_[index];
     occupied_[visit->level] &= ~(std::uint64_t{1} << visit->slot);
-    if (head.next == &head) continue;
-    // Detach the whole list first: a top-level cascade may put entries back into this slot.
-    Link* first = head.next;
-    Link* last = head.prev;
-    head.prev = head.next = &head;
-    last->next = nullptr;
-    for (Link* node = first; node != nullptr;) {
-      Link* next = node->next;
-      auto& entry = static_cast<TimerEntry&>(*node);
-      if (visit->level == 0) {
-        entry.slot_ = kPendingSlot;
-        push_back(pending, entry);
-      } else {
-        place(entry);
-      }
-      node = next;
+    if (head.empty()) continue;
+    if (visit->level == 0) {
+      // Due: the whole slot joins the batch, in order.
+      for (TimerEntry& entry : head) entry.slot_ = kPendingSlot;
+      pending.splice_back(head);
+      continue;
     }
+    // Detach the whole list first: a top-level cascade may put entries back into this slot.
+    List cascade;
+    cascade.splice_back(head);
+    while (TimerEntry* entry = cascade.pop_front()) place(*entry);
   }
   now_ = std::max(now_, now_ms);
 
@@ -153,8 +133,8 @@ std::size_t TimerWheel::advance(std::uint64_t now_ms) noexcept {
   // wheel and whatever they cancel in the batch is simply no longer there.
   firing_ = true;
   std::size_t fired = 0;
-  while (pending.next != &pending) {
-    auto& entry = static_cast<TimerEntry&>(*pending.next);
+  while (TimerEntry* due = pending.front()) {
+    TimerEntry& entry = *due;
     unlink(entry);
     --size_;
     ++fired;
@@ -166,14 +146,9 @@ std::size_t TimerWheel::advance(std::uint64_t now_ms) noexcept {
 }
 
 void TimerWheel::clear() noexcept {
-  for (std::size_t index = 0; index < heads_.size(); ++index) {
-    Link& head = heads_[index];
-    for (Link* node = head.next; node != &head;) {
-      Link* next = node->next;
-      node->prev = node->next = nullptr;
-      node = next;
+  for (List& head : heads_) {
+    while (head.pop_front() != nullptr) {
     }
-    head.prev = head.next = &head;
   }
   occupied_.fill(0);
   size_ = 0;

@@ -63,18 +63,11 @@
 #include <cstdint>
 #include <optional>
 
+#include "transport/intrusive_list.h"
+
 namespace fanout::transport {
 
 class TimerWheel;
-
-namespace detail {
-// A list node. The wheel's slot heads are bare nodes (sentinels of circular lists); entries
-// derive from it. prev == nullptr <=> not linked anywhere.
-struct TimerLink {
-  TimerLink* prev = nullptr;
-  TimerLink* next = nullptr;
-};
-}  // namespace detail
 
 // One timer, embedded in its owner (a connection, a stream, a waiting delivery): the wheel links
 // it into its slot lists and never allocates, owns or frees it.
@@ -91,7 +84,7 @@ struct TimerLink {
 // would hide teardown-order bugs (a wheel destroyed before its entries).
 //
 // Threading: the thread of the wheel it is scheduled on.
-class TimerEntry : private detail::TimerLink {
+class TimerEntry : private ListNode<TimerEntry> {
  public:
   // Called by TimerWheel::advance with the entry already disarmed. `data` is the pointer given
   // to the constructor or set_callback. The callback may schedule, re-schedule or cancel any
@@ -122,7 +115,7 @@ class TimerEntry : private detail::TimerLink {
 
   // True from schedule() until it fires or is cancelled (or its wheel is cleared or destroyed).
   // While the callback runs the entry is already disarmed.
-  [[nodiscard]] bool armed() const noexcept { return prev != nullptr; }
+  [[nodiscard]] bool armed() const noexcept { return linked(); }
   // The effective deadline: max(requested deadline, wheel's now() at schedule time). Meaningful
   // while armed; after firing it still holds the deadline that fired.
   [[nodiscard]] std::uint64_t deadline() const noexcept { return deadline_; }
@@ -130,6 +123,7 @@ class TimerEntry : private detail::TimerLink {
 
  private:
   friend class TimerWheel;
+  friend class IntrusiveList<TimerEntry>;  // the wheel's slot lists: linked <=> armed
 
   std::uint64_t deadline_ = 0;
   Callback callback_ = nullptr;
@@ -205,7 +199,7 @@ class TimerWheel {
   void clear() noexcept;
 
  private:
-  using Link = detail::TimerLink;
+  using List = IntrusiveList<TimerEntry>;
   static constexpr std::uint16_t kPendingSlot = kLevels * kSlots;
 
   // Next slot to visit: its level, its slot number and the time it starts.
@@ -216,14 +210,13 @@ class TimerWheel {
   };
   [[nodiscard]] std::optional<Visit> next_visit() const noexcept;
   void place(TimerEntry& entry) noexcept;
-  static void push_back(Link& head, TimerEntry& entry) noexcept;
   void unlink(TimerEntry& entry) noexcept;
 
   std::uint64_t now_;
   std::size_t size_ = 0;
   std::array<std::uint64_t, kLevels> occupied_{};
   // heads_[level * kSlots + slot]; heads_[kPendingSlot] is advance()'s batch of due entries.
-  std::array<Link, kLevels * kSlots + 1> heads_;
+  std::array<List, kLevels * kSlots + 1> heads_;
   bool firing_ = false;
 };
 

@@ -15,11 +15,9 @@ namespace fanout::transport {
 
 // One c-ares query in flight, or answered and waiting to be handed over. Owned by the Resolver
 // (its `queries_` list); `lookup` is null once the lookup was cancelled.
-struct Query {
+struct Query : ListNode<Query> {
   Resolver* resolver = nullptr;
   Resolver::Lookup* lookup = nullptr;
-  Query* prev = nullptr;
-  Query* next = nullptr;
   std::uint16_t port = 0;
   bool answered = false;
   DnsStatus status = DnsStatus::kOk;
@@ -123,31 +121,14 @@ void Resolver::resolve(Lookup& lookup, std::string_view host, std::uint16_t port
   lookup.host_.assign(host);
   lookup.port_ = port;
   lookup.queued_ = true;
-  lookup.next_ = nullptr;
-  lookup.prev_ = queue_tail_;
-  if (queue_tail_ != nullptr) {
-    queue_tail_->next_ = &lookup;
-  } else {
-    queue_head_ = &lookup;
-  }
-  queue_tail_ = &lookup;
+  queue_.push_back(&lookup);
   ++queue_size_;
   pump();
 }
 
 void Resolver::cancel(Lookup& lookup) noexcept {
   if (lookup.queued_) {
-    if (lookup.prev_ != nullptr) {
-      lookup.prev_->next_ = lookup.next_;
-    } else {
-      queue_head_ = lookup.next_;
-    }
-    if (lookup.next_ != nullptr) {
-      lookup.next_->prev_ = lookup.prev_;
-    } else {
-      queue_tail_ = lookup.prev_;
-    }
-    lookup.prev_ = lookup.next_ = nullptr;
+    IntrusiveList<Lookup>::erase(&lookup);
     lookup.queued_ = false;
     --queue_size_;
   }
@@ -159,8 +140,8 @@ void Resolver::cancel(Lookup& lookup) noexcept {
 
 void Resolver::pump() {
   if (closing_) return;
-  while (querying_ < max_queries_ && queue_head_ != nullptr) {
-    Lookup* l = queue_head_;
+  while (querying_ < max_queries_ && !queue_.empty()) {
+    Lookup* l = queue_.front();
     cancel(*l);  // off the queue
     start(*l);
   }
@@ -172,9 +153,7 @@ void Resolver::start(Lookup& lookup) {
   q->resolver = this;
   q->lookup = &lookup;
   q->port = lookup.port_;
-  q->next = queries_;
-  if (queries_ != nullptr) queries_->prev = q;
-  queries_ = q;
+  queries_.push_front(q);
   lookup.query_ = q;
   ++querying_;
   ares_addrinfo_hints hints{};
@@ -239,12 +218,7 @@ void Resolver::on_deferred(TimerEntry& /*entry*/, void* data) noexcept {
 }
 
 void Resolver::deliver(Query& q) noexcept {
-  if (q.prev != nullptr) {
-    q.prev->next = q.next;
-  } else {
-    queries_ = q.next;
-  }
-  if (q.next != nullptr) q.next->prev = q.prev;
+  IntrusiveList<Query>::erase(&q);
   if (timers_.armed(q.deferred)) timers_.cancel(q.deferred);
   if (Lookup* l = q.lookup; l != nullptr) {
     l->query_ = nullptr;
@@ -337,13 +311,13 @@ void Resolver::close(void (*done)(void* data), void* data) {
   closing_ = true;
   done_ = done;
   done_data_ = data;
-  while (queue_head_ != nullptr) cancel(*queue_head_);
-  for (Query* q = queries_; q != nullptr; q = q->next) {
-    if (q->lookup != nullptr) cancel(*q->lookup);
+  while (Lookup* l = queue_.front()) cancel(*l);
+  for (Query& q : queries_) {
+    if (q.lookup != nullptr) cancel(*q.lookup);
   }
   // Answers waiting to be handed over go nowhere now.
-  for (Query* q = queries_; q != nullptr;) {
-    Query* next = q->next;
+  for (Query* q = queries_.front(); q != nullptr;) {
+    Query* next = queries_.next(q);
     if (q->answered) deliver(*q);
     q = next;
   }
@@ -351,7 +325,7 @@ void Resolver::close(void (*done)(void* data), void* data) {
     ares_destroy(channel_);  // every query still out ends with ARES_EDESTRUCTION, sockets close
     channel_ = nullptr;
   }
-  assert(queries_ == nullptr);
+  assert(queries_.empty());
   for (auto& [fd, p] : polls_) close_poll(p);
   polls_.clear();
   if (timers_.armed(timeout_)) timers_.cancel(timeout_);

@@ -48,6 +48,7 @@
 
 #include <tl/expected.hpp>
 
+#include "transport/intrusive_list.h"
 #include "transport/timer_wheel.h"
 
 // c-ares types (ares.h stays out of this header).
@@ -90,7 +91,8 @@ class Resolver {
  public:
   // A lookup, embedded in its owner (an Origin): no allocation of ours per resolve() beyond
   // what c-ares does. Must not be destroyed while active(): cancel() it first.
-  class Lookup {
+  // Its ListNode links it into the resolver's queue while queued.
+  class Lookup : private ListNode<Lookup> {
    public:
     // Views in `result` are valid during the call only.
     using Callback = void (*)(Lookup& lookup, const DnsResult& result, void* data) noexcept;
@@ -106,13 +108,12 @@ class Resolver {
 
    private:
     friend class Resolver;
+    friend class IntrusiveList<Lookup>;
     Callback callback_ = nullptr;
     void* data_ = nullptr;
     std::string host_;
     std::uint16_t port_ = 0;
     bool queued_ = false;
-    Lookup* prev_ = nullptr;  // the queue
-    Lookup* next_ = nullptr;
     struct Query* query_ = nullptr;  // asking: the c-ares query's record
   };
 
@@ -159,12 +160,11 @@ class Resolver {
   std::unordered_map<int, Poll*> polls_;  // by socket
   std::size_t live_polls_ = 0;            // including those closing
   TimerEntry timeout_;
-  Lookup* queue_head_ = nullptr;
-  Lookup* queue_tail_ = nullptr;
+  IntrusiveList<Lookup> queue_;
   std::size_t queue_size_ = 0;
-  std::size_t querying_ = 0;  // c-ares queries not yet answered (cancelled ones included)
-  Query* queries_ = nullptr;  // every Query record alive (answered-but-deferred ones too)
-  bool starting_ = false;     // inside ares_getaddrinfo: an answer now is synchronous
+  std::size_t querying_ = 0;      // c-ares queries not yet answered (cancelled ones included)
+  IntrusiveList<Query> queries_;  // every Query record alive (answered-but-deferred ones too)
+  bool starting_ = false;         // inside ares_getaddrinfo: an answer now is synchronous
   bool closing_ = false;
   void (*done_)(void*) = nullptr;
   void* done_data_ = nullptr;

@@ -459,10 +459,7 @@ std::int64_t Worker::schedule_retry(Delivery& d) {
 }
 
 void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
-  d.prev = nullptr;
-  d.next = waiting_head_;
-  if (waiting_head_ != nullptr) waiting_head_->prev = &d;
-  waiting_head_ = &d;
+  waiting_list_.push_front(&d);
   bump(waiting_);
   d.backoff.set_callback(
       [](transport::TimerEntry&, void* data) noexcept {
@@ -479,13 +476,7 @@ void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
 }
 
 void Worker::unwait(Delivery& d) noexcept {
-  if (d.prev != nullptr) {
-    d.prev->next = d.next;
-  } else {
-    waiting_head_ = d.next;
-  }
-  if (d.next != nullptr) d.next->prev = d.prev;
-  d.prev = d.next = nullptr;
+  transport::IntrusiveList<Delivery>::erase(&d);
   drop(waiting_);
 }
 
@@ -523,13 +514,7 @@ void Worker::drain_releases() {
 
 void Worker::finish(Delivery& d, OutcomeKind kind) {
   d.kind = kind;
-  d.next = nullptr;
-  if (done_tail_ != nullptr) {
-    done_tail_->next = &d;
-  } else {
-    done_head_ = &d;
-  }
-  done_tail_ = &d;
+  done_.push_back(&d);
 }
 
 }  // namespace fanout::engine

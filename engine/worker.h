@@ -49,6 +49,7 @@
 #include "engine/standard_webhooks.h"
 #include "fanout/engine.h"
 #include "transport/client.h"
+#include "transport/intrusive_list.h"
 #include "transport/loop_timer.h"
 #include "transport/stream.h"
 
@@ -109,8 +110,9 @@ struct Target {
 // One heap block per accepted event: the Delivery, then its id, kWebhookGap bytes, and its body
 // (make()). The id and body never change after publish(), so they are views into that tail. The
 // gap receives "." + timestamp + "." at each attempt that carries Standard Webhooks headers, so
-// that the signed content id.timestamp.body is contiguous without a copy.
-class Delivery final : public transport::Request {
+// that the signed content id.timestamp.body is contiguous without a copy. Its ListNode links it
+// into the worker's waiting list, then its done list.
+class Delivery final : public transport::Request, public transport::ListNode<Delivery> {
  public:
   // Custom headers, event id, attempt, Partoo signature, webhook-id, -timestamp, -signature.
   static constexpr std::size_t kMaxHeaders = routing::kMaxCustomHeaders + 6;
@@ -158,8 +160,6 @@ class Delivery final : public transport::Request {
   char webhook_timestamp[20] = {};
   char webhook_signature[kWebhookSignatureMaxSize] = {};
   transport::TimerEntry backoff;
-  Delivery* prev = nullptr;  // the worker's waiting list, then its done list
-  Delivery* next = nullptr;
 
   void on_response(const transport::Response& response) override;
 
@@ -271,14 +271,13 @@ class Worker {
   std::size_t live_targets_ = 0;  // in targets_, and retired ones still referenced
   std::uint64_t swept_version_ = 0;
   transport::TimerEntry sweep_timer_;
-  Delivery* waiting_head_ = nullptr;
+  transport::IntrusiveList<Delivery> waiting_list_;
   // Held retries by hold value (each also in the waiting list); at most one per delivery.
   std::unordered_map<std::uint64_t, Delivery*> holds_;
   std::uint64_t hold_serial_ = 0;
   // Refused by a full origin queue (not an attempt): submitted again, one per completion.
   std::deque<Delivery*> parked_;
-  Delivery* done_head_ = nullptr;
-  Delivery* done_tail_ = nullptr;
+  transport::IntrusiveList<Delivery> done_;  // outcomes for the next flush_outcomes()
   std::vector<Outcome> outcome_buf_;
   std::vector<Unfinished> unfinished_;
   std::size_t attempting_ = 0;

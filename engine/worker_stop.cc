@@ -29,13 +29,13 @@ void Worker::on_flush(uv_prepare_t* handle) {
 }
 
 void Worker::flush_outcomes() {
-  if (done_head_ == nullptr) return;
+  if (done_.empty()) return;
   outcome_buf_.clear();
   const std::uint64_t now = uv_hrtime();
   std::int64_t n = 0;
   static_assert(static_cast<int>(OutcomeKind::kDropped) == 3, "kinds[] covers every OutcomeKind");
   std::uint64_t kinds[4] = {};  // indexed by OutcomeKind
-  for (Delivery* d = done_head_; d != nullptr; d = d->next) {
+  for (Delivery* d = done_.front(); d != nullptr; d = done_.next(d)) {
     Outcome o;
     o.event_id = d->event_id;
     o.org_id = d->org_id;
@@ -62,12 +62,12 @@ void Worker::flush_outcomes() {
   bump(dropped_, kinds[static_cast<std::size_t>(OutcomeKind::kDropped)]);
   engine_.shared_->in_flight.fetch_sub(n, std::memory_order_relaxed);
   engine_.observer_->on_outcomes(outcome_buf_);
-  for (Delivery* d = done_head_; d != nullptr;) {
-    Delivery* next = d->next;
+  for (Delivery* d = done_.front(); d != nullptr;) {
+    Delivery* next = done_.next(d);
     delete d;
     d = next;
   }
-  done_head_ = done_tail_ = nullptr;
+  done_.reset();  // every delivery in it is freed
   const transport::ClientStats cs = client_->stats();
   conns_h2_.store(cs.connections_h2, std::memory_order_relaxed);
   conns_h1_.store(cs.connections_h1, std::memory_order_relaxed);
@@ -102,8 +102,7 @@ void Worker::begin_stop() {
   for (Delivery* d : parked_) hand_back(*d, 0);
   parked_.clear();
   holds_.clear();  // every held delivery is in the waiting list, handed back below
-  while (Delivery* d = waiting_head_) {
-    waiting_head_ = d->next;
+  while (Delivery* d = waiting_list_.pop_front()) {
     const std::uint64_t due = d->backoff.deadline();
     const std::uint64_t left = due > loop_now ? due - loop_now : 0;
     timers_->cancel(d->backoff);

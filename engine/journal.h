@@ -46,7 +46,7 @@
 #include <tl/expected.hpp>
 
 #include "fanout/engine.h"
-#include "transport/client.h"
+#include "transport/client/client.h"
 
 namespace fanout::engine {
 

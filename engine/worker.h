@@ -48,7 +48,7 @@
 #include "engine/signer.h"
 #include "engine/standard_webhooks.h"
 #include "fanout/engine.h"
-#include "transport/client.h"
+#include "transport/client/client.h"
 #include "transport/intrusive_list.h"
 #include "transport/loop_timer.h"
 #include "transport/stream.h"

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "transport/address_guard.h"
-#include "transport/client.h"
+#include "transport/client/client.h"
 #include "transport/loop_timer.h"
 #include "transport/stream.h"
 #include "transport/timer_wheel.h"

@@ -39,7 +39,7 @@
 
 #include "routing/catalogue.h"
 #include "tests/support/sanitized.h"
-#include "transport/client.h"
+#include "transport/client/client.h"
 
 namespace fanout::engine {
 

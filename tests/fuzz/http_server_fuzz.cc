@@ -40,7 +40,7 @@
 #include <vector>
 
 #include "tests/fuzz/fuzz_check.h"
-#include "transport/http_server.h"
+#include "transport/server/http_server.h"
 #include "transport/stream.h"
 
 namespace {

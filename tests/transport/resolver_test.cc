@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "tests/transport/dns_server.h"
-#include "transport/client.h"
-#include "transport/http_server.h"
+#include "transport/client/client.h"
 #include "transport/loop_timer.h"
+#include "transport/server/http_server.h"
 #include "transport/stream.h"
 
 namespace fanout::transport {

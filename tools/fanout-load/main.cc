@@ -71,7 +71,7 @@
 #include "routing/subscription.h"
 #include "tools/common/json_out.h"
 #include "transport/address_guard.h"
-#include "transport/client.h"
+#include "transport/client/client.h"
 #include "transport/loop_timer.h"
 #include "transport/stream.h"
 

@@ -26,8 +26,8 @@
 #include <vector>
 
 #include "tools/common/json_out.h"
-#include "transport/http_server.h"
 #include "transport/loop_timer.h"
+#include "transport/server/http_server.h"
 #include "transport/stream.h"
 #include "transport/timer_wheel.h"
 #include "transport/tls.h"

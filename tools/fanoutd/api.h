@@ -30,8 +30,8 @@
 #include "tools/fanoutd/metrics.h"
 #include "tools/fanoutd/rate_limit.h"
 #include "tools/fanoutd/store.h"
-#include "transport/client.h"
-#include "transport/http_server.h"
+#include "transport/client/client.h"
+#include "transport/server/http_server.h"
 
 namespace fanout::daemon {
 

@@ -37,9 +37,9 @@
 #include "tools/fanoutd/redis.h"
 #include "tools/fanoutd/store.h"
 #include "tools/fanoutd/sync.h"
-#include "transport/client.h"
-#include "transport/http_server.h"
+#include "transport/client/client.h"
 #include "transport/loop_timer.h"
+#include "transport/server/http_server.h"
 #include "transport/stream.h"
 #include "transport/tls.h"
 

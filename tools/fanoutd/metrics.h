@@ -18,7 +18,7 @@
 
 #include "fanout/engine.h"
 #include "fanout/redis_source.h"
-#include "transport/http_server.h"
+#include "transport/server/http_server.h"
 
 namespace fanout::daemon {
 

@@ -1,4 +1,4 @@
-#include "transport/client.h"
+#include "transport/client/client.h"
 
 #include <arpa/inet.h>
 
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <utility>
 
-#include "transport/client_internal.h"
+#include "transport/client/client_internal.h"
 #include "transport/tls.h"
 
 namespace fanout::transport {

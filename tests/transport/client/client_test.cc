@@ -1,4 +1,4 @@
-#include "transport/client.h"
+#include "transport/client/client.h"
 
 #include <gtest/gtest.h>
 #include <uv.h>

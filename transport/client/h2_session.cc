@@ -12,7 +12,7 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
-#include "transport/client_internal.h"
+#include "transport/client/client_internal.h"
 
 namespace fanout::transport {
 

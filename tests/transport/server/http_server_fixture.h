@@ -4,7 +4,7 @@
 // client may hold: output, connections, early refusal).
 #pragma once
 
-#include "transport/http_server.h"
+#include "transport/server/http_server.h"
 
 #include <gtest/gtest.h>
 #include <uv.h>

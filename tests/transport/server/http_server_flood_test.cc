@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "transport/http_server.h"
+#include "transport/server/http_server.h"
 #include "transport/stream.h"
 
 namespace fanout::transport {

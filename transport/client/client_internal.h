@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "transport/client.h"
+#include "transport/client/client.h"
 #include "transport/loop_timer.h"
 #include "transport/stream.h"
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <utility>
 
-#include "transport/client_internal.h"
+#include "transport/client/client_internal.h"
 #include "transport/tls.h"
 
 namespace fanout::transport {

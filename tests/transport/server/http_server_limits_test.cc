@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/transport/http_server_fixture.h"
+#include "tests/transport/server/http_server_fixture.h"
 
 namespace fanout::transport {
 namespace {

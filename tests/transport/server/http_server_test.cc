@@ -1,7 +1,7 @@
 // HttpServer on a real loop over loopback, driven by clients nobody here wrote (curl, nghttp,
 // h2load) spawned from the test's own loop, plus a raw TCP client for exact-byte cases
 // (pipelining order, malformed requests). Every test ends with uv_loop_close() == 0.
-#include "tests/transport/http_server_fixture.h"
+#include "tests/transport/server/http_server_fixture.h"
 
 namespace fanout::transport {
 namespace {

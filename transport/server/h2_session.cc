@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "transport/http_server_internal.h"
+#include "transport/server/http_server_internal.h"
 
 namespace fanout::transport {
 

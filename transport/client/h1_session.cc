@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cassert>
 
-#include "transport/client_internal.h"
+#include "transport/client/client_internal.h"
 
 namespace fanout::transport {
 

@@ -23,7 +23,7 @@
 #include <utility>
 #include <vector>
 
-#include "transport/client.h"
+#include "transport/client/client.h"
 #include "transport/loop_timer.h"
 #include "transport/stream.h"
 

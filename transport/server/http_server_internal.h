@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "transport/http_server.h"
+#include "transport/server/http_server.h"
 #include "transport/stream.h"
 
 namespace fanout::transport {

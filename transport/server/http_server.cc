@@ -1,11 +1,11 @@
-#include "transport/http_server.h"
+#include "transport/server/http_server.h"
 
 #include <algorithm>
 #include <cassert>
 #include <cstring>
 #include <utility>
 
-#include "transport/http_server_internal.h"
+#include "transport/server/http_server_internal.h"
 
 namespace fanout::transport {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "transport/http_server_internal.h"
+#include "transport/server/http_server_internal.h"
 
 namespace fanout::transport {
 

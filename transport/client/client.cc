@@ -177,7 +177,7 @@ void Origin::requeue(Request& r) {
 void Origin::dispatch() {
   if (closing_) return;
   while (!pending_.empty()) {
-    Connection* c = list(Connection::State::kReady).front();
+    ClientConnection* c = list(ClientConnection::State::kReady).front();
     if (c == nullptr) break;
     c->submit(*pending_.pop_front());
   }
@@ -188,35 +188,37 @@ void Origin::dispatch() {
   const bool expect_h2 = tls_ ? o.offer_h2 : o.cleartext_h2;
   const std::size_t share = expect_h2 ? o.max_streams_per_connection : 1;
   for (;;) {
-    const std::size_t open = count(Connection::State::kConnecting) +
-                             count(Connection::State::kReady) + count(Connection::State::kBusy);
+    const std::size_t open = count(ClientConnection::State::kConnecting) +
+                             count(ClientConnection::State::kReady) +
+                             count(ClientConnection::State::kBusy);
     if (open >= o.max_connections_per_origin) return;
-    if (pending_.size() <= count(Connection::State::kConnecting) * share) return;
+    if (pending_.size() <= count(ClientConnection::State::kConnecting) * share) return;
     if (!open_connection()) return;
   }
 }
 
-void Origin::move(Connection* c, Connection::State from, Connection::State to) {
+void Origin::move(ClientConnection* c, ClientConnection::State from, ClientConnection::State to) {
   if (from == to) return;
-  IntrusiveList<Connection>::erase(c);
+  IntrusiveList<ClientConnection>::erase(c);
   --counts_[static_cast<std::size_t>(from)];
   list(to).push_front(c);
   ++counts_[static_cast<std::size_t>(to)];
 }
 
-// --- Connection ---------------------------------------------------------------------------------
+// --- ClientConnection ----------------------------------------------------------------------------
 
-Connection::Connection(Client& client, Origin& origin) : client_(client), origin_(origin) {
-  connect_timer_.bind<&Connection::on_connect_timeout>(this);
-  idle_timer_.bind<&Connection::on_idle_timeout>(this);
+ClientConnection::ClientConnection(Client& client, Origin& origin)
+    : client_(client), origin_(origin) {
+  connect_timer_.bind<&ClientConnection::on_connect_timeout>(this);
+  idle_timer_.bind<&ClientConnection::on_idle_timeout>(this);
 }
 
-Connection::~Connection() {
+ClientConnection::~ClientConnection() {
   client_.timers_.cancel(connect_timer_);
   client_.timers_.cancel(idle_timer_);
 }
 
-bool Connection::connect(const sockaddr* addr, std::string* error) {
+bool ClientConnection::connect(const sockaddr* addr, std::string* error) {
   auto s = Stream::connect(client_.streams_, addr, origin_.tls() ? client_.tls_ : nullptr,
                            origin_.host(), this);
   if (!s) {
@@ -228,17 +230,17 @@ bool Connection::connect(const sockaddr* addr, std::string* error) {
   return true;
 }
 
-bool Connection::has_capacity() const noexcept {
+bool ClientConnection::has_capacity() const noexcept {
   return session_ && session_->accepting() && session_->active() < session_->capacity();
 }
 
-void Connection::set_state(State s) {
+void ClientConnection::set_state(State s) {
   if (s == state_) return;
   origin_.move(this, state_, s);
   state_ = s;
 }
 
-void Connection::on_stream_open(Stream& stream) {
+void ClientConnection::on_stream_open(Stream& stream) {
   client_.timers_.cancel(connect_timer_);
   const std::string_view alpn = stream.alpn();
   if (origin_.tls()) {
@@ -260,21 +262,23 @@ void Connection::on_stream_open(Stream& stream) {
   origin_.dispatch();
 }
 
-void Connection::abort_connecting(Failure f, std::string_view detail) {
+void ClientConnection::abort_connecting(Failure f, std::string_view detail) {
   set_state(State::kClosed);
   origin_.connect_failed(this, f, detail);
   stream_->close();
 }
 
-void Connection::on_stream_data(Stream& /*stream*/, const std::uint8_t* data, std::size_t len) {
+void ClientConnection::on_stream_data(Stream& /*stream*/, const std::uint8_t* data,
+                                      std::size_t len) {
   if (session_ && state_ != State::kClosed) session_->on_data(data, len);
 }
 
-void Connection::on_stream_drained(Stream& /*stream*/) {
+void ClientConnection::on_stream_drained(Stream& /*stream*/) {
   if (session_ && state_ != State::kClosed) session_->on_drained();
 }
 
-void Connection::on_stream_error(Stream& /*stream*/, StreamError error, std::string_view detail) {
+void ClientConnection::on_stream_error(Stream& /*stream*/, StreamError error,
+                                       std::string_view detail) {
   if (state_ == State::kClosed) return;
   if (state_ == State::kConnecting) {
     Failure f = Failure::kConnectFailed;
@@ -296,13 +300,13 @@ void Connection::on_stream_error(Stream& /*stream*/, StreamError error, std::str
   origin_.dispatch();
 }
 
-void Connection::on_stream_closed(Stream& /*stream*/) {
+void ClientConnection::on_stream_closed(Stream& /*stream*/) {
   stream_ = nullptr;
   if (state_ != State::kClosed) set_state(State::kClosed);
   client_.connection_closed(this);  // frees this
 }
 
-void Connection::on_connect_timeout() noexcept {
+void ClientConnection::on_connect_timeout() noexcept {
   if (state_ != State::kConnecting) return;
   set_state(State::kClosed);
   origin_.connect_failed(
@@ -311,11 +315,11 @@ void Connection::on_connect_timeout() noexcept {
   stream_->close();
 }
 
-void Connection::on_idle_timeout() noexcept {
+void ClientConnection::on_idle_timeout() noexcept {
   if (state_ == State::kReady && session_ && session_->active() == 0) drain();
 }
 
-void Connection::update_idle_timer() {
+void ClientConnection::update_idle_timer() {
   if (session_ && session_->active() == 0 && state_ == State::kReady) {
     client_.timers_.schedule_after(idle_timer_, client_.options_.idle_timeout_ms);
   } else {
@@ -323,7 +327,7 @@ void Connection::update_idle_timer() {
   }
 }
 
-void Connection::submit(Request& r) {
+void ClientConnection::submit(Request& r) {
   r.where_ = Request::Where::kInFlight;
   r.conn_ = this;
   r.new_connection_ = fresh_;
@@ -336,11 +340,11 @@ void Connection::submit(Request& r) {
   }
 }
 
-void Connection::cancel(Request& r, Failure f) {
+void ClientConnection::cancel(Request& r, Failure f) {
   if (session_) session_->cancel(r, f);
 }
 
-void Connection::request_done() {
+void ClientConnection::request_done() {
   if (state_ == State::kReady || state_ == State::kBusy) {
     if (!session_->accepting()) {
       set_state(State::kDraining);
@@ -358,7 +362,7 @@ void Connection::request_done() {
   origin_.dispatch();
 }
 
-void Connection::drain() {
+void ClientConnection::drain() {
   if (state_ != State::kReady && state_ != State::kBusy) return;
   set_state(State::kDraining);
   if (session_->active() == 0) {
@@ -367,7 +371,7 @@ void Connection::drain() {
   }
 }
 
-void Connection::abort(Failure f, std::string_view detail) {
+void ClientConnection::abort(Failure f, std::string_view detail) {
   if (state_ == State::kClosed) return;
   const bool was_connecting = state_ == State::kConnecting;
   client_.timers_.cancel(connect_timer_);

@@ -1,8 +1,8 @@
 // The HTTP client of one worker loop: POSTs prepared requests to origins over pooled HTTP/2 and
 // HTTP/1.1 connections, cleartext or TLS, and reports each request's result exactly once.
 //
-//   submit(req) ─► Origin (scheme, host, port) ─► pending FIFO ─► Connection ─► Session (h2 | h1)
-//                   │ DNS (cached, TTL) + address guard            │ Stream (TCP [+ TLS])
+//   submit(req) ─► Origin (tls, host, port) ─► pending FIFO ─► ClientConnection ─► ClientSession
+//                   │ DNS (cached, TTL) + address guard         │ Stream (TCP [+ TLS])  (h2 | h1)
 //                   └ connections by state: connecting, ready, busy, draining
 //
 // - One Origin per (tls, host, port). Requests wait in the origin's bounded FIFO until a
@@ -54,9 +54,9 @@ class Client;
 class RequestList;
 class StreamLoop;
 class Origin;
-class Connection;
-class H2Session;
-class H1Session;
+class ClientConnection;
+class ClientH2Session;
+class ClientH1Session;
 
 enum class Protocol : std::uint8_t { kHttp1, kHttp2 };
 
@@ -143,14 +143,14 @@ class Request : private ListNode<Request> {
   friend class IntrusiveList<Request>;  // the origin's pending FIFO, or the session's in-flight
                                         // list
   friend class Origin;
-  friend class Connection;
-  friend class H2Session;
-  friend class H1Session;
+  friend class ClientConnection;
+  friend class ClientH2Session;
+  friend class ClientH1Session;
 
   enum class Where : std::uint8_t { kIdle, kPending, kInFlight, kCompleting };
   Where where_ = Where::kIdle;
   Origin* origin_ = nullptr;
-  Connection* conn_ = nullptr;
+  ClientConnection* conn_ = nullptr;
   Client* client_ = nullptr;     // set while a deferred completion is owed
   std::int32_t stream_id_ = -1;  // HTTP/2
   std::size_t body_offset_ = 0;  // HTTP/2 DATA frames written so far
@@ -232,16 +232,16 @@ class Client {
 
  private:
   friend class Origin;
-  friend class Connection;
-  friend class H2Session;
-  friend class H1Session;
+  friend class ClientConnection;
+  friend class ClientH2Session;
+  friend class ClientH1Session;
   Client(StreamLoop& streams, LoopTimer& timers, ClientOptions options);
 
   void complete_later(Request& r, Failure f, std::string detail);
   // Completes a request taken off its connection by cancel() or its response timeout.
   void settle(Request& r, Failure f);
   static void finish(Request& r);
-  void connection_closed(Connection* c);
+  void connection_closed(ClientConnection* c);
   void maybe_done();
   // Frees `o` (idle: see Origin::idle()). From its idle timer only.
   void evict(Origin* o);

@@ -1,7 +1,7 @@
-// Internals of transport/client.h: origins, connections and protocol sessions. Not for use
+// Internals of transport/client/client.h: origins, connections and protocol sessions. Not for use
 // outside transport/.
 //
-// Connection states (one list per state in its Origin; one transition function, set_state):
+// ClientConnection states (one list per state in its Origin; one transition function, set_state):
 //
 //   kConnecting ──open+session──► kReady ◄──► kBusy        (ready: a stream is free)
 //        │                          │           │
@@ -65,9 +65,9 @@ class RequestList {
 };
 
 // A protocol session on an open connection: HTTP/2 (nghttp2) or HTTP/1.1 (llhttp).
-class Session {
+class ClientSession {
  public:
-  virtual ~Session() = default;
+  virtual ~ClientSession() = default;
   virtual Protocol protocol() const noexcept = 0;
   // Sends what the session must send first (HTTP/2 preface and SETTINGS).
   virtual void start() = 0;
@@ -84,12 +84,12 @@ class Session {
   [[nodiscard]] virtual bool accepting() const noexcept = 0;
 };
 
-class Connection final : public StreamHandler, public ListNode<Connection> {
+class ClientConnection final : public StreamHandler, public ListNode<ClientConnection> {
  public:
   enum class State : std::uint8_t { kConnecting, kReady, kBusy, kDraining, kClosed };
 
-  Connection(Client& client, Origin& origin);
-  ~Connection();
+  ClientConnection(Client& client, Origin& origin);
+  ~ClientConnection();
 
   // Starts connecting; false (and the connection is unusable) on a synchronous failure.
   bool connect(const sockaddr* addr, std::string* error);
@@ -103,7 +103,7 @@ class Connection final : public StreamHandler, public ListNode<Connection> {
   void abort(Failure f, std::string_view detail);
 
   [[nodiscard]] State state() const noexcept { return state_; }
-  [[nodiscard]] Session* session() const noexcept { return session_.get(); }
+  [[nodiscard]] ClientSession* session() const noexcept { return session_.get(); }
   [[nodiscard]] Stream* stream() const noexcept { return stream_; }
   [[nodiscard]] Client& client() const noexcept { return client_; }
   [[nodiscard]] Origin& origin() const noexcept { return origin_; }
@@ -129,7 +129,7 @@ class Connection final : public StreamHandler, public ListNode<Connection> {
   Client& client_;
   Origin& origin_;
   Stream* stream_ = nullptr;
-  std::unique_ptr<Session> session_;
+  std::unique_ptr<ClientSession> session_;
   State state_ = State::kConnecting;
   TimerEntry connect_timer_;
   TimerEntry idle_timer_;
@@ -147,9 +147,9 @@ class Origin {
   // A request handed back unprocessed (GOAWAY, REFUSED_STREAM, unsent on a lost connection).
   void requeue(Request& r);
   // A connection failed before it was usable.
-  void connect_failed(Connection* c, Failure f, std::string_view detail);
-  void move(Connection* c, Connection::State from, Connection::State to);
-  void forget(Connection* c);
+  void connect_failed(ClientConnection* c, Failure f, std::string_view detail);
+  void move(ClientConnection* c, ClientConnection::State from, ClientConnection::State to);
+  void forget(ClientConnection* c);
   // Completes every queued request with `f`: from the loop (safe inside submit()), or at once
   // when `now` (only where no caller can be inside submit(), i.e. Client::close()).
   void fail_pending(Failure f, std::string_view detail, bool now = false);
@@ -165,15 +165,15 @@ class Origin {
   // "host" or "host:port" (brackets around IPv6) for :authority and Host.
   [[nodiscard]] const std::string& authority() const noexcept { return authority_; }
   [[nodiscard]] std::size_t pending() const noexcept { return pending_.size(); }
-  [[nodiscard]] std::size_t count(Connection::State s) const noexcept {
+  [[nodiscard]] std::size_t count(ClientConnection::State s) const noexcept {
     return counts_[static_cast<std::size_t>(s)];
   }
-  // Calls fn(const Connection&) for every connection with a session (ready, busy, draining).
+  // Calls fn(const ClientConnection&) for every connection with a session (ready, busy, draining).
   template <class Fn>
   void for_each_open(Fn&& fn) const {
-    for (auto s :
-         {Connection::State::kReady, Connection::State::kBusy, Connection::State::kDraining}) {
-      for (const Connection& c : lists_[static_cast<std::size_t>(s)]) fn(c);
+    for (auto s : {ClientConnection::State::kReady, ClientConnection::State::kBusy,
+                   ClientConnection::State::kDraining}) {
+      for (const ClientConnection& c : lists_[static_cast<std::size_t>(s)]) fn(c);
     }
   }
 
@@ -182,7 +182,7 @@ class Origin {
   void resolved(const DnsResult& result);
   void on_idle_timeout() noexcept;
   bool open_connection();
-  IntrusiveList<Connection>& list(Connection::State s) {
+  IntrusiveList<ClientConnection>& list(ClientConnection::State s) {
     return lists_[static_cast<std::size_t>(s)];
   }
 
@@ -192,7 +192,7 @@ class Origin {
   std::uint16_t port_;
   std::string authority_;
   RequestList pending_;
-  std::array<IntrusiveList<Connection>, 5> lists_;  // one per state
+  std::array<IntrusiveList<ClientConnection>, 5> lists_;  // one per state
   std::array<std::size_t, 5> counts_{};
   // DNS: the checked addresses, when they expire, and a lookup in flight.
   std::vector<sockaddr_storage> addresses_;
@@ -205,7 +205,7 @@ class Origin {
   TimerEntry idle_timer_;  // armed while idle(), when idle_origin_ms is set
 };
 
-std::unique_ptr<Session> make_h2_session(Connection& c);
-std::unique_ptr<Session> make_h1_session(Connection& c);
+std::unique_ptr<ClientSession> make_h2_session(ClientConnection& c);
+std::unique_ptr<ClientSession> make_h1_session(ClientConnection& c);
 
 }  // namespace fanout::transport

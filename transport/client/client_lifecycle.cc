@@ -127,7 +127,7 @@ void Client::close(void (*done)(void* data), void* data) {
   maybe_done();
 }
 
-void Client::connection_closed(Connection* c) {
+void Client::connection_closed(ClientConnection* c) {
   Origin& o = c->origin();
   o.forget(c);
   delete c;
@@ -170,8 +170,8 @@ ClientStats Client::stats() const {
     for (const auto& o : set) {
       ++st.origins;
       st.pending += o->pending();
-      st.connecting += o->count(Connection::State::kConnecting);
-      o->for_each_open([&](const Connection& c) {
+      st.connecting += o->count(ClientConnection::State::kConnecting);
+      o->for_each_open([&](const ClientConnection& c) {
         if (c.session() == nullptr) return;
         if (c.session()->protocol() == Protocol::kHttp2) {
           ++st.connections_h2;
@@ -259,7 +259,7 @@ bool Origin::open_connection() {
     return false;
   }
   const sockaddr_storage& addr = addresses_[next_address_ % addresses_.size()];
-  auto* c = new Connection(client_, *this);
+  auto* c = new ClientConnection(client_, *this);
   std::string error;
   if (!c->connect(reinterpret_cast<const sockaddr*>(&addr), &error)) {
     delete c;
@@ -268,8 +268,8 @@ bool Origin::open_connection() {
   }
   ++client_.live_connections_;
   ++client_.connections_opened_;
-  list(Connection::State::kConnecting).push_front(c);
-  ++counts_[static_cast<std::size_t>(Connection::State::kConnecting)];
+  list(ClientConnection::State::kConnecting).push_front(c);
+  ++counts_[static_cast<std::size_t>(ClientConnection::State::kConnecting)];
   return true;
 }
 
@@ -314,13 +314,14 @@ void Origin::resolved(const DnsResult& result) {
   maybe_idle();
 }
 
-void Origin::connect_failed(Connection* c, Failure f, std::string_view detail) {
+void Origin::connect_failed(ClientConnection* c, Failure f, std::string_view detail) {
   // Try the next address next time; fail the queue only when no other connection may serve it.
   // `c` is already in kClosed, so it is not counted here.
   ++next_address_;
   (void)c;
-  const std::size_t others = count(Connection::State::kConnecting) +
-                             count(Connection::State::kReady) + count(Connection::State::kBusy);
+  const std::size_t others = count(ClientConnection::State::kConnecting) +
+                             count(ClientConnection::State::kReady) +
+                             count(ClientConnection::State::kBusy);
   if (others == 0) fail_pending(f, detail);
 }
 
@@ -342,17 +343,18 @@ void Origin::fail_pending(Failure f, std::string_view detail, bool now) {
   maybe_idle();
 }
 
-void Origin::forget(Connection* c) {
-  IntrusiveList<Connection>::erase(c);
+void Origin::forget(ClientConnection* c) {
+  IntrusiveList<ClientConnection>::erase(c);
   --counts_[static_cast<std::size_t>(c->state())];
 }
 
 void Origin::close_all() {
   closing_ = true;
   if (client_.timers_.armed(idle_timer_)) client_.timers_.cancel(idle_timer_);
-  for (auto s : {Connection::State::kConnecting, Connection::State::kReady,
-                 Connection::State::kBusy, Connection::State::kDraining}) {
-    while (Connection* c = list(s).front()) c->abort(Failure::kCancelled, "the client is closing");
+  for (auto s : {ClientConnection::State::kConnecting, ClientConnection::State::kReady,
+                 ClientConnection::State::kBusy, ClientConnection::State::kDraining}) {
+    while (ClientConnection* c = list(s).front())
+      c->abort(Failure::kCancelled, "the client is closing");
   }
 }
 

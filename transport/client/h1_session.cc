@@ -7,9 +7,9 @@
 
 namespace fanout::transport {
 
-class H1Session final : public Session {
+class ClientH1Session final : public ClientSession {
  public:
-  explicit H1Session(Connection& conn) : conn_(conn) {
+  explicit ClientH1Session(ClientConnection& conn) : conn_(conn) {
     llhttp_settings_init(&settings_);
     settings_.on_headers_complete = on_headers_complete;
     settings_.on_body = on_body;
@@ -96,14 +96,14 @@ class H1Session final : public Session {
   bool accepting() const noexcept override { return keep_alive_ && !dead_; }
 
  private:
-  static H1Session* self(llhttp_t* p) { return static_cast<H1Session*>(p->data); }
+  static ClientH1Session* self(llhttp_t* p) { return static_cast<ClientH1Session*>(p->data); }
 
   static int on_headers_complete(llhttp_t* p) {
-    H1Session* s = self(p);
+    ClientH1Session* s = self(p);
     if (p->status_code < 200) return 0;  // 1xx: the final response follows
     if (s->current_ != nullptr) {
       s->current_->status_ = p->status_code;
-      // The same span again bounds the body (see H2Session).
+      // The same span again bounds the body (see ClientH2Session).
       s->conn_.client().timers_.schedule_after(s->current_->timer_,
                                                s->conn_.client().options().response_timeout_ms);
     }
@@ -111,7 +111,7 @@ class H1Session final : public Session {
   }
 
   static int on_body(llhttp_t* p, const char* at, std::size_t len) {
-    H1Session* s = self(p);
+    ClientH1Session* s = self(p);
     if (s->current_ == nullptr) return 0;
     std::string& b = s->current_->body_excerpt_;
     const std::size_t cap = s->current_->max_body_excerpt;
@@ -120,7 +120,7 @@ class H1Session final : public Session {
   }
 
   static int on_message_complete(llhttp_t* p) {
-    H1Session* s = self(p);
+    ClientH1Session* s = self(p);
     if (p->status_code < 200) return 0;
     Request* r = std::exchange(s->current_, nullptr);
     s->keep_alive_ = llhttp_should_keep_alive(p) != 0;
@@ -133,7 +133,7 @@ class H1Session final : public Session {
     return 0;
   }
 
-  Connection& conn_;
+  ClientConnection& conn_;
   llhttp_t parser_{};
   llhttp_settings_t settings_{};
   Request* current_ = nullptr;
@@ -142,8 +142,8 @@ class H1Session final : public Session {
   std::string head_;
 };
 
-std::unique_ptr<Session> make_h1_session(Connection& c) {
-  return std::make_unique<H1Session>(c);
+std::unique_ptr<ClientSession> make_h1_session(ClientConnection& c) {
+  return std::make_unique<ClientH1Session>(c);
 }
 
 }  // namespace fanout::transport

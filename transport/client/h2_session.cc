@@ -183,10 +183,10 @@ class H2Memory {
 
 }  // namespace
 
-class H2Session final : public Session {
+class ClientH2Session final : public ClientSession {
  public:
-  explicit H2Session(Connection& conn) : conn_(conn) {}
-  ~H2Session() override {
+  explicit ClientH2Session(ClientConnection& conn) : conn_(conn) {}
+  ~ClientH2Session() override {
     if (session_ != nullptr) nghttp2_session_del(session_);
   }
 
@@ -349,11 +349,11 @@ class H2Session final : public Session {
     }
   }
 
-  static H2Session* self(void* user_data) { return static_cast<H2Session*>(user_data); }
+  static ClientH2Session* self(void* user_data) { return static_cast<ClientH2Session*>(user_data); }
 
   static ssize_t on_send(nghttp2_session*, const std::uint8_t* data, std::size_t len, int,
                          void* user_data) {
-    H2Session* s = self(user_data);
+    ClientH2Session* s = self(user_data);
     Stream* stream = s->conn_.stream();
     if (stream->pending_output() >= kWriteHighWater) {
       s->blocked_ = true;
@@ -375,7 +375,7 @@ class H2Session final : public Session {
 
   static int on_send_data(nghttp2_session*, nghttp2_frame* frame, const std::uint8_t* framehd,
                           std::size_t length, nghttp2_data_source* source, void* user_data) {
-    H2Session* s = self(user_data);
+    ClientH2Session* s = self(user_data);
     Stream* stream = s->conn_.stream();
     if (stream->pending_output() >= kWriteHighWater) {
       s->blocked_ = true;
@@ -402,7 +402,7 @@ class H2Session final : public Session {
     auto* r =
         static_cast<Request*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
     if (r == nullptr || r->sent_) return 0;
-    H2Session* s = self(user_data);
+    ClientH2Session* s = self(user_data);
     r->sent_ = true;
     r->sent_ns_ = uv_hrtime();
     r->timer_.set_callback(
@@ -432,7 +432,7 @@ class H2Session final : public Session {
   }
 
   static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
-    H2Session* s = self(user_data);
+    ClientH2Session* s = self(user_data);
     switch (frame->hd.type) {
       case NGHTTP2_HEADERS: {
         auto* r = static_cast<Request*>(
@@ -475,7 +475,7 @@ class H2Session final : public Session {
                              std::uint32_t error_code, void* user_data) {
     auto* r = static_cast<Request*>(nghttp2_session_get_stream_user_data(session, stream_id));
     if (r == nullptr) return 0;
-    H2Session* s = self(user_data);
+    ClientH2Session* s = self(user_data);
     s->conn_.client().timers_.cancel(r->timer_);
     s->inflight_.remove(r);
     if (r->status_ != 0) {
@@ -497,7 +497,7 @@ class H2Session final : public Session {
     return 0;
   }
 
-  Connection& conn_;
+  ClientConnection& conn_;
   H2Memory memory_;  // outlives session_ (deleted in the destructor's body)
   nghttp2_session* session_ = nullptr;
   RequestList inflight_;
@@ -511,8 +511,8 @@ class H2Session final : public Session {
   std::string length_;
 };
 
-std::unique_ptr<Session> make_h2_session(Connection& c) {
-  return std::make_unique<H2Session>(c);
+std::unique_ptr<ClientSession> make_h2_session(ClientConnection& c) {
+  return std::make_unique<ClientH2Session>(c);
 }
 
 }  // namespace fanout::transport

@@ -1,6 +1,6 @@
-// HTTP/2 frame-level behaviour of the client (transport/h2_session.cc through transport/client.h):
-// GOAWAY, RST_STREAM, SETTINGS lowering concurrency, flow-control stalls, a peer closing the
-// socket mid-flight, large responses and per-stream response timeouts.
+// HTTP/2 frame-level behaviour of the client (transport/client/h2_session.cc through
+// transport/client/client.h): GOAWAY, RST_STREAM, SETTINGS lowering concurrency, flow-control
+// stalls, a peer closing the socket mid-flight, large responses and per-stream response timeouts.
 //
 // The peer is a scripted nghttp2 server session on the client's own loop (127.0.0.1, port 0,
 // h2c with prior knowledge): uv reads go to nghttp2_session_mem_recv, nghttp2_session_mem_send

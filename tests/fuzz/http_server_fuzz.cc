@@ -1,6 +1,6 @@
-// Fuzz target: transport::HttpServer's request path (transport/http_server.cc), fed raw bytes
-// over a real loopback connection in cleartext: preface detection, HTTP/1.1 through llhttp and
-// HTTP/2 through nghttp2, and our handling of what they produce (header and body limits,
+// Fuzz target: transport::HttpServer's request path (transport/server/http_server.cc), fed raw
+// bytes over a real loopback connection in cleartext: preface detection, HTTP/1.1 through llhttp
+// and HTTP/2 through nghttp2, and our handling of what they produce (header and body limits,
 // pipelining, streams, answers, resets, GOAWAY, closing).
 //
 // One server (port 0) on one loop lives for the whole process; each input is one connection

@@ -1,4 +1,4 @@
-// HttpServer::Http1Session: HTTP/1.1 on llhttp. Requests are parsed into one buffer (target,
+// HttpServer::H1Session: HTTP/1.1 on llhttp. Requests are parsed into one buffer (target,
 // then header names and values back to back) and handed to the handler whole; answers wait in
 // queue_ until every earlier one is written, so they leave in request order.
 #include <llhttp.h>
@@ -88,9 +88,9 @@ void append_number(std::string& out, std::uint64_t v) {
 
 }  // namespace
 
-class HttpServer::Http1Session final : public HttpServer::Session {
+class HttpServer::H1Session final : public HttpServer::Session {
  public:
-  explicit Http1Session(Connection& conn) : conn_(conn) {
+  explicit H1Session(Connection& conn) : conn_(conn) {
     llhttp_init(&parser_, HTTP_REQUEST, &settings());
     parser_.data = this;
   }
@@ -127,7 +127,7 @@ class HttpServer::Http1Session final : public HttpServer::Session {
   };
 
   static const llhttp_settings_t& settings();
-  static Http1Session& of(llhttp_t* p) { return *static_cast<Http1Session*>(p->data); }
+  static H1Session& of(llhttp_t* p) { return *static_cast<H1Session*>(p->data); }
   static int on_message_begin(llhttp_t* p);
   static int on_url(llhttp_t* p, const char* at, std::size_t len);
   static int on_header_field(llhttp_t* p, const char* at, std::size_t len);
@@ -193,7 +193,7 @@ class HttpServer::Http1Session final : public HttpServer::Session {
   std::string scratch_;
 };
 
-const llhttp_settings_t& HttpServer::Http1Session::settings() {
+const llhttp_settings_t& HttpServer::H1Session::settings() {
   static const llhttp_settings_t s = [] {
     llhttp_settings_t v;
     llhttp_settings_init(&v);
@@ -211,8 +211,8 @@ const llhttp_settings_t& HttpServer::Http1Session::settings() {
   return s;
 }
 
-int HttpServer::Http1Session::on_message_begin(llhttp_t* p) {
-  Http1Session& s = of(p);
+int HttpServer::H1Session::on_message_begin(llhttp_t* p) {
+  H1Session& s = of(p);
   s.in_message_ = true;
   s.buf_.clear();
   s.url_len_ = 0;
@@ -225,23 +225,23 @@ int HttpServer::Http1Session::on_message_begin(llhttp_t* p) {
   return 0;
 }
 
-bool HttpServer::Http1Session::add_header_bytes(std::size_t n) {
+bool HttpServer::H1Session::add_header_bytes(std::size_t n) {
   header_bytes_ += n;
   if (header_bytes_ <= conn_.server_.options_.max_header_bytes) return true;
   error_status_ = 431;
   return false;
 }
 
-int HttpServer::Http1Session::on_url(llhttp_t* p, const char* at, std::size_t len) {
-  Http1Session& s = of(p);
+int HttpServer::H1Session::on_url(llhttp_t* p, const char* at, std::size_t len) {
+  H1Session& s = of(p);
   if (!s.add_header_bytes(len)) return -1;
   s.buf_.append(at, len);
   s.url_len_ += len;
   return 0;
 }
 
-int HttpServer::Http1Session::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
-  Http1Session& s = of(p);
+int HttpServer::H1Session::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
+  H1Session& s = of(p);
   if (!s.add_header_bytes(len)) return -1;
   if (!s.in_field_) {
     s.finish_header();  // a previous header whose value callbacks never came (empty value)
@@ -254,35 +254,35 @@ int HttpServer::Http1Session::on_header_field(llhttp_t* p, const char* at, std::
   return 0;
 }
 
-int HttpServer::Http1Session::on_header_field_complete(llhttp_t* p) {
-  Http1Session& s = of(p);
+int HttpServer::H1Session::on_header_field_complete(llhttp_t* p) {
+  H1Session& s = of(p);
   s.in_field_ = false;
   s.have_header_ = true;
   s.cur_.value_off = static_cast<std::uint32_t>(s.buf_.size());
   return s.add_header_bytes(4) ? 0 : -1;  // ": " and CRLF
 }
 
-int HttpServer::Http1Session::on_header_value(llhttp_t* p, const char* at, std::size_t len) {
-  Http1Session& s = of(p);
+int HttpServer::H1Session::on_header_value(llhttp_t* p, const char* at, std::size_t len) {
+  H1Session& s = of(p);
   if (!s.add_header_bytes(len)) return -1;
   s.buf_.append(at, len);
   s.cur_.value_len += static_cast<std::uint32_t>(len);
   return 0;
 }
 
-int HttpServer::Http1Session::on_header_value_complete(llhttp_t* p) {
+int HttpServer::H1Session::on_header_value_complete(llhttp_t* p) {
   of(p).finish_header();
   return 0;
 }
 
-void HttpServer::Http1Session::finish_header() {
+void HttpServer::H1Session::finish_header() {
   if (!have_header_) return;
   have_header_ = false;
   refs_.push_back(cur_);
 }
 
-int HttpServer::Http1Session::on_headers_complete(llhttp_t* p) {
-  Http1Session& s = of(p);
+int HttpServer::H1Session::on_headers_complete(llhttp_t* p) {
+  H1Session& s = of(p);
   s.finish_header();
   // Upgrade (h2c, websocket) is not offered: the request is an ordinary one.
   p->upgrade = 0;
@@ -318,8 +318,8 @@ int HttpServer::Http1Session::on_headers_complete(llhttp_t* p) {
   return 0;
 }
 
-int HttpServer::Http1Session::on_body(llhttp_t* p, const char* at, std::size_t len) {
-  Http1Session& s = of(p);
+int HttpServer::H1Session::on_body(llhttp_t* p, const char* at, std::size_t len) {
+  H1Session& s = of(p);
   if (s.body_.size() + len > s.conn_.server_.options_.max_body_bytes) {
     s.error_status_ = 413;
     return -1;
@@ -328,8 +328,8 @@ int HttpServer::Http1Session::on_body(llhttp_t* p, const char* at, std::size_t l
   return 0;
 }
 
-int HttpServer::Http1Session::on_message_complete(llhttp_t* p) {
-  Http1Session& s = of(p);
+int HttpServer::H1Session::on_message_complete(llhttp_t* p) {
+  H1Session& s = of(p);
   s.in_message_ = false;
   const std::uint64_t seq = s.next_seq_++;
   const bool keep_alive = llhttp_should_keep_alive(p) != 0;
@@ -354,7 +354,7 @@ int HttpServer::Http1Session::on_message_complete(llhttp_t* p) {
   return 0;
 }
 
-void HttpServer::Http1Session::feed(const std::uint8_t* data, std::size_t len) {
+void HttpServer::H1Session::feed(const std::uint8_t* data, std::size_t len) {
   if (stop_input_) return;
   const char* p = reinterpret_cast<const char*>(data);
   if (output_paused_) {
@@ -372,7 +372,7 @@ void HttpServer::Http1Session::feed(const std::uint8_t* data, std::size_t len) {
   fail(error_status_ != 0 ? error_status_ : 400);
 }
 
-void HttpServer::Http1Session::resume_input() {
+void HttpServer::H1Session::resume_input() {
   if (!output_paused_) return;
   output_paused_ = false;
   llhttp_resume(&parser_);
@@ -383,12 +383,12 @@ void HttpServer::Http1Session::resume_input() {
 
 // A request that cannot be handed to the handler: answered by the server after the answers
 // still owed, and the last one on the connection.
-void HttpServer::Http1Session::fail(int status) {
+void HttpServer::H1Session::fail(int status) {
   fail_with(status, {}, error_body(status));
 }
 
-void HttpServer::Http1Session::fail_with(int status, std::span<const HttpHeaderView> headers,
-                                         std::string_view body) {
+void HttpServer::H1Session::fail_with(int status, std::span<const HttpHeaderView> headers,
+                                      std::string_view body) {
   const std::uint64_t seq = next_seq_++;
   Pending& entry = queue_.emplace_back();
   entry.answered = true;
@@ -399,7 +399,7 @@ void HttpServer::Http1Session::fail_with(int status, std::span<const HttpHeaderV
 }
 
 // Requests after `last` are dropped unanswered, and no further input is read.
-void HttpServer::Http1Session::stop_after(std::uint64_t last) {
+void HttpServer::H1Session::stop_after(std::uint64_t last) {
   stop_input_ = true;
   if (last >= last_seq_) return;
   last_seq_ = last;
@@ -407,9 +407,9 @@ void HttpServer::Http1Session::stop_after(std::uint64_t last) {
   if (!queue_.empty() && !queue_.back().answered) queue_.back().close_after = true;
 }
 
-void HttpServer::Http1Session::serialize(std::string& out, int status,
-                                         std::span<const HttpHeaderView> headers,
-                                         std::string_view body, bool head, bool close) {
+void HttpServer::H1Session::serialize(std::string& out, int status,
+                                      std::span<const HttpHeaderView> headers,
+                                      std::string_view body, bool head, bool close) {
   out.clear();
   out.append("HTTP/1.1 ");
   append_number(out, static_cast<std::uint64_t>(status));
@@ -428,9 +428,9 @@ void HttpServer::Http1Session::serialize(std::string& out, int status,
   if (!head) out.append(body);
 }
 
-bool HttpServer::Http1Session::respond(std::uint64_t seq, int status,
-                                       std::span<const HttpHeaderView> headers,
-                                       std::string_view body) {
+bool HttpServer::H1Session::respond(std::uint64_t seq, int status,
+                                    std::span<const HttpHeaderView> headers,
+                                    std::string_view body) {
   if (conn_.closing_ || status < 200 || status > 999) return false;
   if (seq < head_seq_ || seq - head_seq_ >= queue_.size() || seq > last_seq_) return false;
   Pending& entry = queue_[seq - head_seq_];
@@ -458,7 +458,7 @@ bool HttpServer::Http1Session::respond(std::uint64_t seq, int status,
 }
 
 // Writes every answer at the head of the queue that is ready; closes after the last one.
-void HttpServer::Http1Session::pump() {
+void HttpServer::H1Session::pump() {
   while (!queue_.empty() && queue_.front().answered && !conn_.closing_) {
     Pending& entry = queue_.front();
     conn_.write(entry.bytes.data(), entry.bytes.size());
@@ -475,13 +475,13 @@ void HttpServer::Http1Session::pump() {
   if (queue_.empty() && stop_input_) conn_.close_after_flush(true);
 }
 
-bool HttpServer::Http1Session::reset(std::uint64_t seq, std::uint32_t /*code*/) {
+bool HttpServer::H1Session::reset(std::uint64_t seq, std::uint32_t /*code*/) {
   if (!pending(seq)) return false;
   conn_.close_now();
   return true;
 }
 
-bool HttpServer::Http1Session::goaway(std::uint64_t seq, GoawayMode mode) {
+bool HttpServer::H1Session::goaway(std::uint64_t seq, GoawayMode mode) {
   if (conn_.closing_) return false;
   if (mode == GoawayMode::kImmediate) {
     conn_.close_now();
@@ -493,13 +493,13 @@ bool HttpServer::Http1Session::goaway(std::uint64_t seq, GoawayMode mode) {
   return true;
 }
 
-void HttpServer::Http1Session::drain() {
+void HttpServer::H1Session::drain() {
   stop_after(next_seq_ - 1);
   pump();
 }
 
 std::unique_ptr<HttpServer::Session> HttpServer::Session::make_http1(Connection& conn) {
-  return std::make_unique<Http1Session>(conn);
+  return std::make_unique<H1Session>(conn);
 }
 
 }  // namespace fanout::transport

@@ -1,4 +1,4 @@
-// HttpServer::Http2Session: HTTP/2 on an nghttp2 server session that does no I/O. Input goes
+// HttpServer::H2Session: HTTP/2 on an nghttp2 server session that does no I/O. Input goes
 // through nghttp2_session_mem_recv, frames out through nghttp2_session_mem_send into the
 // connection's output; each stream's request lives in a Request pooled per connection.
 #include <nghttp2/nghttp2.h>
@@ -42,15 +42,15 @@ constexpr ssize_t kErrTooManyContinuations = -905;
 
 }  // namespace
 
-class HttpServer::Http2Session final : public HttpServer::Session {
+class HttpServer::H2Session final : public HttpServer::Session {
  public:
-  explicit Http2Session(Connection& conn);
-  ~Http2Session() override {
+  explicit H2Session(Connection& conn);
+  ~H2Session() override {
     for (const auto& req : pool_) conn_.server_.timeout_remove(kRequestTimeout, req->timeout);
     nghttp2_session_del(session_);
   }
-  Http2Session(const Http2Session&) = delete;
-  Http2Session& operator=(const Http2Session&) = delete;
+  H2Session(const H2Session&) = delete;
+  H2Session& operator=(const H2Session&) = delete;
 
   [[nodiscard]] bool ok() const noexcept { return session_ != nullptr; }
   void start() override { send(); }  // the server's SETTINGS
@@ -130,7 +130,7 @@ class HttpServer::Http2Session final : public HttpServer::Session {
   std::vector<nghttp2_nv> nva_;
 };
 
-HttpServer::Http2Session::Http2Session(Connection& conn) : conn_(conn) {
+HttpServer::H2Session::H2Session(Connection& conn) : conn_(conn) {
   nghttp2_session_callbacks* cbs = nullptr;
   if (nghttp2_session_callbacks_new(&cbs) != 0) return;
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
@@ -175,9 +175,9 @@ HttpServer::Http2Session::Http2Session(Connection& conn) : conn_(conn) {
   (void)nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kH2ConnectionWindow);
 }
 
-int HttpServer::Http2Session::on_begin_headers(nghttp2_session* s, const nghttp2_frame* frame,
-                                               void* user_data) {
-  auto& self = *static_cast<Http2Session*>(user_data);
+int HttpServer::H2Session::on_begin_headers(nghttp2_session* s, const nghttp2_frame* frame,
+                                            void* user_data) {
+  auto& self = *static_cast<H2Session*>(user_data);
   self.block_bytes_ = 0;
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   Request* req;
@@ -207,11 +207,11 @@ int HttpServer::Http2Session::on_begin_headers(nghttp2_session* s, const nghttp2
   return 0;
 }
 
-int HttpServer::Http2Session::on_header(nghttp2_session* /*s*/, const nghttp2_frame* frame,
-                                        const std::uint8_t* name, std::size_t namelen,
-                                        const std::uint8_t* value, std::size_t valuelen,
-                                        std::uint8_t /*flags*/, void* user_data) {
-  auto& self = *static_cast<Http2Session*>(user_data);
+int HttpServer::H2Session::on_header(nghttp2_session* /*s*/, const nghttp2_frame* frame,
+                                     const std::uint8_t* name, std::size_t namelen,
+                                     const std::uint8_t* value, std::size_t valuelen,
+                                     std::uint8_t /*flags*/, void* user_data) {
+  auto& self = *static_cast<H2Session*>(user_data);
   // Far past the advertised SETTINGS_MAX_HEADER_LIST_SIZE: not a client to answer 431 to, but
   // an HPACK bomb or a flood. Decoding the rest of the block would be wasted work.
   const std::size_t limit = self.conn_.server_.options_.max_header_bytes;
@@ -250,10 +250,10 @@ int HttpServer::Http2Session::on_header(nghttp2_session* /*s*/, const nghttp2_fr
   return 0;
 }
 
-int HttpServer::Http2Session::on_data_chunk(nghttp2_session* /*s*/, std::uint8_t /*flags*/,
-                                            std::int32_t stream_id, const std::uint8_t* data,
-                                            std::size_t len, void* user_data) {
-  auto& self = *static_cast<Http2Session*>(user_data);
+int HttpServer::H2Session::on_data_chunk(nghttp2_session* /*s*/, std::uint8_t /*flags*/,
+                                         std::int32_t stream_id, const std::uint8_t* data,
+                                         std::size_t len, void* user_data) {
+  auto& self = *static_cast<H2Session*>(user_data);
   Request* req = self.request(stream_id);
   if (req == nullptr) return 0;
   if (req->answered) {
@@ -273,9 +273,9 @@ int HttpServer::Http2Session::on_data_chunk(nghttp2_session* /*s*/, std::uint8_t
   return 0;
 }
 
-int HttpServer::Http2Session::on_frame_recv(nghttp2_session* /*s*/, const nghttp2_frame* frame,
-                                            void* user_data) {
-  auto& self = *static_cast<Http2Session*>(user_data);
+int HttpServer::H2Session::on_frame_recv(nghttp2_session* /*s*/, const nghttp2_frame* frame,
+                                         void* user_data) {
+  auto& self = *static_cast<H2Session*>(user_data);
   if (self.conn_.closing_) return NGHTTP2_ERR_CALLBACK_FAILURE;
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
   Request* req = self.request(frame->hd.stream_id);
@@ -311,7 +311,7 @@ int HttpServer::Http2Session::on_frame_recv(nghttp2_session* /*s*/, const nghttp
   return self.conn_.closing_ ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
-HttpRequest HttpServer::Http2Session::view(Request& req) {
+HttpRequest HttpServer::H2Session::view(Request& req) {
   make_views(req.buf, req.refs, req.views);
   const std::string_view buf(req.buf);
   HttpRequest r;
@@ -328,7 +328,7 @@ HttpRequest HttpServer::Http2Session::view(Request& req) {
   return r;
 }
 
-void HttpServer::Http2Session::complete(Request& req) {
+void HttpServer::H2Session::complete(Request& req) {
   if (goaway_sent_ && req.stream_id > goaway_last_) {
     // Opened before our GOAWAY reached the client, above its last-stream-id: not processed
     // (RFC 9113 §6.8), and said so, so that the client retries it on a new connection.
@@ -346,9 +346,9 @@ void HttpServer::Http2Session::complete(Request& req) {
   conn_.dispatch(r, static_cast<std::uint64_t>(req.stream_id));
 }
 
-int HttpServer::Http2Session::on_stream_close(nghttp2_session* /*s*/, std::int32_t stream_id,
-                                              std::uint32_t /*error_code*/, void* user_data) {
-  auto& self = *static_cast<Http2Session*>(user_data);
+int HttpServer::H2Session::on_stream_close(nghttp2_session* /*s*/, std::int32_t stream_id,
+                                           std::uint32_t /*error_code*/, void* user_data) {
+  auto& self = *static_cast<H2Session*>(user_data);
   if (Request* req = self.request(stream_id)) {
     self.conn_.server_.timeout_remove(kRequestTimeout, req->timeout);
     req->stream_id = 0;
@@ -357,10 +357,10 @@ int HttpServer::Http2Session::on_stream_close(nghttp2_session* /*s*/, std::int32
   return 0;
 }
 
-ssize_t HttpServer::Http2Session::read_body(nghttp2_session* /*s*/, std::int32_t /*stream_id*/,
-                                            std::uint8_t* buf, std::size_t length,
-                                            std::uint32_t* data_flags, nghttp2_data_source* source,
-                                            void* /*user_data*/) {
+ssize_t HttpServer::H2Session::read_body(nghttp2_session* /*s*/, std::int32_t /*stream_id*/,
+                                         std::uint8_t* buf, std::size_t length,
+                                         std::uint32_t* data_flags, nghttp2_data_source* source,
+                                         void* /*user_data*/) {
   auto& req = *static_cast<Request*>(source->ptr);
   const std::size_t n = std::min(length, req.out_body.size() - req.out_off);
   std::memcpy(buf, req.out_body.data() + req.out_off, n);
@@ -369,9 +369,8 @@ ssize_t HttpServer::Http2Session::read_body(nghttp2_session* /*s*/, std::int32_t
   return static_cast<ssize_t>(n);
 }
 
-bool HttpServer::Http2Session::submit(Request& req, int status,
-                                      std::span<const HttpHeaderView> headers,
-                                      std::string_view body) {
+bool HttpServer::H2Session::submit(Request& req, int status,
+                                   std::span<const HttpHeaderView> headers, std::string_view body) {
   req.answered = true;
   conn_.server_.timeout_remove(kRequestTimeout, req.timeout);
   char status_buf[4];
@@ -408,20 +407,20 @@ bool HttpServer::Http2Session::submit(Request& req, int status,
   return rc == 0;
 }
 
-bool HttpServer::Http2Session::pending(std::uint64_t id) const {
+bool HttpServer::H2Session::pending(std::uint64_t id) const {
   if (conn_.closing_ || id == 0 || id > INT32_MAX) return false;
   const Request* req = request(static_cast<std::int32_t>(id));
   return req != nullptr && req->dispatched && !req->answered;
 }
 
-bool HttpServer::Http2Session::respond(std::uint64_t id, int status,
-                                       std::span<const HttpHeaderView> headers,
-                                       std::string_view body) {
+bool HttpServer::H2Session::respond(std::uint64_t id, int status,
+                                    std::span<const HttpHeaderView> headers,
+                                    std::string_view body) {
   if (status < 200 || status > 999 || !pending(id)) return false;
   return submit(*request(static_cast<std::int32_t>(id)), status, headers, body);
 }
 
-bool HttpServer::Http2Session::reset(std::uint64_t id, std::uint32_t code) {
+bool HttpServer::H2Session::reset(std::uint64_t id, std::uint32_t code) {
   if (!pending(id)) return false;
   Request& req = *request(static_cast<std::int32_t>(id));
   req.answered = true;
@@ -430,7 +429,7 @@ bool HttpServer::Http2Session::reset(std::uint64_t id, std::uint32_t code) {
   return rc == 0;
 }
 
-bool HttpServer::Http2Session::goaway(std::uint64_t /*id*/, GoawayMode mode) {
+bool HttpServer::H2Session::goaway(std::uint64_t /*id*/, GoawayMode mode) {
   if (conn_.closing_) return false;
   const std::int32_t last = nghttp2_session_get_last_proc_stream_id(session_);
   // Streams above `last` that are still to come out of this read are refused, not processed:
@@ -451,7 +450,7 @@ bool HttpServer::Http2Session::goaway(std::uint64_t /*id*/, GoawayMode mode) {
 
 // The request took too long: 408 without a body (HEADERS with END_STREAM), then
 // RST_STREAM(NO_ERROR) so that the client stops sending (RFC 9113 §8.1).
-void HttpServer::Http2Session::on_request_timeout(std::int32_t stream_id) {
+void HttpServer::H2Session::on_request_timeout(std::int32_t stream_id) {
   Request* req = request(stream_id);
   if (req == nullptr || req->answered || req->dispatched) return;
   (void)submit(*req, 408, {}, {});
@@ -460,7 +459,7 @@ void HttpServer::Http2Session::on_request_timeout(std::int32_t stream_id) {
   after_submit();
 }
 
-void HttpServer::Http2Session::feed(const std::uint8_t* data, std::size_t len) {
+void HttpServer::H2Session::feed(const std::uint8_t* data, std::size_t len) {
   in_recv_ = true;
   const ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
   in_recv_ = false;
@@ -486,7 +485,7 @@ void HttpServer::Http2Session::feed(const std::uint8_t* data, std::size_t len) {
   if (rv < 0) conn_.close_after_flush(true);
 }
 
-void HttpServer::Http2Session::send() {
+void HttpServer::H2Session::send() {
   if (conn_.closing_) return;
   const Connection::Batch batch(conn_);
   while (conn_.pending_output() < kMaxBufferedOutput) {
@@ -508,7 +507,7 @@ void HttpServer::Http2Session::send() {
 }
 
 std::unique_ptr<HttpServer::Session> HttpServer::Session::make_http2(Connection& conn) {
-  auto h2 = std::make_unique<Http2Session>(conn);
+  auto h2 = std::make_unique<H2Session>(conn);
   if (!h2->ok()) return nullptr;
   return h2;
 }

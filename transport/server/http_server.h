@@ -290,12 +290,12 @@ class HttpServer {
   void close(CloseCallback callback = nullptr, void* data = nullptr);
 
  private:
-  // Defined in http_server_internal.h (Session, Connection), http_server_h1.cc and
-  // http_server_h2.cc; nested so that they reach the server's private parts.
+  // Defined in http_server_internal.h (Session, Connection), h1_session.cc (H1Session) and
+  // h2_session.cc (H2Session); nested so that they reach the server's private parts.
   class Connection;
   class Session;
-  class Http1Session;
-  class Http2Session;
+  class H1Session;
+  class H2Session;
   friend class HttpResponder;
   struct Slot {
     Connection* conn = nullptr;

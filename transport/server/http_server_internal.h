@@ -1,10 +1,10 @@
-// Internals of transport/http_server.h: the pieces the server's files share. Not for use outside
-// transport/.
+// Internals of transport/server/http_server.h: the pieces the server's files share. Not for use
+// outside transport/server/.
 //
-//   http_server.cc     Connection (protocol detection, output batching, timeouts, closing),
-//                      HttpResponder, HttpServer (accept, timeout FIFOs, drain and close)
-//   http_server_h1.cc  Http1Session: llhttp, pipelined answers in request order
-//   http_server_h2.cc  Http2Session: an nghttp2 server session, pooled per-stream requests
+//   http_server.cc  Connection (protocol detection, output batching, timeouts, closing),
+//                   HttpResponder, HttpServer (accept, timeout FIFOs, drain and close)
+//   h1_session.cc   H1Session: llhttp, pipelined answers in request order
+//   h2_session.cc   H2Session: an nghttp2 server session, pooled per-stream requests
 //
 // A Connection owns one Session, made when the protocol is known (ALPN under TLS, the preface in
 // cleartext); the session reaches the server through its Connection (conn_.server_), which is
@@ -86,8 +86,8 @@ inline void make_views(const std::string& buf, const std::vector<HeaderRef>& ref
 
 class HttpServer::Session {
  public:
-  // The session of a connection whose protocol is now known (http_server_h1.cc,
-  // http_server_h2.cc); make_http2 answers null when nghttp2 cannot make a session.
+  // The session of a connection whose protocol is now known (h1_session.cc,
+  // h2_session.cc); make_http2 answers null when nghttp2 cannot make a session.
   [[nodiscard]] static std::unique_ptr<Session> make_http1(Connection& conn);
   [[nodiscard]] static std::unique_ptr<Session> make_http2(Connection& conn);
 

@@ -1,4 +1,4 @@
-// What one client may hold of an HttpServer (transport/http_server.h, "Clients that do not
+// What one client may hold of an HttpServer (transport/server/http_server.h, "Clients that do not
 // read", "Early refusal"): output it does not read (max_unsent_output_bytes, write_timeout_ms),
 // connections (max_connections), and bodies the handler refuses on their headers (on_headers).
 // Each test fails without its limit: the server would answer every pipelined request, keep a

@@ -1158,7 +1158,7 @@ TEST_F(H2SessionTest, UnansweredStreamTimesOutAloneAndTheConnectionStaysUsable) 
 // --- Cancel --------------------------------------------------------------------------------------
 
 // Regression: cancelling a request in flight resets its stream and completes it from the loop,
-// never inside cancel() (H2Session::cancel once called on_response synchronously).
+// never inside cancel() (ClientH2Session::cancel once called on_response synchronously).
 TEST_F(H2SessionTest, CancellingAnInFlightStreamResetsItAndCompletesFromTheLoop) {
   H2Peer::Script s;
   s.on_request = [this](PeerConn& c, Exchange& ex) {

@@ -27,10 +27,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "tools/common/cli.h"
 #include "transport/address_guard.h"
 #include "transport/client/client.h"
 #include "transport/loop_timer.h"
@@ -93,10 +95,10 @@ struct Options {
   bool json = false;
 };
 
+// The whole of `s` as a number (tools/common/cli.h).
 template <class T>
 bool parse_number(std::string_view s, T* out) {
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && p == s.data() + s.size();
+  return fanout::cli::parse_number(s, *out);
 }
 
 // http[s]://HOST[:PORT][/PATH]; HOST may be [IPv6].
@@ -156,11 +158,13 @@ bool parse_url(std::string_view url, Options* o, std::string* error) {
 Options parse_args(int argc, char** argv) {
   Options o;
   bool have_url = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
+  fanout::cli::Args args(argc, argv);
+  while (args.next()) {
+    const std::string_view arg = args.name();
     auto value = [&]() -> std::string_view {
-      if (i + 1 >= argc) usage_error(std::string(arg) + " needs a value");
-      return argv[++i];
+      const std::optional<std::string_view> v = args.value();
+      if (!v) usage_error(std::string(arg) + " needs a value");
+      return *v;
     };
     if (arg == "--url") {
       std::string error;

@@ -1,4 +1,4 @@
-// Fuzz target: the webhook management API's JSON bodies (tools/fanoutd/api.cc): what POST
+// Fuzz target: the webhook management API's JSON bodies (tools/fanoutd/api_webhooks.cc): what POST
 // /v2/webhooks and tryout parse (api_detail::parse_items) and what PUT/PATCH /v2/webhooks/{id}
 // parse (api_detail::parse_update), without the store.
 //

@@ -96,6 +96,18 @@ class Api final : public transport::HttpRequestHandler {
   // Returns false when the answer is deferred (tryout): the responder answers later.
   bool dispatch(const transport::HttpRequest& req, transport::HttpResponder responder,
                 std::string_view& route, Reply& reply);
+  // /v2/webhooks and below (REST: the path after /v2/webhooks): which route, and `route` for the
+  // metrics; false with a 404 or 405 in `reply`.
+  struct WebhookRoute;
+  static bool match_webhook(std::string_view rest, std::string_view method, WebhookRoute& w,
+                            std::string_view& route, Reply& reply);
+  // Its query parameters: false with a 400 in `reply` for an unknown or repeated one.
+  static bool check_webhook_query(const WebhookRoute& w, std::string_view method,
+                                  const Query& query, Reply& reply);
+  // Authentication, query, organisation, rate limit and body checks, then the route (as
+  // dispatch() returns).
+  bool dispatch_webhook(const transport::HttpRequest& req, transport::HttpResponder responder,
+                        const Query& query, const WebhookRoute& w, Reply& reply);
 
   // The app page and its files (api_web.cc): true when `path` is one of them (answered).
   bool web(std::string_view path, std::string_view method, std::string_view& route, Reply& reply);

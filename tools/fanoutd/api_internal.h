@@ -1,5 +1,6 @@
-// Helpers shared by the files of fanoutd's HTTP routes (api.cc, api_ingest.cc,
-// api_history.cc): parsing the query and numbers, and Partoo-shaped answers. Defined in api.cc.
+// Helpers shared by the files of fanoutd's HTTP routes (api.cc, api_webhooks.cc, api_ingest.cc,
+// api_history.cc, ...): parsing the query and numbers, and Partoo-shaped answers. Defined in
+// api.cc, the webhook bodies in api_webhooks.cc, ingest_reply in api_ingest.cc.
 #pragma once
 
 #include <cstdint>

@@ -106,25 +106,16 @@ void Metrics::record_request(std::string_view method, std::string_view route, in
   }
 }
 
-std::string Metrics::render(const EngineStats& stats, std::uint64_t subscriptions) const {
-  std::string out;
-  out.reserve(4096 + 128 * (refused_.size() + requests_.size()));
+namespace {
 
-  append_header(out, "fanout_events_published_total", "counter",
-                "Events accepted by the engine (one final outcome each).");
-  append_sample(out, "fanout_events_published_total", "", "", stats.published);
-
-  append_header(out, "fanout_events_refused_total", "counter", "Events not accepted, by reason.");
-  for (const auto& [reason, n] : refused_)
-    append_sample(out, "fanout_events_refused_total", "reason", reason, n);
-
+// Outcomes, attempts, what is in flight and the outgoing connections.
+void render_outcomes(std::string& out, const EngineStats& stats, std::uint64_t dropped_at_resume) {
   append_header(out, "fanout_outcomes_total", "counter",
                 "Final outcomes of accepted events, by kind.");
   append_sample(out, "fanout_outcomes_total", "kind", "delivered", stats.delivered);
   append_sample(out, "fanout_outcomes_total", "kind", "rejected", stats.rejected);
   append_sample(out, "fanout_outcomes_total", "kind", "exhausted", stats.exhausted);
-  append_sample(out, "fanout_outcomes_total", "kind", "dropped",
-                stats.dropped + dropped_at_resume_.load(std::memory_order_relaxed));
+  append_sample(out, "fanout_outcomes_total", "kind", "dropped", stats.dropped + dropped_at_resume);
 
   append_header(out, "fanout_attempts_total", "counter",
                 "Delivery attempts, by HTTP status class (failed: no HTTP answer).");
@@ -145,6 +136,59 @@ std::string Metrics::render(const EngineStats& stats, std::uint64_t subscription
   append_header(out, "fanout_connections", "gauge", "Open outgoing connections, by protocol.");
   append_sample(out, "fanout_connections", "protocol", "h2", stats.connections_h2);
   append_sample(out, "fanout_connections", "protocol", "http/1.1", stats.connections_h1);
+}
+
+// The journal (zero with --no-durable) and the engine's budgets.
+void render_journal_and_budgets(std::string& out, const EngineStats& stats) {
+  // Durability (zero with --no-durable).
+  const struct {
+    std::string_view name, help;
+    std::uint64_t value;
+  } journal[] = {
+      {"fanout_journal_commits_total", "Group commits of the journal (one fsync of its WAL each).",
+       stats.journal_commits},
+      {"fanout_journal_commit_failures_total",
+       "Group commits that failed (their events were answered 503).",
+       stats.journal_commit_failures},
+      {"fanout_journal_records_total",
+       "Records committed: accepted deliveries, attempts, final outcomes.", stats.journal_records},
+      {"fanout_journal_event_bytes_total", "Event ids and bodies handed to the journal.",
+       stats.journal_bytes},
+      {"fanout_deliveries_recovered_total", "Deliveries resumed from the journal at start.",
+       stats.recovered},
+  };
+  for (const auto& m : journal) {
+    append_header(out, m.name, "counter", m.help);
+    append_sample(out, m.name, "", "", m.value);
+  }
+  append_header(out, "fanout_budget_refusals_total", "counter",
+                "Publishes refused busy by the engine's budgets, from every door (ingest, "
+                "source): global (count or bytes), one organisation's, one origin's.");
+  const std::uint64_t scoped = stats.refused_org_busy + stats.refused_origin_busy;
+  append_sample(out, "fanout_budget_refusals_total", "budget", "global",
+                stats.refused_busy > scoped ? stats.refused_busy - scoped : 0);
+  append_sample(out, "fanout_budget_refusals_total", "budget", "org", stats.refused_org_busy);
+  append_sample(out, "fanout_budget_refusals_total", "budget", "origin", stats.refused_origin_busy);
+  append_header(out, "fanout_in_flight_bytes", "gauge",
+                "Ids and bodies of the deliveries in flight (max_in_flight_bytes).");
+  append_sample(out, "fanout_in_flight_bytes", "", "", stats.in_flight_bytes);
+}
+
+}  // namespace
+
+std::string Metrics::render(const EngineStats& stats, std::uint64_t subscriptions) const {
+  std::string out;
+  out.reserve(4096 + 128 * (refused_.size() + requests_.size()));
+
+  append_header(out, "fanout_events_published_total", "counter",
+                "Events accepted by the engine (one final outcome each).");
+  append_sample(out, "fanout_events_published_total", "", "", stats.published);
+
+  append_header(out, "fanout_events_refused_total", "counter", "Events not accepted, by reason.");
+  for (const auto& [reason, n] : refused_)
+    append_sample(out, "fanout_events_refused_total", "reason", reason, n);
+
+  render_outcomes(out, stats, dropped_at_resume_.load(std::memory_order_relaxed));
 
   constexpr std::string_view kLatency = "fanout_delivery_latency_seconds";
   append_header(out, kLatency, "histogram", "Time from publish to the final outcome.");
@@ -186,38 +230,7 @@ std::string Metrics::render(const EngineStats& stats, std::uint64_t subscription
   append_header(out, "fanout_subscriptions", "gauge", "Subscriptions in the routing table.");
   append_sample(out, "fanout_subscriptions", "", "", subscriptions);
 
-  // Durability (zero with --no-durable).
-  const struct {
-    std::string_view name, help;
-    std::uint64_t value;
-  } journal[] = {
-      {"fanout_journal_commits_total", "Group commits of the journal (one fsync of its WAL each).",
-       stats.journal_commits},
-      {"fanout_journal_commit_failures_total",
-       "Group commits that failed (their events were answered 503).",
-       stats.journal_commit_failures},
-      {"fanout_journal_records_total",
-       "Records committed: accepted deliveries, attempts, final outcomes.", stats.journal_records},
-      {"fanout_journal_event_bytes_total", "Event ids and bodies handed to the journal.",
-       stats.journal_bytes},
-      {"fanout_deliveries_recovered_total", "Deliveries resumed from the journal at start.",
-       stats.recovered},
-  };
-  for (const auto& m : journal) {
-    append_header(out, m.name, "counter", m.help);
-    append_sample(out, m.name, "", "", m.value);
-  }
-  append_header(out, "fanout_budget_refusals_total", "counter",
-                "Publishes refused busy by the engine's budgets, from every door (ingest, "
-                "source): global (count or bytes), one organisation's, one origin's.");
-  const std::uint64_t scoped = stats.refused_org_busy + stats.refused_origin_busy;
-  append_sample(out, "fanout_budget_refusals_total", "budget", "global",
-                stats.refused_busy > scoped ? stats.refused_busy - scoped : 0);
-  append_sample(out, "fanout_budget_refusals_total", "budget", "org", stats.refused_org_busy);
-  append_sample(out, "fanout_budget_refusals_total", "budget", "origin", stats.refused_origin_busy);
-  append_header(out, "fanout_in_flight_bytes", "gauge",
-                "Ids and bodies of the deliveries in flight (max_in_flight_bytes).");
-  append_sample(out, "fanout_in_flight_bytes", "", "", stats.in_flight_bytes);
+  render_journal_and_budgets(out, stats);
   if (server_ != nullptr) {
     append_header(out, "fanout_api_connections", "gauge", "Open API connections.");
     append_sample(out, "fanout_api_connections", "", "", server_->connections());

@@ -1,7 +1,8 @@
-// Helpers shared by store.cc and store_shared.cc (not part of Store's interface). Each runs
-// inside a transaction the caller opened on `db`.
+// Helpers shared by store.cc, store_keys.cc and store_shared.cc (not part of Store's interface).
+// Each runs inside a transaction the caller opened on `db`.
 #pragma once
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include <cstdint>
@@ -19,6 +20,21 @@
 #include "tools/fanoutd/store.h"
 
 namespace fanout::daemon::store_detail {
+
+// A StoreError of `kind` (by default a database error) as the unexpected value of a result.
+inline tl::unexpected<StoreError> store_error(std::string message,
+                                              StoreError::Kind kind = StoreError::Kind::kDatabase) {
+  StoreError e;
+  e.kind = kind;
+  e.message = std::move(message);
+  return tl::unexpected(std::move(e));
+}
+
+// libsodium initialised (once per process); false when it cannot be.
+inline bool sodium_ready() noexcept {
+  static const bool ready = sodium_init() >= 0;
+  return ready;
+}
 
 // Subscription `id` with its headers (store.cc); nullopt when there is none.
 [[nodiscard]] tl::expected<std::optional<routing::Subscription>, std::string> read_subscription(

@@ -1,6 +1,6 @@
 // The parts of the store (store.h) that let several processes share one database: the log of
-// subscription changes (note_changes, newest_change, data_version, changes_since) and taking
-// the saved deliveries back (take_pending).
+// subscription changes (note_changes, newest_change, data_version, changes_since) and the saved
+// deliveries (save_pending, pending, clear_pending, take_pending).
 //
 // The change log. Every transaction that creates, updates or deletes subscriptions appends one
 // row per (org_id, event_type) it touched, tagged with its Store's random id, and trims the log
@@ -228,6 +228,47 @@ tl::expected<std::size_t, std::string> Store::take_pending(
     deleted += taken.size();
     if (rows->size() < kTakeChunk) return deleted;
   }
+}
+
+tl::expected<void, std::string> Store::save_pending(
+    const std::vector<PendingDelivery>& deliveries) {
+  if (deliveries.empty()) return {};
+  auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, "saving pending deliveries");
+  if (!tx) return tl::unexpected(std::move(tx.error()));
+  auto stmt = Statement::prepare(
+      db_,
+      "INSERT INTO pending_deliveries (event_id, org_id, event_type, body, subscription_id, "
+      "attempts, next_attempt_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+      "saving a pending delivery");
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  for (const auto& d : deliveries) {
+    stmt->reset();
+    stmt->bind_text(1, d.event_id);
+    stmt->bind(2, d.org_id);
+    stmt->bind_text(3, d.event_type);
+    stmt->bind_blob(4, d.body.data(), d.body.size());
+    stmt->bind(5, d.subscription_id);
+    stmt->bind(6, static_cast<std::int64_t>(d.attempts));
+    stmt->bind(7, d.next_attempt_unix_ms);
+    if (auto done = stmt->run(); !done) return done;
+  }
+  return tx->commit();
+}
+
+tl::expected<std::vector<PendingDelivery>, std::string> Store::pending() {
+  auto rows = store_detail::read_pending(db_, 0, -1);
+  if (!rows) return tl::unexpected(std::move(rows.error()));
+  std::vector<PendingDelivery> out;
+  out.reserve(rows->size());
+  for (auto& row : *rows) out.push_back(std::move(row.second));
+  return out;
+}
+
+tl::expected<void, std::string> Store::clear_pending() {
+  auto stmt =
+      Statement::prepare(db_, "DELETE FROM pending_deliveries", "clearing pending deliveries");
+  if (!stmt) return tl::unexpected(std::move(stmt.error()));
+  return stmt->run();
 }
 
 }  // namespace fanout::daemon

@@ -1,7 +1,8 @@
 // The app page (Settings > Integrations > Webhooks, tools/fanoutd/web/) and GET /v2/me, the
 // call it signs in with. The page's files are compiled in (web_assets.h); every page answer
 // carries a Content-Security-Policy that allows this origin's scripts, styles and calls only,
-// no inline script, and no framing.
+// no inline script, and no framing. The page learns whether this fanoutd accepts http://
+// callback URLs (--insecure) from <html data-http="allowed">, so that its URL rule is the server's.
 #include <algorithm>
 #include <string>
 
@@ -73,6 +74,12 @@ bool Api::web(std::string_view path, std::string_view method, std::string_view& 
   }
   reply.content_type = std::string(asset->content_type);
   reply.body.assign(reinterpret_cast<const char*>(asset->data), asset->size);
+  if (asset->name == "index.html" && deps_.config->engine.insecure) {
+    constexpr std::string_view kRefused = "data-http=\"refused\"";
+    if (const auto at = reply.body.find(kRefused); at != std::string::npos) {
+      reply.body.replace(at, kRefused.size(), "data-http=\"allowed\"");
+    }
+  }
   return true;
 }
 

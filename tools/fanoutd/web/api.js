@@ -1,10 +1,13 @@
 // The page's only door to fanoutd: same-origin fetch with the key in the x-APIKey header (never
 // in a URL), every failure turned into words (ApiError.message) that the page can show as is.
+// A call that gets no answer within TIMEOUT_MS is abandoned (AbortController) and said so.
+
+export const TIMEOUT_MS = 30_000;
 
 export class ApiError extends Error {
   constructor(status, message, fields = {}, retryAfter = 0) {
     super(message);
-    this.status = status;         // 0: the network
+    this.status = status;         // 0: the network (or no answer in time)
     this.fields = fields;         // 400: {"items.0.url": "message", ...}
     this.retryAfter = retryAfter; // 429: seconds
   }
@@ -52,19 +55,28 @@ export class Api {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    let res;
+    const abort = new AbortController();
+    init.signal = abort.signal;
+    const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
+    let res, parsed = null;
     try {
       res = await fetch(path, init);
-    } catch (err) {
-      throw new ApiError(0, "Could not reach fanoutd: check the connection and try again.");
-    }
-    let parsed = null;
-    if (res.status !== 204) {
-      try {
-        parsed = await res.json();
-      } catch (err) {
-        parsed = null;
+      if (res.status !== 204) {
+        try {
+          parsed = await res.json();
+        } catch (err) {
+          if (abort.signal.aborted) throw err;
+          parsed = null;
+        }
       }
+    } catch (err) {
+      if (abort.signal.aborted) {
+        throw new ApiError(0, `fanoutd did not answer within ${TIMEOUT_MS / 1000} seconds: ` +
+                              "check the connection and try again.");
+      }
+      throw new ApiError(0, "Could not reach fanoutd: check the connection and try again.");
+    } finally {
+      clearTimeout(timer);
     }
     if (res.ok) return parsed;
     const retryAfter = parseInt(res.headers.get("Retry-After") || "0", 10) || 0;

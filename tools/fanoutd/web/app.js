@@ -1,9 +1,10 @@
 // Settings > Integrations > Webhooks: sign in with an API key (kept in sessionStorage only),
 // pick an organisation (PROVIDER keys), list the organisation's webhooks, create, test, edit,
 // delete, and read a webhook's delivery history with resend. Views are sections of index.html
-// shown one at a time; every value is rendered as text (dom.js).
+// shown one at a time; every value is rendered as text (dom.js). A view change clears the last
+// notice; a button whose call is in flight is disabled until it ends (busy()).
 import { Api } from "./api.js";
-import { el, $, show, when } from "./dom.js";
+import { el, $, show, when, busy } from "./dom.js";
 import { HookForm } from "./form.js";
 
 const PER_PAGE = 10;
@@ -14,6 +15,7 @@ const state = { api: null, me: null, types: [], page: 1, form: null, historyHook
                 historyPage: 1, deleting: null };
 
 function view(name) {
+  notice("");
   for (const v of VIEWS) show(v, v === name);
   show("sign-out", name !== "signin-view");
   const heading = $(name).querySelector("h1");
@@ -36,33 +38,44 @@ function signOut(message = "") {
   state.api = null;
   state.me = null;
   $("api-key").value = "";
-  notice("");
-  alertBox(message);
-  view("signin-view");
+  showSignIn(message);
 }
 
-// Any failure of a call made from a view: 401 signs out with the reason; the rest is said.
+// The sign-in view with `message`; "Retry" when a key is still kept (a failure that was not the
+// key's: the network, a 5xx), so the page is never blank nor a lone alert.
+function showSignIn(message) {
+  if ($("signin-view").hidden) view("signin-view");
+  show("retry", Boolean(message) && sessionStorage.getItem(KEY) !== null);
+  alertBox(message);
+}
+
+function onScreen() {
+  return VIEWS.some((v) => !$(v).hidden);
+}
+
+// Any failure of a call made from a view: 401 signs out with the reason; the rest is said, on
+// the sign-in view (with Retry) when no view is showing yet.
 function failed(err) {
-  if (err.status === 401) {
-    signOut(err.message);
-  } else {
-    alertBox(err.message);
-  }
+  if (err.status === 401) return signOut(err.message);
+  if (!onScreen()) return showSignIn(err.message);
+  alertBox(err.message);
 }
 
 async function signIn(key) {
   alertBox("");
+  show("retry", false);
   const api = new Api(key);
   let me;
   try {
-    me = await api.me();
+    me = await busy([$("signin-button"), $("retry")], () => api.me());
   } catch (err) {
-    alertBox(err.status === 401 ? "This API key was not accepted: it is unknown or has been revoked." : err.message);
-    return;
+    if (err.status === 401) {
+      return signOut("This API key was not accepted: it is unknown or has been revoked.");
+    }
+    return showSignIn(err.message);
   }
   if (me.role === "INGEST") {
-    alertBox("This is an INGEST key: it can publish events but not manage webhooks. Sign in with an ORG_ADMIN or PROVIDER key.");
-    return;
+    return signOut("This is an INGEST key: it can publish events but not manage webhooks. Sign in with an ORG_ADMIN or PROVIDER key.");
   }
   sessionStorage.setItem(KEY, key);
   state.me = me;
@@ -100,7 +113,7 @@ async function showList() {
     return failed(err);
   }
   if (page.items.length === 0 && state.page > 1) {
-    state.page = page.max_page;  // deleted the last row of the last page
+    state.page = Math.max(1, page.max_page);  // deleted the last row of the last page
     return showList();
   }
   const body = $("hook-rows");
@@ -116,13 +129,13 @@ async function showList() {
 
 function hookRow(hook) {
   const headers = Object.entries(hook.custom_headers);
-  return el("tr", { "data-id": hook.id },
-    el("td", { class: "url" }, hook.url),
-    el("td", {}, hook.event_type),
-    el("td", {}, headers.length === 0 ? el("span", { class: "hint" }, "none") :
+  return el("tr", { "data-id": hook.id, "data-type": hook.event_type },
+    el("td", { class: "url", "data-label": "Callback URL" }, hook.url),
+    el("td", { "data-label": "Event type" }, hook.event_type),
+    el("td", { "data-label": "Custom headers" }, headers.length === 0 ? el("span", { class: "hint" }, "none") :
       el("ul", { class: "headers" }, headers.map(([n, v]) => el("li", {}, el("code", {}, n), ": ", v)))),
-    el("td", {}, when(hook.created_at)),
-    el("td", {}, when(hook.updated_at)),
+    el("td", { "data-label": "Created" }, when(hook.created_at)),
+    el("td", { "data-label": "Updated" }, when(hook.updated_at)),
     el("td", { class: "actions" },
       el("button", { type: "button", class: "secondary", onclick: () => openForm(hook) }, "Edit"),
       el("button", { type: "button", class: "secondary", onclick: () => openHistory(hook, 1) }, "History"),
@@ -159,13 +172,15 @@ function askDelete(hook) {
 
 async function confirmDelete() {
   const hook = state.deleting;
-  $("delete-dialog").close();
+  state.deleting = null;
   if (!hook) return;
   try {
-    await state.api.remove(hook.id);
+    await busy([$("delete-confirm")], () => state.api.remove(hook.id));
   } catch (err) {
+    $("delete-dialog").close();
     return failed(err);
   }
+  $("delete-dialog").close();
   await showList();
   notice(`Webhook for ${hook.event_type} deleted.`);
 }
@@ -187,12 +202,12 @@ async function openHistory(hook, page) {
     return alertBox(err.message);
   }
   $("history-rows").replaceChildren(...r.items.map((d) => el("tr", {},
-    el("td", {}, el("code", {}, d.event_id)),
-    el("td", {}, when(d.created_at)),
-    el("td", {}, d.outcome),
-    el("td", {}, String(d.attempts_made)),
-    el("td", {}, lastAnswer(d)),
-    el("td", {}, el("button", { type: "button", class: "secondary",
+    el("td", { "data-label": "Event id" }, el("code", {}, d.event_id)),
+    el("td", { "data-label": "Created" }, when(d.created_at)),
+    el("td", { "data-label": "Outcome" }, d.outcome),
+    el("td", { "data-label": "Attempts" }, String(d.attempts_made)),
+    el("td", { "data-label": "Last answer" }, lastAnswer(d)),
+    el("td", { class: "actions" }, el("button", { type: "button", class: "secondary",
                                onclick: () => resend(hook, d.event_id) }, "Resend")))));
   show("history-empty", r.count === 0);
   $("history-page").textContent = `Page ${r.page} of ${r.max_page}`;
@@ -224,6 +239,10 @@ function wire() {
     if (!key) return alertBox("Enter an API key.");
     signIn(key);
   });
+  $("retry").addEventListener("click", () => {
+    const key = sessionStorage.getItem(KEY);
+    if (key) signIn(key);
+  });
   $("org-form").addEventListener("submit", (e) => {
     e.preventDefault();
     useOrg(Number($("org-select").value));
@@ -241,7 +260,8 @@ function wire() {
     const rows = document.querySelectorAll("#header-rows input");
     if (rows.length) rows[rows.length - 2].focus();
   });
-  $("url").addEventListener("input", () => state.form && state.form.setError("url", ""));
+  $("url").addEventListener("input", () => state.form && state.form.checkUrl(false));
+  $("url").addEventListener("blur", () => state.form && state.form.checkUrl(true));
   $("cancel-button").addEventListener("click", () => showList());
   $("delete-confirm").addEventListener("click", confirmDelete);
   $("delete-cancel").addEventListener("click", () => $("delete-dialog").close());

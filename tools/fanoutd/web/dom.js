@@ -40,3 +40,15 @@ export function uniqueId(prefix) {
   uniqueCounter += 1;
   return `${prefix}-${uniqueCounter}`;
 }
+
+// Runs `call` (an async function) with `buttons` disabled, so a second click cannot send it
+// again while it is in flight; re-enables them however it ends.
+export async function busy(buttons, call) {
+  const was = buttons.map((b) => b.disabled);
+  for (const b of buttons) b.disabled = true;
+  try {
+    return await call();
+  } finally {
+    buttons.forEach((b, i) => { b.disabled = was[i]; });
+  }
+}

@@ -1,8 +1,15 @@
 // The create and edit form: callback URL, event types (create only), custom headers (rows added
 // and removed, at most 5), rules checked as the user types, the server's messages shown on the
-// field they name, and "Test" (a tryout per chosen event type, nothing saved).
-import { el, $, uniqueId } from "./dom.js";
-import { checkUrl, checkHeaderName, checkHeaderValue, MAX_HEADERS } from "./rules.js";
+// field they name, and "Test" (a tryout per chosen event type, nothing saved). Create, Save and
+// Test are disabled while their call is in flight: a double click sends one request.
+import { el, $, uniqueId, busy } from "./dom.js";
+import { checkUrl, checkUrlCharacters, checkHeaderName, checkHeaderValue, MAX_HEADERS } from "./rules.js";
+
+// A tryout's duration_ms (fractional) as a reader wants it: "14 ms".
+function duration(ms) {
+  if (ms === null || ms === undefined) return "—";
+  return ms < 1 ? "< 1 ms" : `${Math.round(ms)} ms`;
+}
 
 export class HookForm {
   // ctx: { api, types, existing (Map type -> webhook), hook (edit) or null, onDone(message) }
@@ -10,6 +17,8 @@ export class HookForm {
     this.ctx = ctx;
     this.rows = [];
     this.typeBoxes = new Map();
+    this.urlTouched = false;  // blurred once: from then on the whole URL is checked as typed
+    this.inFlight = false;
     this.render();
   }
 
@@ -48,8 +57,11 @@ export class HookForm {
       const noteId = taken ? uniqueId("taken") : null;
       const input = el("input", { type: "checkbox", id, value: type, "aria-describedby": noteId });
       if (taken) input.disabled = true;
-      input.addEventListener("change", () => this.setError("types", ""));
       const errorId = uniqueId("type-error");
+      input.addEventListener("change", () => {
+        this.setError("types", "");
+        $(errorId).textContent = "";
+      });
       const row = el("div", { class: "type" }, input, el("label", { for: id }, type),
                      taken ? el("span", { class: "hint", id: noteId },
                                 ` already has a webhook (${taken.url})`) : null,
@@ -120,6 +132,16 @@ export class HookForm {
     return out;
   }
 
+  // As the user types (full = false): the characters no URL may hold, or the whole rule once the
+  // field was left or shows a problem; on leaving it (full = true): the whole rule.
+  checkUrl(full) {
+    const value = $("url").value;
+    if (full && value === "" && !this.urlTouched) return;
+    if (full) this.urlTouched = true;
+    const whole = full || this.urlTouched || $("url-error").textContent !== "";
+    this.setError("url", whole ? checkUrl(value) : checkUrlCharacters(value));
+  }
+
   setError(field, message) {
     const target = $(`${field}-error`);
     target.textContent = message;
@@ -158,22 +180,38 @@ export class HookForm {
     }
   }
 
-  async save() {
+  // Runs `call` unless another of this form's calls is in flight, with `button` disabled.
+  async once(button, call) {
+    if (this.inFlight) return;
+    this.inFlight = true;
+    try {
+      await busy([button], call);
+    } finally {
+      this.inFlight = false;
+    }
+  }
+
+  save() {
     const { api, hook } = this.ctx;
-    if (!this.validate(!hook)) return;
+    if (this.inFlight || !this.validate(!hook)) return;
     const types = this.chosenTypes();
     const url = $("url").value, headers = this.headers();
-    try {
-      if (hook) {
-        await api.update(hook.id, { url, custom_headers: headers });
-        this.ctx.onDone("Webhook saved.");
-      } else {
-        const made = await api.create(types.map((t) => ({ url, event_type: t, custom_headers: headers })));
-        this.ctx.onDone(`${made.items.length} webhook${made.items.length === 1 ? "" : "s"} created.`);
+    return this.once($("save-button"), async () => {
+      $("form-alert").hidden = true;
+      let done;
+      try {
+        if (hook) {
+          await api.update(hook.id, { url, custom_headers: headers });
+          done = "Webhook saved.";
+        } else {
+          const made = await api.create(types.map((t) => ({ url, event_type: t, custom_headers: headers })));
+          done = `${made.items.length} webhook${made.items.length === 1 ? "" : "s"} created.`;
+        }
+      } catch (err) {
+        return this.fail(err, types);
       }
-    } catch (err) {
-      this.fail(err, types);
-    }
+      await this.ctx.onDone(done);
+    });
   }
 
   fail(err, types) {
@@ -183,12 +221,17 @@ export class HookForm {
     if (err.fields) this.showServerErrors(err.fields, types);
   }
 
-  async test() {
-    if (!this.validate(!this.ctx.hook)) return;
+  test() {
+    if (this.inFlight || !this.validate(!this.ctx.hook)) return;
+    return this.once($("test-button"), () => this.runTests());
+  }
+
+  async runTests() {
     const types = this.chosenTypes();
     const url = $("url").value, headers = this.headers();
     const results = $("test-results");
     results.replaceChildren(el("p", { role: "status" }, "Testing…"));
+    $("form-alert").hidden = true;
     const rows = [];
     for (const type of types) {
       try {
@@ -196,7 +239,11 @@ export class HookForm {
         rows.push({ type, ...r.items[0] });
       } catch (err) {
         if (err.status === 401) return this.ctx.onUnauthorized(err.message);
-        rows.push({ type, success: false, status_code: null, duration_ms: null, error: err.message });
+        // A 400 names fields (items.0.* is this type's one item): shown on them, as on save.
+        if (err.status === 400 && err.fields) this.showServerErrors(err.fields, [type]);
+        const said = err.status === 400 && err.fields ? Object.values(err.fields).join(" ") : "";
+        rows.push({ type, success: false, status_code: null, duration_ms: null,
+                    error: said || err.message });
       }
     }
     const table = el("table", { class: "results" },
@@ -204,11 +251,13 @@ export class HookForm {
       el("thead", {}, el("tr", {}, ["Event type", "Result", "Status code", "Duration", "Error"]
         .map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, rows.map((r) => el("tr", { class: r.success ? "ok" : "failed" },
-        el("td", {}, r.type),
-        el("td", {}, r.success ? "Success" : "Failed"),
-        el("td", {}, r.status_code === null || r.status_code === undefined ? "—" : String(r.status_code)),
-        el("td", {}, r.duration_ms === null || r.duration_ms === undefined ? "—" : `${r.duration_ms} ms`),
-        el("td", {}, r.error || "")))));
+        el("td", { "data-label": "Event type" }, r.type),
+        el("td", { "data-label": "Result" }, r.success ? "Success" : "Failed"),
+        el("td", { "data-label": "Status code" },
+           r.status_code === null || r.status_code === undefined ? "—" : String(r.status_code)),
+        el("td", { "data-label": "Duration" },
+           duration(r.duration_ms)),
+        el("td", { "data-label": "Error" }, r.error || "")))));
     results.replaceChildren(table);
   }
 }

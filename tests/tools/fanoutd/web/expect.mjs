@@ -31,6 +31,9 @@ export function expect(target) {
       const text = (await target.allTextContents()).join(" ");
       return { ok: matches(text, want), seen: text };
     }, `text containing ${want}`, o.timeout),
+    toBeFocused: (o = {}) => poll(async () => ({
+      ok: await target.evaluate((e) => e === document.activeElement), seen: "not focused" }),
+    "to have the focus", o.timeout),
     toHaveText: (want, o = {}) => poll(async () => {
       const text = ((await target.first().textContent()) || "").trim();
       return { ok: text === want, seen: text };

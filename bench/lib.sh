@@ -1,6 +1,11 @@
 # shellcheck shell=bash
-# Shared by the end-to-end benchmark scripts (bench/*/…_vs_h2load.sh): sourced, never run.
-# Expects ROOT (the repository root) to be set by the caller.
+# Shared by every benchmark script in bench/ (*.sh and */*.sh): sourced, never run. Expects ROOT
+# (the repository root) to be set by the caller. The Python they share is bench/benchlib.py:
+# this puts bench/ on PYTHONPATH (so their Python can `import benchlib`) and runs its commands
+# as `benchpy COMMAND ARGS...`.
+
+export PYTHONPATH="$ROOT/bench${PYTHONPATH:+:$PYTHONPATH}"
+benchpy() { python3 "$ROOT/bench/benchlib.py" "$@"; }
 
 log() { printf '%s\n' "$*" >&2; }
 
@@ -17,22 +22,6 @@ require_tools() {
     log "needs at least 2 CPUs (clients on CPU 0, servers on CPU 1); this machine has $cpus"
     exit 2
   fi
-}
-
-# build_bench BUILD_DIR TARGET: configures a Release tree of its own if needed (the benchmarks
-# need neither tests nor tools), builds TARGET and sets BENCH to its absolute path.
-build_bench() {
-  local dir=$1 target=$2
-  if [[ ! -f $dir/build.ninja ]]; then
-    log "configuring $dir (Release)"
-    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DFANOUT_BUILD_TESTS=OFF -DFANOUT_BUILD_TOOLS=OFF >/dev/null
-  fi
-  log "building $target in $dir"
-  cmake --build "$dir" --target "$target" >/dev/null
-  BENCH=$dir/bench/$target
-  [[ $BENCH == /* ]] || BENCH=$ROOT/$BENCH
-  [[ -x $BENCH ]] || { log "no $BENCH after the build"; exit 2; }
 }
 
 # make_scratch NAME: sets TMP to a fresh directory and PIDS to an empty list; on exit every pid
@@ -69,11 +58,58 @@ wait_accepting() {
   return 1
 }
 
-# CPU accounting shared by the scripts.
+# wait_line FILE PATTERN: true once FILE has a line matching PATTERN (grep), polled every 10 ms;
+# false after ~30 s. For the "listening on 127.0.0.1:PORT" line of fanoutd and fanout-sink.
+wait_line() {
+  local i
+  for ((i = 0; i < 3000; i++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.01
+  done
+  log "timed out waiting for '$2' in $1"
+  return 1
+}
+
+# listen_port FILE: the port of the first line of FILE ("listening on 127.0.0.1:PORT").
+listen_port() {
+  local line
+  line=$(head -n 1 "$1")
+  printf '%s\n' "${line##*:}"
+}
+
+# scrape_metric PORT NAME: the value of the sample NAME (with its labels, as printed:
+# 'fanout_outcomes_total{kind="delivered"}') in GET http://127.0.0.1:PORT/metrics; empty when
+# absent.
+scrape_metric() {
+  curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'
+}
+
+# forget_pid PID: takes PID out of PIDS (make_scratch), once it has been reaped.
+forget_pid() {
+  local keep=() p
+  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+# stop_pid PID: SIGTERM, ~20 s to exit, then SIGKILL; reaped and forgotten either way.
+stop_pid() {
+  local i
+  kill "$1" 2>/dev/null || true
+  for ((i = 0; i < 400; i++)); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  forget_pid "$1"
+}
+
+# CPU and I/O accounting.
 # server_ticks PID: the process's CPU time (user + system) in clock ticks, from /proc: how much
 # server work a client's way of framing requests costs.
 CLK_TCK=$(getconf CLK_TCK)
 server_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# write_bytes PID: bytes the process has caused to be written to storage (/proc/PID/io).
+write_bytes() { awk '/^write_bytes/ { print $2 }' "/proc/$1/io"; }
 # per_request_us TICKS REQUESTS
 per_request_us() {
   awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }'
@@ -94,8 +130,6 @@ client_us() {
                    END { if (!found) printf "nan" }'
 }
 
-# --- Added for bench/compare.sh (the existing scripts above inline their own equivalents) ------
-
 # apt_install PACKAGE...: installs Debian packages with apt-get when running as root (apt-get
 # update once and a retry if the first attempt fails: the package lists may be stale or absent).
 # False when not root, without apt-get, or when the install fails.
@@ -108,11 +142,10 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# build_targets BUILD_DIR TARGET...: like build_bench, for targets under tools/ as well as
-# bench/: configures a Release tree (no tests; tools and benchmarks on) if BUILD_DIR has no
-# build.ninja (configure_tree), or turns FANOUT_BUILD_TOOLS on in an existing tree configured
-# without tools (the default build/bench of the other scripts); then builds the TARGETs and sets
-# BUILT[TARGET] to each absolute path.
+# build_targets BUILD_DIR TARGET...: configures a Release tree (no tests; tools and benchmarks
+# on) if BUILD_DIR has no build.ninja (configure_tree), or turns FANOUT_BUILD_TOOLS on in an
+# existing tree configured without tools; then builds the TARGETs (under tools/ or bench/) and
+# sets BUILT[TARGET] to each absolute path.
 declare -gA BUILT=()
 configure_tree() {
   local dir=$1
@@ -137,16 +170,23 @@ build_targets() {
     exit 2
   fi
   for target in "$@"; do
-    for path in "$dir/tools/$target" "$dir/tools/$target/$target" "$dir/bench/$target" \
-      "$dir/$target"; do
-      if [[ -f $path && -x $path ]]; then
-        [[ $path == /* ]] || path=$ROOT/$path
-        BUILT[$target]=$path
-        break
-      fi
-    done
-    [[ -n ${BUILT[$target]:-} ]] || { log "no $target in $dir after the build"; exit 2; }
+    find_built "$dir" "$target" || { log "no $target in $dir after the build"; exit 2; }
   done
+}
+# find_built BUILD_DIR TARGET: sets BUILT[TARGET] to the absolute path of the program TARGET
+# already built in BUILD_DIR (under tools/, tools/TARGET/, bench/ or the top); false if none.
+# shellcheck disable=SC2034  # BUILT is the callers'
+find_built() {
+  local dir=$1 target=$2 path
+  for path in "$dir/tools/$target" "$dir/tools/$target/$target" "$dir/bench/$target" \
+    "$dir/$target"; do
+    if [[ -f $path && -x $path ]]; then
+      [[ $path == /* ]] || path=$ROOT/$path
+      BUILT[$target]=$path
+      return 0
+    fi
+  done
+  return 1
 }
 
 # make_cert DIR: a self-signed P-256 certificate for 127.0.0.1 in DIR/server.pem, DIR/server.key.
@@ -222,10 +262,13 @@ LUA
 # loadavg: the 1, 5 and 15 minute load averages.
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-# The options every comparison script takes, into the globals N, REPEAT, SMOKE, OUT and
-# BUILD_DIR: --events N (or --requests N), --repeat R, --smoke (N=2000, one repeat), --out DIR,
-# --build-dir D, --help (prints the calling script's header comment). OUT defaults to
-# bench/results except under --smoke. Usage: parse_bench_args NAME "$@" (NAME for messages).
+# The options every comparison script takes, into the globals N, REPEAT, SMOKE, OUT, RAW and
+# BUILD_DIR: --events N (or --requests N), --repeat R, --smoke (N=2000, one repeat), --out DIR
+# (the Markdown report and the plot), --raw DIR (the raw data: JSON, TSV), --build-dir D,
+# --help (prints the calling script's header comment). OUT defaults to bench/results except
+# under --smoke (then empty: the temp dir); RAW to bench/results whenever OUT is set (so that
+# `--out bench/report` commits the report and the plot, never the data), else empty. Both are
+# git-ignored there. Usage: parse_bench_args NAME "$@" (NAME for messages).
 # shellcheck disable=SC2034  # the globals are the callers'
 parse_bench_args() {
   local name=$1
@@ -234,6 +277,7 @@ parse_bench_args() {
   REPEAT=3
   SMOKE=0
   OUT=""
+  RAW=""
   BUILD_DIR=build/bench
   while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -241,6 +285,7 @@ parse_bench_args() {
       --repeat) REPEAT=$2; shift 2 ;;
       --smoke) SMOKE=1; shift ;;
       --out) OUT=$2; shift 2 ;;
+      --raw) RAW=$2; shift 2 ;;
       --build-dir) BUILD_DIR=$2; shift 2 ;;
       -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
       *) echo "$name: unknown option $1" >&2; exit 2 ;;
@@ -253,4 +298,20 @@ parse_bench_args() {
   [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "$name: --events wants a positive integer" >&2; exit 2; }
   [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "$name: --repeat wants a positive integer" >&2; exit 2; }
   if [[ -z $OUT && $SMOKE == 0 ]]; then OUT=bench/results; fi
+  if [[ -z $RAW && -n $OUT ]]; then RAW=bench/results; fi
+}
+
+# report_dirs: after parse_bench_args and make_scratch, makes OUT and RAW absolute (created) and
+# sets REPORT_DIR and RAW_DIR to them, or to TMP when empty.
+# shellcheck disable=SC2034
+report_dirs() {
+  local d
+  for d in OUT RAW; do
+    if [[ -n ${!d} ]]; then
+      mkdir -p "${!d}"
+      printf -v "$d" '%s' "$(cd "${!d}" && pwd)"
+    fi
+  done
+  REPORT_DIR=${OUT:-$TMP}
+  RAW_DIR=${RAW:-$TMP}
 }

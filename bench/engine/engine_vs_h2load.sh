@@ -22,11 +22,13 @@
 #
 # Usage (from the repository root):
 #   bash bench/engine/engine_vs_h2load.sh [--events N] [--repeat R] [--smoke]
-#                                         [--out DIR] [--build-dir DIR]
+#                                         [--out DIR] [--raw DIR] [--build-dir DIR]
 #   --events N     events (requests) per throughput run (default 200000)
 #   --repeat R     runs of each pair (default 3)
 #   --smoke        N=2000, one run, results in the temp dir only: checks that everything works
-#   --out DIR      where engine_vs_h2load.md/.json go (default bench/results; --smoke: none)
+#   --out DIR      where engine_vs_h2load.md goes (default bench/results; --smoke: none)
+#   --raw DIR      where engine_vs_h2load.json (every run) goes (default bench/results when the
+#                  report is kept; git-ignored)
 #   --build-dir D  release tree (default build/bench; configured here if it has no build.ninja)
 #
 # Needs: cmake, ninja, nghttpd and h2load (nghttp2-server, nghttp2-client), taskset, timeout,
@@ -58,19 +60,15 @@ BENCH=${BUILT[fanout-load]}
 
 # --- servers -------------------------------------------------------------------------------------
 make_scratch fanout-engine-vs-h2load
+report_dirs
 
 "$BENCH" --print-body >"$TMP/body.json"
 BODY_BYTES=$(wc -c <"$TMP/body.json")
 mkdir -p "$TMP/htdocs"
 printf 'ok' >"$TMP/htdocs/hook"
 
-# nghttpd: one worker (-n 1); -m 256 so that its stream limit (default 100) never binds below
-# the client's window. A POST to an existing file is answered 200 with the file ("ok").
 PORT=$(free_port)
-taskset -c 1 nghttpd --address=127.0.0.1 -n 1 -m 256 -d "$TMP/htdocs" --no-tls "$PORT" \
-  >"$TMP/nghttpd.log" 2>&1 &
-PIDS+=($!)
-SERVER_PID=$!
+start_nghttpd "$PORT" "$TMP/htdocs" "$TMP/nghttpd.log"  # sets SERVER_PID
 wait_accepting "$PORT" || { log "nghttpd did not start on port $PORT"; cat "$TMP/nghttpd.log" >&2; exit 1; }
 URL=http://127.0.0.1:$PORT/hook
 
@@ -93,7 +91,7 @@ run_fanout() {  # kind scenario run conns streams events extra...; prints its JS
     --conns "$c" --streams "$m" --workers 1 --duration-max "$RUN_LIMIT_S" --json "$@") || rc=$?
   sus=$(per_request_us $(($(server_ticks "$SERVER_PID") - t0)) "$n")
   cus=$(client_us "$n")
-  python3 - "$out" "$kind" "$scenario" "$run" "$rc" "$sus" "$cus" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+  python3 - "$out" "$kind" "$scenario" "$run" "$rc" "$sus" "$cus" "$(loadavg)" <<'PY'
 import json, sys
 out, kind, scenario, run, rc, sus, cus, load = sys.argv[1:]
 try:
@@ -120,38 +118,26 @@ run_h2load() {  # kind scenario run conns streams requests [rps-per-client]; pri
   cus=$(client_us "$n")
   printf '%s\n' "$out" >>"$TMP/h2load.log"
   python3 - "$out" "$kind" "$scenario" "$run" "$rc" "$sus" "$cus" "$n" "$TMP/h2load-times.tsv" \
-    "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
-import json, re, sys
+    "$(loadavg)" <<'PY'
+import json, sys
+from benchlib import h2load_latencies, latency_summary, parse_h2load
 out, kind, scenario, run, rc, sus, cus, n, times, load = sys.argv[1:]
-m = re.search(r"^finished in .*?, ([0-9.]+) req/s", out, re.M)
-s = re.search(r"^requests: .* ([0-9]+) succeeded", out, re.M)
-codes = re.search(r"^status codes: (.*)$", out, re.M)
+h = parse_h2load(out)
 d = {"kind": kind, "scenario": scenario, "run": int(run), "tool": "h2load",
-     "requests_per_s": float(m.group(1)) if m else 0.0,
-     "succeeded": int(s.group(1)) if s else 0, "status_codes": codes.group(1) if codes else "?",
-     "exit": int(rc), "server_cpu_us_per_request": float(sus),
+     "requests_per_s": h["rate"] or 0.0, "succeeded": h["succeeded"],
+     "status_codes": h["status_codes"], "exit": int(rc), "server_cpu_us_per_request": float(sus),
      "client_cpu_us_per_request": float(cus) if cus != "nan" else None, "load": load}
-d["ok"] = rc == "0" and m is not None and d["succeeded"] == int(n)
-lat = []
-try:
-    for line in open(times):
-        f = line.split("\t")
-        if len(f) >= 3:
-            lat.append(int(f[2]))
-except OSError:
-    pass
+d["ok"] = rc == "0" and h["rate"] is not None and d["succeeded"] == int(n)
+lat = latency_summary(h2load_latencies(times))
 if lat:
-    lat.sort()
-    pick = lambda q: lat[min(len(lat) - 1, max(0, int(q * len(lat) + 0.5) - 1))]
-    d["latency_us"] = {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99),
-                       "p999": pick(0.999), "max": lat[-1], "mean": sum(lat) / len(lat)}
+    d["latency_us"] = lat
 print(json.dumps(d))
 PY
 }
 
 check() {  # json-line label
   local ok
-  ok=$(python3 -c 'import json,sys; print(1 if json.loads(sys.argv[1])["ok"] else 0)' "$1")
+  ok=$(benchpy field "$1" ok)
   if [[ $ok != 1 ]]; then
     FAILED=1
     log "  FAILED: $2: $1"
@@ -185,20 +171,20 @@ log "N=$N, repeat=$REPEAT, body $BODY_BYTES B, nghttpd on CPU 1, clients on CPU 
 for ((run = 1; run <= REPEAT; run++)); do
   for shape in "${SHAPES[@]}"; do
     IFS='|' read -r name c m <<<"$shape"
-    log "[$run/$REPEAT] h2c $name  (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    log "[$run/$REPEAT] h2c $name  (load $(loadavg))"
     line=$(run_fanout throughput "h2c $name" "$run" "$c" "$m" "$N")
     record "$line"; check "$line" "fanout h2c $name"; log "  fanout  $(summary "$line")"
     line=$(run_h2load throughput "h2c $name" "$run" "$c" "$m" "$N")
     record "$line"; check "$line" "h2load h2c $name"; log "  h2load  $(summary "$line")"
   done
   # Signing on: the raw sign rate on CPU 0 right before the signed runs.
-  log "[$run/$REPEAT] signed  (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  log "[$run/$REPEAT] signed  (load $(loadavg))"
   out=$(timeout "$CLIENT_TIMEOUT_S" taskset -c 0 "$BENCH" --sign-rate-only --events "$SIGN_N" --json)
   line=$(python3 -c '
 import json, sys
 d = json.loads(sys.argv[1]); d.update({"kind": "sign-rate", "scenario": "sign", "run": int(sys.argv[2]),
     "tool": "sign-rate-only", "ok": True, "load": sys.argv[3]}); print(json.dumps(d))' \
-    "$out" "$run" "$(cut -d' ' -f1-3 /proc/loadavg)")
+    "$out" "$run" "$(loadavg)")
   record "$line"; log "  sign    $(summary "$line")"
   for shape in "${SHAPES[@]}"; do
     IFS='|' read -r name c m <<<"$shape"
@@ -210,13 +196,10 @@ done
 # Latency below saturation: half of fanout's median rate in each scenario, fanout and h2load
 # paced at that rate (h2load's --rps is per connection).
 half_rate() {  # kind scenario -> events/s (integer)
-  python3 - "$RUNS" "$1" "$2" <<'PY'
-import json, statistics, sys
-runs, kind, scenario = sys.argv[1:]
-rates = [d["deliveries_per_s"] for d in map(json.loads, open(runs))
-         if d["kind"] == kind and d["scenario"] == scenario and d["tool"] == "fanout"]
-print(max(1, int(statistics.median(rates) / 2)) if rates else 1000)
-PY
+  local r
+  r=$(benchpy median "$RUNS" deliveries_per_s --times 0.5 --default 1000 "kind=$1" "scenario=$2" \
+    tool=fanout)
+  echo $((r > 1 ? r : 1))
 }
 LAT_SCENARIOS=("throughput|h2c 1x100|1|100|" "throughput|h2c 8x10|8|10|" "signed|signed 1x100|1|100|--sign")
 for ((run = 1; run <= REPEAT; run++)); do
@@ -227,7 +210,7 @@ for ((run = 1; run <= REPEAT; run++)); do
     events=$((rate * 4))
     [[ $events -le $N ]] || events=$N
     [[ $events -ge 1000 ]] || events=1000
-    log "[$run/$REPEAT] latency $scenario at $rate events/s, $events events  (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    log "[$run/$REPEAT] latency $scenario at $rate events/s, $events events  (load $(loadavg))"
     # shellcheck disable=SC2086  # an optional flag, split on purpose
     line=$(run_fanout latency "$scenario" "$run" "$c" "$m" "$events" --rate "$rate" $flag)
     record "$line"; check "$line" "fanout latency $scenario"; log "  fanout  $(summary "$line")"
@@ -242,48 +225,36 @@ LOAD_AFTER=$(uptime)
 log "load after: $LOAD_AFTER"
 
 # --- report --------------------------------------------------------------------------------------
-REPORT_DIR=${OUT:-$TMP}
-mkdir -p "$REPORT_DIR"
 COMMAND="bash bench/engine/engine_vs_h2load.sh"
 if [[ $SMOKE == 1 ]]; then COMMAND+=" --smoke"; else COMMAND+=" --events $N --repeat $REPEAT"; fi
-python3 - "$RUNS" "$REPORT_DIR" "$N" "$REPEAT" "$BODY_BYTES" "$COMMAND" "$LOAD_BEFORE" \
-  "$LOAD_AFTER" "$SMOKE" "$SIGN_N" <<'PY'
-import json, os, platform, statistics, subprocess, sys, time
-runs_file, out_dir, n, repeat, body, command, load_before, load_after, smoke, sign_n = sys.argv[1:]
-runs = [json.loads(l) for l in open(runs_file) if l.strip()]
+python3 - "$RUNS" "$REPORT_DIR" "$RAW_DIR" "$N" "$REPEAT" "$BODY_BYTES" "$COMMAND" \
+  "$LOAD_BEFORE" "$LOAD_AFTER" "$SMOKE" "$SIGN_N" <<'PY'
+import os, sys
+from benchlib import cpu_model, fmt, machine_lines, median, paired_ratio, read_jsonl, write_json
+(runs_file, out_dir, raw_dir, n, repeat, body, command, load_before, load_after, smoke,
+ sign_n) = sys.argv[1:]
+runs = read_jsonl(runs_file)
 
 def med(values):
-    values = [v for v in values if v is not None and v == v]
-    return statistics.median(values) if values else float("nan")
+    return median(values, float("nan"))
+
+def paired(pairs):
+    r = paired_ratio(pairs)
+    return float("nan") if r is None else r
 
 def pick(kind, scenario, tool):
     return [d for d in runs if d["kind"] == kind and d["scenario"] == scenario and d["tool"] == tool]
 
-def version(cmd):
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        return (p.stdout + p.stderr).strip().splitlines()[0]
-    except Exception:
-        return "?"
-
-cpu = "?"
-try:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-except OSError:
-    pass
+cpu = cpu_model()
 
 throughput = []
 for scenario in ("h2c 1x100", "h2c 8x10"):
     f, h = pick("throughput", scenario, "fanout"), pick("throughput", scenario, "h2load")
     fr, hr = med(d["deliveries_per_s"] for d in f), med(d["requests_per_s"] for d in h)
-    paired = med(x["deliveries_per_s"] / y["requests_per_s"] for x, y in zip(f, h)
-                 if y["requests_per_s"] > 0)
+    paired_r = paired((x["deliveries_per_s"], y["requests_per_s"]) for x, y in zip(f, h))
     throughput.append({
         "scenario": scenario, "h2load_rps": hr, "fanout_deliveries_per_s": fr,
-        "ratio": fr / hr if hr > 0 else 0.0, "median_paired_ratio": paired,
+        "ratio": fr / hr if hr > 0 else 0.0, "median_paired_ratio": paired_r,
         "fanout_cpu_us_per_event": med(d.get("cpu_us_per_event") for d in f),
         "fanout_publisher_cpu_us_per_event": med(d.get("publisher_cpu_us_per_event") for d in f),
         "h2load_client_cpu_us_per_request": med(d["client_cpu_us_per_request"] for d in h),
@@ -305,8 +276,8 @@ for scenario in ("signed 1x100", "signed 8x10"):
     fr = med(d["deliveries_per_s"] for d in f)
     # Paired with the sign rate measured in the same repeat.
     by_run = {d["run"]: d for d in signs}
-    paired_b = med(d["deliveries_per_s"] / by_run[d["run"]]["boringssl_per_s"] for d in f
-                   if d["run"] in by_run)
+    paired_b = paired((d["deliveries_per_s"], by_run[d["run"]]["boringssl_per_s"])
+                      for d in f if d["run"] in by_run)
     signed.append({
         "scenario": scenario, "boringssl_sign_per_s": boring, "signer_sign_per_s": signer,
         "fanout_deliveries_per_s": fr, "ratio_to_boringssl": fr / boring if boring > 0 else 0.0,
@@ -324,9 +295,6 @@ for scenario in ("h2c 1x100", "h2c 8x10", "signed 1x100"):
         row["fanout_" + q] = med(d["latency_us"][q] for d in f)
         row["h2load_" + q] = med(d["latency_us"][q] for d in h if "latency_us" in d) if h else None
     latency.append(row)
-
-def fmt(v, spec="%.0f"):
-    return "-" if v is None or v != v else spec % v
 
 md = ["# fanout engine end to end vs h2load", ""]
 md.append("Command: `%s` (from the repository root)%s" %
@@ -383,11 +351,8 @@ for t in latency:
         t["scenario"], fmt(t["rate"]), fmt(t["fanout_p50"]), fmt(t["fanout_p99"]),
         fmt(t["fanout_p999"]), fmt(t["h2load_p50"]), fmt(t["h2load_p99"])))
 md.append("")
-md.append("- date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"))
-md.append("- machine: %s, %d CPUs, %s" % (cpu, os.cpu_count() or 0, platform.platform()))
-md.append("- load before: `%s`" % load_before.strip())
-md.append("- load after: `%s`" % load_after.strip())
-md.append("- %s; %s" % (version(["h2load", "--version"]), version(["nghttpd", "--version"])))
+md.extend(machine_lines(load_before, load_after,
+                        [["h2load", "--version"], ["nghttpd", "--version"]]))
 md.append("")
 md.append("Every run:")
 md.append("")
@@ -407,16 +372,15 @@ for d in runs:
 text = "\n".join(md) + "\n"
 with open(os.path.join(out_dir, "engine_vs_h2load.md"), "w") as f:
     f.write(text)
-with open(os.path.join(out_dir, "engine_vs_h2load.json"), "w") as f:
-    json.dump({"command": command, "events": int(n), "repeat": int(repeat), "body_bytes": int(body),
-               "load_before": load_before.strip(), "load_after": load_after.strip(), "cpu": cpu,
-               "smoke": smoke == "1", "throughput": throughput, "signed": signed,
-               "latency": latency, "runs": runs}, f, indent=2)
-    f.write("\n")
+write_json(os.path.join(raw_dir, "engine_vs_h2load.json"), {
+    "command": command, "events": int(n), "repeat": int(repeat), "body_bytes": int(body),
+    "load_before": load_before.strip(), "load_after": load_after.strip(), "cpu": cpu,
+    "smoke": smoke == "1", "throughput": throughput, "signed": signed, "latency": latency,
+    "runs": runs})
 print(text)
 PY
 if [[ -n $OUT ]]; then
-  log "wrote $OUT/engine_vs_h2load.md and $OUT/engine_vs_h2load.json"
+  log "wrote $OUT/engine_vs_h2load.md (data: $RAW/engine_vs_h2load.json)"
 fi
 if [[ $FAILED != 0 ]]; then
   log "some runs FAILED (see above)"

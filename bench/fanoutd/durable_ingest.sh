@@ -18,7 +18,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
-# shellcheck source=../lib.sh
+# shellcheck source=bench/lib.sh
 source bench/lib.sh
 CONNS=1
 args=()
@@ -37,18 +37,7 @@ LOAD=${BUILT[fanout-load]}
 make_scratch fanout-durable
 ORGS=10
 
-# wait_line FILE PATTERN: until FILE has a line matching PATTERN (~30 s at most).
-wait_line() {
-  local i
-  for ((i = 0; i < 600; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  log "timed out waiting for '$2' in $1"
-  return 1
-}
-metric() { curl -s "http://127.0.0.1:$DPORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
-write_bytes() { awk '/^write_bytes/ { print $2 }' "/proc/$1/io"; }
+metric() { scrape_metric "$DPORT" "$1"; }
 
 # run MODE RATE: one daemon (MODE durable | volatile) and one load; prints a JSON line.
 run() {
@@ -59,16 +48,14 @@ run() {
   PIDS+=("$sink_pid")
   wait_line "$TMP/sink.out" listening
   local sport
-  sport=$(head -n 1 "$TMP/sink.out")
-  sport=${sport##*:}
+  sport=$(listen_port "$TMP/sink.out")
   taskset -c 0 "$FANOUTD" serve --listen 127.0.0.1:0 --data "$data" --insecure \
     --allow-subnet 127.0.0.1/32 --workers 1 --log-level warn "${args[@]}" \
     >"$TMP/d.out" 2>"$TMP/d.err" &
   local dpid=$!
   PIDS+=("$dpid")
   wait_line "$TMP/d.out" listening || { cat "$TMP/d.err" >&2; exit 1; }
-  DPORT=$(head -n 1 "$TMP/d.out")
-  DPORT=${DPORT##*:}
+  DPORT=$(listen_port "$TMP/d.out")
   local orgs provider ingest o
   orgs=$(seq -s, 1 "$ORGS")
   provider=$("$FANOUTD" apikey create --data "$data" --role PROVIDER --orgs "$orgs" | tail -n 1)
@@ -123,20 +110,17 @@ for ((r = 1; r <= REPEAT; r++)); do
     run "$mode" 0 | tee -a "$TMP/runs.jsonl" >&2
   done
 done
-half=$(python3 -c '
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["mode"] == "durable"]
-print(int(statistics.median(r["accepted_per_s"] for r in runs) / 2))' "$TMP/runs.jsonl")
+half=$(benchpy median "$TMP/runs.jsonl" accepted_per_s --times 0.5 mode=durable)
 log "steady load at $half events/s (half the durable median)"
 run durable "$half" | sed 's/"mode": "durable"/"mode": "durable-half"/' | tee -a "$TMP/runs.jsonl" >&2
 
 report=$(python3 - "$TMP/runs.jsonl" "$N" "$REPEAT" <<'EOF'
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1])]
+import sys
+from benchlib import median, read_jsonl
+runs = read_jsonl(sys.argv[1])
 n, repeat = sys.argv[2], sys.argv[3]
 def med(mode, key):
-    v = [r[key] for r in runs if r["mode"] == mode and r[key] is not None]
-    return statistics.median(v) if v else float("nan")
+    return median((r[key] for r in runs if r["mode"] == mode), float("nan"))
 d, v = "durable", "volatile"
 print(f"| {n} events, medians of {repeat} | durable | --no-durable | durable / no-durable |")
 print("|---|---:|---:|---:|")

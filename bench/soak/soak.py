@@ -27,6 +27,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import parse_metrics  # noqa: E402  (bench/benchlib.py)
+
 
 def free_port():
     s = socket.socket()
@@ -68,13 +71,6 @@ def request(port, method, path, key=None, body=None, ctype="application/json"):
     return r.status, data
 
 
-def metric(text, name, label=""):
-    for line in text.splitlines():
-        if line.startswith(name + label + " ") or (not label and line.startswith(name + " ")):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--fanoutd", required=True)
@@ -85,7 +81,7 @@ def main():
     ap.add_argument("--restart-every", type=int, default=30)
     ap.add_argument("--no-durable", action="store_true",
                     help="run fanoutd without its journal (the default keeps it)")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="where soak.tsv and soak.json go")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="fanout-soak.")
     procs = []
@@ -215,12 +211,12 @@ def main():
                 fds = len(os.listdir(f"/proc/{d.pid}/fd"))
                 try:
                     _, text = request(api, "GET", "/metrics")
-                    text = text.decode()
+                    metrics = parse_metrics(text.decode())
                 except OSError:
-                    text = ""
+                    metrics = {}
                 row = (round(time.monotonic() - start), rss, fds,
-                       int(metric(text, "fanout_in_flight")),
-                       int(metric(text, "fanout_outcomes_total", '{kind="delivered"}')),
+                       int(metrics.get("fanout_in_flight", 0)),
+                       int(metrics.get('fanout_outcomes_total{kind="delivered"}', 0)),
                        counts["accepted"], counts["busy"], int(status.get("RssAnon", 0)),
                        int(status.get("RssFile", 0)))
                 samples.append(row)

@@ -56,7 +56,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
-# shellcheck source=../lib.sh
+# shellcheck source=bench/lib.sh
 source bench/lib.sh
 
 BATCHES=500,2000
@@ -106,16 +106,14 @@ fi
 require_tools taskset timeout curl python3 nghttpd redis-server redis-cli
 [[ $PERF == 0 ]] || require_tools perf
 if [[ $NO_BUILD == 1 ]]; then
-  for t in fanoutd/fanoutd fanout-load; do
-    [[ -x $BUILD_DIR/tools/$t ]] || { log "no $BUILD_DIR/tools/$t (drop --no-build)"; exit 2; }
+  for t in fanoutd fanout-load; do
+    find_built "$BUILD_DIR" "$t" || { log "no $t in $BUILD_DIR (drop --no-build)"; exit 2; }
   done
-  FANOUTD=$(cd "$BUILD_DIR" && pwd)/tools/fanoutd/fanoutd
-  LOAD=$(cd "$BUILD_DIR" && pwd)/tools/fanout-load
 else
   CMAKE_BUILD_PARALLEL_LEVEL=1 build_targets "$BUILD_DIR" fanoutd fanout-load
-  FANOUTD=${BUILT[fanoutd]}
-  LOAD=${BUILT[fanout-load]}
 fi
+FANOUTD=${BUILT[fanoutd]}
+LOAD=${BUILT[fanout-load]}
 make_scratch fanout-redis-stream
 # Copies: every round runs the same binaries even if the build directory is rebuilt meanwhile.
 mkdir -p "$TMP/bin"
@@ -135,34 +133,8 @@ if [[ -n $QUIET_LOAD ]]; then
   done
 fi
 
-# wait_line FILE PATTERN: until FILE has a line matching PATTERN (~30 s at most).
-wait_line() {
-  local i
-  for ((i = 0; i < 3000; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.01
-  done
-  log "timed out waiting for '$2' in $1"
-  return 1
-}
-forget_pid() {
-  local keep=() p
-  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-# stop_pid PID: SIGTERM, ~20 s to exit, then SIGKILL; reaped either way.
-stop_pid() {
-  local i
-  kill "$1" 2>/dev/null || true
-  for ((i = 0; i < 400; i++)); do
-    kill -0 "$1" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -9 "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  forget_pid "$1"
-}
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# wait_line, listen_port, stop_pid, forget_pid, scrape_metric, write_bytes: bench/lib.sh.
+ticks() { server_ticks "$1"; }
 
 # --- the receiver: one nghttpd for the whole run (a free port, another on a failed bind) -------
 mkdir -p "$TMP/htdocs"
@@ -189,8 +161,7 @@ taskset -c 0 "$FANOUTD" serve --listen 127.0.0.1:0 --data "$DATA" --insecure \
 pid=$!
 PIDS+=("$pid")
 wait_line "$TMP/setup.out" listening || { cat "$TMP/setup.err" >&2; exit 1; }
-dport=$(head -n 1 "$TMP/setup.out")
-dport=${dport##*:}
+dport=$(listen_port "$TMP/setup.out")
 provider=$("$FANOUTD" apikey create --data "$DATA" --role PROVIDER \
   --orgs "$(seq -s, 1 "$ORGS")" | tail -n 1)
 for o in $(seq 1 "$ORGS"); do
@@ -308,7 +279,7 @@ TOML
   load=$(loadavg)
   local r1 n1 dpid wpid i
   r1=$(ticks "$REDIS_PID")
-  w0=$(awk '/^write_bytes/ { print $2 }' "/proc/$REDIS_PID/io")
+  w0=$(write_bytes "$REDIS_PID")
   n1=$(ticks "$NGHTTPD_PID")
   : >"$TMP/d.out"
   rm -f "$TMP/dpid" "$TMP/ready"
@@ -318,7 +289,8 @@ TOML
   # then fanoutd's /metrics once. Prints one JSON object.
   taskset -c 1 python3 - "$TMP" "$N" "$REDIS_PID" "$NGHTTPD_PID" "$RUN_LIMIT_S" "$RPORT" \
     "$STREAM" >"$TMP/wait.json" <<'EOF' &
-import http.client, json, os, socket, sys, time
+import json, os, socket, sys, time
+from benchlib import scrape_metrics
 tmp, n, rpid, npid, limit, rport, stream = sys.argv[1:]
 n, limit = int(n), float(limit)
 def resp(f):
@@ -390,16 +362,7 @@ w = 0
 for l in open(f"/proc/{rpid}/io"):
     if l.startswith("write_bytes"):
         w = int(l.split()[1])
-metrics = {}
-try:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", "/metrics")
-    for l in conn.getresponse().read().decode().splitlines():
-        if l and not l.startswith("#"):
-            k, _, v = l.rpartition(" ")
-            metrics[k] = v
-except Exception:
-    pass
+metrics = scrape_metrics(port) if port is not None else {}
 acked = int(metrics.get("fanout_redis_entries_acknowledged_total", 0))
 res.update({
     "cut": cut, "acked": acked, "t_done_s": t_done - t_launch,
@@ -448,8 +411,7 @@ EOF
   done
   # The delivered count may trail the last XACK by nothing (outcomes come first); read it again.
   local delivered groups
-  delivered=$(curl -s --max-time 5 "http://127.0.0.1:$(head -n 1 "$TMP/d.out" | sed 's/.*://')/metrics" |
-    awk '$1 == "fanout_outcomes_total{kind=\"delivered\"}" { print $2 }')
+  delivered=$(scrape_metric "$(listen_port "$TMP/d.out")" 'fanout_outcomes_total{kind="delivered"}')
   groups=$(redis-cli -p "$RPORT" xinfo groups "$STREAM" | tr '\n' ' ')
   redis-cli -p "$RPORT" info commandstats | tr -d '\r' >"$TMP/cmdstats.txt"
   stop_pid "$dpid"
@@ -580,22 +542,22 @@ if [[ -z $rev ]]; then
 fi
 report=$(python3 - "$TMP/runs.jsonl" "$N" "$REPEAT" "$REDIS_CPU" "$FSYNC" "$rev" \
   "$(redis-server --version | sed 's/ sha=.*//')" <<'EOF'
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1])]
+import statistics, sys
+from benchlib import fmt, median, read_jsonl
+runs = read_jsonl(sys.argv[1])
 n, repeat, redis_cpu, fsync, rev, redis_version = sys.argv[2], int(sys.argv[3]), *sys.argv[4:]
 variants = list(dict.fromkeys(r["variant"] for r in runs))
 redis_variants = [v for v in variants if v.startswith("redis")]
 def med(variant, key, rounds=None):
-    v = [r[key] for r in runs if r["variant"] == variant and r.get(key) is not None
-         and (rounds is None or r["round"] in rounds)]
-    return statistics.median(v) if v else float("nan")
+    return median((r.get(key) for r in runs if r["variant"] == variant
+                   and (rounds is None or r["round"] in rounds)), float("nan"))
 def get(variant, rnd, key):
     for r in runs:
         if r["variant"] == variant and r["round"] == rnd:
             return r.get(key)
     return None
-def f(x, fmt="{:,.0f}"):
-    return "–" if x is None or x != x else fmt.format(x)
+def f(x, spec="{:,.0f}"):
+    return fmt(x, spec, "–")
 print(f"{n} events per run, {repeat} round(s), fanoutd and fanout-load on CPU 0, nghttpd on "
       f"CPU 1, redis-server on CPU {redis_cpu} (appendonly yes, appendfsync {fsync} unless "
       f"named; {redis_version}); fanoutd and fanout-load built from {rev}.\n")

@@ -18,12 +18,14 @@
 #
 # Usage (from the repository root):
 #   bash bench/transport/client_vs_h2load.sh [--requests N] [--repeat R] [--smoke]
-#                                            [--out DIR] [--build-dir DIR]
+#                                            [--out DIR] [--raw DIR] [--build-dir DIR]
 #   --requests N   requests per h2 run (default 200000)
 #   --repeat R     runs of each pair (default 3)
 #   --smoke        N=2000, one run, results in the temp dir only: checks that everything works
-#   --out DIR      where client_vs_h2load.md/.json go (default bench/results; --smoke: none)
-#   --build-dir D  release tree (default build/release; configured here if it has no build.ninja)
+#   --out DIR      where client_vs_h2load.md goes (default bench/results; --smoke: none)
+#   --raw DIR      where client_vs_h2load.json (every run) goes (default bench/results when the
+#                  report is kept; git-ignored)
+#   --build-dir D  release tree (default build/bench; configured here if it has no build.ninja)
 #
 # Needs: cmake, ninja, nghttpd and h2load (nghttp2-server, nghttp2-client), nginx, wrk, openssl,
 # taskset, python3. wrk is installed with apt-get when missing and the script runs as root.
@@ -44,86 +46,38 @@ CLIENT_TIMEOUT_S=$((RUN_LIMIT_S + 30))
 
 
 # --- tools ---------------------------------------------------------------------------------------
-if ! command -v wrk >/dev/null; then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    log "installing wrk"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-  fi
-fi
+command -v wrk >/dev/null || apt_install wrk || true
 require_tools cmake ninja nghttpd h2load nginx wrk openssl taskset python3 timeout
 
 # --- build ---------------------------------------------------------------------------------------
-build_bench "$BUILD_DIR" fanout-client-bench
+build_targets "$BUILD_DIR" fanout-client-bench
+BENCH=${BUILT[fanout-client-bench]}
 
 # --- servers -------------------------------------------------------------------------------------
 make_scratch fanout-client-bench
+report_dirs
 
 "$BENCH" --print-body >"$TMP/body.json"
 BODY_BYTES=$(wc -c <"$TMP/body.json")
 mkdir -p "$TMP/htdocs"
 printf 'ok' >"$TMP/htdocs/hook"
+# fanout verifies the self-signed certificate with --ca; h2load verifies nothing.
+make_cert "$TMP"
+wrk_post_lua "$TMP/body.json" "$TMP/post.lua"
 
-# A self-signed certificate for 127.0.0.1 (fanout verifies it with --ca; h2load verifies nothing).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
-  -keyout "$TMP/server.key" -out "$TMP/server.pem" 2>/dev/null
-
-# nghttpd: one worker (-n 1); -m 256 so that its stream limit (default 100) never binds below
-# the client's window. A POST to an existing file is answered 200 with the file ("ok").
 H2C_PORT=$(free_port)
-taskset -c 1 nghttpd --address=127.0.0.1 -n 1 -m 256 -d "$TMP/htdocs" --no-tls "$H2C_PORT" \
-  >"$TMP/nghttpd-h2c.log" 2>&1 &
-PIDS+=($!)
-H2C_PID=$!
+start_nghttpd "$H2C_PORT" "$TMP/htdocs" "$TMP/nghttpd-h2c.log"
+H2C_PID=$SERVER_PID
 TLS_PORT=$(free_port)
-taskset -c 1 nghttpd --address=127.0.0.1 -n 1 -m 256 -d "$TMP/htdocs" "$TLS_PORT" \
-  "$TMP/server.key" "$TMP/server.pem" >"$TMP/nghttpd-tls.log" 2>&1 &
-PIDS+=($!)
-TLS_PID=$!
-
-# nginx: one process, HTTP/1.1 keep-alive for the whole run.
+start_nghttpd "$TLS_PORT" "$TMP/htdocs" "$TMP/nghttpd-tls.log" "$TMP/server.key" "$TMP/server.pem"
+TLS_PID=$SERVER_PID
 H1_PORT=$(free_port)
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 600s;
-  server {
-    listen 127.0.0.1:$H1_PORT;
-    location / { return 200 "ok"; }
-  }
-}
-EOF
-taskset -c 1 nginx -p "$TMP/nginx" -e "$TMP/nginx/stderr.log" -c "$TMP/nginx/nginx.conf" \
-  >"$TMP/nginx/stdout.log" 2>&1 &
-PIDS+=($!)
-H1_PID=$!
-
+start_nginx_h1 "$H1_PORT" "$TMP/nginx"
+H1_PID=$SERVER_PID
 for port in "$H2C_PORT" "$TLS_PORT" "$H1_PORT"; do
   wait_accepting "$port" || { log "a server did not start on port $port; logs in $TMP"; \
     cat "$TMP"/*.log "$TMP"/nginx/*.log >&2 2>/dev/null || true; exit 1; }
 done
-
-# wrk: POST the same body; the Lua script reads it once at start-up.
-cat >"$TMP/post.lua" <<EOF
-local f = assert(io.open("$TMP/body.json", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-EOF
 
 # --- runs ----------------------------------------------------------------------------------------
 # scenario name | baseline tool | url | conns | streams | server pid | fanout extra flags
@@ -188,12 +142,10 @@ run_h2load() {  # scenario run url conns streams server_pid
   local sus cus
   sus=$(per_request_us $(($(server_ticks "$spid") - t0)) "$N")
   cus=$(client_us "$N")
-  printf '%s\n' "$out" >>"$TMP/h2load.log"
-  local rps succeeded
-  rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
-  succeeded=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' <<<"$out")
-  local codes okflag=1
-  codes=$(sed -n 's/^status codes: //p' <<<"$out")
+  printf '%s\n' "$out" >"$TMP/h2load.out"
+  cat "$TMP/h2load.out" >>"$TMP/h2load.log"
+  local rps succeeded codes okflag=1
+  IFS='|' read -r rps succeeded codes < <(benchpy h2load "$TMP/h2load.out")
   if [[ $rc != 0 || -z $rps || $succeeded != "$N" ]]; then
     okflag=0
     FAILED=1
@@ -210,16 +162,16 @@ run_wrk() {  # scenario run url conns seconds server_pid
   out=$(timed timeout "$CLIENT_TIMEOUT_S" taskset -c 0 wrk -t 1 -c "$c" -d "${secs}s" \
     -s "$TMP/post.lua" "$url" 2>&1) || rc=$?
   local ticks=$(($(server_ticks "$spid") - t0))
-  printf '%s\n' "$out" >>"$TMP/wrk.log"
-  local rps total okflag=1 sus cus
-  rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
-  total=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' <<<"$out")
+  printf '%s\n' "$out" >"$TMP/wrk.out"
+  cat "$TMP/wrk.out" >>"$TMP/wrk.log"
+  local rps total errors okflag=1 sus cus
+  IFS='|' read -r rps total errors < <(benchpy wrk "$TMP/wrk.out")
   sus=$(per_request_us "$ticks" "${total:-0}")
   cus=$(client_us "${total:-0}")
-  if [[ $rc != 0 || -z $rps ]] || grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+  if [[ $rc != 0 || -z $rps || -n $errors ]]; then
     okflag=0
     FAILED=1
-    log "  FAILED: wrk $scenario (exit $rc): $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ')"
+    log "  FAILED: wrk $scenario (exit $rc): $errors"
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$run" wrk "${rps:-0}" "$okflag" "$sus" \
     "$cus" "${total:-?} requests in ${secs} s" >>"$RESULTS"
@@ -229,13 +181,13 @@ run_wrk() {  # scenario run url conns seconds server_pid
 for ((run = 1; run <= REPEAT; run++)); do
   for s in "${SCENARIOS[@]}"; do
     IFS='|' read -r scenario tool url c m spid extra <<<"$s"
-    log "[$run/$REPEAT] $scenario  (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    log "[$run/$REPEAT] $scenario  (load $(loadavg))"
     WALL=1
     run_fanout "$scenario" "$run" "$url" "$c" "$m" "$spid" "$extra"
     if [[ $tool == h2load ]]; then
       run_h2load "$scenario" "$run" "$url" "$c" "$m" "$spid"
     else
-      secs=$(python3 -c 'import math,sys; print(max(1, math.ceil(float(sys.argv[1]))))' "$WALL")
+      secs=$(benchpy ceil-seconds "$WALL")
       run_wrk "$scenario" "$run" "$url" "$c" "$secs" "$spid"
     fi
   done
@@ -244,14 +196,13 @@ LOAD_AFTER=$(uptime)
 log "load after: $LOAD_AFTER"
 
 # --- report --------------------------------------------------------------------------------------
-REPORT_DIR=${OUT:-$TMP}
-mkdir -p "$REPORT_DIR"
 COMMAND="bash bench/transport/client_vs_h2load.sh"
 [[ $SMOKE == 1 ]] && COMMAND+=" --smoke" || COMMAND+=" --requests $N --repeat $REPEAT"
-python3 - "$RESULTS" "$REPORT_DIR" "$N" "$REPEAT" "$BODY_BYTES" "$COMMAND" "$LOAD_BEFORE" \
-  "$LOAD_AFTER" "$SMOKE" <<'PY'
-import json, os, platform, statistics, subprocess, sys, time
-results, out_dir, n, repeat, body, command, load_before, load_after, smoke = sys.argv[1:]
+python3 - "$RESULTS" "$REPORT_DIR" "$RAW_DIR" "$N" "$REPEAT" "$BODY_BYTES" "$COMMAND" \
+  "$LOAD_BEFORE" "$LOAD_AFTER" "$SMOKE" <<'PY'
+import os, sys
+from benchlib import cpu_model, machine_lines, median, paired_ratio, write_json
+results, out_dir, raw_dir, n, repeat, body, command, load_before, load_after, smoke = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(results) if l.strip()]
 order = []
 runs = {}
@@ -264,24 +215,9 @@ for scenario, run, tool, rps, ok, server_us, client_us, detail in rows:
          "client_cpu_us_per_request": float(client_us), "detail": detail})
 
 def med(values):
-    values = [v for v in values if v == v]  # drop NaN
-    return statistics.median(values) if values else float("nan")
+    return median(values, float("nan"))
 
-def version(cmd):
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        return (p.stdout + p.stderr).strip().splitlines()[0]
-    except Exception:
-        return "?"
-
-cpu = "?"
-try:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-except OSError:
-    pass
+cpu = cpu_model()
 
 table = []
 for scenario in order:
@@ -290,7 +226,8 @@ for scenario in order:
     b = med(r["rps"] for r in rb)
     f = med(r["rps"] for r in rf)
     # Pairs run back to back, so each pair's ratio shares that moment's machine load.
-    paired = med(y["rps"] / x["rps"] for x, y in zip(rb, rf) if x["rps"] > 0)
+    paired = paired_ratio((y["rps"], x["rps"]) for x, y in zip(rb, rf))
+    paired = float("nan") if paired is None else paired
     table.append({"scenario": scenario, "baseline": baseline, "baseline_rps": b, "fanout_rps": f,
                   "ratio": f / b if b > 0 else 0.0, "median_paired_ratio": paired,
                   "baseline_server_cpu_us_per_request": med(r["server_cpu_us_per_request"] for r in rb),
@@ -328,12 +265,9 @@ for t in table:
         t["fanout_server_cpu_us_per_request"], t["baseline_client_cpu_us_per_request"],
         t["fanout_client_cpu_us_per_request"]))
 md.append("")
-md.append("- date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"))
-md.append("- machine: %s, %d CPUs, %s" % (cpu, os.cpu_count() or 0, platform.platform()))
-md.append("- load before: `%s`" % load_before.strip())
-md.append("- load after: `%s`" % load_after.strip())
-md.append("- %s; %s; %s; %s" % (version(["h2load", "--version"]), version(["nghttpd", "--version"]),
-                                version(["nginx", "-v"]), version(["wrk", "--version"])))
+md.extend(machine_lines(load_before, load_after,
+                        [["h2load", "--version"], ["nghttpd", "--version"], ["nginx", "-v"],
+                         ["wrk", "--version"]]))
 md.append("")
 md.append("Every run:")
 md.append("")
@@ -349,16 +283,14 @@ for t in table:
 text = "\n".join(md) + "\n"
 with open(os.path.join(out_dir, "client_vs_h2load.md"), "w") as f:
     f.write(text)
-with open(os.path.join(out_dir, "client_vs_h2load.json"), "w") as f:
-    json.dump({"command": command, "requests": int(n), "repeat": int(repeat),
-               "body_bytes": int(body), "load_before": load_before.strip(),
-               "load_after": load_after.strip(), "cpu": cpu, "smoke": smoke == "1",
-               "scenarios": table}, f, indent=2)
-    f.write("\n")
+write_json(os.path.join(raw_dir, "client_vs_h2load.json"), {
+    "command": command, "requests": int(n), "repeat": int(repeat), "body_bytes": int(body),
+    "load_before": load_before.strip(), "load_after": load_after.strip(), "cpu": cpu,
+    "smoke": smoke == "1", "scenarios": table})
 print(text)
 PY
 if [[ -n $OUT ]]; then
-  log "wrote $OUT/client_vs_h2load.md and $OUT/client_vs_h2load.json"
+  log "wrote $OUT/client_vs_h2load.md (data: $RAW/client_vs_h2load.json)"
 fi
 if [[ $FAILED != 0 ]]; then
   log "some runs FAILED (see above)"

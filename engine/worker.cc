@@ -9,6 +9,8 @@
 #include <random>
 #include <utility>
 
+#include "engine/client_options.h"
+
 namespace fanout::engine {
 
 namespace {
@@ -93,24 +95,7 @@ void Worker::run() {
   uv_loop_init(&loop_);
   streams_ = std::make_unique<transport::StreamLoop>(&loop_);
   timers_ = std::make_unique<transport::LoopTimer>(&loop_);
-  const EngineOptions& o = engine_.options_;
-  transport::ClientOptions co;
-  co.insecure = o.insecure;
-  co.cleartext_h2 = !o.http1_only;
-  co.offer_h2 = !o.http1_only;
-  co.ca_file = o.ca_file;
-  co.allow = engine_.shared_->allow;
-  co.connect_timeout_ms = o.connect_timeout_ms;
-  co.response_timeout_ms = o.response_timeout_ms;
-  co.idle_timeout_ms = o.idle_timeout_ms;
-  co.max_connections_per_origin = o.max_connections_per_origin;
-  co.max_streams_per_connection = o.max_streams_per_connection;
-  co.max_pending_per_origin = o.max_pending_per_origin;
-  co.dns_servers = o.dns_servers;
-  co.dns_timeout_ms = o.dns_timeout_ms;
-  co.idle_origin_ms = o.idle_origin_ms;
-  co.user_agent = engine_.shared_->user_agent;
-  auto client = transport::Client::create(*streams_, *timers_, co);
+  auto client = transport::Client::create(*streams_, *timers_, client_options(engine_.options_));
   if (!client) {
     start_error_ = client.error();
     streams_->close();

@@ -18,6 +18,7 @@
 
 #include <simdjson.h>
 
+#include "engine/client_options.h"
 #include "engine/signer.h"
 #include "fanout/engine.h"
 #include "fanout/version.h"
@@ -184,20 +185,9 @@ struct Daemon {
 // The tryout client, the routes and the listening socket. 0, or 1 with the reason printed.
 int open_server(const Config& config, Daemon& d, Store* store, Engine* engine, Metrics* metrics,
                 const engine::Signer* signer, std::size_t loaded) {
-  transport::ClientOptions co;
-  co.insecure = config.engine.insecure;
-  co.ca_file = config.engine.ca_file;
-  for (const std::string& cidr : config.engine.allow_subnets) {
-    if (auto s = transport::Subnet::parse(cidr)) co.allow.push_back(*s);
-  }
-  co.connect_timeout_ms = config.engine.connect_timeout_ms;
-  co.response_timeout_ms = config.engine.response_timeout_ms;
-  co.idle_timeout_ms = config.engine.idle_timeout_ms;
-  co.dns_servers = config.engine.dns_servers;
-  co.dns_timeout_ms = config.engine.dns_timeout_ms;
-  co.idle_origin_ms = config.engine.idle_origin_ms;
-  co.user_agent = "fanout/" + std::string(version());
-  auto client = transport::Client::create(*d.streams, *d.timers, co);
+  // Sent the way the engine's workers deliver (engine/client_options.h).
+  auto client =
+      transport::Client::create(*d.streams, *d.timers, engine::client_options(config.engine));
   if (!client) {
     std::fprintf(stderr, "fanoutd: tryout client: %s\n", client.error().c_str());
     return 1;

@@ -233,7 +233,7 @@ struct Producer::State {
       return {PublishStatus::kBusy, over, {}, 0, 0, {}};
     }
     // One allocation: the Delivery, the id and the body (built in place).
-    Delivery* d = Delivery::make(event_id.size(), body_size);
+    Delivery* d = Delivery::make(&sh.delivery_pool, event_id.size(), body_size);
     d->org_budget = org_e;
     d->origin_budget = origin_e;
     d->budget_bytes = bytes;
@@ -257,7 +257,7 @@ struct Producer::State {
                                             x.check_id, x.resend_of, d->did);
       if (admit != engine::Journal::Admit::kAccepted) {
         engine::Worker::release_budget(sh, *d);
-        delete d;
+        Delivery::destroy(d);
         sh.in_flight.fetch_sub(1, std::memory_order_relaxed);
         if (admit == engine::Journal::Admit::kFailing) {
           sh.refused_busy.fetch_add(1, std::memory_order_relaxed);

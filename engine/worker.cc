@@ -52,14 +52,29 @@ std::int64_t now_unix_ms() noexcept {
       duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
-Delivery* Delivery::make(std::size_t id_size, std::size_t body_size) {
-  void* block = ::operator new(sizeof(Delivery) + id_size + kWebhookGap + body_size);
+Delivery* Delivery::make(DeliveryPool* pool, std::size_t id_size, std::size_t body_size) {
+  const std::size_t size = sizeof(Delivery) + id_size + kWebhookGap + body_size;
+  std::uint8_t cls = DeliveryPool::kUnpooled;
+  void* block = pool != nullptr ? pool->take(size, cls) : ::operator new(size);
   auto* d = new (block) Delivery;
+  d->pool_ = pool;
+  d->pool_class_ = cls;
   // Only the status matters to a delivery; a waiting retry must not hold a large error page.
   d->max_body_excerpt = kBodyExcerpt;
   d->event_id = std::string_view(d->id_data(), id_size);
   d->body_bytes = std::string_view(d->body_data(), body_size);
   return d;
+}
+
+void Delivery::destroy(Delivery* d) noexcept {
+  DeliveryPool* pool = d->pool_;
+  const std::uint8_t cls = d->pool_class_;
+  d->~Delivery();
+  if (pool != nullptr) {
+    pool->give(d, cls);
+  } else {
+    ::operator delete(static_cast<void*>(d));
+  }
 }
 
 void Worker::release_budget(Engine::Shared& sh, const Delivery& d) noexcept {

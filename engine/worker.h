@@ -44,6 +44,7 @@
 #pragma GCC diagnostic pop
 
 #include "engine/budget.h"
+#include "engine/delivery_pool.h"
 #include "engine/journal.h"
 #include "engine/signer.h"
 #include "engine/standard_webhooks.h"
@@ -75,6 +76,9 @@ struct Engine::Shared {
   std::atomic<std::int64_t> in_flight_bytes{0};
   // Per organisation and per origin (engine/budget.h); made by create().
   std::unique_ptr<engine::BudgetTable> org_budget, origin_budget;
+  // Every delivery's block (worker.h, Delivery::make): recycled from the workers back to the
+  // publishers. Declared before `journal`, so it outlives nothing that holds a delivery.
+  engine::DeliveryPool delivery_pool;
   std::atomic<std::uint64_t> refused_org_busy{0}, refused_origin_busy{0};
   std::atomic<std::uint64_t> published{0}, refused_invalid{0}, refused_no_subscription{0},
       refused_busy{0};
@@ -119,11 +123,13 @@ class Delivery final : public transport::Request, public transport::ListNode<Del
 
   // A Delivery with room for an id of `id_size` bytes and a body of `body_size` bytes after it:
   // event_id and body_bytes point there (filled by the caller through id_data()/body_data()).
-  // Freed with plain `delete`.
-  [[nodiscard]] static Delivery* make(std::size_t id_size, std::size_t body_size);
+  // The block comes from `pool` (recycled; nullptr: operator new) and goes back with destroy().
+  [[nodiscard]] static Delivery* make(DeliveryPool* pool, std::size_t id_size,
+                                      std::size_t body_size);
+  // Ends `d` and gives its block back to the pool it came from.
+  static void destroy(Delivery* d) noexcept;
   [[nodiscard]] char* id_data() noexcept { return reinterpret_cast<char*>(this + 1); }
   [[nodiscard]] char* body_data() noexcept { return id_data() + event_id.size() + kWebhookGap; }
-  static void operator delete(void* p) noexcept { ::operator delete(p); }
 
   Worker* worker = nullptr;
   std::int64_t org_id = 0;
@@ -165,6 +171,11 @@ class Delivery final : public transport::Request, public transport::ListNode<Del
 
  private:
   Delivery() = default;
+  // Only destroy() ends a delivery (its block may belong to a pool): `delete d` does not compile.
+  static void operator delete(void* p) noexcept { ::operator delete(p); }
+
+  DeliveryPool* pool_ = nullptr;
+  std::uint8_t pool_class_ = DeliveryPool::kUnpooled;
 };
 
 // Wall-clock milliseconds since the Unix epoch: the clock of Unfinished::next_attempt_unix_ms,

@@ -20,7 +20,7 @@ void Worker::hand_back(Delivery& d, std::int64_t next_attempt_unix_ms) {
   u.tag = d.tag;
   unfinished_.push_back(std::move(u));
   release_budget(*engine_.shared_, d);
-  delete &d;
+  Delivery::destroy(&d);
   engine_.shared_->in_flight.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -64,7 +64,7 @@ void Worker::flush_outcomes() {
   engine_.observer_->on_outcomes(outcome_buf_);
   for (Delivery* d = done_.front(); d != nullptr;) {
     Delivery* next = done_.next(d);
-    delete d;
+    Delivery::destroy(d);
     d = next;
   }
   done_.reset();  // every delivery in it is freed

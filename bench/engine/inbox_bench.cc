@@ -185,7 +185,7 @@ void BM_WaitingRetryMemory(benchmark::State& state) {
     transport::TimerWheel wheel(1'000'000);
     const std::size_t before = heap_in_use();
     for (std::size_t i = 0; i < count; ++i) {
-      Delivery* d = Delivery::make(id.size(), body.size());
+      Delivery* d = Delivery::make(nullptr, id.size(), body.size());
       d->org_id = static_cast<std::int64_t>(i);
       std::memcpy(d->id_data(), id.data(), id.size());
       std::memcpy(d->body_data(), body.data(), body.size());
@@ -199,7 +199,7 @@ void BM_WaitingRetryMemory(benchmark::State& state) {
     benchmark::DoNotOptimize(deliveries.data());
     for (Delivery* d : deliveries) {
       wheel.cancel(d->backoff);
-      delete d;
+      Delivery::destroy(d);
     }
     deliveries.clear();
   }

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -284,23 +285,18 @@ void deliver_for_real(const std::vector<std::string>& events, bool quiet) {
               outcomes.by_kind_[3]);
 }
 
-}  // namespace
+// Prints a line unless --quiet.
+struct Say {
+  bool quiet = false;
+  void operator()(const std::string& line) const {
+    if (!quiet) std::puts(line.c_str());
+  }
+};
 
-int main(int argc, char** argv) {
-  const Options opt = parse_args(argc, argv);
-  auto say = [&](const std::string& line) {
-    if (!opt.quiet) std::puts(line.c_str());
-  };
-
-  say("fanout " + std::string(fanout::version()) + " demo");
-  for (const auto& [lib, ver] : fanout::dependency_versions()) say("  " + lib + " " + ver);
-
-  const EventCatalogue catalogue;
-  std::string types;
-  for (std::string_view n : catalogue.names()) types += " " + std::string(n);
-  say("\nevent catalogue:" + types);
-
-  // 1. Validation, as the management API will do it.
+// 1. Validation, as the management API will do it: the subscriptions accepted (the requests
+// shown, then the demo's other ones); nullopt, after a message, when a built-in one is refused.
+std::optional<std::vector<Subscription>> validate_requests(const EventCatalogue& catalogue,
+                                                           const Say& say) {
   say("\nsubscription requests for org 42 (docs/webhook-contract.md section 1):");
   std::vector<Subscription> accepted;
   for (const SubscriptionSpec& spec : demo_requests()) {
@@ -317,15 +313,19 @@ int main(int argc, char** argv) {
     if (!r) {
       std::fprintf(stderr, "fanout-demo: built-in subscription refused: %s\n",
                    partoo_error(r.error()).c_str());
-      return 1;
+      return std::nullopt;
     }
     accepted.push_back(std::move(*r));
   }
+  return accepted;
+}
 
-  // 2. The routing table: the demo subscriptions plus generated tenants (org ids from 1000).
+// 2. The routing table: the demo subscriptions plus `generated` tenants (org ids from 1000).
+void load_table(RoutingTable& table, std::vector<Subscription>& accepted, std::size_t generated,
+                const EventCatalogue& catalogue, const Say& say) {
   std::vector<Subscription> all;
-  all.reserve(opt.subscriptions + accepted.size());
-  for (std::size_t i = 0; i < opt.subscriptions; ++i) {
+  all.reserve(generated + accepted.size());
+  for (std::size_t i = 0; i < generated; ++i) {
     Subscription s;
     s.id = static_cast<std::int64_t>(i + 1000);
     s.org_id = static_cast<std::int64_t>(1000 + i / catalogue.size());
@@ -340,7 +340,6 @@ int main(int argc, char** argv) {
     s.id = next_id++;
     all.push_back(s);
   }
-  RoutingTable table;
   const auto t0 = std::chrono::steady_clock::now();
   table.load(std::move(all));
   const auto load_ms =
@@ -349,14 +348,15 @@ int main(int argc, char** argv) {
   std::snprintf(line, sizeof line, "\nrouting table: %zu subscriptions loaded in %.1f ms",
                 table.stats().subscriptions, load_ms);
   say(line);
+}
 
-  // 3. Events through the hot path.
+// 3. Events through the hot path: what would be POSTed where, and why anything was not.
+void route_events(const std::vector<std::string>& events, EnvelopeParser& parser,
+                  RoutingTable::Reader& reader, const EventCatalogue& catalogue, const Say& say) {
   say("\nevents:");
-  EnvelopeParser parser(catalogue);
-  auto reader = table.make_reader();
   std::size_t routed = 0, dropped = 0, refused = 0;
   std::string body;
-  for (const std::string& event : read_events(opt.events_file)) {
+  for (const std::string& event : events) {
     auto env = parser.parse(event);
     if (!env) {
       ++refused;
@@ -381,11 +381,15 @@ int main(int argc, char** argv) {
         "           " + body);
   }
   std::printf("\nsummary: routed=%zu dropped=%zu refused=%zu\n", routed, dropped, refused);
+}
 
-  // 4. The hot path's rate on this thread: parse + route + build body, over the sample events.
+// 4. The hot path's rate on this thread: parse + route + build body, over the sample events.
+void hot_path_rate(EnvelopeParser& parser, RoutingTable::Reader& reader,
+                   const EventCatalogue& catalogue) {
   const std::vector<std::string> sample = read_events("");
   constexpr std::size_t kRounds = 20'000;
   std::size_t sink = 0;
+  std::string body;
   const auto t1 = std::chrono::steady_clock::now();
   for (std::size_t round = 0; round < kRounds; ++round) {
     for (const std::string& event : sample) {
@@ -401,6 +405,30 @@ int main(int argc, char** argv) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   std::printf("hot path (parse + route + build body, one thread): %.2f M events/s (%zu bytes)\n",
               static_cast<double>(kRounds * sample.size()) / secs / 1e6, sink);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options opt = parse_args(argc, argv);
+  const Say say{opt.quiet};
+
+  say("fanout " + std::string(fanout::version()) + " demo");
+  for (const auto& [lib, ver] : fanout::dependency_versions()) say("  " + lib + " " + ver);
+
+  const EventCatalogue catalogue;
+  std::string types;
+  for (std::string_view n : catalogue.names()) types += " " + std::string(n);
+  say("\nevent catalogue:" + types);
+
+  std::optional<std::vector<Subscription>> accepted = validate_requests(catalogue, say);
+  if (!accepted) return 1;
+  RoutingTable table;
+  load_table(table, *accepted, opt.subscriptions, catalogue, say);
+  EnvelopeParser parser(catalogue);
+  auto reader = table.make_reader();
+  route_events(read_events(opt.events_file), parser, reader, catalogue, say);
+  hot_path_rate(parser, reader, catalogue);
 
   // 5. The same events delivered for real.
   if (opt.delivery) deliver_for_real(read_events(opt.events_file), opt.quiet);

@@ -590,28 +590,4 @@ void Api::db_error(std::string_view what, const std::string& message, Reply& rep
   set_error(reply, 500, "internal", "the store failed; see the daemon's log");
 }
 
-std::string Api::config_json(const routing::Subscription& s, bool with_secret) const {
-  std::string out = "{\"id\":";
-  json::append_int(out, s.id);
-  out += ",\"org_id\":";
-  json::append_int(out, s.org_id);
-  out += ",\"event_type\":";
-  json::append_string(out, deps_.engine->catalogue().name(s.event_type));
-  out += ",\"url\":";
-  json::append_string(out, s.url);
-  out += ",\"custom_headers\":{";
-  for (std::size_t i = 0; i < s.custom_headers.size(); ++i) {
-    if (i != 0) out.push_back(',');
-    json::append_key(out, s.custom_headers[i].name);
-    json::append_string(out, s.custom_headers[i].value);
-  }
-  out += "},\"created_at\":";
-  json::append_string(out, format_timestamp(s.created_at_us));
-  out += ",\"updated_at\":";
-  json::append_string(out, format_timestamp(s.updated_at_us));
-  append_signing(out, s, with_secret);
-  out += '}';
-  return out;
-}
-
 }  // namespace fanout::daemon

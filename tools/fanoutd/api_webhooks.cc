@@ -95,6 +95,31 @@ std::optional<simdjson::dom::object> body_object(simdjson::dom::parser& parser,
 
 using namespace api_detail;
 
+// A webhook as the API shows it (docs/webhook-contract.md §2).
+std::string Api::config_json(const routing::Subscription& s, bool with_secret) const {
+  std::string out = "{\"id\":";
+  json::append_int(out, s.id);
+  out += ",\"org_id\":";
+  json::append_int(out, s.org_id);
+  out += ",\"event_type\":";
+  json::append_string(out, deps_.engine->catalogue().name(s.event_type));
+  out += ",\"url\":";
+  json::append_string(out, s.url);
+  out += ",\"custom_headers\":{";
+  for (std::size_t i = 0; i < s.custom_headers.size(); ++i) {
+    if (i != 0) out.push_back(',');
+    json::append_key(out, s.custom_headers[i].name);
+    json::append_string(out, s.custom_headers[i].value);
+  }
+  out += "},\"created_at\":";
+  json::append_string(out, format_timestamp(s.created_at_us));
+  out += ",\"updated_at\":";
+  json::append_string(out, format_timestamp(s.updated_at_us));
+  append_signing(out, s, with_secret);
+  out += '}';
+  return out;
+}
+
 void Api::list(const Caller& c, const Query& q, Reply& reply) {
   std::int64_t page = 1, per_page = kDefaultPerPage;
   if (!parse_paging(q, page, per_page, reply)) return;

@@ -18,6 +18,7 @@
 
 #include "fanout/version.h"
 #include "tools/fanoutd/commands.h"
+#include "tools/fanoutd/hugepages.h"
 
 namespace fanout::daemon {
 
@@ -94,7 +95,10 @@ int main(int argc, char** argv) {
     std::printf("fanoutd %s\n", std::string(fanout::version()).c_str());
     return 0;
   }
-  if (cmd == "serve") return cmd_serve(rest);
+  if (cmd == "serve") {
+    reexec_with_huge_pages(argv);
+    return cmd_serve(rest);
+  }
   if (cmd == "apikey") return cmd_apikey(rest);
   if (cmd == "keys") return cmd_keys(rest);
   if (cmd == "publish") return cmd_publish(rest);

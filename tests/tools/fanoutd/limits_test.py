@@ -13,6 +13,7 @@
 """
 
 import json
+import os
 import socket
 
 import harness
@@ -167,6 +168,45 @@ class LimitsTest(FanoutdTestCase):
         finally:
             s.close()
         d.stop()
+
+    def test_heap_on_transparent_huge_pages(self):
+        """`fanoutd serve` runs itself again once with glibc.malloc.hugetlb=1 (hugepages.h),
+        under its own name and process id; FANOUT_MALLOC_HUGETLB=0 and an operator's own
+        setting of that tunable are left alone."""
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            offered = "[never]" not in f.read()
+        data = self.data_dir()
+
+        def started(env):
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update({k: v for k, v in env.items() if v is not None})
+            for k, v in env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+            try:
+                d = self.start_daemon(data)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            with open(f"/proc/{d.proc.pid}/environ", "rb") as f:
+                environ = dict(kv.split("=", 1) for kv in f.read().decode().split("\0") if kv)
+            with open(f"/proc/{d.proc.pid}/comm") as f:
+                name = f.read().strip()
+            self.assertEqual(d.http("GET", "/healthz").status, 200)
+            d.stop()
+            return environ.get("GLIBC_TUNABLES"), name
+
+        tunables, name = started({"GLIBC_TUNABLES": None, "FANOUT_MALLOC_HUGETLB": None})
+        self.assertEqual(name, "fanoutd")
+        self.assertEqual(tunables, "glibc.malloc.hugetlb=1" if offered else None)
+        tunables, _ = started({"GLIBC_TUNABLES": None, "FANOUT_MALLOC_HUGETLB": "0"})
+        self.assertIsNone(tunables)
+        tunables, _ = started({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0",
+                               "FANOUT_MALLOC_HUGETLB": None})
+        self.assertEqual(tunables, "glibc.malloc.hugetlb=0")
 
 
 if __name__ == "__main__":

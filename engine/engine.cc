@@ -106,8 +106,8 @@ struct Producer::State {
   // before our store of true. Otherwise stop's store precedes our load of running in S, so we
   // read false and return kStopped before touching any queue. Acquire/release alone would not
   // do: both sides could read the old value (store-buffer reordering), the one case stop() must
-  // exclude. Against the old shared counter (two locked read-modify-writes on a line shared by
-  // every producer): one locked store to a line only this producer writes, and a plain store.
+  // exclude. Cost: one locked store to a line only this producer writes, and a plain store; no
+  // line is shared between producers.
   struct Entered {
     engine::PublishGate& gate;
     explicit Entered(engine::PublishGate& g) noexcept : gate(g) {

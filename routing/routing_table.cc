@@ -446,13 +446,13 @@ void RoutingTable::reclaim() {
 void RoutingTable::reclaim_locked() {
   if (retired_.empty()) return;
   // A hazard slot may hold a root that is already freed, so reclamation compares hazards with the
-  // roots it knows to be alive and never reads through them. It used to read `r->version` for
-  // each hazard r, and lost this race (a heap-use-after-free under ASan):
+  // roots it knows to be alive and never reads through them. Reading `r->version` for each
+  // hazard r would lose this race (a heap-use-after-free under ASan):
   //   1. reader: root = current_ (root v); not yet published in its slot;
   //   2. writer: publishes v+1, retires v, scans the slots (this one still empty), frees v;
   //   3. reader: publishes v, already freed, in its slot (its re-check will fail: it retries);
   //   4. writer, before that re-check: publishes v+2, scans the slots, finds v, reads v->version.
-  // The value read was garbage at best (once the memory is reused, anything at all).
+  // The value read would be garbage at best (once the memory is reused, anything at all).
   //
   // Why addresses suffice: a hazard protects a root only if its reader's re-check then finds that
   // root current (pin_root()). A root so pinned is either still current (it is not retired, and

@@ -298,8 +298,8 @@ TEST_F(EngineTest, BusyWhenTheBudgetIsFullAndNothingIsLost) {
   // then: a Producer must not outlive its Engine.
 }
 
-// Regression: PublishResult::event_id once pointed into the Delivery, which the worker may free
-// as soon as it is queued (TSan race, ASan use-after-free). It is now the Producer's own copy.
+// PublishResult::event_id is the Producer's own copy: the Delivery may be freed by the worker as
+// soon as it is queued (a view into it would be a TSan race and an ASan use-after-free).
 TEST_F(EngineTest, EventIdOfTheResultStaysValidUntilTheNextPublish) {
   Receiver rx([](const Received&, std::size_t) { return 200; });
   start(test_options(), rx.port());
@@ -427,9 +427,9 @@ TEST_F(EngineTest, BlackHoledOriginDoesNotHoldUpAHealthyOne) {
   EXPECT_EQ(engine_->stats().in_flight, 0u);
 }
 
-// Regression: requests queued behind a full pool were once completed through the timer wheel
-// after the worker had already closed it, so stop() neither reported nor handed them back.
-// Client::close() now aborts connections first and completes the queue at once.
+// Requests queued behind a full pool are handed back by stop(): Client::close() aborts
+// connections first and completes the queue at once, not through the timer wheel the worker
+// has already closed by then.
 TEST_F(EngineTest, StopHandsBackDeliveriesQueuedBehindAFullPool) {
   constexpr int kEvents = 20;
   Receiver hole([](const Received&, std::size_t) { return Receiver::kNoAnswer; });
@@ -926,10 +926,10 @@ TEST_F(EngineSinkTest, RetriesReachTheSinkAsDuplicateEventIds) {
 // puts all 40 events on one connection; the sink sends GOAWAY at its 15th request on each, so
 // the streams it has not processed yet are refused and re-sent on the next connection: at most
 // three connections, so no event is refused the 4 times in a row that would count as a failed
-// attempt (transport README, "Refused before processing").
-// (It found a bug in HttpServer: streams above the GOAWAY's last-stream-id that arrived in the
-// same read were still handed to the handler, so the sink processed requests the client then
-// re-sent, rightly, as refused. The server now refuses them with RST_STREAM(REFUSED_STREAM).)
+// attempt (transport README, "Refused before processing"). It also checks HttpServer: streams
+// above the GOAWAY's last-stream-id that arrive in the same read are refused with
+// RST_STREAM(REFUSED_STREAM), not handed to the handler (else the sink would process requests
+// the client then re-sends, rightly, as refused).
 TEST_F(EngineSinkTest, GoawayRefusedDeliveriesAreResentAndNotCounted) {
   constexpr int kEvents = 40;
   const fanout::testing::ScratchDir dir;

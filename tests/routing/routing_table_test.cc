@@ -395,12 +395,13 @@ TEST(RoutingTableConcurrencyTest, ReadersSeeOldOrNewValueWhileAWriterReplaces) {
   EXPECT_EQ(table.stats().retired_pending, 0u);
 }
 
-// --- Reclamation against a reader between loading a root and re-checking it (issue 13, item 9) ---
+// --- Reclamation against a reader between loading a root and re-checking it ---
 //
 // pin() loads current_, publishes that root in its hazard slot, then re-checks current_. If a
 // commit frees the loaded root before it is published (no hazard held it yet), the slot then
-// holds a freed root until the re-check fails; a commit in that window used to read `version`
-// through it in reclaim_locked(): heap-use-after-free (ASan). The seam runs code inside pin().
+// holds a freed root until the re-check fails; a commit in that window must not read `version`
+// through it in reclaim_locked() (a heap-use-after-free under ASan). A seam runs the test's code
+// inside pin().
 
 using PinStep = RoutingTable::PinStep;
 
@@ -486,8 +487,9 @@ void yield_for_writes_in_first_pass(PinStep step) {
 
 // The same race from threads: readers pin in a loop, yielding for a write between loading a root
 // and publishing it and between publishing it and re-checking it, while a writer upserts and
-// removes. Bounded by the writer's count (no clock). Under ASan the old reclamation failed here
-// with a heap-use-after-free in reclaim_locked(); under TSan it checks the pin/reclaim ordering.
+// removes. Bounded by the writer's count (no clock). Under ASan a reclamation that read through
+// a hazard would fail here with a heap-use-after-free in reclaim_locked(); under TSan it checks
+// the pin/reclaim ordering.
 TEST(RoutingTableReclaimRaceTest, ReadersYieldingInsidePinWhileAWriterCommits) {
   constexpr std::int64_t kOrgs = 4;
   constexpr EventTypeId kTypes = 2;

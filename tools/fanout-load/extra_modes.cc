@@ -128,7 +128,7 @@ int run_sign_rate_only(const Options& o) {
   }
   const double signer_s = seconds_between(t0, Clock::now());
 
-  // Raw BoringSSL on the same key and body: the baseline issue 4 names.
+  // Raw BoringSSL on the same key and body: the baseline the signed rate is compared with.
   std::uint8_t public_key[ED25519_PUBLIC_KEY_LEN];
   std::uint8_t private_key[ED25519_PRIVATE_KEY_LEN];
   ED25519_keypair_from_seed(public_key, private_key, signer.seed().data());

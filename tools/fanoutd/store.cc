@@ -14,7 +14,7 @@
 //                        subscription created, updated or deleted (store_changes.cc)
 // Migration 3 (Standard Webhooks, store_signing.cc):
 //   subscriptions + signing TEXT ('default', 'off', 'v1a', 'v1', 'both'), webhook_secret BLOB
-//                   (24..64 raw bytes; NULL for rows made before: no v1 until rotated)
+//                   (24..64 raw bytes; NULL for rows made before it: no v1 until rotated)
 //
 // Invariants:
 // - Ids come from AUTOINCREMENT, so a deleted subscription's (or key's) id is never handed out

@@ -822,8 +822,7 @@ TEST_F(H2SessionTest, StreamRefusedOnEveryAttemptEndsRefusedBeforeProcessing) {
   EXPECT_EQ(client_->stats().connections_opened, 1u);
 }
 
-// Regression: Response::requeues counts re-sends only; the final refusal, not re-sent, is not
-// counted (Origin::requeue once counted it).
+// Response::requeues counts re-sends only; the final refusal, not re-sent, is not counted.
 TEST_F(H2SessionTest, StreamRefusedOnEveryAttemptCountsOnlyTheResends) {
   H2Peer::Script s;
   s.on_request = [](PeerConn& c, Exchange& ex) { c.reset(ex, NGHTTP2_REFUSED_STREAM); };
@@ -1157,8 +1156,8 @@ TEST_F(H2SessionTest, UnansweredStreamTimesOutAloneAndTheConnectionStaysUsable) 
 
 // --- Cancel --------------------------------------------------------------------------------------
 
-// Regression: cancelling a request in flight resets its stream and completes it from the loop,
-// never inside cancel() (ClientH2Session::cancel once called on_response synchronously).
+// Cancelling a request in flight resets its stream and completes it from the loop, never inside
+// cancel() (ClientH2Session::cancel must not call on_response synchronously).
 TEST_F(H2SessionTest, CancellingAnInFlightStreamResetsItAndCompletesFromTheLoop) {
   H2Peer::Script s;
   s.on_request = [this](PeerConn& c, Exchange& ex) {

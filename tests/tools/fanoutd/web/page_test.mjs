@@ -1,6 +1,6 @@
 // fanoutd's app page (tools/fanoutd/web/) in a real browser: Debian's chromium, headless, driven
 // by Playwright (playwright-core, pinned by package-lock.json). The test starts its own fanoutd
-// and two fanout-sinks on 127.0.0.1 port 0, and checks what issue 12 asks: sign in, create two
+// and two fanout-sinks on 127.0.0.1 port 0, and checks: sign in, create two
 // webhooks in one go, a duplicate refused on its type, a bad header name and a bad URL show the
 // rule as typed, Test against a sink answering 200 and one answering 500 (and a 400 on the
 // field), edit, delete, history with resend, HTML in a header value stays text, a revoked key

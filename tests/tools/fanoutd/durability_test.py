@@ -226,8 +226,8 @@ class IdempotencyTest(DurabilityCase):
 
 # ------------------------------------------------------------------------------------------
 class StartFailureTest(DurabilityCase):
-    """Issue item 7a: a start that fails (the port is taken) loses none of the deliveries the
-    previous run left without a final outcome; a later start resumes and delivers them."""
+    """A start that fails (the port is taken) loses none of the deliveries the previous run left
+    without a final outcome; a later start resumes and delivers them."""
 
     def _start_fails_then_resumes(self, durable):
         d = self.start_daemon(config=SLOW_RETRY, args=[] if durable else ["--no-durable"])

@@ -11,13 +11,12 @@
 #include <vector>
 
 #include "fanout/engine.h"
-#include "tests/engine/collector.h"
-#include "tests/engine/receiver.h"
+#include "tests/support/engine_fixture.h"
+#include "tests/support/receiver.h"
 
 namespace fanout {
 namespace {
 
-using fanout::testing::Collector;
 using fanout::testing::Received;
 using fanout::testing::Receiver;
 
@@ -75,38 +74,25 @@ TEST(BudgetTableTest, ConcurrentTakersNeverPassTheLimit) {
   EXPECT_LE(taken.load(), kLimit);
 }
 
-constexpr const char* kEvent = R"({"org_id":%d,"type":"business_updated","payload":{"n":%d}})";
-
 std::string event(int org, int n) {
-  char buf[128];
-  std::snprintf(buf, sizeof buf, kEvent, org, n);
-  return buf;
+  return fanout::test_support::event_json(org, {}, R"({"n":)" + std::to_string(n) + "}");
 }
 
-class BudgetEngineTest : public ::testing::Test {
+class BudgetEngineTest : public fanout::test_support::EngineFixture {
  protected:
+  // Deliveries to black holes are still in flight when TearDown stops the engine.
+  BudgetEngineTest() { expect_nothing_left_ = false; }
+
   void start(EngineOptions o, const std::vector<std::pair<int, std::string>>& routes) {
     o.workers = 1;
     o.insecure = true;
     o.allow_subnets = {"127.0.0.1/32"};
-    auto e = Engine::create(std::move(o), &collector_);
-    ASSERT_TRUE(e.has_value()) << e.error();
-    engine_ = std::move(*e);
+    create(std::move(o));
+    ASSERT_TRUE(engine_);
     std::int64_t id = 1;
-    for (const auto& [org, url] : routes) {
-      routing::SubscriptionSpec spec;
-      spec.org_id = org;
-      spec.event_type = "business_updated";
-      spec.url = url;
-      ASSERT_TRUE(engine_->upsert(id++, spec).has_value());
-    }
-    ASSERT_TRUE(engine_->start().has_value());
+    for (const auto& [org, url] : routes) subscribe(id++, org, url);
+    run();
   }
-  void TearDown() override {
-    if (engine_) (void)engine_->stop(std::chrono::milliseconds(0));
-  }
-  Collector collector_;
-  std::unique_ptr<Engine> engine_;
 };
 
 // Organisation 1 black-holed, organisation 2 healthy, a global budget of 200: org 1 is held to

@@ -18,8 +18,9 @@
 #include <vector>
 
 #include "fanout/engine.h"
-#include "tests/engine/collector.h"
-#include "tests/engine/receiver.h"
+#include "tests/support/collector.h"
+#include "tests/support/engine_fixture.h"
+#include "tests/support/receiver.h"
 #include "tests/transport/dns_server.h"
 #include "tests/transport/spawn_on_loop.h"
 #include "tests/transport/test_peers.h"
@@ -77,7 +78,7 @@ class DnsThread {
 };
 
 std::string event(const std::string& id) {
-  return R"({"id":")" + id + R"(","org_id":42,"type":"business_updated","payload":{"n":1}})";
+  return fanout::test_support::event_json(42, id);
 }
 
 // Milliseconds of backoff; no allow-list unless a test adds one.
@@ -123,22 +124,12 @@ std::shared_ptr<const transport::TlsContext> server_tls(const fanout::testing::S
   return ctx ? *ctx : nullptr;
 }
 
-class DeliveryContractTest : public ::testing::Test {
+class DeliveryContractTest : public fanout::test_support::EngineFixture {
  protected:
-  void create(EngineOptions o) {
-    auto e = Engine::create(std::move(o), &collector_);
-    ASSERT_TRUE(e.has_value()) << e.error();
-    engine_ = std::move(*e);
-  }
+  // Subscription 7 (organisation 42) to `url`, then starts the engine.
   void subscribe(const std::string& url) {
-    routing::SubscriptionSpec spec;
-    spec.org_id = 42;
-    spec.event_type = "business_updated";
-    spec.url = url;
-    auto s = engine_->upsert(7, spec);
-    ASSERT_TRUE(s.has_value()) << url;
-    auto started = engine_->start();
-    ASSERT_TRUE(started.has_value()) << started.error();
+    EngineFixture::subscribe(7, 42, url);
+    run();
   }
   // Publishes one event with a tag (so each retryable failure reports a RetryNote) and waits
   // for its outcome.
@@ -169,14 +160,6 @@ class DeliveryContractTest : public ::testing::Test {
     EXPECT_EQ(st.attempts, 6u);
     EXPECT_EQ(st.attempts_failed, 6u);
   }
-  void TearDown() override {
-    if (engine_) {
-      EXPECT_TRUE(engine_->stop(std::chrono::milliseconds(0)).empty());
-    }
-  }
-
-  Collector collector_;
-  std::unique_ptr<Engine> engine_;
 };
 
 // --- The address guard with host names (contract §5) -------------------------------------------

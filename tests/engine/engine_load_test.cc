@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "fanout/engine.h"
-#include "tests/engine/collector.h"
-#include "tests/engine/receiver.h"
+#include "tests/support/collector.h"
+#include "tests/support/receiver.h"
 #include "tests/support/sanitized.h"
 
 namespace fanout {

@@ -17,9 +17,10 @@
 
 #include "engine/signer.h"
 #include "fanout/version.h"
-#include "tests/engine/collector.h"
-#include "tests/engine/receiver.h"
+#include "tests/support/collector.h"
+#include "tests/support/engine_fixture.h"
 #include "tests/support/peers.h"
+#include "tests/support/receiver.h"
 #include "tests/transport/spawn_on_loop.h"
 #include "tests/transport/test_peers.h"
 
@@ -31,23 +32,16 @@ using fanout::testing::Received;
 using fanout::testing::Receiver;
 
 std::string event_for(std::int64_t org_id, const std::string& id) {
-  return R"({"id":")" + id + R"(","org_id":)" + std::to_string(org_id) +
-         R"(,"type":"business_updated","payload":{"n":1}})";
+  return fanout::test_support::event_json(org_id, id);
 }
 
+// Milliseconds instead of minutes between attempts: the schedule's shape is tested on
+// backoff_ms itself.
 EngineOptions test_options() {
-  EngineOptions o;
-  o.workers = 1;
-  o.insecure = true;
-  o.allow_subnets = {"127.0.0.1/32"};
-  // Milliseconds instead of minutes: the schedule's shape is tested on backoff_ms itself.
-  o.retry.base_ms = 1;
-  o.retry.factor = 2;
-  o.retry.jitter = 0;
-  return o;
+  return fanout::test_support::loopback_engine_options();
 }
 
-class EngineTest : public ::testing::Test {
+class EngineTest : public fanout::test_support::EngineFixture {
  protected:
   void start(EngineOptions o, std::uint16_t port) {
     create(std::move(o));
@@ -56,38 +50,9 @@ class EngineTest : public ::testing::Test {
               {{"X-Auth-Token", "s3cr3t"}, {"X-Tenant", "acme"}});
     run();
   }
-  // The steps of start(), for tests with other subscriptions.
-  void create(EngineOptions o) {
-    auto e = Engine::create(std::move(o), &collector_);
-    ASSERT_TRUE(e.has_value()) << e.error();
-    engine_ = std::move(*e);
-  }
-  void subscribe(std::int64_t id, std::int64_t org_id, const std::string& url,
-                 std::vector<routing::Header> headers = {}) {
-    routing::SubscriptionSpec spec;
-    spec.org_id = org_id;
-    spec.event_type = "business_updated";
-    spec.url = url;
-    spec.custom_headers = std::move(headers);
-    auto s = engine_->upsert(id, spec);
-    ASSERT_TRUE(s.has_value()) << url;
-  }
-  void run() {
-    auto started = engine_->start();
-    ASSERT_TRUE(started.has_value()) << started.error();
-  }
-  void TearDown() override {
-    if (engine_) {
-      auto left = engine_->stop(std::chrono::milliseconds(0));
-      EXPECT_TRUE(left.empty());
-    }
-  }
   static std::string event(const std::string& id) {
-    return R"({"id":")" + id +
-           R"(","org_id":42,"type":"business_updated","payload":{"business":{"id":"b1","name":"Café"}}})";
+    return fanout::test_support::event_json(42, id, R"({"business":{"id":"b1","name":"Café"}})");
   }
-  Collector collector_;
-  std::unique_ptr<Engine> engine_;
 };
 
 TEST(BackoffTest, FollowsTheContractScheduleWithoutJitter) {

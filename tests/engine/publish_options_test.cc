@@ -12,13 +12,12 @@
 #include <string>
 
 #include "fanout/engine.h"
-#include "tests/engine/collector.h"
-#include "tests/engine/receiver.h"
+#include "tests/support/engine_fixture.h"
+#include "tests/support/receiver.h"
 
 namespace fanout {
 namespace {
 
-using fanout::testing::Collector;
 using fanout::testing::Received;
 using fanout::testing::Receiver;
 
@@ -26,35 +25,18 @@ constexpr const char* kNoId = R"({"org_id":42,"type":"business_updated","payload
 constexpr const char* kWithId =
     R"({"id":"given","org_id":42,"type":"business_updated","payload":{"n":1}})";
 
-class PublishOptionsTest : public ::testing::Test {
+class PublishOptionsTest : public fanout::test_support::EngineFixture {
  protected:
   void start(std::uint16_t port, std::string journal_dir = {}) {
-    EngineOptions o;
-    o.workers = 1;
-    o.insecure = true;
-    o.allow_subnets = {"127.0.0.1/32"};
-    o.retry.base_ms = 1;
+    EngineOptions o = fanout::test_support::loopback_engine_options();
     o.retry.factor = 1;
-    o.retry.jitter = 0;
     o.retry.max_retries = 3;
     o.durability.dir = std::move(journal_dir);
-    auto e = Engine::create(std::move(o), &collector_);
-    ASSERT_TRUE(e.has_value()) << e.error();
-    engine_ = std::move(*e);
-    routing::SubscriptionSpec spec;
-    spec.org_id = 42;
-    spec.event_type = "business_updated";
-    spec.url = "http://127.0.0.1:" + std::to_string(port) + "/hook";
-    ASSERT_TRUE(engine_->upsert(1, spec).has_value());
-    ASSERT_TRUE(engine_->start().has_value());
+    create(std::move(o));
+    ASSERT_TRUE(engine_);
+    subscribe(1, 42, "http://127.0.0.1:" + std::to_string(port) + "/hook");
+    run();
   }
-  void TearDown() override {
-    if (engine_) {
-      EXPECT_TRUE(engine_->stop(std::chrono::milliseconds(0)).empty());
-    }
-  }
-  Collector collector_;
-  std::unique_ptr<Engine> engine_;
 };
 
 TEST_F(PublishOptionsTest, TagAndDefaultIdComeBackInTheOutcome) {

@@ -15,13 +15,12 @@
 
 #include "engine/signer.h"
 #include "fanout/engine.h"
-#include "tests/engine/collector.h"
-#include "tests/engine/receiver.h"
+#include "tests/support/engine_fixture.h"
+#include "tests/support/receiver.h"
 
 namespace fanout::engine {
 namespace {
 
-using fanout::testing::Collector;
 using fanout::testing::Received;
 using fanout::testing::Receiver;
 
@@ -146,21 +145,14 @@ TEST(StandardWebhooksTest, DecodingRefusesBadSecrets) {
 
 // --- the engine sends them ----------------------------------------------------------------------
 
-class StandardWebhooksEngineTest : public ::testing::Test {
+class StandardWebhooksEngineTest : public fanout::test_support::EngineFixture {
  protected:
   void start(routing::WebhookSigning daemon, routing::WebhookSigning own, std::uint16_t port) {
-    EngineOptions o;
-    o.workers = 1;
-    o.insecure = true;
-    o.allow_subnets = {"127.0.0.1/32"};
-    o.retry.base_ms = 1;
-    o.retry.factor = 2;
-    o.retry.jitter = 0;
+    EngineOptions o = fanout::test_support::loopback_engine_options();
     o.signing_key_pem = key_.private_key_pem();
     o.standard_webhooks = daemon;
-    auto e = Engine::create(std::move(o), &collector_);
-    ASSERT_TRUE(e.has_value()) << e.error();
-    engine_ = std::move(*e);
+    create(std::move(o));
+    ASSERT_TRUE(engine_);
     routing::SubscriptionSpec spec{
         42, "business_updated", "http://127.0.0.1:" + std::to_string(port) + "/hook", {}};
     auto s = engine_->upsert(7, spec);
@@ -168,13 +160,7 @@ class StandardWebhooksEngineTest : public ::testing::Test {
     s->signing = own;
     s->webhook_secret = secret_;
     engine_->upsert(*s);
-    auto started = engine_->start();
-    ASSERT_TRUE(started.has_value()) << started.error();
-  }
-  void TearDown() override {
-    if (engine_) {
-      EXPECT_TRUE(engine_->stop(std::chrono::milliseconds(0)).empty());
-    }
+    run();
   }
   // Checks the three headers of `r` against the body and keys; the signed content's timestamp.
   void expect_signed(const Received& r, bool v1, bool v1a) {
@@ -209,13 +195,10 @@ class StandardWebhooksEngineTest : public ::testing::Test {
         Signer::verify_base64(key_.public_key(), r.body, r.headers.at("x-partoo-signature-v1")));
   }
   static std::string event(const std::string& id) {
-    return R"({"id":")" + id +
-           R"(","org_id":42,"type":"business_updated","payload":{"business":{"id":"b1"}}})";
+    return fanout::test_support::event_json(42, id, R"({"business":{"id":"b1"}})");
   }
   const Signer key_ = Signer::generate();
   const std::string secret_ = new_webhook_secret();
-  Collector collector_;
-  std::unique_ptr<Engine> engine_;
 };
 
 TEST_F(StandardWebhooksEngineTest, OffSendsOnlyPartoosHeaders) {

@@ -9,37 +9,26 @@
 #include <thread>
 
 #include "fanout/engine.h"
-#include "tests/engine/collector.h"
-#include "tests/engine/receiver.h"
+#include "tests/support/engine_fixture.h"
+#include "tests/support/receiver.h"
 
 namespace fanout {
 namespace {
 
-using fanout::testing::Collector;
 using fanout::testing::Received;
 using fanout::testing::Receiver;
 
-constexpr const char* kEvent42 = R"({"org_id":42,"type":"business_updated","payload":{"n":1}})";
-constexpr const char* kEvent43 = R"({"org_id":43,"type":"business_updated","payload":{"n":1}})";
+using fanout::test_support::event_json;
 
-class WorkerTest : public ::testing::Test {
+class WorkerTest : public fanout::test_support::EngineFixture {
  protected:
   void start() {
-    EngineOptions o;
-    o.workers = 1;
-    o.insecure = true;
-    o.allow_subnets = {"127.0.0.1/32"};
-    auto e = Engine::create(std::move(o), &collector_);
-    ASSERT_TRUE(e.has_value()) << e.error();
-    engine_ = std::move(*e);
-    ASSERT_TRUE(engine_->start().has_value());
+    create(fanout::test_support::loopback_engine_options());
+    ASSERT_TRUE(engine_);
+    run();
   }
   void subscribe(std::int64_t id, std::int64_t org, std::uint16_t port, const std::string& path) {
-    routing::SubscriptionSpec spec;
-    spec.org_id = org;
-    spec.event_type = "business_updated";
-    spec.url = "http://127.0.0.1:" + std::to_string(port) + path;
-    ASSERT_TRUE(engine_->upsert(id, spec).has_value());
+    EngineFixture::subscribe(id, org, "http://127.0.0.1:" + std::to_string(port) + path);
   }
   // Waits (bounded by a 60 s guard) until the workers keep `n` targets.
   bool wait_targets(std::uint64_t n) {
@@ -50,13 +39,6 @@ class WorkerTest : public ::testing::Test {
     }
     return true;
   }
-  void TearDown() override {
-    if (engine_) {
-      EXPECT_TRUE(engine_->stop(std::chrono::milliseconds(0)).empty());
-    }
-  }
-  Collector collector_;
-  std::unique_ptr<Engine> engine_;
 };
 
 TEST_F(WorkerTest, TargetOfADeletedSubscriptionIsFreedOnceItsDeliveryEnds) {
@@ -64,7 +46,7 @@ TEST_F(WorkerTest, TargetOfADeletedSubscriptionIsFreedOnceItsDeliveryEnds) {
   start();
   subscribe(1, 42, rx.port(), "/hook");
   auto p = engine_->make_producer();
-  ASSERT_EQ(p.publish(kEvent42).status, PublishStatus::kAccepted);
+  ASSERT_EQ(p.publish(event_json(42)).status, PublishStatus::kAccepted);
   // The attempt is at the receiver, held: its delivery refers to the target.
   const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (rx.count() == 0 && std::chrono::steady_clock::now() < limit) std::this_thread::yield();
@@ -84,8 +66,8 @@ TEST_F(WorkerTest, ChangedSubscriptionReplacesItsTarget) {
   subscribe(1, 42, rx.port(), "/a");
   subscribe(2, 43, rx.port(), "/b");
   auto p = engine_->make_producer();
-  ASSERT_EQ(p.publish(kEvent42).status, PublishStatus::kAccepted);
-  ASSERT_EQ(p.publish(kEvent43).status, PublishStatus::kAccepted);
+  ASSERT_EQ(p.publish(event_json(42)).status, PublishStatus::kAccepted);
+  ASSERT_EQ(p.publish(event_json(43)).status, PublishStatus::kAccepted);
   ASSERT_TRUE(collector_.wait_for(2));
   EXPECT_TRUE(wait_targets(2));
   // Subscription 2 moves to another path; subscription 1 is deleted and nothing is published
@@ -93,7 +75,7 @@ TEST_F(WorkerTest, ChangedSubscriptionReplacesItsTarget) {
   subscribe(2, 43, rx.port(), "/c");
   ASSERT_TRUE(engine_->remove(42, "business_updated"));
   EXPECT_TRUE(wait_targets(0)) << engine_->stats().targets;
-  ASSERT_EQ(p.publish(kEvent43).status, PublishStatus::kAccepted);
+  ASSERT_EQ(p.publish(event_json(43)).status, PublishStatus::kAccepted);
   ASSERT_TRUE(collector_.wait_for(3));
   EXPECT_EQ(rx.received().back().path, "/c");
   EXPECT_TRUE(wait_targets(1));

@@ -8,38 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/client_fixture.h"
 #include "tests/transport/test_peers.h"
-#include "transport/loop_timer.h"
-#include "transport/stream.h"
 
 namespace fanout::transport {
 namespace {
 
+using fanout::test_support::Requests;
 using fanout::testing::Child;
 using fanout::testing::ScratchDir;
-
-// A request that records its response (views copied) and stops the loop when the last of a
-// batch completes.
-struct TestRequest final : Request {
-  Response got;
-  std::string got_body;
-  std::string got_detail;
-  bool done = false;
-  int* remaining = nullptr;
-  uv_loop_t* loop = nullptr;
-  std::string body_storage;
-  std::vector<HeaderView> header_storage;
-
-  void on_response(const Response& r) override {
-    got = r;
-    got_body.assign(r.body);
-    got_detail.assign(r.detail);
-    got.body = got_body;
-    got.detail = got_detail;
-    done = true;
-    if (--*remaining == 0) uv_stop(loop);
-  }
-};
 
 // A TCP server inside the test's loop that accepts and reads, then either never answers (black
 // hole) or closes each connection after its first read.
@@ -109,30 +86,12 @@ class SilentPeer {
   std::string reply_;
 };
 
-class ClientTest : public ::testing::Test {
+class ClientTest : public fanout::test_support::ClientLoopTest {
  protected:
-  void SetUp() override {
-    ASSERT_EQ(uv_loop_init(&loop_), 0);
-    streams_ = std::make_unique<StreamLoop>(&loop_);
-    timers_ = std::make_unique<LoopTimer>(&loop_);
-    guard_.bind<&ClientTest::on_guard>(this);
-  }
-
-  void TearDown() override {
+  void close_peers() override {
     if (peer_) peer_->close();
-    if (client_) {
-      bool closed = false;
-      client_->close([](void* d) { *static_cast<bool*>(d) = true; }, &closed);
-      while (!closed) uv_run(&loop_, UV_RUN_ONCE);
-      client_.reset();
-    }
-    timers_->cancel(guard_);
-    streams_->close();
-    timers_->close();
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    EXPECT_EQ(uv_loop_close(&loop_), 0) << "a handle leaked";
-    peer_.reset();
   }
+  void free_peers() override { peer_.reset(); }
 
   // A silent peer on this loop, closed and freed by TearDown after the loop has run.
   SilentPeer& silent_peer(bool close_after_read, std::string reply = {}) {
@@ -140,62 +99,16 @@ class ClientTest : public ::testing::Test {
     return *peer_;
   }
 
-  static ClientOptions local_options() {
-    ClientOptions o;
-    o.allow.push_back(*Subnet::parse("127.0.0.1/32"));
-    o.response_timeout_ms = 10'000;
-    o.connect_timeout_ms = 5'000;
-    return o;
-  }
-
-  void make_client(ClientOptions o) {
-    auto c = Client::create(*streams_, *timers_, std::move(o));
-    ASSERT_TRUE(c.has_value()) << c.error();
-    client_ = std::move(*c);
-  }
+  static ClientOptions local_options() { return loopback_options(); }
 
   // Makes `n` requests to tls/host/port with `body`.
-  std::vector<std::unique_ptr<TestRequest>> make_requests(std::size_t n, bool tls,
-                                                          std::string_view host, std::uint16_t port,
-                                                          const std::string& body = "{}") {
-    std::vector<std::unique_ptr<TestRequest>> v;
-    for (std::size_t i = 0; i < n; ++i) {
-      auto r = std::make_unique<TestRequest>();
-      r->tls = tls;
-      r->host = host;
-      r->port = port;
-      r->target = "/hook";
-      r->body_storage = body;
-      r->body = r->body_storage;
-      r->loop = &loop_;
-      r->remaining = &remaining_;
-      v.push_back(std::move(r));
-    }
+  Requests make_requests(std::size_t n, bool tls, std::string_view host, std::uint16_t port,
+                         const std::string& body = "{}") {
+    Requests v;
+    for (std::size_t i = 0; i < n; ++i) v.push_back(make_request(tls, host, port, "/hook", body));
     return v;
   }
 
-  // Submits every request and runs the loop until all completed (or a 30 s guard fires, which
-  // fails the test: the loop would otherwise never stop).
-  void run_all(std::vector<std::unique_ptr<TestRequest>>& reqs) {
-    remaining_ = static_cast<int>(reqs.size());
-    for (auto& r : reqs) client_->submit(*r);
-    timers_->schedule_after(guard_, 30'000);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    timers_->cancel(guard_);
-    for (auto& r : reqs) ASSERT_TRUE(r->done) << "request never completed";
-  }
-
-  void on_guard() noexcept {
-    ADD_FAILURE() << "requests still running after 30 s";
-    uv_stop(&loop_);
-  }
-
-  uv_loop_t loop_{};
-  std::unique_ptr<StreamLoop> streams_;
-  std::unique_ptr<LoopTimer> timers_;
-  std::unique_ptr<Client> client_;
-  TimerEntry guard_;
-  int remaining_ = 0;
   std::unique_ptr<SilentPeer> peer_;
 };
 
@@ -601,7 +514,7 @@ class NginxTest : public ClientTest {
       tls_port_ = tls;
     }
   }
-  void add_header(std::vector<std::unique_ptr<TestRequest>>& reqs) {
+  void add_header(Requests& reqs) {
     for (auto& r : reqs) {
       r->header_storage = {{"X-Auth-Token", "s3cr3t-value"}, {"X-Tenant", "acme"}};
       r->headers = r->header_storage;

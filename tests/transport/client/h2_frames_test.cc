@@ -23,12 +23,14 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/client_fixture.h"
 #include "transport/client/client.h"
-#include "transport/loop_timer.h"
-#include "transport/stream.h"
 
 namespace fanout::transport {
 namespace {
+
+using fanout::test_support::RecordingRequest;
+using fanout::test_support::Requests;
 
 // --- The scripted server -------------------------------------------------------------------------
 
@@ -544,31 +546,6 @@ ssize_t PeerConn::read_body(nghttp2_session*, std::int32_t, std::uint8_t* buf, s
 
 // --- The client side -----------------------------------------------------------------------------
 
-// A request that records its response (views copied), counts on_response calls, and stops the
-// loop when the last of a batch completes.
-struct TestRequest final : Request {
-  Response got;
-  std::string got_body;
-  std::string got_detail;
-  int calls = 0;
-  bool done = false;
-  int* remaining = nullptr;
-  uv_loop_t* loop = nullptr;
-  std::string target_storage;
-  std::string body_storage;
-
-  void on_response(const Response& r) override {
-    ++calls;
-    got = r;
-    got_body.assign(r.body);
-    got_detail.assign(r.detail);
-    got.body = got_body;
-    got.detail = got_detail;
-    done = true;
-    if (--*remaining == 0) uv_stop(loop);
-  }
-};
-
 // A body whose every byte depends on its position, so a lost, repeated or reordered chunk shows.
 std::string patterned(std::size_t n) {
   std::string s(n, '\0');
@@ -576,38 +553,24 @@ std::string patterned(std::size_t n) {
   return s;
 }
 
-class H2SessionTest : public ::testing::Test {
+class H2SessionTest : public fanout::test_support::ClientLoopTest {
  protected:
   void SetUp() override {
-    ASSERT_EQ(uv_loop_init(&loop_), 0);
-    streams_ = std::make_unique<StreamLoop>(&loop_);
-    timers_ = std::make_unique<LoopTimer>(&loop_);
-    guard_.bind<&H2SessionTest::on_guard>(this);
+    ClientLoopTest::SetUp();
     uv_idle_init(&loop_, &idle_);
     idle_.data = this;
   }
 
-  void TearDown() override {
-    // First the idle handle and the server: no hook (they capture the test body's locals by
-    // reference) runs once the test body has returned.
+  // First the idle handle and the server: no hook (they capture the test body's locals by
+  // reference) runs once the test body has returned.
+  void close_peers() override {
     uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
     if (peer_) {
       EXPECT_TRUE(peer_->errors().empty()) << "server objected: " << peer_->errors().front();
       peer_->close();
     }
-    if (client_) {
-      bool closed = false;
-      client_->close([](void* d) { *static_cast<bool*>(d) = true; }, &closed);
-      while (!closed) uv_run(&loop_, UV_RUN_ONCE);
-      client_.reset();
-    }
-    timers_->cancel(guard_);
-    streams_->close();
-    timers_->close();
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    EXPECT_EQ(uv_loop_close(&loop_), 0) << "a handle leaked";
-    peer_.reset();
   }
+  void free_peers() override { peer_.reset(); }
 
   H2Peer& start_peer(H2Peer::Script script) {
     peer_ = std::make_unique<H2Peer>(&loop_, std::move(script));
@@ -616,60 +579,21 @@ class H2SessionTest : public ::testing::Test {
 
   // h2c with prior knowledge to 127.0.0.1.
   static ClientOptions h2c_options() {
-    ClientOptions o;
+    ClientOptions o = loopback_options();
     o.insecure = true;
     o.cleartext_h2 = true;
-    o.allow.push_back(*Subnet::parse("127.0.0.1/32"));
-    o.response_timeout_ms = 10'000;
-    o.connect_timeout_ms = 5'000;
     return o;
   }
 
-  void make_client(ClientOptions o) {
-    auto c = Client::create(*streams_, *timers_, std::move(o));
-    ASSERT_TRUE(c.has_value()) << c.error();
-    client_ = std::move(*c);
-  }
-
   // `n` requests to the peer, with targets /<prefix><i>.
-  std::vector<std::unique_ptr<TestRequest>> make_requests(std::size_t n,
-                                                          const std::string& body = "{}",
-                                                          const std::string& prefix = "r") {
-    std::vector<std::unique_ptr<TestRequest>> v;
+  Requests make_requests(std::size_t n, const std::string& body = "{}",
+                         const std::string& prefix = "r") {
+    Requests v;
     for (std::size_t i = 0; i < n; ++i) {
-      auto r = std::make_unique<TestRequest>();
-      r->tls = false;
-      r->host = "127.0.0.1";
-      r->port = peer_->port();
-      r->target_storage = "/" + prefix + std::to_string(i);
-      r->target = r->target_storage;
-      r->body_storage = body;
-      r->body = r->body_storage;
-      r->loop = &loop_;
-      r->remaining = &remaining_;
-      v.push_back(std::move(r));
+      v.push_back(
+          make_request(false, "127.0.0.1", peer_->port(), "/" + prefix + std::to_string(i), body));
     }
     return v;
-  }
-
-  // Submits every request and runs the loop until all completed (a 30 s guard fails the test
-  // instead of hanging it).
-  void run_all(std::vector<std::unique_ptr<TestRequest>>& reqs) {
-    remaining_ = static_cast<int>(reqs.size());
-    for (auto& r : reqs) client_->submit(*r);
-    run_loop();
-    for (auto& r : reqs) ASSERT_TRUE(r->done) << r->target_storage << " never completed";
-  }
-
-  void run_loop() {
-    timers_->schedule_after(guard_, 30'000);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    timers_->cancel(guard_);
-  }
-
-  void on_guard() noexcept {
-    ADD_FAILURE() << "still running after 30 s";
-    uv_stop(&loop_);
   }
 
   // Runs `fn` after `turns` further loop iterations (a uv_idle_t; no clock involved).
@@ -685,19 +609,13 @@ class H2SessionTest : public ::testing::Test {
     });
   }
 
-  uv_loop_t loop_{};
-  std::unique_ptr<StreamLoop> streams_;
-  std::unique_ptr<LoopTimer> timers_;
-  std::unique_ptr<Client> client_;
   std::unique_ptr<H2Peer> peer_;
-  TimerEntry guard_;
   uv_idle_t idle_{};
   int idle_turns_ = 0;
   std::function<void()> idle_fn_;
-  int remaining_ = 0;
 };
 
-void expect_ok(const TestRequest& r) {
+void expect_ok(const RecordingRequest& r) {
   EXPECT_EQ(r.calls, 1) << r.target_storage;
   EXPECT_EQ(r.got.failure, Failure::kNone)
       << r.target_storage << ": " << to_string(r.got.failure) << ": " << r.got_detail;
@@ -761,7 +679,7 @@ TEST_F(H2SessionTest, ResetBeforeResponseHeadersIsARetryableStreamReset) {
   auto reqs = make_requests(1);
   run_all(reqs);
 
-  const TestRequest& r = *reqs[0];
+  const RecordingRequest& r = *reqs[0];
   EXPECT_EQ(r.calls, 1);
   EXPECT_EQ(r.got.failure, Failure::kStreamReset) << to_string(r.got.failure);
   EXPECT_EQ(r.got.status, 0);
@@ -814,7 +732,7 @@ TEST_F(H2SessionTest, StreamRefusedOnEveryAttemptEndsRefusedBeforeProcessing) {
   auto reqs = make_requests(1);
   run_all(reqs);
 
-  const TestRequest& r = *reqs[0];
+  const RecordingRequest& r = *reqs[0];
   EXPECT_EQ(r.calls, 1);
   EXPECT_EQ(r.got.failure, Failure::kRefusedBeforeProcessing) << to_string(r.got.failure);
   EXPECT_TRUE(is_retryable(r.got.failure));

@@ -11,6 +11,7 @@
 
 #include "engine/worker.h"
 #include "fanout/version.h"
+#include "routing/routing_table.h"
 
 namespace fanout {
 
@@ -382,7 +383,10 @@ void Producer::release_retry(std::uint64_t hold) noexcept {
 // --- Engine -------------------------------------------------------------------------------------
 
 Engine::Engine(EngineOptions options, Observer* observer)
-    : options_(std::move(options)), observer_(observer), shared_(std::make_unique<Shared>()) {
+    : options_(std::move(options)),
+      observer_(observer),
+      table_(std::make_unique<routing::RoutingTable>()),
+      shared_(std::make_unique<Shared>()) {
   shared_->org_budget = std::make_unique<engine::BudgetTable>(options_.budget_slots);
   shared_->origin_budget = std::make_unique<engine::BudgetTable>(options_.budget_slots);
 }
@@ -486,20 +490,20 @@ std::vector<Unfinished> Engine::stop(std::chrono::milliseconds drain) {
 }
 
 Producer Engine::make_producer() {
-  return Producer(std::make_unique<Producer::State>(this, table_.make_reader()));
+  return Producer(std::make_unique<Producer::State>(this, table_->make_reader()));
 }
 
 void Engine::upsert(routing::Subscription s) {
-  table_.upsert(std::move(s));
+  table_->upsert(std::move(s));
 }
 
 bool Engine::remove(std::int64_t org_id, std::string_view event_type) {
   const auto type = catalogue_.find(event_type);
-  return type && table_.remove({org_id, *type});
+  return type && table_->remove({org_id, *type});
 }
 
 void Engine::load(std::vector<routing::Subscription> subscriptions) {
-  table_.load(std::move(subscriptions));
+  table_->load(std::move(subscriptions));
 }
 
 tl::expected<routing::Subscription, std::vector<routing::Violation>> Engine::upsert(
@@ -509,7 +513,7 @@ tl::expected<routing::Subscription, std::vector<routing::Violation>> Engine::ups
   auto s = routing::validate(spec, catalogue_, vo);
   if (!s) return s;
   s->id = id;
-  table_.upsert(*s);
+  table_->upsert(*s);
   return s;
 }
 
@@ -538,57 +542,7 @@ EngineStats Engine::stats() const {
   return st;
 }
 
-// --- durability ---------------------------------------------------------------------------------
-
-bool Engine::durable() const noexcept {
-  return shared_->journal != nullptr;
-}
-
-std::uint64_t Engine::durable_seq() const noexcept {
-  return shared_->journal ? shared_->journal->durable_seq() : 0;
-}
-
-std::uint64_t Engine::last_seq() const noexcept {
-  return shared_->journal ? shared_->journal->last_seq() : 0;
-}
-
-namespace {
-tl::unexpected<std::string> durability_off() {
-  return tl::unexpected(std::string("delivery history needs durability (it is off)"));
-}
-}  // namespace
-
-tl::expected<DeliveryPage, std::string> Engine::deliveries(std::int64_t subscription_id,
-                                                           std::string_view outcome,
-                                                           std::int64_t offset,
-                                                           std::int64_t limit) {
-  if (!shared_->journal) return durability_off();
-  return shared_->journal->deliveries(subscription_id, outcome, offset, limit);
-}
-
-tl::expected<Engine::Resent, std::string> Engine::resend(std::int64_t subscription_id,
-                                                         std::string_view event_id) {
-  if (!shared_->journal) return durability_off();
-  std::int64_t did = 0;
-  auto found = shared_->journal->find(subscription_id, event_id, did);
-  if (!found) return tl::unexpected(std::move(found.error()));
-  Resent out;
-  if (!*found) return out;
-  std::lock_guard lock(shared_->history_mu);
-  resend_one(**found, did, out);
-  return out;
-}
-
-tl::expected<Engine::Resent, std::string> Engine::recover(std::int64_t subscription_id,
-                                                          std::int64_t since_unix_ms) {
-  if (!shared_->journal) return durability_off();
-  auto list = shared_->journal->exhausted_since(subscription_id, since_unix_ms);
-  if (!list) return tl::unexpected(std::move(list.error()));
-  Resent out;
-  std::lock_guard lock(shared_->history_mu);
-  for (const engine::Journal::Recovered& r : *list) resend_one(r.u, r.did, out);
-  return out;
-}
+// --- durability (the rest: engine_history.cc) --------------------------------------------------
 
 void Engine::resend_one(const Unfinished& u, std::int64_t did, Resent& out) {
   if (!history_producer_) history_producer_ = std::make_unique<Producer>(make_producer());

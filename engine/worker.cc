@@ -123,7 +123,7 @@ void Worker::run() {
   client_ = std::move(*client);
   sweep_timer_.bind<&Worker::sweep_targets>(this);
   timers_->schedule_after(sweep_timer_, kTargetSweepMs);
-  reader_.emplace(engine_.table_.make_reader());
+  reader_.emplace(engine_.table_->make_reader());
   consumer_.emplace(inbox_);
   uv_async_init(&loop_, &async_, on_async);
   async_.data = this;

@@ -49,6 +49,7 @@
 #include "engine/signer.h"
 #include "engine/standard_webhooks.h"
 #include "fanout/engine.h"
+#include "routing/routing_table.h"
 #include "transport/client/client.h"
 #include "transport/intrusive_list.h"
 #include "transport/loop_timer.h"

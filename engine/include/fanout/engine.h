@@ -35,7 +35,6 @@
 
 #include "routing/catalogue.h"
 #include "routing/envelope.h"
-#include "routing/routing_table.h"
 #include "routing/subscription.h"
 
 namespace fanout {
@@ -44,6 +43,9 @@ namespace engine {
 class Worker;
 class Delivery;
 }  // namespace engine
+namespace routing {
+class RoutingTable;  // routing/routing_table.h; the engine's own, behind Engine::table_
+}  // namespace routing
 
 // The final outcome of an accepted event (docs/webhook-contract.md §4).
 enum class OutcomeKind : std::uint8_t {
@@ -426,7 +428,9 @@ class Engine {
   EngineOptions options_;
   Observer* observer_;
   routing::EventCatalogue catalogue_;
-  routing::RoutingTable table_;
+  // Behind a pointer, so that this header does not include routing/routing_table.h. Declared
+  // before workers_ and shared_: every Reader (producers', workers') is gone before it.
+  std::unique_ptr<routing::RoutingTable> table_;
   std::vector<std::unique_ptr<engine::Worker>> workers_;
   struct Shared;
   std::unique_ptr<Shared> shared_;

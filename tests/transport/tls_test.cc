@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -72,6 +73,7 @@ class TlsTest : public ::testing::Test {
     pki_ = fanout::testing::make_test_pki(*dir_);
   }
   static void TearDownTestSuite() {
+    for (auto& c : clients_) c.reset();
     delete dir_;
     dir_ = nullptr;
   }
@@ -95,15 +97,20 @@ class TlsTest : public ::testing::Test {
     return c ? *c : nullptr;
   }
 
+  // Made once per combination (loading the system trust store is the slow part); a context is
+  // immutable and shared by every session made from it.
   static std::shared_ptr<const TlsContext> client_context(bool trust_test_ca = true,
                                                           bool verify = true, bool h2 = true) {
+    auto& cached = clients_[(trust_test_ca ? 4U : 0U) + (verify ? 2U : 0U) + (h2 ? 1U : 0U)];
+    if (cached) return cached;
     TlsClientOptions o;
     o.verify_peer = verify;
     if (trust_test_ca) o.ca_file = file("ca.pem");
     o.offer_h2 = h2;
     auto c = TlsContext::client(o);
     EXPECT_TRUE(c.has_value()) << c.error();
-    return c ? *c : nullptr;
+    if (c) cached = *c;
+    return cached;
   }
 
   // A client session for `host` and a server session, ready for handshake().
@@ -121,12 +128,14 @@ class TlsTest : public ::testing::Test {
 
   static fanout::testing::ScratchDir* dir_;
   static bool pki_;
+  static std::array<std::shared_ptr<const TlsContext>, 8> clients_;
   std::unique_ptr<TlsSession> client_;
   std::unique_ptr<TlsSession> server_;
 };
 
 fanout::testing::ScratchDir* TlsTest::dir_ = nullptr;
 bool TlsTest::pki_ = false;
+std::array<std::shared_ptr<const TlsContext>, 8> TlsTest::clients_;
 
 // --- Contexts
 // -------------------------------------------------------------------------------------

@@ -297,7 +297,25 @@ struct EnvelopeParser::Impl {
     reserve(std::min(kInitialCapacity, max_event_bytes_));
   }
 
+  // What parse() has found so far of the four fields.
+  struct Fields {
+    Envelope envelope;
+    FieldState org_id{.ok = false, .error = EnvelopeError::kMissingOrgId};
+    FieldState type{.ok = false, .error = EnvelopeError::kMissingType};
+    FieldState id{.ok = true, .error = EnvelopeError::kBadId};
+    FieldState payload{.ok = false, .error = EnvelopeError::kMissingPayload};
+    bool duplicate = false;
+    void mark_seen(FieldState& state) noexcept {
+      duplicate = duplicate || state.seen;
+      state.seen = true;
+    }
+  };
+
   tl::expected<Envelope, EnvelopeError> parse(std::string_view json) noexcept;
+  EnvelopeError not_an_object(od::document& doc, Walker& walker, std::string_view input,
+                              std::size_t first) noexcept;
+  std::optional<EnvelopeError> read_field(Fields& f, od::field& field, od::document& doc,
+                                          Walker& walker) noexcept;
   // Makes room for `size` input bytes plus simdjson's padding, in both buffers.
   void reserve(std::size_t size) noexcept;
 
@@ -328,6 +346,106 @@ void EnvelopeParser::Impl::reserve(std::size_t size) noexcept {
   }
 }
 
+// The input is not an object: not an envelope, but a syntax error still takes precedence, so it
+// is validated whole first. Cold: a well-formed event never comes here.
+EnvelopeError EnvelopeParser::Impl::not_an_object(od::document& doc, Walker& walker,
+                                                  std::string_view input,
+                                                  std::size_t first) noexcept {
+  if (input[first] == '[') {
+    if (max_depth_ < 1) return EnvelopeError::kTooDeep;
+    od::array a;
+    if (doc.get_array().get(a) != simdjson::SUCCESS) return EnvelopeError::kInvalidJson;
+    const Walk w = walker.array(a, 1);
+    if (w != Walk::kOk) return to_error(w);
+  } else if (input[first] == '"') {
+    std::string_view s;
+    if (doc.get_string().get(s) != simdjson::SUCCESS) return EnvelopeError::kInvalidJson;
+  } else {
+    const std::string_view token = trim_right(input.substr(first));
+    if (!is_json_literal(token) && !is_json_number(token)) return EnvelopeError::kInvalidJson;
+    return EnvelopeError::kNotObject;
+  }
+  if (!at_end(doc)) return EnvelopeError::kInvalidJson;
+  return EnvelopeError::kNotObject;
+}
+
+// One field of the envelope's object: recorded in `f` (a semantic problem is kept, not
+// returned, so the rest of the input is still validated and the error does not depend on key
+// order); a syntax or depth error ends the parse.
+std::optional<EnvelopeError> EnvelopeParser::Impl::read_field(Fields& f, od::field& field,
+                                                              od::document& doc,
+                                                              Walker& walker) noexcept {
+  std::string_view key;
+  if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+    return EnvelopeError::kInvalidJson;
+  }
+  od::value& v = field.value();
+  const std::string_view token = v.raw_json_token();
+  if (token.empty()) return EnvelopeError::kInvalidJson;
+  const char kind = token.front();
+
+  if (key == kTypeKey || key == kIdKey) {
+    const bool is_type = key == kTypeKey;
+    FieldState& state = is_type ? f.type : f.id;
+    f.mark_seen(state);
+    if (kind != '"') {
+      const Walk w = walker.value(v, 2);
+      if (w != Walk::kOk) return to_error(w);
+      state.ok = false;
+      state.error = is_type ? EnvelopeError::kBadType : EnvelopeError::kBadId;
+      return std::nullopt;
+    }
+    // Unescaped, so "business\u005fcreated" is business_created; the text lands in the
+    // parser's string buffer, which lives until the next parse like the input copy.
+    std::string_view text;
+    if (v.get_string().get(text) != simdjson::SUCCESS) {
+      return EnvelopeError::kInvalidJson;
+    }
+    if (is_type) {
+      const std::optional<EventTypeId> found = catalogue_.find(text);
+      f.type.ok = found.has_value();
+      f.type.error = EnvelopeError::kUnknownType;
+      if (found) f.envelope.type = *found;
+    } else {
+      f.id.ok = is_valid_id(text);
+      f.envelope.id = text;
+    }
+  } else if (key == kOrgIdKey) {
+    f.mark_seen(f.org_id);
+    const Walk w = walker.value(v, 2);
+    if (w != Walk::kOk) return to_error(w);
+    // Any valid token other than a plain integer (string, fraction, exponent) is refused.
+    const std::optional<std::int64_t> value = parse_org_id(trim_right(token));
+    f.org_id.ok = value.has_value();
+    f.org_id.error = EnvelopeError::kBadOrgId;
+    if (value) f.envelope.org_id = *value;
+  } else if (key == kPayloadKey) {
+    f.mark_seen(f.payload);
+    const Walk w = walker.value(v, 2);
+    if (w != Walk::kOk) return to_error(w);
+    f.payload.ok = kind == '{';
+    f.payload.error = EnvelopeError::kBadPayload;
+    if (!f.payload.ok) return std::nullopt;
+    // The payload span is taken in the same pass that validates it: it starts at the '{'
+    // token, and once the walk has consumed the object the iterator rests on the next
+    // structural character (',' or '}'), so the closing '}' is the last non-space byte
+    // before it. A second On-Demand pass over raw_json() would run stage 1 twice.
+    const char* next = nullptr;
+    if (doc.current_location().get(next) != simdjson::SUCCESS) {
+      return EnvelopeError::kInvalidJson;
+    }
+    const char* end = next;
+    while (end > token.data() && is_json_space(end[-1])) --end;
+    if (end == token.data() || end[-1] != '}') return EnvelopeError::kInvalidJson;
+    f.envelope.payload =
+        std::string_view(token.data(), static_cast<std::size_t>(end - token.data()));
+  } else {
+    const Walk w = walker.value(v, 2);
+    if (w != Walk::kOk) return to_error(w);
+  }
+  return std::nullopt;
+}
+
 tl::expected<Envelope, EnvelopeError> EnvelopeParser::Impl::parse(std::string_view json) noexcept {
   using tl::unexpected;
   if (json.size() > max_event_bytes_) return unexpected(EnvelopeError::kTooLarge);
@@ -350,31 +468,7 @@ tl::expected<Envelope, EnvelopeError> EnvelopeParser::Impl::parse(std::string_vi
   if (first == std::string_view::npos) return unexpected(EnvelopeError::kInvalidJson);
   Walker walker(max_depth_, input);
 
-  if (input[first] != '{') {
-    // Not an envelope, but a syntax error still takes precedence, so validate it all.
-    if (input[first] == '[') {
-      if (max_depth_ < 1) return unexpected(EnvelopeError::kTooDeep);
-      od::array a;
-      if (doc.get_array().get(a) != simdjson::SUCCESS) {
-        return unexpected(EnvelopeError::kInvalidJson);
-      }
-      const Walk w = walker.array(a, 1);
-      if (w != Walk::kOk) return unexpected(to_error(w));
-    } else if (input[first] == '"') {
-      std::string_view s;
-      if (doc.get_string().get(s) != simdjson::SUCCESS) {
-        return unexpected(EnvelopeError::kInvalidJson);
-      }
-    } else {
-      const std::string_view token = trim_right(input.substr(first));
-      if (!is_json_literal(token) && !is_json_number(token)) {
-        return unexpected(EnvelopeError::kInvalidJson);
-      }
-      return unexpected(EnvelopeError::kNotObject);
-    }
-    if (!at_end(doc)) return unexpected(EnvelopeError::kInvalidJson);
-    return unexpected(EnvelopeError::kNotObject);
-  }
+  if (input[first] != '{') return unexpected(not_an_object(doc, walker, input, first));
 
   if (max_depth_ < 1) return unexpected(EnvelopeError::kTooDeep);
   od::object root;
@@ -382,100 +476,21 @@ tl::expected<Envelope, EnvelopeError> EnvelopeParser::Impl::parse(std::string_vi
     return unexpected(EnvelopeError::kInvalidJson);
   }
 
-  // Semantic problems are recorded, not returned at once: the rest of the input must still be
-  // validated, and the error reported must not depend on key order.
-  Envelope envelope;
-  FieldState org_id{.ok = false, .error = EnvelopeError::kMissingOrgId};
-  FieldState type{.ok = false, .error = EnvelopeError::kMissingType};
-  FieldState id{.ok = true, .error = EnvelopeError::kBadId};
-  FieldState payload{.ok = false, .error = EnvelopeError::kMissingPayload};
-  bool duplicate = false;
-  const auto mark_seen = [&duplicate](FieldState& state) {
-    duplicate = duplicate || state.seen;
-    state.seen = true;
-  };
-
+  Fields f;
   for (auto field_result : root) {
     od::field field;
     if (std::move(field_result).get(field) != simdjson::SUCCESS) {
       return unexpected(EnvelopeError::kInvalidJson);
     }
-    std::string_view key;
-    if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
-      return unexpected(EnvelopeError::kInvalidJson);
-    }
-    od::value& v = field.value();
-    const std::string_view token = v.raw_json_token();
-    if (token.empty()) return unexpected(EnvelopeError::kInvalidJson);
-    const char kind = token.front();
-
-    if (key == kTypeKey || key == kIdKey) {
-      const bool is_type = key == kTypeKey;
-      FieldState& state = is_type ? type : id;
-      mark_seen(state);
-      if (kind != '"') {
-        const Walk w = walker.value(v, 2);
-        if (w != Walk::kOk) return unexpected(to_error(w));
-        state.ok = false;
-        state.error = is_type ? EnvelopeError::kBadType : EnvelopeError::kBadId;
-        continue;
-      }
-      // Unescaped, so "business\u005fcreated" is business_created; the text lands in the
-      // parser's string buffer, which lives until the next parse like the input copy.
-      std::string_view text;
-      if (v.get_string().get(text) != simdjson::SUCCESS) {
-        return unexpected(EnvelopeError::kInvalidJson);
-      }
-      if (is_type) {
-        const std::optional<EventTypeId> found = catalogue_.find(text);
-        type.ok = found.has_value();
-        type.error = EnvelopeError::kUnknownType;
-        if (found) envelope.type = *found;
-      } else {
-        id.ok = is_valid_id(text);
-        envelope.id = text;
-      }
-    } else if (key == kOrgIdKey) {
-      mark_seen(org_id);
-      const Walk w = walker.value(v, 2);
-      if (w != Walk::kOk) return unexpected(to_error(w));
-      // Any valid token other than a plain integer (string, fraction, exponent) is refused.
-      const std::optional<std::int64_t> value = parse_org_id(trim_right(token));
-      org_id.ok = value.has_value();
-      org_id.error = EnvelopeError::kBadOrgId;
-      if (value) envelope.org_id = *value;
-    } else if (key == kPayloadKey) {
-      mark_seen(payload);
-      const Walk w = walker.value(v, 2);
-      if (w != Walk::kOk) return unexpected(to_error(w));
-      payload.ok = kind == '{';
-      payload.error = EnvelopeError::kBadPayload;
-      if (!payload.ok) continue;
-      // The payload span is taken in the same pass that validates it: it starts at the '{'
-      // token, and once the walk has consumed the object the iterator rests on the next
-      // structural character (',' or '}'), so the closing '}' is the last non-space byte
-      // before it. A second On-Demand pass over raw_json() would run stage 1 twice.
-      const char* next = nullptr;
-      if (doc.current_location().get(next) != simdjson::SUCCESS) {
-        return unexpected(EnvelopeError::kInvalidJson);
-      }
-      const char* end = next;
-      while (end > token.data() && is_json_space(end[-1])) --end;
-      if (end == token.data() || end[-1] != '}') return unexpected(EnvelopeError::kInvalidJson);
-      envelope.payload =
-          std::string_view(token.data(), static_cast<std::size_t>(end - token.data()));
-    } else {
-      const Walk w = walker.value(v, 2);
-      if (w != Walk::kOk) return unexpected(to_error(w));
-    }
+    if (const auto e = read_field(f, field, doc, walker); e) return unexpected(*e);
   }
   if (!at_end(doc)) return unexpected(EnvelopeError::kInvalidJson);
 
-  if (duplicate) return unexpected(EnvelopeError::kDuplicateField);
-  for (const FieldState* state : {&org_id, &type, &id, &payload}) {
+  if (f.duplicate) return unexpected(EnvelopeError::kDuplicateField);
+  for (const FieldState* state : {&f.org_id, &f.type, &f.id, &f.payload}) {
     if (!state->ok) return unexpected(state->error);
   }
-  return envelope;
+  return f.envelope;
 }
 
 EnvelopeParser::EnvelopeParser(const EventCatalogue& catalogue, EnvelopeOptions options)

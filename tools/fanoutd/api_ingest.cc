@@ -21,6 +21,62 @@ using namespace api_detail;
 using transport::HttpRequest;
 using transport::HttpResponder;
 
+namespace {
+
+struct IngestCounts {
+  std::size_t accepted = 0, dropped = 0, refused = 0, busy = 0, duplicate = 0;
+};
+
+// One line's item in the answer (after its "{\"line\":N"), counted in `n`; `stop` becomes true
+// when the engine is at its global budget or stopping: the lines after it are not published.
+void append_result(std::string& items, const PublishResult& r, IngestCounts& n, bool& stop) {
+  switch (r.status) {
+    case PublishStatus::kAccepted:
+      ++n.accepted;
+      items += R"(,"status":"accepted","id":)";
+      json::append_string(items, r.event_id);
+      items += '}';
+      break;
+    case PublishStatus::kDuplicate:
+      ++n.duplicate;
+      items += R"(,"status":"duplicate","id":)";
+      json::append_string(items, r.event_id);
+      items += '}';
+      break;
+    case PublishStatus::kNoSubscription:
+      ++n.dropped;
+      items += R"(,"status":"dropped","reason":"no_subscription")";
+      if (!r.event_id.empty()) {
+        items += ",\"id\":";
+        json::append_string(items, r.event_id);
+      }
+      items += '}';
+      break;
+    case PublishStatus::kInvalid:
+      ++n.refused;
+      items += R"(,"status":"refused","reason":)";
+      json::append_string(items, r.reason);
+      items += '}';
+      break;
+    case PublishStatus::kBusy:
+    case PublishStatus::kStopped:
+      ++n.busy;
+      if (r.status == PublishStatus::kBusy &&
+          (r.reason == "org_busy" || r.reason == "origin_busy")) {
+        // One organisation's or origin's budget: the other lines may still go in.
+        items += R"(,"status":"busy","reason":)";
+        json::append_string(items, r.reason);
+        items += '}';
+        break;
+      }
+      stop = true;
+      items += R"(,"status":"busy"})";
+      break;
+  }
+}
+
+}  // namespace
+
 namespace api_detail {
 
 void ingest_reply(std::string_view body, bool ndjson, std::size_t max_events,
@@ -40,7 +96,7 @@ void ingest_reply(std::string_view body, bool ndjson, std::size_t max_events,
                        "at most " + std::to_string(max_events) + " events per request (got " +
                            std::to_string(lines.size()) + ").");
   }
-  std::size_t accepted = 0, dropped = 0, refused = 0, busy = 0, duplicate = 0;
+  IngestCounts n;
   std::string items;
   items.reserve(lines.size() * 48);
   bool stop = stopping;
@@ -50,7 +106,7 @@ void ingest_reply(std::string_view body, bool ndjson, std::size_t max_events,
     json::append_int(items, static_cast<std::int64_t>(number));
     if (stop) {
       items += R"(,"status":"busy"})";
-      ++busy;
+      ++n.busy;
       continue;
     }
     const PublishResult r = publish(line);
@@ -58,56 +114,14 @@ void ingest_reply(std::string_view body, bool ndjson, std::size_t max_events,
       if (first_seq == 0) first_seq = r.seq;
       last_seq = std::max(last_seq, r.seq);
     }
-    switch (r.status) {
-      case PublishStatus::kAccepted:
-        ++accepted;
-        items += R"(,"status":"accepted","id":)";
-        json::append_string(items, r.event_id);
-        items += '}';
-        break;
-      case PublishStatus::kDuplicate:
-        ++duplicate;
-        items += R"(,"status":"duplicate","id":)";
-        json::append_string(items, r.event_id);
-        items += '}';
-        break;
-      case PublishStatus::kNoSubscription:
-        ++dropped;
-        items += R"(,"status":"dropped","reason":"no_subscription")";
-        if (!r.event_id.empty()) {
-          items += ",\"id\":";
-          json::append_string(items, r.event_id);
-        }
-        items += '}';
-        break;
-      case PublishStatus::kInvalid:
-        ++refused;
-        items += R"(,"status":"refused","reason":)";
-        json::append_string(items, r.reason);
-        items += '}';
-        break;
-      case PublishStatus::kBusy:
-      case PublishStatus::kStopped:
-        ++busy;
-        if (r.status == PublishStatus::kBusy &&
-            (r.reason == "org_busy" || r.reason == "origin_busy")) {
-          // One organisation's or origin's budget: the other lines may still go in.
-          items += R"(,"status":"busy","reason":)";
-          json::append_string(items, r.reason);
-          items += '}';
-          break;
-        }
-        stop = true;
-        items += R"(,"status":"busy"})";
-        break;
-    }
+    append_result(items, r, n, stop);
   }
-  reply.status = busy == 0 ? 202 : 503;
-  if (busy != 0) reply.headers.emplace_back("retry-after", std::to_string(retry_after_s));
-  reply.body = "{\"accepted\":" + std::to_string(accepted) +
-               ",\"dropped\":" + std::to_string(dropped) +
-               ",\"refused\":" + std::to_string(refused) + ",\"busy\":" + std::to_string(busy) +
-               ",\"duplicate\":" + std::to_string(duplicate) + ",\"items\":[" + items + "]}";
+  reply.status = n.busy == 0 ? 202 : 503;
+  if (n.busy != 0) reply.headers.emplace_back("retry-after", std::to_string(retry_after_s));
+  reply.body = "{\"accepted\":" + std::to_string(n.accepted) +
+               ",\"dropped\":" + std::to_string(n.dropped) +
+               ",\"refused\":" + std::to_string(n.refused) + ",\"busy\":" + std::to_string(n.busy) +
+               ",\"duplicate\":" + std::to_string(n.duplicate) + ",\"items\":[" + items + "]}";
 }
 
 }  // namespace api_detail

@@ -414,14 +414,13 @@ tl::expected<std::unique_ptr<Engine>, std::string> Engine::create(EngineOptions 
       return tl::unexpected("allow-subnet \"" + cidr +
                             "\": " + std::string(transport::to_string(s.error())));
     }
-    e->shared_->allow.push_back(*s);
+    // Only checked here: the workers' clients take the list through client_options().
   }
   if (!e->options_.signing_key_pem.empty()) {
     auto signer = engine::Signer::from_pem(e->options_.signing_key_pem);
     if (!signer) return tl::unexpected("signing key: " + signer.error());
     e->shared_->signer = std::move(*signer);
   }
-  e->shared_->user_agent = "fanout/" + std::string(version());
   if (!e->options_.durability.dir.empty()) {
     auto journal = engine::Journal::open(e->options_.durability, e->catalogue_);
     if (!journal) return tl::unexpected(std::move(journal.error()));

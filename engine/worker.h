@@ -87,8 +87,6 @@ struct Engine::Shared {
   std::unique_ptr<engine::Journal> journal;  // durability on
   std::atomic<std::uint64_t> refused_duplicate{0}, recovered{0};
   std::mutex history_mu;  // Engine::resend() and recover() share one producer
-  std::vector<transport::Subnet> allow;
-  std::string user_agent;
   bool stopped = false;
   std::mutex stop_mu;
 };

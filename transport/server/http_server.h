@@ -27,13 +27,14 @@
 // HTTP/2 floods end the connection (the h2_* options, given to nghttp2 explicitly): RST_STREAM
 // past a token bucket (rapid reset) -> GOAWAY(INTERNAL_ERROR), sent by nghttp2; more CONTINUATION
 // frames after one HEADERS, more SETTINGS entries in one frame, or a header block decoding to more
-// than 4 x max_header_bytes -> GOAWAY(ENHANCE_YOUR_CALM), then the usual linger; PING or
-// SETTINGS acknowledgements piling up unwritten because the client does not read -> closed at
-// once. configure refuses a libnghttp2 without the rapid-reset and CONTINUATION-flood fixes.
-// Idle connections: no request in progress (nothing received of a next request, no answer owed
-// or unwritten; HTTP/2: no open stream; a TLS handshake in progress counts as idle) for
-// idle_timeout_ms -> closed (HTTP/2: GOAWAY(NO_ERROR) first). HTTP/2 frames that open no
-// stream (PING, SETTINGS) do not extend it. A partial HTTP/2 preface counts as a request in
+// than 4 x max_header_bytes -> GOAWAY(ENHANCE_YOUR_CALM), then the usual linger; more than
+// h2_max_queued_acks PING or SETTINGS acknowledgements queued by one read -> closed at once (a
+// client that floods and does not read is stopped by max_unsent_output_bytes and
+// write_timeout_ms, below). configure refuses a libnghttp2 without the rapid-reset and
+// CONTINUATION-flood fixes. Idle connections: no request in progress (nothing received of a next
+// request, no answer owed or unwritten; HTTP/2: no open stream; a TLS handshake in progress counts
+// as idle) for idle_timeout_ms -> closed (HTTP/2: GOAWAY(NO_ERROR) first). HTTP/2 frames that open
+// no stream (PING, SETTINGS) do not extend it. A partial HTTP/2 preface counts as a request in
 // progress (closed without an answer at request_timeout_ms).
 // Clients that do not read: past max_unsent_output_bytes of unsent output the connection stops
 // reading until its output drains; output that does not drain within write_timeout_ms closes
@@ -224,9 +225,10 @@ struct HttpServerOptions {
   // 144 KiB of header block, over twice max_header_bytes' default; raise it along with
   // max_header_bytes beyond about 128 KiB.
   std::uint32_t h2_max_continuations = 8;
-  // PING and SETTINGS floods: acknowledgements queued and not yet written, because the client
-  // sends and does not read (or sent this many in one read; at least 1). One more -> the
-  // connection is closed at once, without GOAWAY.
+  // PING and SETTINGS floods: acknowledgements queued inside nghttp2 and not yet written (at
+  // least 1). Only one read can queue this many: a client that does not read stops being read
+  // once max_unsent_output_bytes wait. One more -> the connection is closed at once, without
+  // GOAWAY.
   std::uint32_t h2_max_queued_acks = 1000;
   // Entries in one SETTINGS frame; more -> GOAWAY(ENHANCE_YOUR_CALM). At least 1.
   std::uint32_t h2_max_settings_entries = 32;

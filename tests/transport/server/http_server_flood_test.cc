@@ -519,21 +519,25 @@ TEST_F(HttpServerFloodTest, RapidResetHonoursTheConfiguredBucket) {
 }
 
 // (b) SETTINGS flood from a client that never reads: each SETTINGS needs an ACK. The server
-// writes ACKs until 1 MiB of its output waits for the socket, then they queue inside nghttp2, and
-// one past h2_max_queued_acks closes the connection at once (the client's next write fails).
+// writes ACKs until max_unsent_output_bytes (1 MiB) of its output waits for the socket, then stops
+// reading that connection (read_pauses()), so no further ACK is made; the output never drains
+// and write_timeout_ms closes the connection (write_timeouts()). Its memory stays bounded by the
+// 1 MiB plus one read's ACKs, whatever the client sends.
 // (c) The same with PING frames.
 // h2_max_queued_acks is raised to 8000 here, above the 7281 SETTINGS (3855 PING) frames one
-// 64 KiB read can carry, so that only a backed-up output can reach it (a burst in one read is
-// PingBurstInOneReadIsClosedAtOnce). The server then closes after about 4 MiB of ACKs (its 1 MiB,
-// the kernel's buffers, which may grow to tcp_wmem's maximum); the bound, 8 Mi frames (72 to 136
-// MiB), is far beyond that.
+// 64 KiB read can carry, so that the ACK limit (PingBurstInOneReadIsClosedAtOnce) cannot be what
+// ends the connection; write_timeout_ms is 100 ms so that the test does not wait the default
+// 30 s. The client's writes stop completing once the kernel's buffers are full (a few MiB); the
+// bound, 8 Mi frames (72 to 136 MiB), is far beyond that.
 constexpr std::size_t kFramesPerWrite = 1000;
 constexpr std::uint32_t kQueuedAcks = 8000;
+constexpr std::uint32_t kWriteTimeoutMs = 100;
 constexpr std::size_t kAckFloodBound = (8u << 20) / kFramesPerWrite;
 
-TEST_F(HttpServerFloodTest, SettingsFloodFromAClientThatDoesNotReadIsClosed) {
+TEST_F(HttpServerFloodTest, SettingsFloodFromAClientThatDoesNotReadStopsBeingReadThenTimesOut) {
   HttpServerOptions o;
   o.h2_max_queued_acks = kQueuedAcks;
+  o.write_timeout_ms = kWriteTimeoutMs;
   start(std::move(o));
   FloodClient* c = connect(/*read=*/false);
   const std::string settings = settings_frame(0);
@@ -546,14 +550,17 @@ TEST_F(HttpServerFloodTest, SettingsFloodFromAClientThatDoesNotReadIsClosed) {
   EXPECT_LT(batches, kAckFloodBound);
   // Reached through the backed-up output: at least 1 MiB of 9-byte ACKs went out first.
   EXPECT_GT(batches * kFramesPerWrite, std::size_t{(1u << 20) / 9});
+  EXPECT_EQ(server_->read_pauses(), 1u);
+  EXPECT_EQ(server_->write_timeouts(), 1u);
   finish(*c);
   EXPECT_TRUE(targets_.empty());
   expect_still_serving();
 }
 
-TEST_F(HttpServerFloodTest, PingFloodFromAClientThatDoesNotReadIsClosed) {
+TEST_F(HttpServerFloodTest, PingFloodFromAClientThatDoesNotReadStopsBeingReadThenTimesOut) {
   HttpServerOptions o;
   o.h2_max_queued_acks = kQueuedAcks;
+  o.write_timeout_ms = kWriteTimeoutMs;
   start(std::move(o));
   FloodClient* c = connect(/*read=*/false);
   const std::size_t batches = flood(*c, kAckFloodBound, [&](std::size_t batch) {
@@ -566,6 +573,8 @@ TEST_F(HttpServerFloodTest, PingFloodFromAClientThatDoesNotReadIsClosed) {
   EXPECT_TRUE(c->write_failed()) << batches * kFramesPerWrite << " PING frames written";
   EXPECT_LT(batches, kAckFloodBound);
   EXPECT_GT(batches * kFramesPerWrite, std::size_t{(1u << 20) / 17});  // 17-byte ACKs
+  EXPECT_EQ(server_->read_pauses(), 1u);
+  EXPECT_EQ(server_->write_timeouts(), 1u);
   finish(*c);
   EXPECT_TRUE(targets_.empty());
   expect_still_serving();

@@ -349,6 +349,8 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
   d.last_status = r.status;
   d.last_failure = r.failure;
   d.last_duration_us = static_cast<std::uint32_t>(std::min<std::uint64_t>(r.total_us, UINT32_MAX));
+  d.last_response_us =
+      static_cast<std::uint32_t>(std::min<std::uint64_t>(r.response_us, UINT32_MAX));
   bool retry = false;
   if (r.failure == transport::Failure::kNone) {
     const int cls = r.status / 100;

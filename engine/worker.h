@@ -153,6 +153,7 @@ class Delivery final : public transport::Request, public transport::ListNode<Del
   int last_status = 0;
   transport::Failure last_failure = transport::Failure::kNone;
   std::uint32_t last_duration_us = 0;
+  std::uint32_t last_response_us = 0;  // Outcome::last_response_us
   std::uint64_t published_ns = 0;
   // Producer::resume(): no attempt before this wall-clock time (ms since the epoch). 0 for
   // publish(), so the inbox path pays one compare; cleared when the worker takes it from the inbox.

@@ -48,6 +48,7 @@ void Worker::flush_outcomes() {
                          ? std::string_view()
                          : transport::to_string(d->last_failure);
     o.latency_us = (now - d->published_ns) / 1000;
+    o.last_response_us = d->last_response_us;
     o.tag = d->tag;
     outcome_buf_.push_back(o);
     ++kinds[static_cast<std::size_t>(d->kind) & 3];

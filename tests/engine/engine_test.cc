@@ -92,6 +92,7 @@ TEST_F(EngineTest, OkIsDeliveredInOneAttemptWithEveryHeader) {
   EXPECT_EQ(out[0].kind, OutcomeKind::kDelivered);
   EXPECT_EQ(out[0].attempts, 1u);
   EXPECT_EQ(out[0].last_status, 200);
+  EXPECT_GT(out[0].last_response_us, 0u) << "a round trip through a receiver on another thread";
   EXPECT_EQ(out[0].subscription_id, 7);
   const auto got = rx.received();
   ASSERT_EQ(got.size(), 1u);
@@ -293,6 +294,7 @@ TEST_F(EngineTest, BlackHoleTimesOutAndIsRetriedUntilExhausted) {
   EXPECT_EQ(out[0].attempts, 6u);
   EXPECT_EQ(out[0].last_status, 0);
   EXPECT_EQ(out[0].last_failure, "response timeout");
+  EXPECT_EQ(out[0].last_response_us, 0u) << "no answer, no round trip";
   const auto got = rx.received();
   ASSERT_EQ(got.size(), 6u) << "each timed-out attempt reached the receiver";
   for (std::size_t i = 0; i < got.size(); ++i) {

@@ -27,6 +27,7 @@ class Collector final : public Observer {
     int last_status = 0;
     std::string last_failure;
     std::uint64_t tag = 0;
+    std::uint32_t last_response_us = 0;
   };
   struct Retry {
     std::uint64_t tag = 0;
@@ -42,7 +43,7 @@ class Collector final : public Observer {
       for (const Outcome& o : outcomes) {
         got_.push_back({std::string(o.event_id), o.org_id, std::string(o.event_type),
                         o.subscription_id, o.kind, o.attempts, o.last_status,
-                        std::string(o.last_failure), o.tag});
+                        std::string(o.last_failure), o.tag, o.last_response_us});
       }
     }
     cv_.notify_all();

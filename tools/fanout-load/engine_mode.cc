@@ -268,6 +268,7 @@ void print_json(const Options& o, const LoadObserver& observer, const EngineRepo
       .real("elapsed_s", r.elapsed_s, 6)
       .real("publish_s", r.publish_s, 6)
       .latency("latency_us", r.sum.hist)
+      .latency("response_us", r.sum.response_hist)
       .real("cpu_user_s", r.cpu.user_s, 3)
       .real("cpu_sys_s", r.cpu.sys_s, 3)
       .real("cpu_us_per_event", r.cpu.total() * r.us_per_event, 3)
@@ -305,6 +306,8 @@ void print_text(const Options& o, const LoadObserver& observer, const EngineRepo
               st.attempts, st.attempts_2xx, st.attempts_3xx, st.attempts_4xx, st.attempts_5xx,
               st.attempts_failed, st.connections_h2, st.connections_h1);
   std::printf("latency (publish to final outcome): %s\n", latency_line(r.sum.hist).c_str());
+  std::printf("last attempt's round trip (first byte written to answer): %s\n",
+              latency_line(r.sum.response_hist).c_str());
   std::printf(
       "cpu: user %.3f s, sys %.3f s, %.2f us/event (publishing thread %.2f us/event), "
       "%.0f%% of wall\n",

@@ -18,7 +18,9 @@
 // 600) over the whole run, after which it stops the engine and reports (exit 1).
 //
 // Latency: Outcome::latency_us (publish() to final outcome) in a log-bucketed histogram (16
-// buckets per power of two, <= 6.25% relative error), one per worker thread, merged at the end.
+// buckets per power of two, <= 6.25% relative error), one per worker thread, merged at the end;
+// beside it Outcome::last_response_us (the last attempt's first byte written to its answer,
+// what h2load reports per request), for events that got an answer.
 // CPU: getrusage for the process and for the publishing thread alone.
 //
 // Helpers for bench/engine/engine_vs_h2load.sh: --print-body (the delivery body, for h2load),

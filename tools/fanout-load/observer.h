@@ -19,7 +19,8 @@ namespace fanout::load {
 
 constexpr std::size_t kKinds = 4;  // OutcomeKind values
 
-// Counts outcomes and keeps a latency histogram per worker thread (merged after the engine has
+// Counts outcomes and keeps two latency histograms per worker thread (publish to outcome; the
+// last attempt's round trip, Outcome::last_response_us) (merged after the engine has
 // stopped); wakes the publisher when the window has room again.
 class LoadObserver final : public fanout::Observer {
  public:
@@ -28,6 +29,7 @@ class LoadObserver final : public fanout::Observer {
     std::array<std::uint64_t, kKinds> kinds{};
     for (const fanout::Outcome& o : outcomes) {
       s.hist.add(o.latency_us);
+      if (o.last_status != 0) s.response_hist.add(o.last_response_us);
       ++kinds[static_cast<std::size_t>(o.kind)];
       if (o.kind != fanout::OutcomeKind::kDelivered && s.first_failure.empty()) {
         s.first_failure = std::string(fanout::to_string(o.kind)) + ", status " +
@@ -82,6 +84,7 @@ class LoadObserver final : public fanout::Observer {
   // After Engine::stop() (every worker thread joined): the merged view.
   struct Summary {
     Histogram hist;
+    Histogram response_hist;
     Clock::time_point last{};
     std::string first_failure;
   };
@@ -90,6 +93,7 @@ class LoadObserver final : public fanout::Observer {
     Summary sum;
     for (const auto& s : shards_) {
       sum.hist.merge(s->hist);
+      sum.response_hist.merge(s->response_hist);
       sum.last = std::max(sum.last, s->last);
       if (sum.first_failure.empty()) sum.first_failure = s->first_failure;
     }
@@ -99,6 +103,7 @@ class LoadObserver final : public fanout::Observer {
  private:
   struct Shard {
     Histogram hist;
+    Histogram response_hist;
     Clock::time_point last{};
     std::string first_failure;
   };

@@ -68,7 +68,10 @@ struct Outcome {
   int last_status = 0;            // HTTP status of the last attempt, 0 when it had none
   std::string_view last_failure;  // why the last attempt had no status, else empty
   std::uint64_t latency_us = 0;   // publish() to the final outcome
-  std::uint64_t tag = 0;          // PublishOptions::tag of the event (0: none given)
+  // The last attempt's round trip: its first byte written to the receiver's answer (what
+  // h2load calls the time for request); 0 when it got no answer.
+  std::uint32_t last_response_us = 0;
+  std::uint64_t tag = 0;  // PublishOptions::tag of the event (0: none given)
 };
 
 // A tagged delivery (PublishOptions::tag != 0) whose attempt failed retryably and that will be

@@ -139,34 +139,6 @@ SKIPS=$TMP/skipped.jsonl
 : >"$SKIPS"
 FAILED=0
 
-# run_client KIND SCENARIO RUN TOOL SERVER_PID REQUESTS [--times FILE] [--offered R] -- CMD...:
-# runs CMD on CPU 0 under `timeout`, measures the server's and its own CPU, records one JSON line
-# in RUNS and sets LINE to it. --times: h2load's --log-file (latencies); --offered: the sweep's
-# offered rate.
-run_client() {
-  local kind=$1 scenario=$2 run=$3 tool=$4 spid=$5 n=$6 times="" offered=""
-  shift 6
-  while [[ $1 != -- ]]; do
-    case $1 in
-      --times) times=$2; shift 2 ;;
-      --offered) offered=$2; shift 2 ;;
-      *) log "run_client: unknown option $1"; exit 2 ;;
-    esac
-  done
-  shift
-  local rc=0 t0
-  t0=$(server_ticks "$spid")
-  timed timeout "$CLIENT_TIMEOUT_S" taskset -c 0 "$@" >"$TMP/out.txt" 2>"$TMP/err.txt" || rc=$?
-  local ticks=$(($(server_ticks "$spid") - t0))
-  cat "$TMP/out.txt" "$TMP/err.txt" >>"$TMP/clients.log"
-  LINE=$(python3 bench/compare.py parse "$tool" "$TMP/out.txt" "$TMP/err.txt" "$rc" "$kind" \
-    "$scenario" "$run" "$n" "$ticks" "$CLK_TCK" "$TMP/client-cpu.txt" "$(loadavg)" "$times" \
-    "$offered")
-  printf '%s\n' "$LINE" >>"$RUNS"
-  if [[ $(benchpy field "$LINE" ok) != 1 ]]; then FAILED=1; fi
-  log "    $(python3 bench/compare.py summary "$LINE")"
-}
-
 skip() {  # scenario tool reason
   python3 -c 'import json, sys; print(json.dumps({"scenario": sys.argv[1], "tool": sys.argv[2], "reason": sys.argv[3]}))' \
     "$1" "$2" "$3" >>"$SKIPS"

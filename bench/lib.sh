@@ -315,3 +315,41 @@ report_dirs() {
   REPORT_DIR=${OUT:-$TMP}
   RAW_DIR=${RAW:-$TMP}
 }
+
+# run_client KIND SCENARIO RUN TOOL SERVER_PID REQUESTS [--times FILE] [--offered R] -- CMD...:
+# runs CMD on CPU 0 under `timeout` (CLIENT_TIMEOUT_S), measures the server's and its own CPU,
+# reads the tool's output into one JSON line (bench/compare.py parse), appends it to RUNS, sets
+# LINE to it and FAILED=1 when the run failed. For compare.sh and network.sh. --times: h2load's
+# --log-file (latencies); --offered: the sweep's offered rate; --also PID: a second process
+# whose CPU per request goes in the line as also_cpu_us_per_request (network.sh's relay).
+run_client() {
+  local kind=$1 scenario=$2 run=$3 tool=$4 spid=$5 n=$6 times="" offered="" also=""
+  shift 6
+  while [[ $1 != -- ]]; do
+    case $1 in
+      --times) times=$2; shift 2 ;;
+      --offered) offered=$2; shift 2 ;;
+      --also) also=$2; shift 2 ;;
+      *) log "run_client: unknown option $1"; exit 2 ;;
+    esac
+  done
+  shift
+  local rc=0 t0 a0=0
+  t0=$(server_ticks "$spid")
+  [[ -z $also ]] || a0=$(server_ticks "$also")
+  timed timeout "$CLIENT_TIMEOUT_S" taskset -c 0 "$@" >"$TMP/out.txt" 2>"$TMP/err.txt" || rc=$?
+  local ticks=$(($(server_ticks "$spid") - t0))
+  cat "$TMP/out.txt" "$TMP/err.txt" >>"$TMP/clients.log"
+  LINE=$(python3 bench/compare.py parse "$tool" "$TMP/out.txt" "$TMP/err.txt" "$rc" "$kind" \
+    "$scenario" "$run" "$n" "$ticks" "$CLK_TCK" "$TMP/client-cpu.txt" "$(loadavg)" "$times" \
+    "$offered")
+  if [[ -n $also ]]; then
+    LINE=$(python3 -c 'import json, sys
+d = json.loads(sys.argv[1]); done = d["completed"] or d["requests"]
+d["also_cpu_us_per_request"] = int(sys.argv[2]) / int(sys.argv[3]) * 1e6 / done if done else None
+print(json.dumps(d))' "$LINE" "$(($(server_ticks "$also") - a0))" "$CLK_TCK")
+  fi
+  printf '%s\n' "$LINE" >>"$RUNS"
+  if [[ $(benchpy field "$LINE" ok) != 1 ]]; then FAILED=1; fi
+  log "    $(python3 bench/compare.py summary "$LINE")"
+}

@@ -16,8 +16,12 @@ DeliveryPool::~DeliveryPool() {
 std::uint8_t DeliveryPool::class_of(std::size_t size) noexcept {
   if (size > class_size(kClasses - 1)) return kUnpooled;
   if (size <= class_size(0)) return 0;
-  // The smallest power of two that holds `size`, counted from 2 KiB.
-  return static_cast<std::uint8_t>(std::bit_width(size - 1) - kMinShift);
+  // 2^(b-1) < size <= 2^b: the power-of-two class 2^b, or the one below it (3 x 2^(b-2)) when
+  // that holds `size`.
+  const unsigned b = static_cast<unsigned>(std::bit_width(size - 1));
+  const auto power_class = static_cast<std::uint8_t>(2 * (b - kMinShift));
+  return size <= (std::size_t{3} << (b - 2)) ? static_cast<std::uint8_t>(power_class - 1)
+                                             : power_class;
 }
 
 void* DeliveryPool::take(std::size_t size, std::uint8_t& cls) {

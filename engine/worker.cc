@@ -29,17 +29,17 @@ double unit_random(const EngineOptions& o, std::mt19937_64& rng) {
   return static_cast<double>(r >> 11) * 0x1.0p-53;
 }
 
-// The attempt number as text in the delivery's own buffer (what snprintf("%u") wrote there,
+// The attempt number as text in the attempt's buffer (what snprintf("%u") wrote there,
 // truncated to its 3 characters, without snprintf's cost on every attempt).
-std::string_view attempt_text(Delivery& d) noexcept {
+std::string_view attempt_text(std::uint32_t attempts, AttemptHeaders& h) noexcept {
   char digits[10];
-  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, d.attempts);
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, attempts);
   (void)ec;  // ten digits hold any uint32
   const std::size_t n =
-      std::min<std::size_t>(static_cast<std::size_t>(end - digits), sizeof d.attempt_text - 1);
-  std::memcpy(d.attempt_text, digits, n);
-  d.attempt_text[n] = '\0';
-  return {d.attempt_text, n};
+      std::min<std::size_t>(static_cast<std::size_t>(end - digits), sizeof h.attempt_text - 1);
+  std::memcpy(h.attempt_text, digits, n);
+  h.attempt_text[n] = '\0';
+  return {h.attempt_text, n};
 }
 
 }  // namespace
@@ -273,11 +273,12 @@ void Worker::attempt(Delivery& d) {
   d.host = t->parts.host;
   d.port = t->parts.port;
   d.target = t->parts.target;
+  AttemptHeaders& hv = lend_headers(d);
   std::size_t n = 0;
-  for (const routing::Header& h : t->headers) d.header_views[n++] = {h.name, h.value};
-  d.header_views[n++] = {"X-Partoo-Event-Id", d.event_id, /*never_index=*/true};
+  for (const routing::Header& h : t->headers) hv.views[n++] = {h.name, h.value};
+  hv.views[n++] = {"X-Partoo-Event-Id", d.event_id, /*never_index=*/true};
   ++d.attempts;
-  d.header_views[n++] = {"X-Partoo-Attempt", attempt_text(d)};
+  hv.views[n++] = {"X-Partoo-Attempt", attempt_text(d.attempts, hv)};
   // Signed once, on the worker's thread at the first attempt (not on the publishing thread:
   // Ed25519 costs more than everything else publish() does).
   if (!d.has_signature && engine_.shared_->signer) {
@@ -285,23 +286,44 @@ void Worker::attempt(Delivery& d) {
     d.has_signature = true;
   }
   if (d.has_signature) {
-    d.header_views[n++] = {"X-Partoo-Signature-v1",
-                           std::string_view(d.signature, Signer::kSignatureBase64Size),
-                           /*never_index=*/true};
+    hv.views[n++] = {"X-Partoo-Signature-v1",
+                     std::string_view(d.signature, Signer::kSignatureBase64Size),
+                     /*never_index=*/true};
   }
   if (t->signing != routing::WebhookSigning::kOff &&
       (t->signing != routing::WebhookSigning::kDefault ||
        engine_.options_.standard_webhooks > routing::WebhookSigning::kOff)) [[unlikely]] {
-    n = standard_webhooks(d, *t, n);
+    n = standard_webhooks(d, hv, *t, n);
   }
-  d.headers = std::span<const transport::HeaderView>(d.header_views.data(), n);
+  d.headers = std::span<const transport::HeaderView>(hv.views.data(), n);
   d.body = d.body_bytes;
   ++attempting_;
   bump(attempts_);
   client_->submit(d);
 }
 
-std::size_t Worker::standard_webhooks(Delivery& d, const Target& t, std::size_t n) {
+AttemptHeaders& Worker::lend_headers(Delivery& d) {
+  AttemptHeaders* h = free_headers_;
+  if (h != nullptr) {
+    free_headers_ = h->next_free;
+  } else {
+    h = attempt_headers_.emplace_back(std::make_unique<AttemptHeaders>()).get();
+  }
+  d.attempt_headers = h;
+  return *h;
+}
+
+void Worker::take_back_headers(Delivery& d) noexcept {
+  AttemptHeaders* h = d.attempt_headers;
+  if (h == nullptr) return;
+  d.attempt_headers = nullptr;
+  d.headers = {};
+  h->next_free = free_headers_;
+  free_headers_ = h;
+}
+
+std::size_t Worker::standard_webhooks(Delivery& d, AttemptHeaders& h, const Target& t,
+                                      std::size_t n) {
   using routing::WebhookSigning;
   const WebhookSigning mode =
       t.signing == WebhookSigning::kDefault ? engine_.options_.standard_webhooks : t.signing;
@@ -313,10 +335,10 @@ std::size_t Worker::standard_webhooks(Delivery& d, const Target& t, std::size_t 
   if (!v1 && !v1a) return n;
   // This attempt's time: a retry is signed afresh, so a receiver can refuse stale replays.
   const auto [end, ec] = std::to_chars(
-      d.webhook_timestamp, d.webhook_timestamp + sizeof d.webhook_timestamp, now_unix_ms() / 1000);
+      h.webhook_timestamp, h.webhook_timestamp + sizeof h.webhook_timestamp, now_unix_ms() / 1000);
   (void)ec;  // 20 chars hold any int64
-  const std::string_view ts(d.webhook_timestamp,
-                            static_cast<std::size_t>(end - d.webhook_timestamp));
+  const std::string_view ts(h.webhook_timestamp,
+                            static_cast<std::size_t>(end - h.webhook_timestamp));
   const std::span<const std::uint8_t> secret(reinterpret_cast<const std::uint8_t*>(t.secret.data()),
                                              t.secret.size());
   std::size_t sig_size = 0;
@@ -328,23 +350,24 @@ std::size_t Worker::standard_webhooks(Delivery& d, const Target& t, std::size_t 
     gap[kWebhookGap - 1] = '.';
     const std::string_view content(d.id_data(),
                                    d.event_id.size() + kWebhookGap + d.body_bytes.size());
-    sig_size = write_webhook_signature(v1, v1a, secret, signer, content, d.webhook_signature);
+    sig_size = write_webhook_signature(v1, v1a, secret, signer, content, h.webhook_signature);
   } else {
     // A clock before 2001 (or after 2286): the gap does not fit; a copy does.
     std::string content;
     content.reserve(d.event_id.size() + ts.size() + 2 + d.body_bytes.size());
     content.append(d.event_id).append(".").append(ts).append(".").append(d.body_bytes);
-    sig_size = write_webhook_signature(v1, v1a, secret, signer, content, d.webhook_signature);
+    sig_size = write_webhook_signature(v1, v1a, secret, signer, content, h.webhook_signature);
   }
-  d.header_views[n++] = {"webhook-id", d.event_id, /*never_index=*/true};
-  d.header_views[n++] = {"webhook-timestamp", ts};
-  d.header_views[n++] = {"webhook-signature", std::string_view(d.webhook_signature, sig_size),
-                         /*never_index=*/true};
+  h.views[n++] = {"webhook-id", d.event_id, /*never_index=*/true};
+  h.views[n++] = {"webhook-timestamp", ts};
+  h.views[n++] = {"webhook-signature", std::string_view(h.webhook_signature, sig_size),
+                  /*never_index=*/true};
   return n;
 }
 
 void Worker::on_response(Delivery& d, const transport::Response& r) {
   --attempting_;
+  take_back_headers(d);
   release(d);
   d.last_status = r.status;
   d.last_failure = r.failure;

@@ -94,6 +94,7 @@ struct Engine::Shared {
 namespace engine {
 
 class Worker;
+struct AttemptHeaders;
 
 // What a delivery sends to: a worker-local copy of a subscription's target, shared by every
 // delivery of that subscription version on the worker (non-atomic count: one thread).
@@ -114,7 +115,10 @@ struct Target {
 // (make()). The id and body never change after publish(), so they are views into that tail. The
 // gap receives "." + timestamp + "." at each attempt that carries Standard Webhooks headers, so
 // that the signed content id.timestamp.body is contiguous without a copy. Its ListNode links it
-// into the worker's waiting list, then its done list.
+// into the worker's waiting list, then its done list. What only an attempt in progress needs
+// (the header views and their per-attempt text) is an AttemptHeaders lent by the worker for the
+// attempt's time, not part of the block: a delivery in the backlog or waiting for a retry does
+// not carry it.
 class Delivery final : public transport::Request, public transport::ListNode<Delivery> {
  public:
   // Custom headers, event id, attempt, Partoo signature, webhook-id, -timestamp, -signature.
@@ -159,12 +163,8 @@ class Delivery final : public transport::Request, public transport::ListNode<Del
   // publish(), so the inbox path pays one compare; cleared when the worker takes it from the inbox.
   std::int64_t not_before_unix_ms = 0;
   OutcomeKind kind = OutcomeKind::kDelivered;
-  Target* dest = nullptr;  // what this attempt was sent to
-  std::array<transport::HeaderView, kMaxHeaders> header_views{};
-  char attempt_text[4] = {};
-  // This attempt's Standard Webhooks webhook-timestamp and webhook-signature values.
-  char webhook_timestamp[20] = {};
-  char webhook_signature[kWebhookSignatureMaxSize] = {};
+  Target* dest = nullptr;                     // what this attempt was sent to
+  AttemptHeaders* attempt_headers = nullptr;  // lent by the worker while an attempt is out
   transport::TimerEntry backoff;
 
   void on_response(const transport::Response& response) override;
@@ -176,6 +176,19 @@ class Delivery final : public transport::Request, public transport::ListNode<Del
 
   DeliveryPool* pool_ = nullptr;
   std::uint8_t pool_class_ = DeliveryPool::kUnpooled;
+};
+
+// What one attempt sends besides the delivery's own bytes: the header views the client reads
+// (until the request is answered) and the per-attempt text they point at. A worker lends one to
+// a delivery from attempt() to on_response() and keeps the free ones in a list: as many exist as
+// attempts were ever out at once on that worker.
+struct AttemptHeaders {
+  std::array<transport::HeaderView, Delivery::kMaxHeaders> views{};
+  char attempt_text[4] = {};
+  // This attempt's Standard Webhooks webhook-timestamp and webhook-signature values.
+  char webhook_timestamp[20] = {};
+  char webhook_signature[kWebhookSignatureMaxSize] = {};
+  AttemptHeaders* next_free = nullptr;
 };
 
 // Wall-clock milliseconds since the Unix epoch: the clock of Unfinished::next_attempt_unix_ms,
@@ -250,9 +263,12 @@ class Worker {
   void maybe_close();
   void close_handles();
   Target* target_for(const routing::Subscription& s);
-  // Adds webhook-id, webhook-timestamp and webhook-signature to d.header_views[n..] when the
-  // target's signing (or the engine's) asks for them; returns the new header count.
-  std::size_t standard_webhooks(Delivery& d, const Target& t, std::size_t n);
+  // Adds webhook-id, webhook-timestamp and webhook-signature to h.views[n..] when the target's
+  // signing (or the engine's) asks for them; returns the new header count.
+  std::size_t standard_webhooks(Delivery& d, AttemptHeaders& h, const Target& t, std::size_t n);
+  // Lends `d` an AttemptHeaders for its attempt (d.attempt_headers), and takes it back.
+  AttemptHeaders& lend_headers(Delivery& d);
+  void take_back_headers(Delivery& d) noexcept;
   void release(Delivery& d);
   // Takes `t` out of targets_; freed now, or by release() when the last delivery lets go.
   void retire(Target* t);
@@ -288,6 +304,9 @@ class Worker {
   std::uint64_t hold_serial_ = 0;
   // Refused by a full origin queue (not an attempt): submitted again, one per completion.
   std::deque<Delivery*> parked_;
+  // Every AttemptHeaders this worker made, and the free ones (linked by next_free).
+  std::vector<std::unique_ptr<AttemptHeaders>> attempt_headers_;
+  AttemptHeaders* free_headers_ = nullptr;
   transport::IntrusiveList<Delivery> done_;  // outcomes for the next flush_outcomes()
   std::vector<Outcome> outcome_buf_;
   std::vector<Unfinished> unfinished_;

@@ -12,16 +12,28 @@
 namespace fanout::engine {
 namespace {
 
-TEST(DeliveryPoolTest, ClassesArePowersOfTwoFromTwoKibToThirtyTwoKib) {
+TEST(DeliveryPoolTest, ClassesGoByHalfPowersOfTwoFromOneKibToThirtyTwoKib) {
+  const std::size_t sizes[] = {1024, 1536,  2048,  3072,  4096, 6144,
+                               8192, 12288, 16384, 24576, 32768};
+  static_assert(std::size(sizes) == DeliveryPool::kClasses);
   EXPECT_EQ(DeliveryPool::class_of(1), 0);
-  EXPECT_EQ(DeliveryPool::class_of(2048), 0);
-  EXPECT_EQ(DeliveryPool::class_of(2049), 1);
-  EXPECT_EQ(DeliveryPool::class_of(4096), 1);
-  EXPECT_EQ(DeliveryPool::class_of(4097), 2);
-  EXPECT_EQ(DeliveryPool::class_of(32768), 4);
-  EXPECT_EQ(DeliveryPool::class_of(32769), DeliveryPool::kUnpooled);
   for (std::uint8_t c = 0; c < DeliveryPool::kClasses; ++c) {
-    EXPECT_EQ(DeliveryPool::class_of(DeliveryPool::class_size(c)), c);
+    EXPECT_EQ(DeliveryPool::class_size(c), sizes[c]);
+    EXPECT_EQ(DeliveryPool::class_of(sizes[c]), c) << sizes[c];
+    if (c + 1u < DeliveryPool::kClasses) {
+      EXPECT_EQ(DeliveryPool::class_of(sizes[c] + 1), c + 1);
+    }
+  }
+  EXPECT_EQ(DeliveryPool::class_of(1400), 1);  // a typical delivery: 1.5 KiB, not 2
+  EXPECT_EQ(DeliveryPool::class_of(32769), DeliveryPool::kUnpooled);
+  // Every size up to the largest class is in the smallest class that holds it.
+  for (std::size_t size = 1; size <= 32768; size += 7) {
+    const std::uint8_t c = DeliveryPool::class_of(size);
+    ASSERT_LT(c, DeliveryPool::kClasses);
+    EXPECT_GE(DeliveryPool::class_size(c), size);
+    if (c > 0) {
+      EXPECT_LT(DeliveryPool::class_size(static_cast<std::uint8_t>(c - 1)), size);
+    }
   }
 }
 
@@ -29,15 +41,15 @@ TEST(DeliveryPoolTest, AGivenBlockIsTakenAgainForTheSameClass) {
   DeliveryPool pool;
   std::uint8_t cls = 0;
   void* a = pool.take(1500, cls);
-  ASSERT_EQ(cls, 0);
+  ASSERT_EQ(cls, 1);
   std::memset(a, 0xab, DeliveryPool::class_size(cls));  // the whole class is usable
   pool.give(a, cls);
   EXPECT_EQ(pool.pooled_blocks(), 1u);
   std::uint8_t other = 0;
   void* b = pool.take(3000, other);  // another class: not this block
-  EXPECT_EQ(other, 1);
+  EXPECT_EQ(other, 3);
   EXPECT_NE(b, a);
-  void* c = pool.take(2000, cls);
+  void* c = pool.take(1200, cls);
   EXPECT_EQ(c, a);
   EXPECT_EQ(pool.pooled_blocks(), 0u);
   pool.give(b, other);

@@ -135,9 +135,12 @@ bool Api::ingest(const HttpRequest& req, const ApiKey& key, HttpResponder respon
     PublishResult r = producer_.publish(line, publish_options);
     switch (r.status) {
       case PublishStatus::kAccepted:
-        // Remember the payload for tryouts (the engine's parse hands it back).
-        if (latest_.size() < kMaxLatest || latest_.count({r.org_id, r.type}) != 0) {
-          latest_[{r.org_id, r.type}] = std::string(r.payload);
+        // Remember the payload for tryouts (the engine's parse hands it back): one lookup, and
+        // the kept string's capacity reused (no allocation per event once it is large enough).
+        if (const auto it = latest_.find({r.org_id, r.type}); it != latest_.end()) {
+          it->second.assign(r.payload);
+        } else if (latest_.size() < kMaxLatest) {
+          latest_.emplace(std::pair{r.org_id, r.type}, std::string(r.payload));
         }
         break;
       case PublishStatus::kDuplicate:

@@ -3,8 +3,8 @@
 # (the default) and with --no-durable, in turn, REPEAT times each, in one run.
 #
 #   fanout-sink (h2c) pinned to CPU 1 — the receiver of every delivery;
-#   fanoutd serve --workers 1 and fanout-load --ingest (NDJSON batches of 500, one HTTP/1.1
-#   connection) on CPU 0, 10 organisations with one webhook each. Every event goes to the one
+#   fanoutd serve --workers 1 and fanout-load --ingest (NDJSON batches of 500, one h2c
+#   connection, or HTTP/1.1 with --http1) on CPU 0, 10 organisations with one webhook each. Every event goes to the one
 #   receiver, so the per-origin and per-organisation budgets are lifted (origin_max_in_flight
 #   = 0, org_max_in_flight = 0 in the daemon's config): with the defaults (100,000 in flight)
 #   the backlog reaches the budget mid-run and ingest answers busy, and the run would measure
@@ -18,6 +18,7 @@
 #
 # Usage: bash bench/fanoutd/durable_ingest.sh [--events N] [--repeat R] [--smoke] [--out DIR]
 #        [--conns C]          (ingest connections, default 1)
+#        [--http1]            (ingest over HTTP/1.1 instead of h2c)
 #        [--build-dir D]      (defaults: 200000 events, 3 repeats, build/bench)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -25,10 +26,13 @@ cd "$ROOT"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 CONNS=1
+PROTO_ARGS=()
+PROTO=h2c
 args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --conns) CONNS=$2; shift 2 ;;
+    --http1) PROTO_ARGS=(--http1); PROTO=HTTP/1.1; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -73,7 +77,7 @@ run() {
   ingest=$("$FANOUTD" apikey create --data "$data" --role INGEST --all-orgs | tail -n 1)
   local w0 c0 t0 t1 load_args=()
   [[ $rate != 0 ]] && load_args+=(--rate "$rate")
-  load_args+=(--conns "$CONNS")
+  load_args+=(--conns "$CONNS" "${PROTO_ARGS[@]}")
   w0=$(write_bytes "$dpid")
   c0=$(metric fanout_journal_commits_total)
   t0=$(date +%s.%N)
@@ -109,26 +113,29 @@ print(json.dumps({
 EOF
 }
 
-log "durable_ingest: $N events per run, $REPEAT runs per mode, load $(loadavg)"
+log "durable_ingest: $N events per run, $REPEAT runs per mode, $PROTO x $CONNS, load $(loadavg)"
 : >"$TMP/runs.jsonl"
 for ((r = 1; r <= REPEAT; r++)); do
   for mode in durable volatile; do
-    run "$mode" 0 | tee -a "$TMP/runs.jsonl" >&2
+    # Not in a pipeline: run() must add its processes to this shell's PIDS (killed on exit).
+    run "$mode" 0 >"$TMP/line.json"
+    tee -a "$TMP/runs.jsonl" <"$TMP/line.json" >&2
   done
 done
 half=$(benchpy median "$TMP/runs.jsonl" accepted_per_s --times 0.5 mode=durable)
 log "steady load at $half events/s (half the durable median)"
-run durable "$half" | sed 's/"mode": "durable"/"mode": "durable-half"/' | tee -a "$TMP/runs.jsonl" >&2
+run durable "$half" >"$TMP/line.json"
+sed 's/"mode": "durable"/"mode": "durable-half"/' "$TMP/line.json" | tee -a "$TMP/runs.jsonl" >&2
 
-report=$(python3 - "$TMP/runs.jsonl" "$N" "$REPEAT" <<'EOF'
+report=$(python3 - "$TMP/runs.jsonl" "$N" "$REPEAT" "$PROTO" "$CONNS" <<'EOF'
 import sys
 from benchlib import median, read_jsonl
 runs = read_jsonl(sys.argv[1])
-n, repeat = sys.argv[2], sys.argv[3]
+n, repeat, proto, conns = sys.argv[2:6]
 def med(mode, key):
     return median((r[key] for r in runs if r["mode"] == mode), float("nan"))
 d, v = "durable", "volatile"
-print(f"| {n} events, medians of {repeat} | durable | --no-durable | durable / no-durable |")
+print(f"| {n} events, {proto} x {conns}, medians of {repeat} | durable | --no-durable | durable / no-durable |")
 print("|---|---:|---:|---:|")
 for key, label, fmt in [("accepted_per_s", "events/s accepted", "{:,.0f}"),
                         ("all_delivered_s", "s until all delivered", "{:.2f}"),

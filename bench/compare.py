@@ -47,7 +47,7 @@ def parse(a):
             d["detail"] = "delivered %s/%s, not delivered %s, connections h2 %s h1 %s%s" % (
                 delivered, n, bad, j.get("connections_h2"), j.get("connections_h1"),
                 (", " + j["first_failure"]) if j.get("first_failure") else "")
-    elif tool == "h2load":
+    elif tool in ("h2load", "h2load-hdr"):
         h = parse_h2load(out)
         d["rate"] = h["rate"] or 0.0
         if h["elapsed_s"] is not None:
@@ -135,8 +135,8 @@ def report(a):
     for d in runs:
         if d["kind"] == "throughput" and d["scenario"] not in cases:
             cases.append(d["scenario"])
-    peers = ("h2load", "wrk", "curl_multi", "undici")
-    goals = {"h2load": 0.9, "wrk": 0.9, "curl_multi": 6.0, "undici": 20.0}
+    peers = ("h2load", "h2load-hdr", "wrk", "curl_multi", "undici")
+    goals = {"h2load": 0.9, "h2load-hdr": 0.97, "wrk": 0.9, "curl_multi": 6.0, "undici": 20.0}
     throughput = []
     for c in cases:
         f = pick("throughput", c, "fanout")
@@ -232,6 +232,38 @@ def report(a):
         fmt(latency_goal["offered"]), fmt(latency_goal["fanout_p99_us"]), yes(latency_goal["met"])))
     md.append("")
     md.append("paired: the median of each repeat's back-to-back ratio (steadier on a shared machine).")
+    md.append("")
+    md.append("## Against h2load sending fanout's header set (issue 16, goal 1)")
+    md.append("")
+    md.append("The baseline is h2load-hdr (h2load with `user-agent: fanout/...`, a 32-hex-digit "
+              "`x-partoo-event-id` and `x-partoo-attempt: 1`: the same names, values of the same "
+              "length; its event id repeats, so HPACK indexes it, where fanout's are unique) and, "
+              "over HTTP/1.1, wrk. Goals: fanout's client CPU per delivery (whole process, "
+              "publishing thread included) <= 0.85x the peer's per request; the receiver's CPU per "
+              "fanout request <= 1.05x; throughput >= 0.97x. Bare h2load beside it.")
+    md.append("")
+    md.append("| case | peer | client CPU us: fanout / peer | ratio (<= 0.85) | receiver CPU us: "
+              "fanout / peer | ratio (<= 1.05) | throughput ratio (>= 0.97) | to bare h2load |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in throughput:
+        p = "h2load-hdr" if "h2load-hdr" in r["peers"] else "wrk" if "wrk" in r["peers"] else None
+        if p is None:
+            continue
+        g, f = r["peers"][p], r["fanout"]
+        cr = (f["client_cpu_us_per_request"] / g["client_cpu_us_per_request"]
+              if f["client_cpu_us_per_request"] and g["client_cpu_us_per_request"] else None)
+        sr = (f["server_cpu_us_per_request"] / g["server_cpu_us_per_request"]
+              if f["server_cpu_us_per_request"] and g["server_cpu_us_per_request"] else None)
+        bare = r["peers"].get("h2load")
+        md.append("| %s | %s | %s / %s | %s %s | %s / %s | %s %s | %s %s | %s |" % (
+            r["scenario"], p, fmt(f["client_cpu_us_per_request"], "%.2f"),
+            fmt(g["client_cpu_us_per_request"], "%.2f"), fmt(cr, "%.2f"),
+            "" if cr is None else "yes" if cr <= 0.85 else "**no**",
+            fmt(f["server_cpu_us_per_request"], "%.2f"),
+            fmt(g["server_cpu_us_per_request"], "%.2f"), fmt(sr, "%.2f"),
+            "" if sr is None else "yes" if sr <= 1.05 else "**no**",
+            fmt(g["ratio"], "%.2f"), yes(g["ratio"] >= 0.97 if g["ratio"] else None),
+            fmt(bare and bare["ratio"], "%.2f")))
     if skips:
         md.append("")
         md.append("Not run:")

@@ -2,15 +2,20 @@
 # fanout-load against the clients nobody here wrote, end to end, in one run (issue 6, "bench/"):
 #
 #   case            server (CPU 1)          clients, one at a time on CPU 0, same C x M and body
-#   h2c 1x100       nghttpd --no-tls -n 1   fanout-load, h2load -c 1 -m 100, curl_multi
-#   h2c 8x10        nghttpd --no-tls -n 1   fanout-load, h2load -c 8 -m 10, curl_multi
-#   TLS 1x100       nghttpd (TLS) -n 1      fanout-load, h2load, curl_multi, undici (allowH2)
+#   h2c 1x100       nghttpd --no-tls -n 1   fanout-load, h2load -c 1 -m 100, h2load-hdr, curl_multi
+#   h2c 8x10        nghttpd --no-tls -n 1   fanout-load, h2load -c 8 -m 10, h2load-hdr, curl_multi
+#   TLS 1x100       nghttpd (TLS) -n 1      fanout-load, h2load, h2load-hdr, curl_multi, undici
+#   TLS 8x10        nghttpd (TLS) -n 1      fanout-load, h2load, h2load-hdr, curl_multi
 #   HTTP/1.1 64x1   nginx, one process      fanout-load --http1, wrk -c 64, curl_multi, undici
 #   signed 1x100    nghttpd --no-tls -n 1   fanout-load --sign beside the raw Ed25519 sign rate
 #                                           (fanout-load --sign-rate-only, on CPU 0)
 #   latency sweep   nghttpd --no-tls -n 1   fanout-load --rate R and h2load --rps R (1x100) at
 #                                           10/25/50/75/90/100 % of fanout's h2c 1x100 rate
 #
+# h2load-hdr is h2load sending fanout's header names with values of the same length
+# (user-agent: fanout/0.1.0, x-partoo-event-id: 32 hex digits, x-partoo-attempt: 1): the baseline
+# of issue 16's first goal (fanout's client CPU per delivery <= 0.85x its CPU per request, the
+# receiver's CPU per fanout request <= 1.05x, throughput >= 0.97x), reported in its own table.
 # fanout-load runs with one worker (its publishing thread and the worker both on CPU 0, as
 # h2load's one thread); curl_multi is bench/peers/curl_multi.c (libcurl's multi interface,
 # compiled here with cc and never linked with fanout), undici is bench/peers/undici_load.mjs
@@ -128,6 +133,9 @@ for port in "$H2C_PORT" "$TLS_PORT" "$H1_PORT"; do
   wait_accepting "$port" || { log "a server did not start on port $port; logs in $TMP"; \
     cat "$TMP"/*.log "$TMP"/nginx/*.log >&2 2>/dev/null || true; exit 1; }
 done
+# h2load-hdr's header values: fanout's user agent, an event id as long as fanout-load's.
+FANOUT_UA="fanout/$(sed -n 's/^project(fanout VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)"
+EVENT_ID_SAMPLE=0123456789abcdef0123456789abcdef
 H2C_URL=http://127.0.0.1:$H2C_PORT/hook
 TLS_URL=https://127.0.0.1:$TLS_PORT/hook
 H1_URL=http://127.0.0.1:$H1_PORT/hook
@@ -177,6 +185,7 @@ CASES=(
   "h2c 1x100|h2c|$H2C_URL|1|100|$H2C_PID"
   "h2c 8x10|h2c|$H2C_URL|8|10|$H2C_PID"
   "TLS 1x100|tls|$TLS_URL|1|100|$TLS_PID"
+  "TLS 8x10|tls|$TLS_URL|8|10|$TLS_PID"
   "HTTP/1.1 64x1|h1|$H1_URL|64|1|$H1_PID"
 )
 LOAD_BEFORE=$(uptime)
@@ -200,6 +209,10 @@ for ((run = 1; run <= REPEAT; run++)); do
       run_client throughput "$scenario" "$run" h2load "$spid" "$N" -- \
         h2load -n "$N" -c "$c" -m "$m" -t 1 -d "$TMP/body.json" \
         -H 'content-type: application/json' "$url"
+      run_client throughput "$scenario" "$run" h2load-hdr "$spid" "$N" -- \
+        h2load -n "$N" -c "$c" -m "$m" -t 1 -d "$TMP/body.json" \
+        -H 'content-type: application/json' -H "user-agent: $FANOUT_UA" \
+        -H "x-partoo-event-id: $EVENT_ID_SAMPLE" -H 'x-partoo-attempt: 1' "$url"
     fi
     run_client throughput "$scenario" "$run" curl_multi "$spid" "$N" -- \
       "$CURL_MULTI" --url "$url" --requests "$N" --conns "$c" --streams "$m" \
@@ -210,7 +223,9 @@ for ((run = 1; run <= REPEAT; run++)); do
           node "$UNDICI" --url "$url" --requests "$N" --conns "$c" --body "$TMP/body.json" \
           --timeout "$RUN_LIMIT_S" --http1 ;;
       tls)
-        if [[ $UNDICI_H2 == 1 ]]; then
+        if [[ $scenario != "TLS 1x100" ]]; then
+          :  # undici's experimental HTTP/2 is probed at 1x100 only
+        elif [[ $UNDICI_H2 == 1 ]]; then
           run_client throughput "$scenario" "$run" undici "$spid" "$N" -- \
             node "$UNDICI" --url "$url" --requests "$N" --conns "$c" --streams "$m" \
             --body "$TMP/body.json" --timeout "$RUN_LIMIT_S"

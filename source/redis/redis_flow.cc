@@ -14,6 +14,11 @@ namespace fanout::source {
 namespace {
 
 constexpr std::size_t kIdsPerCommand = 1000;
+// Acknowledgements are batched: an XACK goes once kAckBatch ids wait, or kAckDelayMs after the
+// first of them waited (at once while closing). One command per few hundred entries instead of
+// one per loop turn (~35 ids); an entry stays pending in Redis at most kAckDelayMs longer.
+constexpr std::size_t kAckBatch = 500;
+constexpr std::uint64_t kAckDelayMs = 1;
 constexpr std::uint64_t kBusyRetryMs = 20;
 
 // An entry's "event" field, when it has one. fields: [name, value, name, value, ...].
@@ -421,11 +426,21 @@ void RedisSource::Impl::drain_notes() {
 void RedisSource::Impl::flush_writes() {
   if (!cmd.ready() || phase == Phase::kSetup) return;  // setup() sends what is owed first
   send_records();
-  if (!to_ack.empty() || !to_hdel.empty()) {
-    send_acks(std::move(to_ack), std::move(to_hdel));
-    to_ack.clear();
-    to_hdel.clear();
+  if (to_ack.empty() && to_hdel.empty()) return;
+  if (to_ack.size() + to_hdel.size() < kAckBatch && !ack_due && phase != Phase::kClosing) {
+    if (!timers.armed(ack_timer)) timers.schedule_after(ack_timer, kAckDelayMs);
+    return;
   }
+  timers.cancel(ack_timer);
+  send_acks(std::move(to_ack), std::move(to_hdel));
+  to_ack.clear();
+  to_hdel.clear();
+}
+
+void RedisSource::Impl::on_ack_due() noexcept {
+  ack_due = true;
+  flush_writes();
+  ack_due = false;
 }
 
 void RedisSource::Impl::send_records() {

@@ -125,6 +125,8 @@ struct RedisSource::Impl {
   void send_acks(std::vector<EntryId> ids, std::vector<EntryId> hdel);
   static void on_ack_reply(redisAsyncContext* ctx, void* reply, void* data);
   void on_refresh() noexcept;
+  // The acknowledgement batch's delay ran out: what waits is sent now (flush_writes).
+  void on_ack_due() noexcept;
   void on_claim_tick() noexcept;
   void claim_next();
   static void on_claim(redisAsyncContext* ctx, void* reply, void* data);
@@ -141,7 +143,8 @@ struct RedisSource::Impl {
 
   transport::LoopTimer timers;
   transport::TimerEntry reconnect_timer, connect_deadline, claim_timer, refresh_timer, info_timer,
-      busy_timer, close_deadline;
+      busy_timer, close_deadline, ack_timer;
+  bool ack_due = false;  // on_ack_due() is flushing: send acknowledgements however few
   uv_async_t async{};
   uv_getaddrinfo_t resolve_req{};
   bool resolving = false;

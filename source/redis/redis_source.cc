@@ -205,6 +205,7 @@ RedisSource::Impl::Impl(RedisOptions options, RedisEndpoint endpoint, Engine& e,
   info_timer.bind<&Impl::on_info>(this);
   busy_timer.bind<&Impl::on_busy_retry>(this);
   close_deadline.bind<&Impl::on_close_deadline>(this);
+  ack_timer.bind<&Impl::on_ack_due>(this);
   uv_async_init(loop, &async, on_async);
   async.data = this;
 }
@@ -292,7 +293,8 @@ void RedisSource::Impl::go_down(const std::string& why) {
       why + "; connecting again in " + std::to_string(backoff_ms) + " ms");
   phase = Phase::kDown;
   reading = claiming = false;
-  for (transport::TimerEntry* t : {&connect_deadline, &claim_timer, &refresh_timer, &info_timer}) {
+  for (transport::TimerEntry* t :
+       {&connect_deadline, &claim_timer, &refresh_timer, &info_timer, &ack_timer}) {
     timers.cancel(*t);
   }
   reader.drop();
@@ -389,7 +391,7 @@ void RedisSource::Impl::close(std::uint32_t deadline_ms, std::function<void()> d
   reader.drop();
   reading = claiming = false;
   for (transport::TimerEntry* t : {&reconnect_timer, &connect_deadline, &claim_timer,
-                                   &refresh_timer, &info_timer, &busy_timer}) {
+                                   &refresh_timer, &info_timer, &busy_timer, &ack_timer}) {
     timers.cancel(*t);
   }
   if (resolving) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req));

@@ -15,8 +15,9 @@ namespace {
 
 constexpr std::size_t kIdsPerCommand = 1000;
 // Acknowledgements are batched: an XACK goes once kAckBatch ids wait, or kAckDelayMs after the
-// first of them waited (at once while closing). One command per few hundred entries instead of
-// one per loop turn (~35 ids); an entry stays pending in Redis at most kAckDelayMs longer.
+// first of them waited (at once while closing, and while reading is paused at the budget). One
+// command per few hundred entries instead of one per loop turn (~35 ids); an entry stays pending in
+// Redis at most kAckDelayMs longer.
 constexpr std::size_t kAckBatch = 500;
 constexpr std::uint64_t kAckDelayMs = 1;
 constexpr std::uint64_t kBusyRetryMs = 20;
@@ -427,7 +428,11 @@ void RedisSource::Impl::flush_writes() {
   if (!cmd.ready() || phase == Phase::kSetup) return;  // setup() sends what is owed first
   send_records();
   if (to_ack.empty() && to_hdel.empty()) return;
-  if (to_ack.size() + to_hdel.size() < kAckBatch && !ack_due && phase != Phase::kClosing) {
+  // While reading is paused at the budget, the outcomes that make room are acknowledged before
+  // reading resumes (on_async), so that Redis's pending list stays within the budget: batches
+  // wait only while reading flows.
+  if (to_ack.size() + to_hdel.size() < kAckBatch && !ack_due && !paused &&
+      phase != Phase::kClosing) {
     if (!timers.armed(ack_timer)) timers.schedule_after(ack_timer, kAckDelayMs);
     return;
   }

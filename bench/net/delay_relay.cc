@@ -208,6 +208,8 @@ void on_shutdown(uv_shutdown_t* s, int status) {
   maybe_finish(p->conn);
 }
 
+void on_pipe_timer(uv_timer_t* t);
+
 // Writes every chunk that is due, then arms the timer to the next one.
 void flush(Pipe& p) {
   Conn* c = p.conn;
@@ -237,10 +239,11 @@ void flush(Pipe& p) {
       return;
     }
   }
-  if (p.head != nullptr)
-    uv_timer_start(
-        &p.timer, [](uv_timer_t* t) { flush(*static_cast<Pipe*>(t->data)); }, p.head->due_ms - now,
-        0);
+  if (p.head != nullptr) uv_timer_start(&p.timer, on_pipe_timer, p.head->due_ms - now, 0);
+}
+
+void on_pipe_timer(uv_timer_t* t) {
+  flush(*static_cast<Pipe*>(t->data));
 }
 
 void enqueue(Pipe& p, Chunk* ch) {
@@ -258,8 +261,7 @@ void enqueue(Pipe& p, Chunk* ch) {
   if (r->delay_ms == 0) {
     flush(p);
   } else if (was_empty) {
-    uv_timer_start(
-        &p.timer, [](uv_timer_t* t) { flush(*static_cast<Pipe*>(t->data)); }, r->delay_ms, 0);
+    uv_timer_start(&p.timer, on_pipe_timer, r->delay_ms, 0);
   }
   if (!p.paused && p.queued > kMaxQueuedBytes && !p.conn->closing) {
     p.paused = true;

@@ -424,14 +424,14 @@ void RedisSource::Impl::drain_notes() {
   counters.held.store(table.held(), std::memory_order_relaxed);
 }
 
-void RedisSource::Impl::flush_writes() {
+void RedisSource::Impl::flush_writes(bool acks_now) {
   if (!cmd.ready() || phase == Phase::kSetup) return;  // setup() sends what is owed first
   send_records();
   if (to_ack.empty() && to_hdel.empty()) return;
   // While reading is paused at the budget, the outcomes that make room are acknowledged before
   // reading resumes (on_async), so that Redis's pending list stays within the budget: batches
   // wait only while reading flows.
-  if (to_ack.size() + to_hdel.size() < kAckBatch && !ack_due && !paused &&
+  if (to_ack.size() + to_hdel.size() < kAckBatch && !acks_now && !paused &&
       phase != Phase::kClosing) {
     if (!timers.armed(ack_timer)) timers.schedule_after(ack_timer, kAckDelayMs);
     return;
@@ -443,9 +443,7 @@ void RedisSource::Impl::flush_writes() {
 }
 
 void RedisSource::Impl::on_ack_due() noexcept {
-  ack_due = true;
-  flush_writes();
-  ack_due = false;
+  flush_writes(/*acks_now=*/true);
 }
 
 void RedisSource::Impl::send_records() {

@@ -118,14 +118,16 @@ struct RedisSource::Impl {
   void arm_busy_retry() noexcept;  // when something waits in blocked or parked
   static void on_async(uv_async_t* handle);
   void drain_notes();
-  void flush_writes();
+  // Sends the attempt records and the acknowledgements that wait (batched: see kAckBatch;
+  // acks_now sends them however few).
+  void flush_writes(bool acks_now = false);
   // HSETs of what to_hset holds; each batch's holds are released when Redis answers.
   void send_records();
   static void on_record_reply(redisAsyncContext* ctx, void* reply, void* data);
   void send_acks(std::vector<EntryId> ids, std::vector<EntryId> hdel);
   static void on_ack_reply(redisAsyncContext* ctx, void* reply, void* data);
   void on_refresh() noexcept;
-  // The acknowledgement batch's delay ran out: what waits is sent now (flush_writes).
+  // The acknowledgement batch's delay ran out: what waits is sent now.
   void on_ack_due() noexcept;
   void on_claim_tick() noexcept;
   void claim_next();
@@ -144,7 +146,6 @@ struct RedisSource::Impl {
   transport::LoopTimer timers;
   transport::TimerEntry reconnect_timer, connect_deadline, claim_timer, refresh_timer, info_timer,
       busy_timer, close_deadline, ack_timer;
-  bool ack_due = false;  // on_ack_due() is flushing: send acknowledgements however few
   uv_async_t async{};
   uv_getaddrinfo_t resolve_req{};
   bool resolving = false;

@@ -18,6 +18,7 @@
 
 #include "fanout/engine.h"
 #include "tests/support/collector.h"
+#include "tests/support/engine_fixture.h"
 #include "tests/support/receiver.h"
 #include "tests/support/sanitized.h"
 
@@ -38,13 +39,8 @@ constexpr int kEventsPerPublisher = 10'000;
 #endif
 
 EngineOptions load_options() {
-  EngineOptions o;
+  EngineOptions o = fanout::test_support::loopback_engine_options();
   o.workers = 2;
-  o.insecure = true;
-  o.allow_subnets = {"127.0.0.1/32"};
-  o.retry.base_ms = 1;
-  o.retry.factor = 2;
-  o.retry.jitter = 0;
   return o;
 }
 

@@ -27,36 +27,37 @@ struct IngestCounts {
   std::size_t accepted = 0, dropped = 0, refused = 0, busy = 0, duplicate = 0;
 };
 
+// Ends a line's item: `head` (its status and the name of one more field), that field's value as
+// a JSON string, the closing brace.
+void end_item(std::string& items, std::string_view head, std::string_view value) {
+  items += head;
+  json::append_string(items, value);
+  items += '}';
+}
+
 // One line's item in the answer (after its "{\"line\":N"), counted in `n`; `stop` becomes true
 // when the engine is at its global budget or stopping: the lines after it are not published.
 void append_result(std::string& items, const PublishResult& r, IngestCounts& n, bool& stop) {
   switch (r.status) {
     case PublishStatus::kAccepted:
       ++n.accepted;
-      items += R"(,"status":"accepted","id":)";
-      json::append_string(items, r.event_id);
-      items += '}';
+      end_item(items, R"(,"status":"accepted","id":)", r.event_id);
       break;
     case PublishStatus::kDuplicate:
       ++n.duplicate;
-      items += R"(,"status":"duplicate","id":)";
-      json::append_string(items, r.event_id);
-      items += '}';
+      end_item(items, R"(,"status":"duplicate","id":)", r.event_id);
       break;
     case PublishStatus::kNoSubscription:
       ++n.dropped;
-      items += R"(,"status":"dropped","reason":"no_subscription")";
-      if (!r.event_id.empty()) {
-        items += ",\"id\":";
-        json::append_string(items, r.event_id);
+      if (r.event_id.empty()) {
+        items += R"(,"status":"dropped","reason":"no_subscription"})";
+      } else {
+        end_item(items, R"(,"status":"dropped","reason":"no_subscription","id":)", r.event_id);
       }
-      items += '}';
       break;
     case PublishStatus::kInvalid:
       ++n.refused;
-      items += R"(,"status":"refused","reason":)";
-      json::append_string(items, r.reason);
-      items += '}';
+      end_item(items, R"(,"status":"refused","reason":)", r.reason);
       break;
     case PublishStatus::kBusy:
     case PublishStatus::kStopped:
@@ -64,9 +65,7 @@ void append_result(std::string& items, const PublishResult& r, IngestCounts& n, 
       if (r.status == PublishStatus::kBusy &&
           (r.reason == "org_busy" || r.reason == "origin_busy")) {
         // One organisation's or origin's budget: the other lines may still go in.
-        items += R"(,"status":"busy","reason":)";
-        json::append_string(items, r.reason);
-        items += '}';
+        end_item(items, R"(,"status":"busy","reason":)", r.reason);
         break;
       }
       stop = true;

@@ -1,6 +1,8 @@
-// The engine's journal (journal.h). Schema (migration 1):
+// The engine's journal (journal.h): SQLite's side, the writer and the indexer. Schema
+// (migrations 1 and 2):
 //
-//   meta(id = 1, next_did)        the next delivery id, written with every batch
+//   meta(id = 1, next_did, log_frame)  the next delivery id and the last frame of the log
+//                                      copied, written with every copy
 //   deliveries(did, event_id, org_id, event_type TEXT, subscription_id, created_ms, attempts,
 //              next_ms, outcome NULL while pending, finished_ms, resend_of, log)
 //     + partial index of pending dids (recovery), (subscription_id, did) for history, partial
@@ -21,6 +23,10 @@
 // reach SQL only through bound parameters.
 #include "engine/journal.h"
 
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -30,12 +36,16 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "engine/journal_log.h"
 #include "engine/journal_rows.h"
 #include "engine/sqlite.h"
 
 namespace fanout::engine {
 
+using journal_detail::kIndexRetry;
+using journal_detail::kPurgeEvery;
 using journal_detail::kRecoveredColumns;
+using journal_detail::now_ms;
 using journal_detail::recovered_from_row;
 
 namespace {
@@ -79,9 +89,14 @@ CREATE TABLE event_ids (
 CREATE INDEX event_ids_by_time ON event_ids (at_ms);
 PRAGMA user_version = 1;
 )sql",
+    R"sql(
+ALTER TABLE meta ADD COLUMN log_frame INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 2;
+)sql",
 };
 
-constexpr auto kPurgeEvery = std::chrono::seconds(1);
+// The indexer's and the checkpointer's niceness (Linux: per thread).
+constexpr int kBackgroundNice = 10;
 // The writer's connection: no checkpoint of its own (the checkpointer thread does them, so a
 // commit never waits for one), the WAL truncated back to 32 MiB after it restarts (bounded
 // disk), a 32 MiB page cache and memory-mapped reads to keep the indexes' pages out of read().
@@ -91,19 +106,6 @@ constexpr const char* kWriterPragmas[] = {
     "PRAGMA cache_size=-32768",
     "PRAGMA mmap_size=268435456",
 };
-// WAL frames (4 KiB pages) after a commit: past the first, the checkpointer copies the WAL into
-// the database (PASSIVE: beside the writer, never blocking it); past the second (it fell
-// behind, or never caught a moment with the whole WAL copied) the writer itself restarts the
-// WAL, so it stays bounded.
-constexpr int kCheckpointFrames = 8192;
-constexpr int kWriterCheckpointFrames = 4 * kCheckpointFrames;
-// Frames left for the writer's RESTART checkpoint to copy (between two of its commits).
-constexpr int kCheckpointTail = 128;
-
-std::int64_t now_ms() noexcept {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 std::string id_key(std::int64_t org_id, std::string_view event_id) {
   std::string key(sizeof org_id, '\0');
@@ -115,11 +117,15 @@ std::string id_key(std::int64_t org_id, std::string_view event_id) {
 }  // namespace
 
 Journal::Journal(DurabilityOptions options, const routing::EventCatalogue& catalogue)
-    : options_(std::move(options)), catalogue_(catalogue), open_(std::make_unique<Batch>()) {}
+    : options_(std::move(options)),
+      catalogue_(catalogue),
+      open_(std::make_unique<Batch>()),
+      index_batch_(std::make_unique<Batch>()) {}
 
 Journal::~Journal() {
   stop();
   writer_.reset();  // statements before their connection
+  log_.reset();
   sqlite3_close_v2(reader_);
   sqlite3_close_v2(checkpointer_db_);
   sqlite3_close_v2(db_);
@@ -153,7 +159,43 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
   }
   sqlite3_wal_hook(j->db_, &Journal::on_wal, j.get());
 
-  // The next delivery id, the deliveries to resume, the final rows kept, the ids remembered.
+  auto writer = Writer::make(j->db_);
+  if (!writer) return fail(writer.error());
+  j->writer_ = std::move(*writer);
+  {
+    auto s = Statement::prepare(j->db_, "SELECT count(*) FROM deliveries WHERE outcome IS NOT NULL",
+                                "counting final deliveries");
+    if (!s) return fail(s.error());
+    auto row = s->step();
+    if (!row) return fail(row.error());
+    j->writer_->final_rows = *row ? static_cast<std::uint64_t>(s->int64(0)) : 0;
+  }
+  // The log's frames not yet in the database, copied in; then the log starts again after them.
+  {
+    auto s = Statement::prepare(j->db_, "SELECT log_frame FROM meta WHERE id = 1",
+                                "reading the last frame copied");
+    if (!s) return fail(s.error());
+    auto row = s->step();
+    if (!row) return fail(row.error());
+    if (!*row) return fail("the meta row is missing");
+    j->applied_ = static_cast<std::uint64_t>(std::max<std::int64_t>(0, s->int64(0)));
+  }
+  auto log = JournalLog::open(std::filesystem::path(options.dir) / "journal-log",
+                              options.log_segment_bytes);
+  if (!log) return tl::unexpected("durability: " + log.error());
+  j->log_ = std::move(*log);
+  for (;;) {
+    const std::uint64_t before = j->applied_;
+    if (auto r = j->index(UINT64_MAX, false); !r) return tl::unexpected("durability: " + r.error());
+    if (j->applied_ == before) break;
+  }
+  if (auto r = j->log_->start_appending(j->applied_ + 1); !r) {
+    return tl::unexpected("durability: " + r.error());
+  }
+  j->cursor_ = {j->applied_ + 1, 0, j->applied_ + 1};
+  j->logged_.store(j->applied_, std::memory_order_relaxed);
+
+  // The next delivery id, the deliveries to resume, the ids remembered.
   {
     auto s = Statement::prepare(j->db_, "SELECT next_did FROM meta WHERE id = 1",
                                 "reading the next delivery id");
@@ -176,17 +218,6 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
       j->next_did_ = std::max(j->next_did_, r.did + 1);
       j->recovered_.push_back(std::move(r));
     }
-  }
-  auto writer = Writer::make(j->db_);
-  if (!writer) return fail(writer.error());
-  j->writer_ = std::move(*writer);
-  {
-    auto s = Statement::prepare(j->db_, "SELECT count(*) FROM deliveries WHERE outcome IS NOT NULL",
-                                "counting final deliveries");
-    if (!s) return fail(s.error());
-    auto row = s->step();
-    if (!row) return fail(row.error());
-    j->writer_->final_rows = *row ? static_cast<std::uint64_t>(s->int64(0)) : 0;
   }
   if (options.idempotency_ms > 0 && options.max_ids > 0) {
     auto s = Statement::prepare(j->db_,
@@ -225,8 +256,23 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
 
 void Journal::start() {
   if (thread_.joinable()) return;
-  thread_ = std::thread([this] { run(); });
-  checkpoint_thread_ = std::thread([this] { run_checkpoints(); });
+  // Named for top -H and perf; the database's two threads at a lower priority (nice 10): under
+  // a burst they yield the core to the loops and the log's writer, and catch up after it (the
+  // backlog bound keeps them from falling behind for good).
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "journal-log");
+    run();
+  });
+  index_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "journal-index");
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kBackgroundNice);
+    run_index();
+  });
+  checkpoint_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "journal-ckpt");
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kBackgroundNice);
+    run_checkpoints();
+  });
 }
 
 void Journal::stop() {
@@ -234,56 +280,23 @@ void Journal::stop() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
+  stopping_seen_.store(true, std::memory_order_relaxed);
   wake_.notify_one();
+  index_done_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // The writer is done: the indexer copies what is left, then the log goes (all in SQLite).
+  {
+    std::lock_guard lock(index_mu_);
+    index_stop_ = true;
+  }
+  index_wake_.notify_one();
+  if (index_thread_.joinable()) index_thread_.join();
   {
     std::lock_guard lock(checkpoint_mu_);
     checkpoint_stop_ = true;
   }
   checkpoint_wake_.notify_one();
   if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
-}
-
-int Journal::on_wal(void* self, sqlite3* db, const char*, int frames) {
-  auto* j = static_cast<Journal*>(self);
-  if (frames >= kWriterCheckpointFrames) {
-    // SQLITE_BUSY (the checkpointer is at it) is fine: it will be tried again after the next
-    // commit.
-    (void)sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
-  } else if (frames >= kCheckpointFrames) {
-    {
-      std::lock_guard lock(j->checkpoint_mu_);
-      j->checkpoint_due_ = true;
-    }
-    j->checkpoint_wake_.notify_one();
-  }
-  return SQLITE_OK;
-}
-
-void Journal::run_checkpoints() {
-  for (;;) {
-    {
-      std::unique_lock lock(checkpoint_mu_);
-      checkpoint_wake_.wait(lock, [this] { return checkpoint_due_ || checkpoint_stop_; });
-      if (checkpoint_stop_) return;
-      checkpoint_due_ = false;
-    }
-    // Copies what the WAL holds into the database, beside the writer, until only a little is
-    // left; then asks the writer to copy the rest (a RESTART checkpoint between two commits)
-    // so that the WAL starts again from its beginning: under a steady load a PASSIVE
-    // checkpoint alone never finds the whole WAL copied at the writer's next commit, and one
-    // from this thread would wait for a moment without a writer that may never come.
-    for (int round = 0; round < 16; ++round) {
-      int log = 0, copied = 0;
-      const int rc = sqlite3_wal_checkpoint_v2(checkpointer_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                               &log, &copied);
-      if (rc != SQLITE_OK) break;
-      if (log - copied <= kCheckpointTail) {
-        restart_ready_.store(true, std::memory_order_release);
-        break;
-      }
-    }
-  }
 }
 
 std::uint64_t Journal::last_seq() const {
@@ -293,11 +306,13 @@ std::uint64_t Journal::last_seq() const {
 
 // --- appending ----------------------------------------------------------------------------------
 
-void Journal::push(const Record& r, std::string_view a, std::string_view b) {
+void Journal::push(const Record& r, std::string_view a, std::string_view b, std::string_view c) {
   Record& rec = open_->records.emplace_back(r);
   rec.offset = open_->bytes.size();
   open_->bytes.append(a);
   open_->bytes.append(b);
+  open_->bytes.append(c);
+  ++pushed_;
   if (writer_waiting_) wake_.notify_one();
 }
 
@@ -342,7 +357,9 @@ Journal::Admit Journal::accept(std::int64_t org_id, routing::EventTypeId type,
   r.resend_of = resend_of;
   r.id_size = static_cast<std::uint32_t>(event_id.size());
   r.body_size = static_cast<std::uint32_t>(body.size());
-  push(r, event_id, body);
+  const std::string_view type_name = catalogue_.name(type);
+  r.type_size = static_cast<std::uint32_t>(type_name.size());
+  push(r, event_id, body, type_name);
   if (open_->first_accept == 0) open_->first_accept = static_cast<std::uint64_t>(did);
   open_->last_accept = static_cast<std::uint64_t>(did);
   return Admit::kAccepted;
@@ -390,7 +407,6 @@ void Journal::forget_ids(const Batch& batch) {
 // --- the writer thread --------------------------------------------------------------------------
 
 void Journal::run() {
-  Writer& w = *writer_;
   std::unique_ptr<Batch> spare = std::make_unique<Batch>();
   for (;;) {
     std::unique_ptr<Batch> batch;
@@ -404,33 +420,36 @@ void Journal::run() {
       }
       if (open_->records.empty() && stopping_) break;
       open_->last_did = static_cast<std::uint64_t>(next_did_ - 1);
+      open_->pushes = pushed_;
       batch = std::exchange(open_, std::move(spare));
       failing = failing_;
     }
-    const auto now = std::chrono::steady_clock::now();
-    const bool purge_due = now >= w.next_purge;
-    // Nothing to write: commit anyway when a purge is due, or to find out whether a failing
-    // disk works again (publish answers busy until then).
-    if (batch->records.empty() && !purge_due && !failing) {
+    // Nothing to write: an empty frame anyway while failing, to find out whether the disk works
+    // again (publish answers busy until then).
+    if (batch->records.empty() && !failing) {
       spare = std::move(batch);
       continue;
     }
-    tl::expected<void, std::string> written;
+    // The log runs at most max_log_backlog_bytes ahead of the database: wait for the indexer
+    // (re-checked each second, and not at all while stopping or while the indexer fails: then
+    // the disk is the limit).
+    for (;;) {
+      std::unique_lock lock(index_mu_);
+      if (log_->bytes_written() - indexed_bytes_ <= options_.max_log_backlog_bytes ||
+          index_failing_.load(std::memory_order_relaxed) ||
+          stopping_seen_.load(std::memory_order_relaxed)) {
+        break;
+      }
+      backlog_waits_.fetch_add(1, std::memory_order_relaxed);
+      index_done_.wait_for(lock, kIndexRetry, [&] {
+        return log_->bytes_written() - indexed_bytes_ <= options_.max_log_backlog_bytes;
+      });
+    }
+    tl::expected<std::uint64_t, std::string> written;
     if (options_.fail_commit && options_.fail_commit()) {
       written = tl::unexpected(std::string("journal: injected commit failure"));
     } else {
-      auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, "journal: group commit");
-      if (!tx) {
-        written = tl::unexpected(std::move(tx.error()));
-      } else {
-        written = journal_detail::write_records(w, *batch, options_, catalogue_);
-        if (written && purge_due) written = journal_detail::purge(w, options_, now_ms());
-        if (written) written = tx->commit();
-      }
-    }
-    if (purge_due) {
-      w.next_purge = now + kPurgeEvery;
-      if (written) (void)sqlite3_exec(db_, "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr);
+      written = log_->append(*batch, batch->pushes);
     }
     const bool ok = written.has_value();
     {
@@ -444,16 +463,22 @@ void Journal::run() {
       bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
       durable_.store(std::max(batch->last_did, durable_.load(std::memory_order_relaxed)),
                      std::memory_order_release);
+      {
+        std::lock_guard lock(index_mu_);
+        logged_.store(*written, std::memory_order_release);
+      }
+      index_wake_.notify_one();
     } else {
       commit_failures_.fetch_add(1, std::memory_order_relaxed);
       std::fprintf(stderr, "fanout: %s\n", written.error().c_str());
+      {
+        std::lock_guard lock(index_mu_);
+        failed_pushes_ = batch->pushes;
+      }
+      index_done_.notify_all();
     }
     if (options_.on_commit && !batch->records.empty()) {
       options_.on_commit(batch->first_accept, batch->last_accept, ok);
-    }
-    // The checkpointer copied nearly all of the WAL: the rest now, so that it starts again.
-    if (restart_ready_.exchange(false, std::memory_order_acquire)) {
-      (void)sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
     }
     batch->clear();
     spare = std::move(batch);
@@ -463,7 +488,11 @@ void Journal::run() {
 Journal::Stats Journal::stats() const noexcept {
   return {commits_.load(std::memory_order_relaxed),
           commit_failures_.load(std::memory_order_relaxed),
-          records_.load(std::memory_order_relaxed), bytes_.load(std::memory_order_relaxed)};
+          records_.load(std::memory_order_relaxed),
+          bytes_.load(std::memory_order_relaxed),
+          indexed_.load(std::memory_order_relaxed),
+          index_failures_.load(std::memory_order_relaxed),
+          backlog_waits_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace fanout::engine

@@ -2,30 +2,37 @@
 // engine/README.md, "Durability"). Internal to the engine; embedders reach it through
 // EngineOptions::durability and the Engine's history calls.
 //
-// One SQLite database, DIR/journal.db, in WAL mode with synchronous=FULL: a commit returns once
-// the WAL is on stable storage (fsync), and SQLite's WAL frames carry checksums, so a torn or
-// partial tail is ignored at the next open (the database is as of the last whole commit).
+// Two stores, one the log of the other:
+// - DIR/journal-log/: an append-only log (journal_log.h). Each group commit is one frame,
+//   written and fdatasync'd by the writer thread; a record is durable once its frame is. This is
+//   all an accepted event waits for.
+// - DIR/journal.db: SQLite (WAL, synchronous=FULL), the queryable copy: recovery reads the
+//   deliveries to resume from it, the history calls read it. The indexer thread copies the log's
+//   frames into it in large transactions, each recording the last frame copied; segments wholly
+//   copied are removed. At open, the frames after that one are copied before anything else, so
+//   the database is then as of the last whole frame (a torn or partial tail is never read).
 //
-//   producers, workers (any thread)         writer thread (one)
-//   ───────────────────────────────          ─────────────────────────────────────────────────
-//   accept / attempt / final:                 wait for records (or 1 s), swap the batch out
-//     lock; check the id (idempotency);       BEGIN; one prepared statement per record; purge
-//     append a fixed record + its bytes       what left the history window; COMMIT (fsync)
-//     to the open batch; unlock               durable_seq = the batch's last did; on_commit()
+//   producers, workers (any thread)   writer thread               indexer thread
+//   ─────────────────────────────     ─────────────────────────   ───────────────────────────
+//   accept / attempt / final:         swap the open batch out;    read the frames synced since;
+//     lock; check the id; append a    one frame: writev +         one transaction: their rows,
+//     fixed record + its bytes to     fdatasync; durable_seq =    the last frame's number, the
+//     the open batch; unlock          its last did; on_commit()   purge; COMMIT; drop segments
 //
-// Group commit: everything appended while the writer commits goes into the next transaction, so
-// the cost of a sync is shared by every event that arrived during the previous one. An accepted
-// delivery and its final outcome in the same batch, with no history kept, never reach the disk.
+// Group commit: everything appended while the writer syncs goes into the next frame, so the cost
+// of a sync is shared by every event that arrived during the previous one. An accepted delivery
+// and its final outcome in the same frame, with no history kept, never reach the database.
 //
 // Sequence: each accepted delivery gets a delivery id (did) under the lock, so dids are in batch
 // order and "every did <= durable_seq() is on disk" holds after each commit, except the dids of
 // a batch whose commit failed (reported by on_commit; durable_seq() is a high-water mark). dids
-// never repeat across restarts (the high-water mark is stored in the same transaction as the
-// rows).
+// never repeat across restarts (each frame carries the high-water mark).
 //
 // Invariants: a row of `deliveries` without an outcome is an accepted delivery that has no final
-// outcome yet; its `attempts` and `next_ms` are those of its last recorded attempt. Only an
-// attempt in flight when the process died is missing, so it is made again with the same number.
+// outcome yet, as of the last frame indexed; with the frames after it, as of the last frame
+// synced. Only an attempt in flight when the process died is missing, so it is made again with
+// the same number. History reads first let the indexer catch up with what was appended before
+// them (at most kIndexWait).
 #pragma once
 
 #include <sqlite3.h>
@@ -49,6 +56,15 @@
 #include "transport/client/client.h"
 
 namespace fanout::engine {
+
+class JournalLog;
+
+// A reading position in the journal's log (journal_log.h): the next frame expected and where.
+struct JournalLogCursor {
+  std::uint64_t first = 0;   // the segment read (by its first frame); 0: the oldest one
+  std::uint64_t offset = 0;  // in it
+  std::uint64_t next = 0;    // the frame expected there; 0: the oldest segment's first
+};
 
 class Journal {
  public:
@@ -107,6 +123,8 @@ class Journal {
 
   struct Stats {
     std::uint64_t commits = 0, commit_failures = 0, records = 0, bytes = 0;
+    std::uint64_t indexed = 0, index_failures = 0;  // frames copied into SQLite; failed tries
+    std::uint64_t backlog_waits = 0;  // the writer waited for the indexer (max_log_backlog_bytes)
   };
   [[nodiscard]] Stats stats() const noexcept;
 
@@ -118,10 +136,16 @@ class Journal {
  private:
   Journal(DurabilityOptions options, const routing::EventCatalogue& catalogue);
   void run();
+  // The indexer thread, one pass of it (frames after applied_ up to `until`, one transaction,
+  // the purge when `purge`), and the wait of a history read.
+  void run_index();
+  [[nodiscard]] tl::expected<void, std::string> index(std::uint64_t until, bool purge);
+  void catch_up_index();
   // The checkpointer thread (journal.cc, kCheckpointFrames) and the WAL hook that wakes it.
   void run_checkpoints();
   static int on_wal(void* self, sqlite3* db, const char* name, int frames);
-  void push(const Record& r, std::string_view a = {}, std::string_view b = {});
+  void push(const Record& r, std::string_view a = {}, std::string_view b = {},
+            std::string_view c = {});
   bool remember_id(std::int64_t org_id, std::string_view event_id, std::int64_t now_ms);
   void forget_ids(const Batch& batch);
 
@@ -130,13 +154,15 @@ class Journal {
   sqlite3* db_ = nullptr;      // the writer's connection (writer thread only, after open)
   sqlite3* reader_ = nullptr;  // history queries
   std::mutex reader_mu_;
-  std::unique_ptr<Writer> writer_;
+  std::unique_ptr<Writer> writer_;  // the SQLite statements (the indexer's, after open)
+  std::unique_ptr<JournalLog> log_;
   std::vector<Recovered> recovered_;
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::unique_ptr<Batch> open_;  // appended to under mu_
   std::int64_t next_did_ = 1;    // under mu_
+  std::uint64_t pushed_ = 0;     // under mu_: records appended so far
   bool stopping_ = false;        // under mu_
   bool writer_waiting_ = false;  // under mu_
   bool failing_ = false;         // under mu_: the last commit failed
@@ -145,7 +171,20 @@ class Journal {
   std::deque<std::pair<std::int64_t, std::string>> id_order_;
 
   std::thread thread_;
-  sqlite3* checkpointer_db_ = nullptr;  // the checkpointer thread's connection
+  // The indexer: frames synced (writer) and copied (indexer), the push counts they cover.
+  std::thread index_thread_;
+  std::mutex index_mu_;
+  std::condition_variable index_wake_;    // frames to copy, or stop
+  std::condition_variable index_done_;    // indexed_pushes_ or failed_pushes_ moved
+  std::atomic<std::uint64_t> logged_{0};  // the last frame synced
+  std::uint64_t indexed_bytes_ = 0;       // under index_mu_: of the frames appended and copied
+  std::uint64_t applied_ = 0;             // the last frame in SQLite (indexer thread; open)
+  std::uint64_t indexed_pushes_ = 0;      // under index_mu_
+  std::uint64_t failed_pushes_ = 0;       // under index_mu_: of the last frame that failed
+  bool index_stop_ = false;               // under index_mu_
+  std::unique_ptr<Batch> index_batch_;    // the frame being copied
+  JournalLogCursor cursor_;               // after applied_ (indexer thread; open)
+  sqlite3* checkpointer_db_ = nullptr;    // the checkpointer thread's connection
   std::thread checkpoint_thread_;
   std::mutex checkpoint_mu_;
   std::condition_variable checkpoint_wake_;
@@ -154,6 +193,9 @@ class Journal {
   std::atomic<bool> restart_ready_{false};  // the writer may restart the WAL cheaply
   std::atomic<std::uint64_t> durable_{0};
   std::atomic<std::uint64_t> commits_{0}, commit_failures_{0}, records_{0}, bytes_{0};
+  std::atomic<std::uint64_t> indexed_{0}, index_failures_{0}, backlog_waits_{0};
+  std::atomic<bool> stopping_seen_{false};  // stop() began: the writer no longer waits
+  std::atomic<bool> index_failing_{false};  // the indexer's last copy failed
 };
 
 }  // namespace fanout::engine

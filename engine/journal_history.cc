@@ -80,6 +80,7 @@ tl::expected<DeliveryPage, std::string> Journal::deliveries(std::int64_t subscri
                                                             std::string_view outcome,
                                                             std::int64_t offset,
                                                             std::int64_t limit) {
+  catch_up_index();
   std::lock_guard lock(reader_mu_);
   std::string filter;
   std::int64_t kind = -1;
@@ -141,6 +142,7 @@ tl::expected<DeliveryPage, std::string> Journal::deliveries(std::int64_t subscri
 tl::expected<std::optional<Unfinished>, std::string> Journal::find(std::int64_t subscription_id,
                                                                    std::string_view event_id,
                                                                    std::int64_t& did) {
+  catch_up_index();
   std::lock_guard lock(reader_mu_);
   auto s =
       Statement::prepare(reader_,
@@ -166,6 +168,7 @@ tl::expected<std::optional<Unfinished>, std::string> Journal::find(std::int64_t 
 
 tl::expected<std::vector<Journal::Recovered>, std::string> Journal::exhausted_since(
     std::int64_t subscription_id, std::int64_t since_ms) {
+  catch_up_index();
   std::lock_guard lock(reader_mu_);
   auto s = Statement::prepare(
       reader_,

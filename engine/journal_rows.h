@@ -33,9 +33,10 @@ struct Journal::Record {
   std::int64_t time_ms = 0;  // kAccept: created; kAttempt, kFinal: when
   std::int64_t next_ms = 0;  // kAttempt: the next attempt's due time, 0 when none
   std::int64_t resend_of = 0;
-  std::size_t offset = 0;  // kAccept: id then body in Batch::bytes
+  std::size_t offset = 0;  // kAccept: id, body, then the type's name in Batch::bytes
   std::uint32_t id_size = 0;
   std::uint32_t body_size = 0;
+  std::uint32_t type_size = 0;
 };
 
 struct Journal::Batch {
@@ -43,10 +44,11 @@ struct Journal::Batch {
   std::string bytes;
   std::uint64_t last_did = 0;  // every did up to here is in this batch or before
   std::uint64_t first_accept = 0, last_accept = 0;  // dids accepted in this batch
+  std::uint64_t pushes = 0;  // records appended to the journal up to this batch's last
   void clear() noexcept {
     records.clear();
     bytes.clear();
-    last_did = first_accept = last_accept = 0;
+    last_did = first_accept = last_accept = pushes = 0;
   }
 };
 
@@ -84,7 +86,8 @@ struct Journal::Writer {
     auto k = p("DELETE FROM bodies WHERE did = ?1", "journal: removing a body");
     auto g = p("INSERT OR REPLACE INTO event_ids (org_id, event_id, at_ms) VALUES (?1, ?2, ?3)",
                "journal: recording an event id");
-    auto h = p("UPDATE meta SET next_did = ?1 WHERE id = 1", "journal: recording the next id");
+    auto h = p("UPDATE meta SET next_did = max(next_did, ?1), log_frame = ?2 WHERE id = 1",
+               "journal: recording the next id and the last frame copied");
     for (auto* s : {&a, &b, &d, &e, &f, &k, &g, &h}) {
       if (!*s) return tl::unexpected(std::move(s->error()));
     }
@@ -105,13 +108,23 @@ struct Journal::Writer {
 
 namespace journal_detail {
 
+// The purge runs at most this often; after a failed copy the indexer tries again this much later
+// (the log keeps everything), and a writer waiting for room checks again as often.
+inline constexpr auto kPurgeEvery = std::chrono::seconds(1);
+inline constexpr auto kIndexRetry = std::chrono::seconds(1);
+
+inline std::int64_t now_ms() noexcept {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
 // Rows removed per purge statement, so that one purge never holds the writer for long.
 inline constexpr std::int64_t kPurgeChunk = 10'000;
 
-// One batch in one transaction (the caller begins and commits it).
-[[nodiscard]] tl::expected<void, std::string> write_records(
-    Journal::Writer& w, const Journal::Batch& batch, const DurabilityOptions& o,
-    const routing::EventCatalogue& catalogue);
+// One batch (a frame of the log) in the caller's transaction; the caller records the frame.
+[[nodiscard]] tl::expected<void, std::string> write_records(Journal::Writer& w,
+                                                            const Journal::Batch& batch,
+                                                            const DurabilityOptions& o);
 // Final deliveries past the history window or over the row cap, and event ids past the
 // idempotency window, a chunk at a time (inside the caller's transaction).
 [[nodiscard]] tl::expected<void, std::string> purge(Journal::Writer& w, const DurabilityOptions& o,

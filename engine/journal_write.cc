@@ -18,8 +18,7 @@ void append_log_line(std::string& out, const Journal::Record& r) {
 }
 
 tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal::Batch& batch,
-                                              const DurabilityOptions& o,
-                                              const routing::EventCatalogue& catalogue) {
+                                              const DurabilityOptions& o) {
   using Kind = Journal::Record::Kind;
   const bool keep_history = o.history_ms > 0;
   // A delivery accepted and finished within this batch is written once, already final with its
@@ -61,7 +60,7 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
       s.bind(1, r.did);
       s.bind_text(2, id);
       s.bind(3, r.org_id);
-      s.bind_text(4, catalogue.name(r.type));
+      s.bind_text(4, bytes.substr(r.offset + r.id_size + r.body_size, r.type_size));
       s.bind(5, r.subscription_id);
       s.bind(6, r.time_ms);
       if (r.resend_of != 0) {
@@ -118,9 +117,7 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
       if (auto ok = w.remove_body.run(); !ok) return ok;
     }
   }
-  w.update_meta.reset();
-  w.update_meta.bind(1, static_cast<std::int64_t>(batch.last_did + 1));
-  return w.update_meta.run();
+  return {};
 }
 
 // The first did created at or after `cutoff_ms` (dids grow with created_ms), by binary search

@@ -11,6 +11,7 @@ packages=(
   libuv1-dev libnghttp2-dev android-libboringssl-dev libsimdjson-dev
   libconcurrentqueue-dev node-llhttp libsqlite3-dev libexpected-dev libsodium-dev
   libtomlplusplus-dev libc-ares-dev libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev
+  libxxhash-dev
   # real peers for tests and benchmarks
   nghttp2-client nghttp2-server nginx wrk openssl curl ca-certificates python3
   redis-server redis-tools

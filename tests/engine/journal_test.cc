@@ -1,6 +1,6 @@
 // The engine's journal (engine/journal.h) on its own, without HTTP: what a reopened journal
-// recovers, idempotency, a torn WAL tail (cut all along the last batch's frames, every byte on
-// request, and flipped bytes), bounded disk without history, the history queries, a failed commit
+// recovers, idempotency, a torn log tail (cut all along the last frame, every byte on request,
+// and flipped bytes), bounded disk without history, the history queries, a failed commit
 // and the purge of old history.
 //
 // Each test works in a fresh temporary directory that it removes. Nothing sleeps: a test waits
@@ -159,9 +159,14 @@ std::uintmax_t size_or_zero(const fs::path& p) {
   return ec ? 0 : n;
 }
 
-// The journal's footprint: the database and its WAL.
+// The journal's footprint: the database, its WAL and the log's segments.
 std::uintmax_t disk_size(const fs::path& dir) {
-  return size_or_zero(dir / "journal.db") + size_or_zero(dir / "journal.db-wal");
+  std::uintmax_t log = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir / "journal-log", ec)) {
+    log += size_or_zero(e.path());
+  }
+  return size_or_zero(dir / "journal.db") + size_or_zero(dir / "journal.db-wal") + log;
 }
 
 // --- expected states: the deliveries without a final outcome, by did ---------------------------
@@ -340,9 +345,10 @@ class JournalTest : public ::testing::Test {
     return j.accept(org, 1, id, R"({"type":"business_updated","payload":{}})", 5, check_id, 0, did);
   }
 
-  // A restart on a copy: `db` and `wal` written into a fresh `dir`, a journal opened there (its
-  // connection recovers the WAL, whole commits only), what it recovers, its durable_seq(), and
-  // which of `probes` (org, event id) it still answers kDuplicate.
+  // A restart on a copy: `db`, `wal` and the log segment `segment` (named `segment_name`)
+  // written into a fresh `dir`, a journal opened there (it copies the log's whole frames into the
+  // database), what it recovers, its durable_seq(), and which of `probes` (org, event id) it still
+  // answers kDuplicate.
   struct Restart {
     bool opened = false;
     std::string error;
@@ -351,21 +357,21 @@ class JournalTest : public ::testing::Test {
     std::vector<bool> duplicate;
   };
   Restart restart_on(const fs::path& dir, std::string_view db, std::string_view wal,
+                     const std::string& segment_name, std::string_view segment,
                      const std::vector<std::pair<std::int64_t, std::string>>& probes) {
     Restart r;
     std::error_code ec;
     fs::remove_all(dir, ec);
-    fs::create_directories(dir, ec);
-    if (ec || !write_file(dir / "journal.db", db) || !write_file(dir / "journal.db-wal", wal)) {
+    fs::create_directories(dir / "journal-log", ec);
+    if (ec || !write_file(dir / "journal.db", db) || !write_file(dir / "journal.db-wal", wal) ||
+        !write_file(dir / "journal-log" / segment_name, segment)) {
       r.error = "writing the copy into " + dir.string();
       return r;
     }
     // Speed only (the outcome is the same without it): a second connection that has read the
     // database holds a SHARED lock on journal.db for as long as it is open (WAL mode), so the
     // journal's connections are not the last to close and do not checkpoint; this one closes
-    // with SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE. So a trial writes and syncs nothing, and tens of
-    // thousands of trials stay fast. It reads only after Journal::open(): the journal's own
-    // connection is the one that recovers the WAL.
+    // with SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE. It reads only after Journal::open().
     sqlite3* keep = nullptr;
     const std::string file = (dir / "journal.db").string();
     if (sqlite3_open_v2(file.c_str(), &keep, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
@@ -612,28 +618,55 @@ TEST_F(JournalTest, TheIdCapForgetsTheOldestFirst) {
   j->stop();
 }
 
-// --- 3. a torn WAL tail -------------------------------------------------------------------------
+// --- 3. a torn log tail ------------------------------------------------------------------------
 
-std::uint32_t be32(std::string_view s, std::size_t at) {
-  return std::uint32_t{static_cast<unsigned char>(s[at])} << 24 |
-         std::uint32_t{static_cast<unsigned char>(s[at + 1])} << 16 |
-         std::uint32_t{static_cast<unsigned char>(s[at + 2])} << 8 |
-         std::uint32_t{static_cast<unsigned char>(s[at + 3])};
+std::uint64_t le64(std::string_view s, std::size_t at) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8; ++i) {
+    v |= std::uint64_t{static_cast<unsigned char>(s[at + i])} << (8 * i);
+  }
+  return v;
 }
 
-// Batches committed one transaction each (the writer held in on_commit while the next is
-// appended), the files copied as a crash would leave them, then restarts on the WAL cut all
-// along the last batch's frames (every 64th byte and every frame boundary ±1; every byte on
-// request) and at every frame boundary ±1 of the whole WAL, and with one byte of the last batch's
-// frames flipped. Each restart must open and recover the state after
-// a whole batch: the last one whose commit frame is intact, bodies byte-exact, with the
-// idempotency keys and the next did of that same batch.
+// Keeps the indexer out of the database (it waits in before_index) until released: the database
+// stays as it was and the log alone holds what is committed meanwhile.
+class IndexHold {
+ public:
+  std::function<void()> callback() {
+    return [this] {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return released_; });
+    };
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;
+};
+struct ReleaseOnExit {
+  IndexHold& hold;
+  ~ReleaseOnExit() { hold.release(); }
+};
+
+// Batch 1 in the database (a clean close); batches 2..4 committed one frame each (the writer
+// held in on_commit while the next is appended) while the indexer is held, so that the log alone
+// holds them; the files copied as a crash would leave them. Then restarts on the log's segment
+// cut all along the last frame (every 16th byte and every header field's edge; every byte on
+// request), at every frame boundary ±1 of the whole segment, and with one byte flipped in each
+// part of the last frame and in the first frame of the segment. Each restart must open and
+// recover the state after a whole batch: the last one whose frame is intact, bodies byte-exact,
+// with the idempotency keys and the next did of that same batch.
 //
-// WAL format (sqlite.org/fileformat2.html#walformat): a 32-byte header (page size at offset 8),
-// then frames of a 24-byte header (offset 4: the database size after a commit, nonzero only in a
-// transaction's last frame) and one page. A frame counts only when whole, with the header's salts
-// and a checksum chained over every frame before it, so a cut or flipped frame ends the log there.
-TEST_F(JournalTest, TornWalTailRecoversWholeBatchesOnly) {
+// Log format (engine/journal_log.h): frames of a 48-byte header (offset 8: the payload's size,
+// little-endian) and the payload; a frame counts only when whole, in sequence and matching its
+// checksum.
+TEST_F(JournalTest, TornLogTailRecoversWholeBatchesOnly) {
   constexpr int kBatches = 4;
   DurabilityOptions o = options();
   const fs::path dir = o.dir;
@@ -644,7 +677,7 @@ TEST_F(JournalTest, TornWalTailRecoversWholeBatchesOnly) {
   std::vector<std::int64_t> previous;                        // the previous batch's dids
 
   // Batch k: attempts on the previous batch's deliveries (a retry scheduled; delivered; none),
-  // then three new deliveries, one with a body over a page (its overflow pages are other frames).
+  // then three new deliveries, one with a body of several kilobytes.
   auto append_batch = [&](Journal& j, int k) {
     for (std::size_t i = 0; i < previous.size(); ++i) {
       const std::int64_t did = previous[i];
@@ -674,8 +707,7 @@ TEST_F(JournalTest, TornWalTailRecoversWholeBatchesOnly) {
     states[static_cast<std::size_t>(k)] = state;
   };
 
-  // Batch 1, then a clean close: it is checkpointed into journal.db and the WAL is removed, so
-  // the WAL below holds batches 2..4 only (and recovery works on top of a checkpointed database).
+  // Batch 1, then a clean close: copied into journal.db, the log removed.
   {
     auto j = open(o);
     ASSERT_NE(j, nullptr);
@@ -685,22 +717,18 @@ TEST_F(JournalTest, TornWalTailRecoversWholeBatchesOnly) {
     j->stop();
   }
 
-  // Batches 2..4, one transaction each: the writer is held inside on_commit after each commit,
-  // the next batch is appended meanwhile and taken as one group once the writer is released.
-  // The files are copied while the writer is held after the last commit and the journal is still
-  // open: that is the state a crash leaves. Copying after close would not do: closing the last
-  // connection checkpoints the WAL into journal.db and deletes it.
   CommitGate gate(/*hold_ok=*/true, /*hold_failed=*/false);
   o.on_commit = gate.callback();
-  std::vector<std::size_t> wal_len(kBatches + 1, 0);  // the WAL's size after batch k
-  std::string db_copy, wal_copy;
+  IndexHold hold;
+  o.before_index = hold.callback();
+  std::string db_copy, wal_copy, segment_copy, segment_name;
   {
     auto j = open(o);
     ASSERT_NE(j, nullptr);
     OpenOnExit unblock{gate};
+    ReleaseOnExit unhold{hold};
     const State reopened = as_state(j->take_recovered());
     EXPECT_TRUE(same(states[1], reopened)) << describe(reopened);
-    wal_len[1] = static_cast<std::size_t>(size_or_zero(dir / "journal.db-wal"));
     for (int k = 2; k <= kBatches; ++k) {
       const auto ku = static_cast<std::size_t>(k);
       append_batch(*j, k);
@@ -715,47 +743,42 @@ TEST_F(JournalTest, TornWalTailRecoversWholeBatchesOnly) {
       EXPECT_EQ(call.first, last_did[ku] - 2) << "batch " << k << " was not one group";
       EXPECT_EQ(call.last, last_did[ku]);
       EXPECT_EQ(j->durable_seq(), last_did[ku]);
-      wal_len[ku] = static_cast<std::size_t>(size_or_zero(dir / "journal.db-wal"));
     }
+    EXPECT_EQ(j->stats().indexed, 0U) << "the indexer was held";
     db_copy = read_file(dir / "journal.db");
     wal_copy = read_file(dir / "journal.db-wal");
+    std::vector<fs::path> segments;
+    for (const auto& e : fs::directory_iterator(dir / "journal-log")) segments.push_back(e.path());
+    ASSERT_EQ(segments.size(), 1U) << "one segment holds batches 2..4";
+    segment_name = segments[0].filename().string();
+    segment_copy = read_file(segments[0]);
   }
 
-  // The frames of each batch.
-  const std::string_view wal = wal_copy;
-  ASSERT_EQ(wal.size(), wal_len[kBatches]);
-  ASSERT_GE(wal.size(), 32U);
-  const std::uint32_t page_size = be32(wal, 8);
-  ASSERT_GE(page_size, 512U);
-  const std::size_t frame = 24 + std::size_t{page_size};
-  ASSERT_EQ((wal.size() - 32) % frame, 0U);
-  // commit_end[k]: the end of batch k's commit frame, the first commit frame after batch k-1's.
-  std::vector<std::size_t> commit_end(kBatches + 1, 0);
+  // The frames: batch k is frame k-1 of the segment.
+  const std::string_view seg = segment_copy;
+  constexpr std::size_t kHeader = 48;
+  std::vector<std::size_t> frame_end(kBatches + 1, 0);  // where batch k's frame ends
+  std::size_t at = 0;
   for (std::size_t k = 2; k <= kBatches; ++k) {
-    const std::size_t from = std::max<std::size_t>(32, wal_len[k - 1]);
-    ASSERT_EQ((from - 32) % frame, 0U) << "batch " << k - 1 << " does not end on a frame";
-    for (std::size_t at = from; at + frame <= wal_len[k]; at += frame) {
-      if (be32(wal, at + 4) != 0) {
-        commit_end[k] = at + frame;
-        break;
-      }
-    }
-    ASSERT_NE(commit_end[k], 0U) << "no commit frame for batch " << k;
+    ASSERT_LE(at + kHeader, seg.size()) << "batch " << k;
+    at += kHeader + static_cast<std::size_t>(le64(seg, at + 8));
+    frame_end[k] = at;
   }
-  // With the log valid up to `end` (bytes), the last batch whose commit is in it.
+  ASSERT_EQ(at, seg.size()) << "the segment holds exactly three frames";
+  // With the segment valid up to `end` (bytes), the last batch whose frame is in it.
   auto batch_at = [&](std::size_t end) {
     std::size_t b = 1;
     for (std::size_t k = 2; k <= kBatches; ++k) {
-      if (commit_end[k] <= end) b = k;
+      if (frame_end[k] <= end) b = k;
     }
     return b;
   };
 
   const fs::path trial_dir = dir_.path() / "restart";
   std::size_t trials = 0, failures = 0;
-  auto check = [&](std::string_view cut_wal, std::size_t valid_end, const std::string& what) {
+  auto check = [&](std::string_view cut, std::size_t valid_end, const std::string& what) {
     ++trials;
-    const Restart r = restart_on(trial_dir, db_copy, cut_wal, probes);
+    const Restart r = restart_on(trial_dir, db_copy, wal_copy, segment_name, cut, probes);
     const std::size_t b = batch_at(valid_end);
     std::vector<bool> duplicate;
     for (std::size_t k = 1; k <= kBatches; ++k) duplicate.push_back(k <= b);
@@ -776,54 +799,63 @@ TEST_F(JournalTest, TornWalTailRecoversWholeBatchesOnly) {
                   << describe(r.state);
   };
 
-  // Every cut from the end of batch 3's frames to the full length: every 64th byte plus each
-  // frame boundary ±1 (a frame counts only when whole, so all cuts inside one frame are the same
-  // to SQLite), then every frame boundary ±1 of the whole WAL and cuts inside its header. Every
-  // single byte (FANOUT_JOURNAL_TEST_EVERY_BYTE=1) is ~58,000 restarts: about 75 s in a release
-  // build (each restart opens, recovers and closes SQLite), far more under sanitizers.
+  // Every cut along the last frame: every 16th byte, each header field's edges ±1, and every
+  // frame boundary ±1 of the segment. Every single byte (FANOUT_JOURNAL_TEST_EVERY_BYTE=1) is
+  // ~6,500 restarts.
   const char* every_byte = std::getenv("FANOUT_JOURNAL_TEST_EVERY_BYTE");
-  const std::size_t stride = every_byte != nullptr && std::string_view(every_byte) == "1" ? 1 : 64;
-  const std::size_t tail_from = wal_len[kBatches - 1];
+  const std::size_t stride = every_byte != nullptr && std::string_view(every_byte) == "1" ? 1 : 16;
+  const std::size_t tail_from = frame_end[kBatches - 1];
   std::set<std::size_t> cuts;
-  for (std::size_t t = tail_from; t <= wal.size(); t += stride) cuts.insert(t);
-  for (std::size_t t : {std::size_t{0}, std::size_t{1}, std::size_t{31}, wal.size()}) {
-    cuts.insert(t);
+  for (std::size_t t = tail_from; t <= seg.size(); t += stride) cuts.insert(t);
+  for (std::size_t field : {0U, 4U, 8U, 16U, 24U, 32U, 40U, 48U}) {
+    for (std::size_t d : {0U, 1U}) {
+      cuts.insert(tail_from + field + d);
+      if (field + d > 0) cuts.insert(tail_from + field - d);
+    }
   }
-  for (std::size_t at = 32; at <= wal.size(); at += frame) {
-    cuts.insert(at - 1);
-    cuts.insert(at);
-    if (at < wal.size()) cuts.insert(at + 1);
+  cuts.insert(0);
+  for (std::size_t k = 2; k <= kBatches; ++k) {
+    cuts.insert(frame_end[k] - 1);
+    cuts.insert(frame_end[k]);
+    if (frame_end[k] < seg.size()) cuts.insert(frame_end[k] + 1);
   }
   const auto started = std::chrono::steady_clock::now();
   for (std::size_t t : cuts) {
+    if (t > seg.size()) continue;
     if (t >= tail_from) {
       const std::size_t b = batch_at(t);
       EXPECT_TRUE(b == kBatches - 1 || b == kBatches) << t;
     }
-    check(wal.substr(0, t), t, "WAL cut at " + std::to_string(t));
+    check(seg.substr(0, t), t, "segment cut at " + std::to_string(t));
   }
-  // One byte flipped in the last frame (page number, commit size, salt, checksum, page bytes)
-  // and in the first frame of the last batch: the log ends before the flipped frame.
-  const std::size_t last_frame = wal.size() - frame;
-  const std::size_t middle = 24 + page_size / 2;
-  for (std::size_t pos : {last_frame, last_frame + 4, last_frame + 8, last_frame + 16,
-                          last_frame + middle, wal.size() - 1, tail_from + middle}) {
-    std::string flipped(wal);
+  // One byte flipped in each header field of the last frame, in its records, in its bytes (the
+  // body) and in the first frame: the log ends before the flipped frame.
+  for (std::size_t pos :
+       {tail_from, tail_from + 4, tail_from + 8, tail_from + 16, tail_from + 24, tail_from + 32,
+        tail_from + 40, tail_from + kHeader + 3, (tail_from + seg.size()) / 2, seg.size() - 1,
+        std::size_t{kHeader + 10}}) {
+    std::string flipped(seg);
     flipped[pos] = static_cast<char>(flipped[pos] ^ 0x01);
-    check(flipped, pos, "byte " + std::to_string(pos) + " flipped");
+    check(flipped, pos < tail_from ? 0 : tail_from, "byte " + std::to_string(pos) + " flipped");
   }
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - started)
                       .count();
   std::printf(
-      "torn tail: page size %u, WAL %zu bytes (batch 4: bytes %zu..%zu, commit frame ends at "
-      "%zu), %zu restarts (stride %zu), %lld ms\n",
-      page_size, wal.size(), tail_from, wal.size(), commit_end[kBatches], trials, stride,
-      static_cast<long long>(ms));
+      "torn tail: segment %zu bytes (batch 4: bytes %zu..%zu), %zu restarts (stride %zu), %lld "
+      "ms\n",
+      seg.size(), tail_from, seg.size(), trials, stride, static_cast<long long>(ms));
   EXPECT_EQ(failures, 0U);
 }
 
 // --- 4. bounded disk ----------------------------------------------------------------------------
+
+std::uint32_t be32(std::string_view s, std::size_t at) {
+  return std::uint32_t{static_cast<unsigned char>(s[at])} << 24 |
+         std::uint32_t{static_cast<unsigned char>(s[at + 1])} << 16 |
+         std::uint32_t{static_cast<unsigned char>(s[at + 2])} << 8 |
+         std::uint32_t{static_cast<unsigned char>(s[at + 3])};
+}
 
 // The WAL's generation: its header's checkpoint sequence number and first salt (offsets 12..19),
 // both changed each time SQLite starts the log again from its beginning after a checkpoint.
@@ -850,6 +882,9 @@ TEST_F(JournalTest, DiskStaysBoundedWithoutHistory) {
   DurabilityOptions o = options();
   o.history_ms = 0;
   o.idempotency_ms = 0;
+  // The log's share of the footprint: at most the backlog plus a segment.
+  o.log_segment_bytes = std::uint64_t{4} << 20;
+  o.max_log_backlog_bytes = std::uint64_t{8} << 20;
   const fs::path dir = o.dir;
   auto j = open(o);
   ASSERT_NE(j, nullptr);

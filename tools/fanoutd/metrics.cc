@@ -145,8 +145,8 @@ void render_journal_and_budgets(std::string& out, const EngineStats& stats) {
     std::string_view name, help;
     std::uint64_t value;
   } journal[] = {
-      {"fanout_journal_commits_total", "Group commits of the journal (one fsync of its WAL each).",
-       stats.journal_commits},
+      {"fanout_journal_commits_total",
+       "Group commits of the journal (one fdatasync of its log each).", stats.journal_commits},
       {"fanout_journal_commit_failures_total",
        "Group commits that failed (their events were answered 503).",
        stats.journal_commit_failures},

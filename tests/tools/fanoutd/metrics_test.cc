@@ -111,7 +111,7 @@ fanout_api_requests_total{method="POST",route="/v2/webhooks",status="400"} 1
 # HELP fanout_subscriptions Subscriptions in the routing table.
 # TYPE fanout_subscriptions gauge
 fanout_subscriptions 100000
-# HELP fanout_journal_commits_total Group commits of the journal (one fsync of its WAL each).
+# HELP fanout_journal_commits_total Group commits of the journal (one fdatasync of its log each).
 # TYPE fanout_journal_commits_total counter
 fanout_journal_commits_total 3
 # HELP fanout_journal_commit_failures_total Group commits that failed (their events were answered 503).

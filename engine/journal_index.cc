@@ -1,0 +1,182 @@
+// The journal's indexer (journal.h): copying the log's frames into SQLite, and SQLite's upkeep
+// (the checkpointer thread and the WAL hook that wakes it).
+#include <algorithm>
+#include <cstdio>
+
+#include "engine/journal_log.h"
+#include "engine/journal_rows.h"
+
+namespace fanout::engine {
+
+using journal_detail::kIndexRetry;
+using journal_detail::kPurgeEvery;
+using journal_detail::now_ms;
+using sqlite::Transaction;
+
+namespace {
+
+// Records copied from the log per transaction, at most (a frame is never split).
+constexpr std::size_t kIndexRecords = 20'000;
+// A history read waits at most this long for the indexer to copy what came before it.
+constexpr auto kIndexWait = std::chrono::seconds(1);
+// WAL frames (4 KiB pages) after a commit: past the first, the checkpointer copies the WAL into
+// the database (PASSIVE: beside the indexer, never blocking it); past the second (it fell
+// behind, or never caught a moment with the whole WAL copied) the indexer itself restarts the
+// WAL, so it stays bounded.
+constexpr int kCheckpointFrames = 8192;
+constexpr int kWriterCheckpointFrames = 4 * kCheckpointFrames;
+// Frames left for the indexer's RESTART checkpoint to copy (between two of its commits).
+constexpr int kCheckpointTail = 128;
+
+}  // namespace
+
+int Journal::on_wal(void* self, sqlite3* db, const char*, int frames) {
+  auto* j = static_cast<Journal*>(self);
+  if (frames >= kWriterCheckpointFrames) {
+    // SQLITE_BUSY (the checkpointer is at it) is fine: it will be tried again after the next
+    // commit.
+    (void)sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+  } else if (frames >= kCheckpointFrames) {
+    {
+      std::lock_guard lock(j->checkpoint_mu_);
+      j->checkpoint_due_ = true;
+    }
+    j->checkpoint_wake_.notify_one();
+  }
+  return SQLITE_OK;
+}
+
+void Journal::run_checkpoints() {
+  for (;;) {
+    {
+      std::unique_lock lock(checkpoint_mu_);
+      checkpoint_wake_.wait(lock, [this] { return checkpoint_due_ || checkpoint_stop_; });
+      if (checkpoint_stop_) return;
+      checkpoint_due_ = false;
+    }
+    // Copies what the WAL holds into the database, beside the writer, until only a little is
+    // left; then asks the writer to copy the rest (a RESTART checkpoint between two commits)
+    // so that the WAL starts again from its beginning: under a steady load a PASSIVE
+    // checkpoint alone never finds the whole WAL copied at the writer's next commit, and one
+    // from this thread would wait for a moment without a writer that may never come.
+    for (int round = 0; round < 16; ++round) {
+      int log = 0, copied = 0;
+      const int rc = sqlite3_wal_checkpoint_v2(checkpointer_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                               &log, &copied);
+      if (rc != SQLITE_OK) break;
+      if (log - copied <= kCheckpointTail) {
+        restart_ready_.store(true, std::memory_order_release);
+        break;
+      }
+    }
+  }
+}
+
+// --- the indexer thread -------------------------------------------------------------------------
+
+tl::expected<void, std::string> Journal::index(std::uint64_t until, bool purge) {
+  Writer& w = *writer_;
+  JournalLogCursor at = cursor_;
+  std::uint64_t last = applied_, pushes = 0, last_did = 0, bytes = 0;
+  std::size_t records = 0;
+  auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, "journal: copying the log");
+  if (!tx) return tl::unexpected(std::move(tx.error()));
+  while (records < kIndexRecords) {
+    JournalLog::Frame frame;
+    auto more = log_->read(at, until, *index_batch_, frame);
+    if (!more) return tl::unexpected(std::move(more.error()));
+    if (!*more) break;
+    if (frame.number <= applied_) continue;  // copied before a restart
+    if (auto ok = journal_detail::write_records(w, *index_batch_, options_); !ok) return ok;
+    records += index_batch_->records.size();
+    bytes += frame.size;
+    last = frame.number;
+    pushes = frame.pushes;
+    last_did = std::max(last_did, frame.last_did);
+  }
+  index_batch_->clear();
+  if (last == applied_ && !purge) return {};
+  if (last != applied_) {
+    w.update_meta.reset();
+    w.update_meta.bind(1, static_cast<std::int64_t>(last_did + 1));
+    w.update_meta.bind(2, static_cast<std::int64_t>(last));
+    if (auto ok = w.update_meta.run(); !ok) return ok;
+  }
+  if (purge) {
+    if (auto ok = journal_detail::purge(w, options_, now_ms()); !ok) return ok;
+  }
+  if (auto ok = tx->commit(); !ok) return ok;
+  if (last != applied_) {
+    indexed_.fetch_add(last - applied_, std::memory_order_relaxed);
+    applied_ = last;
+    cursor_ = at;
+    {
+      std::lock_guard lock(index_mu_);
+      indexed_pushes_ = std::max(indexed_pushes_, pushes);
+      if (thread_.joinable()) indexed_bytes_ += bytes;  // frames of this run's log only
+    }
+    index_done_.notify_all();
+  }
+  return {};
+}
+
+void Journal::run_index() {
+  auto next_purge = std::chrono::steady_clock::now();
+  for (;;) {
+    bool stopping = false;
+    {
+      std::unique_lock lock(index_mu_);
+      index_wake_.wait_for(lock, kPurgeEvery, [this] {
+        return logged_.load(std::memory_order_relaxed) > applied_ || index_stop_;
+      });
+      stopping = index_stop_;
+    }
+    if (options_.before_index) options_.before_index();
+    const auto now = std::chrono::steady_clock::now();
+    const bool purge_due = now >= next_purge;
+    const std::uint64_t until = logged_.load(std::memory_order_acquire);
+    if (until > applied_ || purge_due) {
+      auto done = index(until, purge_due);
+      if (purge_due) {
+        next_purge = now + kPurgeEvery;
+        if (done) (void)sqlite3_exec(db_, "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr);
+      }
+      index_failing_.store(!done, std::memory_order_relaxed);
+      if (!done) {
+        index_failures_.fetch_add(1, std::memory_order_relaxed);
+        index_done_.notify_all();  // a writer waiting for room goes on
+        std::fprintf(stderr, "fanout: %s (the log keeps it; tried again in 1 s)\n",
+                     done.error().c_str());
+        if (stopping) return;  // the next open copies it
+        std::unique_lock lock(index_mu_);
+        index_wake_.wait_for(lock, kIndexRetry, [this] { return index_stop_; });
+        continue;
+      }
+      // The checkpointer copied nearly all of the WAL: the rest now, so that it starts again.
+      if (restart_ready_.exchange(false, std::memory_order_acquire)) {
+        (void)sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+      }
+      log_->release(applied_, false);
+    }
+    if (stopping && applied_ >= logged_.load(std::memory_order_acquire)) {
+      log_->release(applied_, true);
+      return;
+    }
+  }
+}
+
+void Journal::catch_up_index() {
+  if (!index_thread_.joinable()) return;  // not started: nothing is being copied
+  std::uint64_t target = 0;
+  {
+    std::lock_guard lock(mu_);
+    target = pushed_;
+    if (writer_waiting_) wake_.notify_one();
+  }
+  std::unique_lock lock(index_mu_);
+  index_done_.wait_for(lock, kIndexWait, [&] {
+    return indexed_pushes_ >= target || failed_pushes_ >= target || index_stop_;
+  });
+}
+
+}  // namespace fanout::engine

@@ -148,6 +148,10 @@ for key, label, fmt in [("accepted_per_s", "events/s accepted", "{:,.0f}"),
     ratio = ("–" if key in ("busy", "bytes_per_event", "commits_per_s") else
              f"{a / b:.2f}" if b and b == b and a == a else "–")
     print(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio} |")
+pairs = zip([r for r in runs if r["mode"] == d], [r for r in runs if r["mode"] == v])
+per_round = [a["accepted_per_s"] / b["accepted_per_s"] for a, b in pairs if b["accepted_per_s"]]
+print("\nPer round (durable run, then --no-durable run), events/s accepted durable / no-durable: "
+      + ", ".join(f"{x:.2f}" for x in per_round) + ".")
 h = [r for r in runs if r["mode"] == "durable-half"][0]
 print(f"\nSteady load at half the durable rate: ingest answer p50 {h['p50_ms']:.1f} ms, "
       f"p99 {h['p99_ms']:.1f} ms; {h['commits_per_s']:,.0f} group commits/s, "

@@ -17,6 +17,8 @@ namespace {
 
 // Records copied from the log per transaction, at most (a frame is never split).
 constexpr std::size_t kIndexRecords = 20'000;
+// Once caught up, the indexer gathers frames this long before its next transaction.
+constexpr auto kIndexGather = std::chrono::milliseconds(50);
 // A history read waits at most this long for the indexer to copy what came before it.
 constexpr auto kIndexWait = std::chrono::seconds(1);
 // WAL frames (4 KiB pages) after a commit: past the first, the checkpointer copies the WAL into
@@ -122,6 +124,7 @@ tl::expected<void, std::string> Journal::index(std::uint64_t until, bool purge) 
 
 void Journal::run_index() {
   auto next_purge = std::chrono::steady_clock::now();
+  bool caught_up = true;  // the last pass copied every frame synced when it began
   for (;;) {
     bool stopping = false;
     {
@@ -129,6 +132,11 @@ void Journal::run_index() {
       index_wake_.wait_for(lock, kPurgeEvery, [this] {
         return logged_.load(std::memory_order_relaxed) > applied_ || index_stop_;
       });
+      // Caught up before: gather frames for a while, so that one transaction (one sync of the
+      // WAL) copies many of them, unless a history read is waiting or the journal stops.
+      if (caught_up && !index_stop_ && hurry_ == 0) {
+        index_wake_.wait_for(lock, kIndexGather, [this] { return index_stop_ || hurry_ != 0; });
+      }
       stopping = index_stop_;
     }
     if (options_.before_index) options_.before_index();
@@ -152,6 +160,7 @@ void Journal::run_index() {
         index_wake_.wait_for(lock, kIndexRetry, [this] { return index_stop_; });
         continue;
       }
+      caught_up = applied_ >= until;
       // The checkpointer copied nearly all of the WAL: the rest now, so that it starts again.
       if (restart_ready_.exchange(false, std::memory_order_acquire)) {
         (void)sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
@@ -174,9 +183,12 @@ void Journal::catch_up_index() {
     if (writer_waiting_) wake_.notify_one();
   }
   std::unique_lock lock(index_mu_);
+  ++hurry_;
+  index_wake_.notify_one();
   index_done_.wait_for(lock, kIndexWait, [&] {
     return indexed_pushes_ >= target || failed_pushes_ >= target || index_stop_;
   });
+  --hurry_;
 }
 
 }  // namespace fanout::engine

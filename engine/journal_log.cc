@@ -237,8 +237,15 @@ tl::expected<bool, std::string> JournalLog::read(Cursor& at, std::uint64_t until
     if (at.next == 0) at.next = at.first;
   }
   if (at.next > until) return false;
+  // A segment that starts at the frame expected holds it: the appender starts one where the last
+  // ended (full), or after a frame whose write or sync failed and could not be cut off, which
+  // may still be there, even whole, at the end of this one.
+  if (segment_at(at.first, at.next)) {
+    at.first = at.next;
+    at.offset = 0;
+  }
   // At most one move to the next segment: a frame is in the segment after this one when this one
-  // ends before it (the appender started a new segment, or cut a failed frame and moved on).
+  // ends before it.
   for (int tries = 0; tries < 2; ++tries) {
     std::uint64_t size = 0;
     auto here = read_here(at, batch, frame, size);

@@ -6,7 +6,9 @@
 //
 // It listens on 127.0.0.1 (port P, default 0: any free port), prints "listening on
 // 127.0.0.1:PORT" on stdout, and for each connection it accepts opens one to HOST:PORT (an IPv4
-// or IPv6 address) and relays both ways. Each read is queued with the time it is due (now + D);
+// or IPv6 address) and relays both ways. Each read is queued with the time it is due (now + D,
+// by uv_hrtime: held at least D, at most about a millisecond more, libuv's timer granularity;
+// the loop's cached millisecond clock could let a chunk go up to a millisecond early);
 // D is the same for every chunk, so a FIFO per direction is in due order and one timer per
 // direction, armed to the head, serves it. D = 0 writes at once (the relay's own overhead, to
 // compare with a direct run). An end of stream travels the same way (after the data before it,
@@ -43,7 +45,7 @@ struct Pipe;
 struct Chunk {
   Chunk* next = nullptr;
   Pipe* pipe = nullptr;
-  std::uint64_t due_ms = 0;
+  std::uint64_t due_ns = 0;  // uv_hrtime(): libuv's loop time is in whole, cached milliseconds
   std::size_t len = 0;
   bool eof = false;
   uv_write_t write{};
@@ -214,8 +216,8 @@ void on_pipe_timer(uv_timer_t* t);
 void flush(Pipe& p) {
   Conn* c = p.conn;
   if (c->closing) return;
-  const std::uint64_t now = uv_now(c->relay->loop);
-  while (p.head != nullptr && p.head->due_ms <= now) {
+  const std::uint64_t now = uv_hrtime();
+  while (p.head != nullptr && p.head->due_ns <= now) {
     Chunk* ch = p.head;
     p.head = ch->next;
     if (p.head == nullptr) p.tail = nullptr;
@@ -239,7 +241,12 @@ void flush(Pipe& p) {
       return;
     }
   }
-  if (p.head != nullptr) uv_timer_start(&p.timer, on_pipe_timer, p.head->due_ms - now, 0);
+  // Rounded up: a libuv timer may fire up to a millisecond before its timeout in real time (it
+  // counts from the loop's cached time, truncated to the millisecond), and a chunk must never
+  // go before it has been held D; one that is not yet due is simply waited for again.
+  if (p.head != nullptr) {
+    uv_timer_start(&p.timer, on_pipe_timer, (p.head->due_ns - now + 999'999) / 1'000'000, 0);
+  }
 }
 
 void on_pipe_timer(uv_timer_t* t) {
@@ -249,7 +256,7 @@ void on_pipe_timer(uv_timer_t* t) {
 void enqueue(Pipe& p, Chunk* ch) {
   Relay* r = p.conn->relay;
   ch->pipe = &p;
-  ch->due_ms = uv_now(r->loop) + r->delay_ms;
+  ch->due_ns = uv_hrtime() + r->delay_ms * 1'000'000;
   p.queued += kChunkBytes;
   const bool was_empty = p.head == nullptr;
   if (p.tail != nullptr) {
@@ -261,7 +268,7 @@ void enqueue(Pipe& p, Chunk* ch) {
   if (r->delay_ms == 0) {
     flush(p);
   } else if (was_empty) {
-    uv_timer_start(&p.timer, on_pipe_timer, r->delay_ms, 0);
+    uv_timer_start(&p.timer, on_pipe_timer, r->delay_ms + 1, 0);
   }
   if (!p.paused && p.queued > kMaxQueuedBytes && !p.conn->closing) {
     p.paused = true;

@@ -2,6 +2,7 @@
 // (the checkpointer thread and the WAL hook that wakes it).
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include "engine/journal_log.h"
 #include "engine/journal_rows.h"
@@ -19,6 +20,8 @@ namespace {
 constexpr std::size_t kIndexRecords = 20'000;
 // Once caught up, the indexer gathers frames this long before its next transaction.
 constexpr auto kIndexGather = std::chrono::milliseconds(50);
+// At stop, the indexer copies what is left for at most this long.
+constexpr auto kStopCopy = std::chrono::milliseconds(500);
 // A history read waits at most this long for the indexer to copy what came before it.
 constexpr auto kIndexWait = std::chrono::seconds(1);
 // WAL frames (4 KiB pages) after a commit: past the first, the checkpointer copies the WAL into
@@ -125,6 +128,7 @@ tl::expected<void, std::string> Journal::index(std::uint64_t until, bool purge) 
 void Journal::run_index() {
   auto next_purge = std::chrono::steady_clock::now();
   bool caught_up = true;  // the last pass copied every frame synced when it began
+  std::optional<std::chrono::steady_clock::time_point> stop_began;
   for (;;) {
     bool stopping = false;
     {
@@ -167,9 +171,15 @@ void Journal::run_index() {
       }
       log_->release(applied_, false);
     }
-    if (stopping && applied_ >= logged_.load(std::memory_order_acquire)) {
-      log_->release(applied_, true);
-      return;
+    if (stopping) {
+      if (applied_ >= logged_.load(std::memory_order_acquire)) {
+        log_->release(applied_, true);
+        return;
+      }
+      // A stop copies for at most kStopCopy: what is left stays in the log, and the next open
+      // copies it before anything else (a stop must end within its deadline).
+      if (!stop_began) stop_began = std::chrono::steady_clock::now();
+      if (std::chrono::steady_clock::now() - *stop_began >= kStopCopy) return;
     }
   }
 }

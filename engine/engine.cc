@@ -537,6 +537,9 @@ EngineStats Engine::stats() const {
     st.journal_commit_failures = js.commit_failures;
     st.journal_records = js.records;
     st.journal_bytes = js.bytes;
+    st.journal_frames_indexed = js.indexed;
+    st.journal_index_failures = js.index_failures;
+    st.journal_backlog_waits = js.backlog_waits;
   }
   return st;
 }

@@ -123,6 +123,15 @@ fanout_journal_records_total 40
 # HELP fanout_journal_event_bytes_total Event ids and bodies handed to the journal.
 # TYPE fanout_journal_event_bytes_total counter
 fanout_journal_event_bytes_total 9000
+# HELP fanout_journal_frames_indexed_total Group commits copied from the journal's log into its database.
+# TYPE fanout_journal_frames_indexed_total counter
+fanout_journal_frames_indexed_total 2
+# HELP fanout_journal_index_failures_total Copies into the journal's database that failed (tried again; the log keeps the records).
+# TYPE fanout_journal_index_failures_total counter
+fanout_journal_index_failures_total 5
+# HELP fanout_journal_backlog_waits_total Times the journal's log waited for its database to catch up (backlog bound).
+# TYPE fanout_journal_backlog_waits_total counter
+fanout_journal_backlog_waits_total 7
 # HELP fanout_deliveries_recovered_total Deliveries resumed from the journal at start.
 # TYPE fanout_deliveries_recovered_total counter
 fanout_deliveries_recovered_total 4
@@ -155,6 +164,9 @@ TEST(Metrics, GoldenText) {
   s.journal_commit_failures = 1;
   s.journal_records = 40;
   s.journal_bytes = 9000;
+  s.journal_frames_indexed = 2;
+  s.journal_index_failures = 5;
+  s.journal_backlog_waits = 7;
   s.recovered = 4;
   s.refused_busy = 6;  // of them 2 for an organisation, 1 for an origin: 3 global
   s.refused_org_busy = 2;
@@ -236,6 +248,9 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndCountersEndInTotal) {
                                       "fanout_journal_commits_total",
                                       "fanout_journal_commit_failures_total",
                                       "fanout_journal_records_total",
+                                      "fanout_journal_frames_indexed_total",
+                                      "fanout_journal_index_failures_total",
+                                      "fanout_journal_backlog_waits_total",
                                       "fanout_journal_event_bytes_total",
                                       "fanout_deliveries_recovered_total",
                                       "fanout_budget_refusals_total",

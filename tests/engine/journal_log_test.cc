@@ -16,29 +16,14 @@
 #include <vector>
 
 #include "engine/journal_rows.h"
+#include "tests/support/temp_dir.h"
 
 namespace fanout::engine {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "fanout-journal-log-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using fanout::testing::TempDir;
 
 // A batch of `n` accepts whose ids and bodies name `tag`.
 Journal::Batch batch_of(const std::string& tag, int n, std::uint64_t last_did) {

@@ -39,6 +39,7 @@
 
 #include "routing/catalogue.h"
 #include "tests/support/sanitized.h"
+#include "tests/support/temp_dir.h"
 #include "transport/client/client.h"
 
 namespace fanout::engine {
@@ -72,23 +73,7 @@ constexpr auto kDeadline = std::chrono::seconds(120);
 // A wall-clock time in the future, as a retry schedule would give (ms since the epoch).
 constexpr std::int64_t kFuture = 1'900'000'000'000;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "fanout-journal-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using fanout::testing::TempDir;
 
 // Polls `done` (yielding in between) until it holds or the deadline passes.
 bool wait_until(const std::function<bool()>& done) {
@@ -489,7 +474,7 @@ class JournalTest : public ::testing::Test {
     j->stop();
   }
 
-  TempDir dir_;
+  TempDir dir_{"fanout-journal-test"};
   routing::EventCatalogue catalogue_;
   routing::EventTypeId custom_ = 0;
 };

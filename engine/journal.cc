@@ -24,6 +24,7 @@
 #include "engine/journal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -95,8 +96,17 @@ PRAGMA user_version = 2;
 )sql",
 };
 
-// The indexer's and the checkpointer's niceness (Linux: per thread).
+// The indexer's and the checkpointer's niceness where SCHED_IDLE is refused (Linux: per thread).
 constexpr int kBackgroundNice = 10;
+
+// The calling thread runs only when a core would otherwise idle (SCHED_IDLE), or, where that
+// is refused, at nice kBackgroundNice.
+void background_priority() noexcept {
+  sched_param p{};
+  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &p) != 0) {
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kBackgroundNice);
+  }
+}
 // The writer's connection: no checkpoint of its own (the checkpointer thread does them, so a
 // commit never waits for one), the WAL truncated back to 32 MiB after it restarts (bounded
 // disk), a 32 MiB page cache and memory-mapped reads to keep the indexes' pages out of read().
@@ -138,7 +148,9 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
   if (ec) return tl::unexpected("durability: creating " + options.dir + ": " + ec.message());
   const std::filesystem::path file = std::filesystem::path(options.dir) / "journal.db";
   std::unique_ptr<Journal> j(new Journal(options, catalogue));
-  auto db = sqlite::open_wal(file, "FULL", kMigrations, "fanout journal");
+  // NORMAL: the indexer's commits are not synced one by one (the log holds what they copy);
+  // sync_database() makes them durable before a segment of the log goes.
+  auto db = sqlite::open_wal(file, "NORMAL", kMigrations, "fanout journal");
   if (!db) return tl::unexpected("durability: " + db.error());
   j->db_ = *db;
   auto fail = [&file](std::string message) {
@@ -189,6 +201,9 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
     if (auto r = j->index(UINT64_MAX, false); !r) return tl::unexpected("durability: " + r.error());
     if (j->applied_ == before) break;
   }
+  // The copies are durable before the log they came from goes.
+  if (auto r = j->sync_database(); !r) return tl::unexpected("durability: " + r.error());
+  j->synced_ = j->applied_;
   if (auto r = j->log_->start_appending(j->applied_ + 1); !r) {
     return tl::unexpected("durability: " + r.error());
   }
@@ -256,21 +271,21 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
 
 void Journal::start() {
   if (thread_.joinable()) return;
-  // Named for top -H and perf; the database's two threads at a lower priority (nice 10): under
-  // a burst they yield the core to the loops and the log's writer, and catch up after it (the
-  // backlog bound keeps them from falling behind for good).
+  // Named for top -H and perf; the database's two threads only when a core would idle: under a
+  // burst they leave it to the loops and the log's writer, and catch up after it (past the
+  // backlog bound the writer waits for them).
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "journal-log");
     run();
   });
   index_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "journal-index");
-    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kBackgroundNice);
+    background_priority();
     run_index();
   });
   checkpoint_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "journal-ckpt");
-    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kBackgroundNice);
+    background_priority();
     run_checkpoints();
   });
 }

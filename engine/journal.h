@@ -6,10 +6,10 @@
 // - DIR/journal-log/: an append-only log (journal_log.h). Each group commit is one frame,
 //   written and fdatasync'd by the writer thread; a record is durable once its frame is. This is
 //   all an accepted event waits for.
-// - DIR/journal.db: SQLite (WAL, synchronous=FULL), the queryable copy: recovery reads the
+// - DIR/journal.db: SQLite (WAL, synchronous=NORMAL), the queryable copy: recovery reads the
 //   deliveries to resume from it, the history calls read it. The indexer thread copies the log's
-//   frames into it in large transactions, each recording the last frame copied; segments wholly
-//   copied are removed. At open, the frames after that one are copied before anything else, so
+//   frames into it in large transactions, each recording the last frame copied, not synced; a
+//   segment wholly copied is removed after one synced commit (sync_database()). At open, the frames after that one are copied before anything else, so
 //   the database is then as of the last whole frame (a torn or partial tail is never read).
 //
 //   producers, workers (any thread)   writer thread               indexer thread
@@ -141,6 +141,9 @@ class Journal {
   void run_index();
   [[nodiscard]] tl::expected<void, std::string> index(std::uint64_t until, bool purge);
   void catch_up_index();
+  // Makes every transaction committed so far durable (the database runs with
+  // synchronous=NORMAL: one commit with FULL syncs the WAL, and so everything before it).
+  [[nodiscard]] tl::expected<void, std::string> sync_database();
   // The checkpointer thread (journal.cc, kCheckpointFrames) and the WAL hook that wakes it.
   void run_checkpoints();
   static int on_wal(void* self, sqlite3* db, const char* name, int frames);
@@ -179,6 +182,7 @@ class Journal {
   std::atomic<std::uint64_t> logged_{0};  // the last frame synced
   std::uint64_t indexed_bytes_ = 0;       // under index_mu_: of the frames appended and copied
   std::uint64_t applied_ = 0;             // the last frame in SQLite (indexer thread; open)
+  std::uint64_t synced_ = 0;              // the last frame durable in SQLite (indexer; open)
   std::uint64_t indexed_pushes_ = 0;      // under index_mu_
   std::uint64_t failed_pushes_ = 0;       // under index_mu_: of the last frame that failed
   bool index_stop_ = false;               // under index_mu_

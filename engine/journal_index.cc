@@ -169,11 +169,19 @@ void Journal::run_index() {
       if (restart_ready_.exchange(false, std::memory_order_acquire)) {
         (void)sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
       }
-      log_->release(applied_, false);
+      // Segments go only once what they hold is durable in the database.
+      if (log_->releasable(applied_)) {
+        if (auto ok = sync_database(); ok) {
+          synced_ = applied_;
+        } else {
+          std::fprintf(stderr, "fanout: %s\n", ok.error().c_str());
+        }
+      }
+      log_->release(synced_, false);
     }
     if (stopping) {
       if (applied_ >= logged_.load(std::memory_order_acquire)) {
-        log_->release(applied_, true);
+        if (sync_database()) log_->release(applied_, true);
         return;
       }
       // A stop copies for at most kStopCopy: what is left stays in the log, and the next open
@@ -182,6 +190,29 @@ void Journal::run_index() {
       if (std::chrono::steady_clock::now() - *stop_began >= kStopCopy) return;
     }
   }
+}
+
+tl::expected<void, std::string> Journal::sync_database() {
+  if (auto r = sqlite::pragma(db_, "PRAGMA synchronous=FULL"); !r) {
+    return tl::unexpected(std::move(r.error()));
+  }
+  tl::expected<void, std::string> done;
+  {
+    auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, "journal: syncing the database");
+    if (!tx) {
+      done = tl::unexpected(std::move(tx.error()));
+    } else {
+      // A write, so that the commit has a WAL frame to sync (and with it every frame before).
+      Writer& w = *writer_;
+      w.update_meta.reset();
+      w.update_meta.bind(1, std::int64_t{0});
+      w.update_meta.bind(2, static_cast<std::int64_t>(applied_));
+      done = w.update_meta.run();
+      if (done) done = tx->commit();
+    }
+  }
+  (void)sqlite::pragma(db_, "PRAGMA synchronous=NORMAL");
+  return done;
 }
 
 void Journal::catch_up_index() {

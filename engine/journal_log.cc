@@ -357,6 +357,11 @@ tl::expected<std::uint64_t, std::string> JournalLog::append(const Journal::Batch
   return h.number;
 }
 
+bool JournalLog::releasable(std::uint64_t applied) const {
+  std::lock_guard lock(mu_);
+  return segments_.size() > 1 && segments_[1].first <= applied + 1;
+}
+
 void JournalLog::release(std::uint64_t applied, bool all) {
   std::vector<std::filesystem::path> gone;
   {

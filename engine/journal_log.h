@@ -62,6 +62,8 @@ class JournalLog {
   // Removes the segments whose frames are all <= `applied` (durable elsewhere), never the one
   // being appended to unless `all`.
   void release(std::uint64_t applied, bool all);
+  // Whether release(applied, false) would remove a segment.
+  [[nodiscard]] bool releasable(std::uint64_t applied) const;
 
   [[nodiscard]] std::uint64_t bytes_written() const noexcept { return written_; }
 

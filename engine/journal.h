@@ -9,8 +9,9 @@
 // - DIR/journal.db: SQLite (WAL, synchronous=NORMAL), the queryable copy: recovery reads the
 //   deliveries to resume from it, the history calls read it. The indexer thread copies the log's
 //   frames into it in large transactions, each recording the last frame copied, not synced; a
-//   segment wholly copied is removed after one synced commit (sync_database()). At open, the frames after that one are copied before anything else, so
-//   the database is then as of the last whole frame (a torn or partial tail is never read).
+//   segment wholly copied is removed after one synced commit (sync_database()). At open, the frames
+//   after that one are copied before anything else, so the database is then as of the last whole
+//   frame (a torn or partial tail is never read).
 //
 //   producers, workers (any thread)   writer thread               indexer thread
 //   ─────────────────────────────     ─────────────────────────   ───────────────────────────

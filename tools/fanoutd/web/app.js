@@ -32,6 +32,12 @@ function alertBox(message) {
   box.hidden = !message;
 }
 
+// Whether the session that made a call is still the one signed in: an answer that arrives after
+// a sign-out (or another sign-in) is dropped, so a late list never brings a view back.
+function stale(api) {
+  return state.api !== api;
+}
+
 function signOut(message = "") {
   sessionStorage.removeItem(KEY);
   sessionStorage.removeItem(ORG);
@@ -92,26 +98,31 @@ async function signIn(key) {
 }
 
 async function useOrg(orgId, explicit = true) {
-  state.api.orgId = explicit ? orgId : null;
+  const api = state.api;
+  api.orgId = explicit ? orgId : null;
   if (explicit) sessionStorage.setItem(ORG, String(orgId));
   $("org-name").textContent = `Organisation ${orgId}`;
   try {
-    state.types = await state.api.eventTypes();
+    state.types = await api.eventTypes();
   } catch (err) {
-    return failed(err);
+    return stale(api) ? undefined : failed(err);
   }
+  if (stale(api)) return;
   state.page = 1;
   await showList();
 }
 
 async function showList() {
   alertBox("");
+  const api = state.api;
+  if (!api) return;
   let page;
   try {
-    page = await state.api.list(state.page, PER_PAGE);
+    page = await api.list(state.page, PER_PAGE);
   } catch (err) {
-    return failed(err);
+    return stale(api) ? undefined : failed(err);
   }
+  if (stale(api)) return;
   if (page.items.length === 0 && state.page > 1) {
     state.page = Math.max(1, page.max_page);  // deleted the last row of the last page
     return showList();
@@ -144,13 +155,15 @@ function hookRow(hook) {
 
 async function openForm(hook = null) {
   alertBox("");
+  const api = state.api;
   let existing = new Map();
   if (!hook) {
     try {
-      existing = new Map((await state.api.listAll()).map((h) => [h.event_type, h]));
+      existing = new Map((await api.listAll()).map((h) => [h.event_type, h]));
     } catch (err) {
-      return failed(err);
+      return stale(api) ? undefined : failed(err);
     }
+    if (stale(api)) return;
   }
   state.form = new HookForm({
     api: state.api, types: state.types, existing, hook,
@@ -191,16 +204,19 @@ async function openHistory(hook, page) {
   state.historyPage = page;
   $("history-title").textContent = `Delivery history: ${hook.event_type}`;
   $("history-url").textContent = hook.url;
+  const api = state.api;
   let r;
   try {
-    r = await state.api.deliveries(hook.id, page);
+    r = await api.deliveries(hook.id, page);
   } catch (err) {
+    if (stale(api)) return;
     if (err.status === 401) return signOut(err.message);
     $("history-rows").replaceChildren();
     show("history-empty", false);
     view("history-view");
     return alertBox(err.message);
   }
+  if (stale(api)) return;
   $("history-rows").replaceChildren(...r.items.map((d) => el("tr", {},
     el("td", { "data-label": "Event id" }, el("code", {}, d.event_id)),
     el("td", { "data-label": "Created" }, when(d.created_at)),
@@ -223,11 +239,13 @@ function lastAnswer(d) {
 }
 
 async function resend(hook, eventId) {
+  const api = state.api;
   try {
-    await state.api.resend(hook.id, eventId);
+    await api.resend(hook.id, eventId);
   } catch (err) {
-    return failed(err);
+    return stale(api) ? undefined : failed(err);
   }
+  if (stale(api)) return;
   await openHistory(hook, 1);
   notice(`Event ${eventId} sent again.`);
 }

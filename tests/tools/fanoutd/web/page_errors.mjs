@@ -81,6 +81,30 @@ export async function errorSteps(t) {
     await page.getByRole("button", { name: "Sign out" }).click();
     await expect(signInHeading).toBeVisible();
   });
+
+  // A CI run under ASan lost this race: Cancel's list came back after Sign out and showed the
+  // list again over the sign-in view.
+  await step("an answer that comes after sign-out brings no view back", async () => {
+    await signIn(t, t.admin);
+    let seen;
+    const asked = new Promise((resolve) => { seen = resolve; });
+    const held = [];
+    const listAll = (url) => url.pathname === "/v2/webhooks" && url.searchParams.get("per_page") === "100";
+    await page.route(listAll, (route) => { held.push(route); seen(); });
+    await listCreate.click();
+    await asked;  // the form waits for the list
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await expect(signInHeading).toBeVisible();
+    const answered = page.waitForResponse((r) => listAll(new URL(r.url())));
+    for (const route of held) await route.continue();
+    await answered;
+    await page.unroute(listAll);
+    // Let the page's fetch chain run out (tasks, not time), then look.
+    for (let i = 0; i < 5; i++) await page.evaluate(() => new Promise((r) => setTimeout(r, 0)));
+    await expect(signInHeading).toBeVisible();
+    assert.equal(await page.locator("#form-view").isHidden(), true, "the form stayed hidden");
+    assert.equal(await page.getByLabel("API key").isEditable(), true, "the key can be typed again");
+  });
 }
 
 export async function timeoutStep(t) {

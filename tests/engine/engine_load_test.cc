@@ -482,7 +482,10 @@ TEST(EngineConcurrencyTest, ProducersComingAndGoingAcrossStop) {
           if (st == PublishStatus::kStopped) return;
           if (st == PublishStatus::kAccepted) {
             accepted_ids[k].push_back(id);
-          } else {
+          } else if (st != PublishStatus::kBusy) {
+            // Busy is an answer, not a fault: four threads publishing flat out outrun the
+            // receiver, and once the backlog reaches a budget (the origin's, 100,000) publish
+            // says so, sooner on a loaded machine. Nothing busy is owed an outcome.
             ++other[k];
           }
         }

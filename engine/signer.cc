@@ -261,9 +261,23 @@ void Signer::sign_base64(std::string_view body, char* out) const noexcept {
   std::uint8_t signature[kSignatureSize];
   // Cannot fail: the secret key is well formed by construction.
   crypto_sign_detached(signature, nullptr, bytes_of(body), body.size(), secret_.data());
-  char b64[kSignatureBase64Size + 1];  // sodium always NUL-terminates; the header has no NUL
-  sodium_bin2base64(b64, sizeof b64, signature, sizeof signature, sodium_base64_VARIANT_ORIGINAL);
-  std::memcpy(out, b64, kSignatureBase64Size);
+  signature_to_base64(signature, out);
+}
+
+void Signer::signature_from_base64(const char (&b64)[kSignatureBase64Size],
+                                   std::uint8_t (&raw)[kSignatureSize]) noexcept {
+  std::size_t size = 0;
+  if (sodium_base642bin(raw, kSignatureSize, b64, kSignatureBase64Size, nullptr, &size, nullptr,
+                        sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      size != kSignatureSize) {
+    std::memset(raw, 0, kSignatureSize);
+  }
+}
+
+void Signer::signature_to_base64(const std::uint8_t (&raw)[kSignatureSize], char* b64) noexcept {
+  char text[kSignatureBase64Size + 1];  // sodium always NUL-terminates; the header has no NUL
+  sodium_bin2base64(text, sizeof text, raw, kSignatureSize, sodium_base64_VARIANT_ORIGINAL);
+  std::memcpy(b64, text, kSignatureBase64Size);
 }
 
 bool Signer::verify_base64(std::span<const std::uint8_t, kPublicKeySize> public_key,

@@ -93,6 +93,14 @@ class Signer {
   // kSignatureBase64Size chars. Allocation-free; safe to call concurrently.
   void sign_base64(std::string_view body, char* out) const noexcept;
 
+  // The 64 signature bytes behind a value sign_base64() wrote, and back: what a delivery keeps
+  // while it waits for a retry (engine/worker.h WaitingRetry) is the raw form. For the values
+  // sign_base64() writes, never fails; anything else yields zeros.
+  static void signature_from_base64(const char (&b64)[kSignatureBase64Size],
+                                    std::uint8_t (&raw)[kSignatureSize]) noexcept;
+  // Writes kSignatureBase64Size chars to `b64`, no NUL (as sign_base64()).
+  static void signature_to_base64(const std::uint8_t (&raw)[kSignatureSize], char* b64) noexcept;
+
   // True iff `signature_b64` is exactly 88 chars of canonical base64 decoding to a valid
   // Ed25519 signature of `body` under `public_key` (libsodium's verify, which also refuses
   // non-canonical S and small-order keys). For receivers and tests; safe from any thread.

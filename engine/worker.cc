@@ -77,7 +77,7 @@ void Delivery::destroy(Delivery* d) noexcept {
   }
 }
 
-void Worker::release_budget(Engine::Shared& sh, const Delivery& d) noexcept {
+void Worker::release_budget(Engine::Shared& sh, const DeliveryState& d) noexcept {
   sh.in_flight_bytes.fetch_sub(d.budget_bytes, std::memory_order_relaxed);
   if (d.org_budget != nullptr) BudgetTable::give_back(*d.org_budget, d.budget_bytes);
   if (d.origin_budget != nullptr) BudgetTable::give_back(*d.origin_budget, d.budget_bytes);
@@ -93,6 +93,10 @@ Worker::Worker(Engine& engine, unsigned index) : engine_(engine), index_(index) 
 
 Worker::~Worker() {
   assert(!thread_.joinable() && "stop() the worker before destroying it");
+  while (AttemptHeaders* h = free_headers_) {
+    free_headers_ = h->next_free;
+    delete h;
+  }
 }
 
 tl::expected<void, std::string> Worker::start() {
@@ -306,8 +310,9 @@ AttemptHeaders& Worker::lend_headers(Delivery& d) {
   AttemptHeaders* h = free_headers_;
   if (h != nullptr) {
     free_headers_ = h->next_free;
+    --free_headers_count_;
   } else {
-    h = attempt_headers_.emplace_back(std::make_unique<AttemptHeaders>()).get();
+    h = new AttemptHeaders;
   }
   d.attempt_headers = h;
   return *h;
@@ -318,8 +323,13 @@ void Worker::take_back_headers(Delivery& d) noexcept {
   if (h == nullptr) return;
   d.attempt_headers = nullptr;
   d.headers = {};
+  if (free_headers_count_ >= kKeptAttemptHeaders) {
+    delete h;
+    return;
+  }
   h->next_free = free_headers_;
   free_headers_ = h;
+  ++free_headers_count_;
 }
 
 std::size_t Worker::standard_webhooks(Delivery& d, AttemptHeaders& h, const Target& t,
@@ -423,10 +433,15 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
     note_retry(d, due);
     hand_back(d, due);
   } else {
-    const std::int64_t due = schedule_retry(d);
-    if (d.hold_retries) hold(d);
+    const std::uint64_t delay = draw_backoff_ms(d);
+    const std::int64_t due = now_unix_ms() + static_cast<std::int64_t>(delay);
+    if (d.hold_retries) {
+      d.hold = next_hold();
+      d.held_due = false;
+    }
     journal_attempt(d, due, /*final=*/false);
     note_retry(d, due);
+    wait(d, delay);  // d is a WaitingRetry from here on
   }
   // A completion made room in some origin's queue: one parked delivery goes again.
   // (One that ends without being sent, dropped, does not count: the next one goes instead.)
@@ -477,40 +492,59 @@ std::uint64_t Worker::draw_backoff_ms(const Delivery& d) const {
   return backoff_ms(engine_.options_.retry, d.attempts, unit_random(engine_.options_, rng));
 }
 
-std::int64_t Worker::schedule_retry(Delivery& d) {
-  const std::uint64_t delay = draw_backoff_ms(d);
-  wait(d, delay);
-  return now_unix_ms() + static_cast<std::int64_t>(delay);
-}
-
 void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
-  waiting_list_.push_front(&d);
+  const std::size_t id_size = d.event_id.size();
+  const std::size_t body_size = d.body_bytes.size();
+  auto* w = new (::operator new(sizeof(WaitingRetry) + id_size + body_size)) WaitingRetry;
+  static_cast<DeliveryState&>(*w) = d;
+  w->worker = this;
+  w->id_size = static_cast<std::uint32_t>(id_size);
+  w->body_size = static_cast<std::uint32_t>(body_size);
+  std::memcpy(w->id_data(), d.event_id.data(), id_size);
+  std::memcpy(w->body_data(), d.body_bytes.data(), body_size);
+  if (d.has_signature) Signer::signature_from_base64(d.signature, w->signature);
+  Delivery::destroy(&d);
+  waiting_list_.push_front(w);
   bump(waiting_);
-  d.backoff.set_callback(
+  bump(waiting_bytes_, w->block_size());
+  if (w->hold != 0) holds_.emplace(w->hold, w);
+  w->backoff.set_callback(
       [](transport::TimerEntry&, void* data) noexcept {
-        auto* dd = static_cast<Delivery*>(data);
-        if (dd->hold != 0) {
-          dd->held_due = true;  // stays waiting until its release
+        auto* ww = static_cast<WaitingRetry*>(data);
+        if (ww->hold != 0) {
+          ww->held_due = true;  // stays waiting until its release
           return;
         }
-        dd->worker->unwait(*dd);
-        dd->worker->attempt(*dd);
+        Worker* self = ww->worker;
+        self->unwait(*ww);
+        self->attempt(self->unpark(ww));
       },
-      &d);
-  timers_->schedule_after(d.backoff, delay_ms);
+      w);
+  timers_->schedule_after(w->backoff, delay_ms);
 }
 
-void Worker::unwait(Delivery& d) noexcept {
-  transport::IntrusiveList<Delivery>::erase(&d);
+void Worker::unwait(WaitingRetry& w) noexcept {
+  transport::IntrusiveList<WaitingRetry>::erase(&w);
   drop(waiting_);
 }
 
-void Worker::hold(Delivery& d) {
+Delivery& Worker::unpark(WaitingRetry* w) {
+  Delivery* d = Delivery::make(&engine_.shared_->delivery_pool, w->id_size, w->body_size);
+  static_cast<DeliveryState&>(*d) = *w;
+  d->worker = this;
+  std::memcpy(d->id_data(), w->id_data(), w->id_size);
+  std::memcpy(d->body_data(), w->body_data(), w->body_size);
+  if (d->has_signature) Signer::signature_to_base64(w->signature, d->signature);
+  drop(waiting_bytes_, w->block_size());
+  w->~WaitingRetry();
+  ::operator delete(static_cast<void*>(w));
+  return *d;
+}
+
+std::uint64_t Worker::next_hold() noexcept {
   // Top byte: the worker (plus one, so a hold is never 0); below it, a serial that would take
   // millennia to wrap at any retry rate.
-  d.hold = (static_cast<std::uint64_t>(index_ + 1) << 56) | (++hold_serial_ & ((1ULL << 56) - 1));
-  d.held_due = false;
-  holds_.emplace(d.hold, &d);
+  return (static_cast<std::uint64_t>(index_ + 1) << 56) | (++hold_serial_ & ((1ULL << 56) - 1));
 }
 
 void Worker::release_hold(std::uint64_t hold) noexcept {
@@ -526,12 +560,12 @@ void Worker::drain_releases() {
     for (std::size_t i = 0; i < n; ++i) {
       const auto it = holds_.find(batch[i]);
       if (it == holds_.end()) continue;  // released twice, or handed back by stop()
-      Delivery& d = *it->second;
+      WaitingRetry& w = *it->second;
       holds_.erase(it);
-      d.hold = 0;
-      if (std::exchange(d.held_due, false)) {
-        unwait(d);
-        attempt(d);
+      w.hold = 0;
+      if (std::exchange(w.held_due, false)) {
+        unwait(w);
+        attempt(unpark(&w));
       }
     }
   }

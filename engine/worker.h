@@ -5,7 +5,8 @@
 //
 //   producer ──enqueue──► inbox ──► attempting (in the client) ──► done (outcome batch) ──► freed
 //                            │         ▲            │ 5xx / retryable failure
-//                            │         └─ waiting ◄─┘ (backoff entry in the timer wheel)
+//                            │         └─ waiting ◄─┘ (a WaitingRetry: backoff entry in the timer
+//                            │                          wheel; unpark() makes it a Delivery again)
 //                            └─ resumed, not due yet ─► waiting (capped at the policy's cap_ms)
 //   stop(): inbox and waiting ──► unfinished; attempting ──► finishes by the drain deadline, or is
 //           cancelled ──► unfinished
@@ -17,9 +18,10 @@
 //
 // Invariants: Engine::Shared::in_flight counts deliveries from accept to their outcome batch (or
 // hand-back); a Delivery is touched only by its worker's thread once dequeued; the body and
-// signature never change after publish(); a delivery is in the waiting list exactly while its
-// backoff entry is armed, or while its backoff has run out but its hold is not yet released
-// (hold_retries: held_due; waiting_ counts the list); a delivery with a hold is in holds_.
+// signature never change after publish() (a WaitingRetry keeps them as they were); a waiting
+// delivery is a WaitingRetry, in the waiting list exactly while its backoff entry is armed, or
+// while its backoff has run out but its hold is not yet released (hold_retries: held_due;
+// waiting_ counts the list); a waiting delivery with a hold is in holds_.
 #pragma once
 
 #include <uv.h>
@@ -111,15 +113,45 @@ struct Target {
   routing::EventTypeId type = 0;
 };
 
+// What a delivery is, whichever form it has: a Delivery (in the inbox, attempting, done) or a
+// WaitingRetry (waiting in the timer wheel). Both derive from it, so the one moves into the
+// other by one assignment. Packed: it is most of a waiting retry's size.
+struct DeliveryState {
+  std::int64_t org_id = 0;
+  std::int64_t subscription_id = 0;
+  std::int64_t did = 0;   // the journal's delivery id (durability on), else 0
+  std::uint64_t tag = 0;  // PublishOptions::tag
+  // PublishOptions::hold_retries: while `hold` is non-zero the next attempt waits for
+  // Producer::release_retry(hold); `held_due` says its backoff already ran out.
+  std::uint64_t hold = 0;
+  std::uint64_t published_ns = 0;
+  // What this delivery holds of the budgets (released with it: release_budget()).
+  BudgetTable::Entry* org_budget = nullptr;
+  BudgetTable::Entry* origin_budget = nullptr;
+  std::int64_t budget_bytes = 0;
+  std::uint32_t attempts = 0;
+  int last_status = 0;
+  std::uint32_t last_duration_us = 0;
+  std::uint32_t last_response_us = 0;  // Outcome::last_response_us
+  routing::EventTypeId type = 0;
+  transport::Failure last_failure = transport::Failure::kNone;
+  OutcomeKind kind = OutcomeKind::kDelivered;
+  bool hold_retries = false;
+  bool held_due = false;
+  bool has_signature = false;  // the Partoo signature is made (at the first attempt)
+};
+
 // One heap block per accepted event: the Delivery, then its id, kWebhookGap bytes, and its body
 // (make()). The id and body never change after publish(), so they are views into that tail. The
 // gap receives "." + timestamp + "." at each attempt that carries Standard Webhooks headers, so
 // that the signed content id.timestamp.body is contiguous without a copy. Its ListNode links it
-// into the worker's waiting list, then its done list. What only an attempt in progress needs
-// (the header views and their per-attempt text) is an AttemptHeaders lent by the worker for the
-// attempt's time, not part of the block: a delivery in the backlog or waiting for a retry does
-// not carry it.
-class Delivery final : public transport::Request, public transport::ListNode<Delivery> {
+// into its worker's done list. What only an attempt in progress needs (the header views and
+// their per-attempt text) is an AttemptHeaders lent by the worker for the attempt's time, not
+// part of the block: a delivery in the backlog does not carry it. A delivery that waits for a
+// retry is not a Delivery meanwhile but a WaitingRetry (below), in a smaller block.
+class Delivery final : public transport::Request,
+                       public transport::ListNode<Delivery>,
+                       public DeliveryState {
  public:
   // Custom headers, event id, attempt, Partoo signature, webhook-id, -timestamp, -signature.
   static constexpr std::size_t kMaxHeaders = routing::kMaxCustomHeaders + 6;
@@ -135,37 +167,14 @@ class Delivery final : public transport::Request, public transport::ListNode<Del
   [[nodiscard]] char* body_data() noexcept { return id_data() + event_id.size() + kWebhookGap; }
 
   Worker* worker = nullptr;
-  std::int64_t org_id = 0;
-  routing::EventTypeId type = 0;
-  std::int64_t subscription_id = 0;
-  std::int64_t did = 0;   // the journal's delivery id (durability on), else 0
-  std::uint64_t tag = 0;  // PublishOptions::tag
-  // What this delivery holds of the budgets (released with it: release_budget()).
-  BudgetTable::Entry* org_budget = nullptr;
-  BudgetTable::Entry* origin_budget = nullptr;
-  std::int64_t budget_bytes = 0;
-  // PublishOptions::hold_retries: while `hold` is non-zero the next attempt waits for
-  // Producer::release_retry(hold); `held_due` says its backoff already ran out.
-  std::uint64_t hold = 0;
-  bool hold_retries = false;
-  bool held_due = false;
   std::string_view event_id;    // in this block's tail
   std::string_view body_bytes;  // in this block's tail, after the id
   char signature[Signer::kSignatureBase64Size] = {};
-  bool has_signature = false;
-  std::uint32_t attempts = 0;
-  int last_status = 0;
-  transport::Failure last_failure = transport::Failure::kNone;
-  std::uint32_t last_duration_us = 0;
-  std::uint32_t last_response_us = 0;  // Outcome::last_response_us
-  std::uint64_t published_ns = 0;
   // Producer::resume(): no attempt before this wall-clock time (ms since the epoch). 0 for
   // publish(), so the inbox path pays one compare; cleared when the worker takes it from the inbox.
   std::int64_t not_before_unix_ms = 0;
-  OutcomeKind kind = OutcomeKind::kDelivered;
   Target* dest = nullptr;                     // what this attempt was sent to
   AttemptHeaders* attempt_headers = nullptr;  // lent by the worker while an attempt is out
-  transport::TimerEntry backoff;
 
   void on_response(const transport::Response& response) override;
 
@@ -178,10 +187,37 @@ class Delivery final : public transport::Request, public transport::ListNode<Del
   std::uint8_t pool_class_ = DeliveryPool::kUnpooled;
 };
 
+// A delivery waiting for its next attempt (a backoff retry, or a resumed delivery not due yet):
+// its state, its backoff entry and its signature in raw form, then its id and body, in one block
+// of exactly that size (operator new: no size class to round up to). Worker::wait() makes one
+// from a Delivery and frees the Delivery; when it is due, Worker::unpark() makes a Delivery
+// again. What a Delivery carries besides (the client's per-request state, the views, the base64
+// signature) is rebuilt or not needed while it waits: sizeof 240, so 280 bytes beside a 600-byte
+// body with a 32-character id (malloc's header and rounding included), against ~1,000 for the
+// Delivery in its pool block before (bench/engine/inbox_bench.cc). In its worker's waiting list
+// exactly while its backoff entry is armed, or while its hold is not released after it fired.
+struct WaitingRetry final : transport::ListNode<WaitingRetry>, DeliveryState {
+  [[nodiscard]] char* id_data() noexcept { return reinterpret_cast<char*>(this + 1); }
+  [[nodiscard]] char* body_data() noexcept { return id_data() + id_size; }
+  [[nodiscard]] std::string_view event_id() noexcept { return {id_data(), id_size}; }
+  [[nodiscard]] std::string_view body() noexcept { return {body_data(), body_size}; }
+  // The whole block, what it costs.
+  [[nodiscard]] std::size_t block_size() const noexcept {
+    return sizeof(WaitingRetry) + id_size + body_size;
+  }
+
+  Worker* worker = nullptr;
+  transport::TimerEntry backoff;
+  std::uint32_t id_size = 0;
+  std::uint32_t body_size = 0;
+  std::uint8_t signature[Signer::kSignatureSize] = {};  // when has_signature
+};
+
 // What one attempt sends besides the delivery's own bytes: the header views the client reads
 // (until the request is answered) and the per-attempt text they point at. A worker lends one to
-// a delivery from attempt() to on_response() and keeps the free ones in a list: as many exist as
-// attempts were ever out at once on that worker.
+// a delivery from attempt() to on_response() and keeps up to kKeptAttemptHeaders free ones in a
+// list; one given back beyond that is freed. (A burst submits attempts far beyond the streams a
+// connection carries, all lent at once: kept, 100,000 of them held 62 MB after the burst.)
 struct AttemptHeaders {
   std::array<transport::HeaderView, Delivery::kMaxHeaders> views{};
   char attempt_text[4] = {};
@@ -200,8 +236,8 @@ struct AttemptHeaders {
 inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
   counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
-inline void drop(std::atomic<std::uint64_t>& counter) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+inline void drop(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
 }
 
 class Worker {
@@ -209,7 +245,7 @@ class Worker {
   // Gives back what `d` holds of the byte, organisation and origin budgets (the global count,
   // Shared::in_flight, is the caller's). Called exactly once, where the delivery leaves the
   // engine's care.
-  static void release_budget(Engine::Shared& sh, const Delivery& d) noexcept;
+  static void release_budget(Engine::Shared& sh, const DeliveryState& d) noexcept;
 
   Worker(Engine& engine, unsigned index);
   ~Worker();
@@ -242,21 +278,25 @@ class Worker {
   // A resumed delivery from the inbox: waits until not_before_unix_ms (capped), or attempts now.
   void start_resumed(Delivery& d);
   [[nodiscard]] std::uint64_t draw_backoff_ms(const Delivery& d) const;
-  // Parks `d` for its backoff; returns when the retry is due (wall clock, ms).
-  std::int64_t schedule_retry(Delivery& d);
   // Tells the journal (if any) how the attempt that just ended went.
   void journal_attempt(const Delivery& d, std::int64_t next_ms, bool final);
   // Observer::on_retry for a tagged delivery whose next attempt is due at `due_unix_ms`.
   void note_retry(const Delivery& d, std::int64_t due_unix_ms);
-  // Parks `d` in the waiting list and the timer wheel; attempt() after `delay_ms` of loop time.
+  // Ends `d` and parks what it was as a WaitingRetry in the waiting list and the timer wheel
+  // (and in holds_ if d.hold is set): attempted again after `delay_ms` of loop time.
   void wait(Delivery& d, std::uint64_t delay_ms);
-  // Takes `d` out of the waiting list (its backoff entry has fired or is cancelled).
-  void unwait(Delivery& d) noexcept;
-  // A retry of a hold_retries delivery was just scheduled: it waits for its release too.
-  void hold(Delivery& d);
+  // Takes `w` out of the waiting list (its backoff entry has fired or is cancelled).
+  void unwait(WaitingRetry& w) noexcept;
+  // A Delivery again, from the WaitingRetry `w` (out of the waiting list), which is freed.
+  [[nodiscard]] Delivery& unpark(WaitingRetry* w);
+  // The retry of a hold_retries delivery: its hold value, so that it waits for its release too.
+  [[nodiscard]] std::uint64_t next_hold() noexcept;
   void drain_releases();
   void finish(Delivery& d, OutcomeKind kind);
   void hand_back(Delivery& d, std::int64_t next_attempt_unix_ms);
+  void hand_back(WaitingRetry& w, std::int64_t next_attempt_unix_ms);
+  // Both hand_back()s: `u` (id and body filled) with what `s` knows, then the budgets.
+  void hand_back_state(Unfinished&& u, const DeliveryState& s, std::int64_t next_attempt_unix_ms);
   void flush_outcomes();
   void begin_stop();
   void on_drain_deadline() noexcept;
@@ -298,15 +338,17 @@ class Worker {
   std::size_t live_targets_ = 0;  // in targets_, and retired ones still referenced
   std::uint64_t swept_version_ = 0;
   transport::TimerEntry sweep_timer_;
-  transport::IntrusiveList<Delivery> waiting_list_;
+  transport::IntrusiveList<WaitingRetry> waiting_list_;
   // Held retries by hold value (each also in the waiting list); at most one per delivery.
-  std::unordered_map<std::uint64_t, Delivery*> holds_;
+  std::unordered_map<std::uint64_t, WaitingRetry*> holds_;
   std::uint64_t hold_serial_ = 0;
   // Refused by a full origin queue (not an attempt): submitted again, one per completion.
   std::deque<Delivery*> parked_;
-  // Every AttemptHeaders this worker made, and the free ones (linked by next_free).
-  std::vector<std::unique_ptr<AttemptHeaders>> attempt_headers_;
+  // Free AttemptHeaders, linked by next_free (at most kKeptAttemptHeaders; the lent ones are
+  // their deliveries' until given back).
+  static constexpr std::size_t kKeptAttemptHeaders = 1024;
   AttemptHeaders* free_headers_ = nullptr;
+  std::size_t free_headers_count_ = 0;
   transport::IntrusiveList<Delivery> done_;  // outcomes for the next flush_outcomes()
   std::vector<Outcome> outcome_buf_;
   std::vector<Unfinished> unfinished_;
@@ -320,7 +362,8 @@ class Worker {
   // Counters read by stats() from other threads.
   std::atomic<std::uint64_t> delivered_{0}, rejected_{0}, exhausted_{0}, dropped_{0};
   std::atomic<std::uint64_t> attempts_{0}, a2xx_{0}, a3xx_{0}, a4xx_{0}, a5xx_{0}, afailed_{0};
-  std::atomic<std::uint64_t> waiting_{0}, conns_h2_{0}, conns_h1_{0}, targets_count_{0};
+  std::atomic<std::uint64_t> waiting_{0}, waiting_bytes_{0}, conns_h2_{0}, conns_h1_{0},
+      targets_count_{0};
 };
 
 }  // namespace engine

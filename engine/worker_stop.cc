@@ -11,16 +11,31 @@ namespace fanout::engine {
 void Worker::hand_back(Delivery& d, std::int64_t next_attempt_unix_ms) {
   Unfinished u;
   u.event_id = d.event_id;
-  u.org_id = d.org_id;
-  u.event_type = std::string(engine_.catalogue_.name(d.type));
   u.body = std::string(d.body_bytes);
-  u.subscription_id = d.subscription_id;
-  u.attempts = d.attempts;
-  u.next_attempt_unix_ms = next_attempt_unix_ms;
-  u.tag = d.tag;
-  unfinished_.push_back(std::move(u));
-  release_budget(*engine_.shared_, d);
+  hand_back_state(std::move(u), d, next_attempt_unix_ms);
   Delivery::destroy(&d);
+}
+
+void Worker::hand_back(WaitingRetry& w, std::int64_t next_attempt_unix_ms) {
+  Unfinished u;
+  u.event_id = w.event_id();
+  u.body = std::string(w.body());
+  hand_back_state(std::move(u), w, next_attempt_unix_ms);
+  drop(waiting_bytes_, w.block_size());
+  w.~WaitingRetry();
+  ::operator delete(static_cast<void*>(&w));
+}
+
+void Worker::hand_back_state(Unfinished&& u, const DeliveryState& s,
+                             std::int64_t next_attempt_unix_ms) {
+  u.org_id = s.org_id;
+  u.event_type = std::string(engine_.catalogue_.name(s.type));
+  u.subscription_id = s.subscription_id;
+  u.attempts = s.attempts;
+  u.next_attempt_unix_ms = next_attempt_unix_ms;
+  u.tag = s.tag;
+  unfinished_.push_back(std::move(u));
+  release_budget(*engine_.shared_, s);
   engine_.shared_->in_flight.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -103,12 +118,12 @@ void Worker::begin_stop() {
   for (Delivery* d : parked_) hand_back(*d, 0);
   parked_.clear();
   holds_.clear();  // every held delivery is in the waiting list, handed back below
-  while (Delivery* d = waiting_list_.pop_front()) {
-    const std::uint64_t due = d->backoff.deadline();
+  while (WaitingRetry* w = waiting_list_.front()) {
+    const std::uint64_t due = w->backoff.deadline();
     const std::uint64_t left = due > loop_now ? due - loop_now : 0;
-    timers_->cancel(d->backoff);
-    drop(waiting_);
-    hand_back(*d, wall_now + static_cast<std::int64_t>(left));
+    timers_->cancel(w->backoff);
+    unwait(*w);
+    hand_back(*w, wall_now + static_cast<std::int64_t>(left));
   }
   if (attempting_ == 0) {
     timers_->schedule(drain_timer_, timers_->now());
@@ -156,6 +171,7 @@ void Worker::add_stats(EngineStats& st) const {
   st.attempts_5xx += a5xx_.load(std::memory_order_relaxed);
   st.attempts_failed += afailed_.load(std::memory_order_relaxed);
   st.waiting_retry += waiting_.load(std::memory_order_relaxed);
+  st.waiting_retry_bytes += waiting_bytes_.load(std::memory_order_relaxed);
   st.connections_h2 += conns_h2_.load(std::memory_order_relaxed);
   st.targets += targets_count_.load(std::memory_order_relaxed);
   st.connections_h1 += conns_h1_.load(std::memory_order_relaxed);

@@ -168,44 +168,51 @@ std::size_t malloc_chunk(std::size_t n) {
   return std::max<std::size_t>(32, (n + 8 + 15) & ~std::size_t{15});
 }
 
-// What a delivery waiting for its retry holds, measured: state.range(0) Delivery objects, each
-// with a 600-byte body and a 32-character generated event id, exactly as Producer::publish fills
-// them, each with its backoff entry armed in a timer wheel (an hour ahead, spread over a minute).
-// Targets are shared per subscription and not counted. Counters: bytes_per_retry (heap growth
-// from mallinfo2 divided by the count), analytic_bytes (the one block of Delivery, id and body
-// as a glibc chunk), sizeof_delivery. The sweep shows the cost is linear (constant per retry).
+// What a delivery waiting for its retry holds, measured: state.range(0) WaitingRetry blocks
+// (engine/worker.h: what Worker::wait() makes of a Delivery), each with a 600-byte body and a
+// 32-character generated event id, each with its backoff entry armed in a timer wheel (an hour
+// ahead, spread over a minute). Targets are shared per subscription and not counted. Counters:
+// bytes_per_retry (heap growth from mallinfo2 divided by the count), analytic_bytes (the one
+// block of state, id and body as a glibc chunk), beyond_body (analytic_bytes less the body),
+// sizeof_waiting_retry and, for comparison, sizeof_delivery (what waited until 2026-12-06).
+// The sweep shows the cost is linear (constant per retry).
 void BM_WaitingRetryMemory(benchmark::State& state) {
   const auto count = static_cast<std::size_t>(state.range(0));
   const std::string body(600, 'x');
   const std::string id(32, 'a');
-  std::vector<Delivery*> deliveries;
+  std::vector<WaitingRetry*> retries;
   double per_retry = 0;
   for (auto _ : state) {
-    deliveries.reserve(count);  // outside the measured difference below
+    retries.reserve(count);  // outside the measured difference below
     transport::TimerWheel wheel(1'000'000);
     const std::size_t before = heap_in_use();
     for (std::size_t i = 0; i < count; ++i) {
-      Delivery* d = Delivery::make(nullptr, id.size(), body.size());
-      d->org_id = static_cast<std::int64_t>(i);
-      std::memcpy(d->id_data(), id.data(), id.size());
-      std::memcpy(d->body_data(), body.data(), body.size());
-      d->attempts = 1;
-      d->backoff.set_callback([](transport::TimerEntry&, void*) noexcept {}, d);
-      wheel.schedule(d->backoff, 1'000'000 + 3'600'000 + i % 60'000);
-      deliveries.push_back(d);
+      auto* w = new (::operator new(sizeof(WaitingRetry) + id.size() + body.size())) WaitingRetry;
+      w->org_id = static_cast<std::int64_t>(i);
+      w->id_size = static_cast<std::uint32_t>(id.size());
+      w->body_size = static_cast<std::uint32_t>(body.size());
+      std::memcpy(w->id_data(), id.data(), id.size());
+      std::memcpy(w->body_data(), body.data(), body.size());
+      w->attempts = 1;
+      w->backoff.set_callback([](transport::TimerEntry&, void*) noexcept {}, w);
+      wheel.schedule(w->backoff, 1'000'000 + 3'600'000 + i % 60'000);
+      retries.push_back(w);
     }
     const std::size_t after = heap_in_use();
     per_retry = static_cast<double>(after - before) / static_cast<double>(count);
-    benchmark::DoNotOptimize(deliveries.data());
-    for (Delivery* d : deliveries) {
-      wheel.cancel(d->backoff);
-      Delivery::destroy(d);
+    benchmark::DoNotOptimize(retries.data());
+    for (WaitingRetry* w : retries) {
+      wheel.cancel(w->backoff);
+      w->~WaitingRetry();
+      ::operator delete(static_cast<void*>(w));
     }
-    deliveries.clear();
+    retries.clear();
   }
-  const std::size_t analytic = malloc_chunk(sizeof(Delivery) + id.size() + body.size());
+  const std::size_t analytic = malloc_chunk(sizeof(WaitingRetry) + id.size() + body.size());
   state.counters["bytes_per_retry"] = per_retry;
   state.counters["analytic_bytes"] = static_cast<double>(analytic);
+  state.counters["beyond_body"] = static_cast<double>(analytic - body.size());
+  state.counters["sizeof_waiting_retry"] = static_cast<double>(sizeof(WaitingRetry));
   state.counters["sizeof_delivery"] = static_cast<double>(sizeof(Delivery));
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
 }

@@ -190,6 +190,65 @@ TEST_F(EngineTest, SignatureVerifiesWithThePublicKey) {
   EXPECT_FALSE(engine::Signer::verify_base64(key.public_key(), got[0].body + " ", sig));
 }
 
+// While a delivery waits for its retry it is a WaitingRetry, not a Delivery (engine/worker.h):
+// the retry must go out exactly as the first attempt did (id, body, signature, custom headers),
+// with the attempt number moved on.
+TEST_F(EngineTest, ARetryIsSentAsTheFirstAttemptWasWithItsSignature) {
+  Receiver rx([](const Received&, std::size_t i) { return i < 2 ? 503 : 200; });
+  const engine::Signer key = engine::Signer::generate();
+  EngineOptions o = test_options();
+  o.signing_key_pem = key.private_key_pem();
+  start(o, rx.port());
+  auto p = engine_->make_producer();
+  ASSERT_EQ(p.publish(event("again")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(1));
+  EXPECT_EQ(collector_.outcomes()[0].kind, OutcomeKind::kDelivered);
+  const auto got = rx.received();
+  ASSERT_EQ(got.size(), 3u);
+  const std::string& sig = got[0].headers.at("x-partoo-signature-v1");
+  EXPECT_TRUE(engine::Signer::verify_base64(key.public_key(), got[0].body, sig));
+  for (std::size_t i = 1; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].body, got[0].body);
+    EXPECT_EQ(got[i].headers.at("x-partoo-signature-v1"), sig) << "attempt " << i + 1;
+    EXPECT_EQ(got[i].headers.at("x-partoo-event-id"), "again");
+    EXPECT_EQ(got[i].headers.at("x-auth-token"), "s3cr3t");
+    EXPECT_EQ(got[i].headers.at("x-tenant"), "acme");
+    EXPECT_EQ(got[i].headers.at("x-partoo-attempt"), std::to_string(i + 1));
+  }
+  EXPECT_EQ(engine_->stats().waiting_retry_bytes, 0u);
+}
+
+// Issue 16: a waiting retry costs at most 300 bytes beyond its body. The engine counts what its
+// blocks hold (waiting_retry_bytes: state, id, body); malloc adds at most 23 (its 8-byte header,
+// rounded up to 16), so the state and the id must stay within 277.
+TEST_F(EngineTest, AWaitingRetryHoldsLittleMoreThanItsBody) {
+  Receiver rx([](const Received&, std::size_t i) { return i == 0 ? 503 : 200; });
+  const engine::Signer key = engine::Signer::generate();
+  EngineOptions o = test_options();
+  o.signing_key_pem = key.private_key_pem();
+  o.retry.base_ms = 600'000;  // waits for the rest of the test
+  start(o, rx.port());
+  auto p = engine_->make_producer();
+  ASSERT_EQ(p.publish(event("waits")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(rx.wait_for(1));
+  // Answered on the same connection after the 503: once its outcome is in, "waits" waits.
+  ASSERT_EQ(p.publish(event("barrier")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(1));
+  const EngineStats st = engine_->stats();
+  ASSERT_EQ(st.waiting_retry, 1u);
+  const std::size_t body = rx.received()[0].body.size();
+  ASSERT_GT(st.waiting_retry_bytes, body);
+  std::printf("a waiting retry: %ju bytes for a %zu-byte body\n",
+              static_cast<std::uintmax_t>(st.waiting_retry_bytes), body);
+  EXPECT_LE(st.waiting_retry_bytes - body, 277u);
+  auto left = engine_->stop(std::chrono::milliseconds(0));
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].event_id, "waits");
+  EXPECT_EQ(left[0].body, rx.received()[0].body);
+  EXPECT_EQ(left[0].attempts, 1u);
+  EXPECT_EQ(engine_->stats().waiting_retry_bytes, 0u);
+}
+
 TEST_F(EngineTest, RefusesInvalidEventsAndPairsWithoutSubscription) {
   Receiver rx([](const Received&, std::size_t) { return 200; });
   start(test_options(), rx.port());

@@ -133,6 +133,10 @@ void render_outcomes(std::string& out, const EngineStats& stats, std::uint64_t d
                 "Deliveries waiting for their next attempt.");
   append_sample(out, "fanout_waiting_retries", "", "", stats.waiting_retry);
 
+  append_header(out, "fanout_waiting_retry_bytes", "gauge",
+                "Memory the waiting retries hold: state, event id and body of each.");
+  append_sample(out, "fanout_waiting_retry_bytes", "", "", stats.waiting_retry_bytes);
+
   append_header(out, "fanout_connections", "gauge", "Open outgoing connections, by protocol.");
   append_sample(out, "fanout_connections", "protocol", "h2", stats.connections_h2);
   append_sample(out, "fanout_connections", "protocol", "http/1.1", stats.connections_h1);

@@ -317,6 +317,8 @@ struct EngineStats {
   std::uint64_t in_flight_bytes = 0;      // ids and bodies of the deliveries in flight
   std::uint64_t in_flight = 0;            // accepted and not final
   std::uint64_t waiting_retry = 0;  // in a timer wheel: backoff, or a resumed delivery not due
+  // The blocks those waiting retries hold (state, id and body each; engine/worker.h WaitingRetry).
+  std::uint64_t waiting_retry_bytes = 0;
   std::uint64_t delivered = 0, rejected = 0, exhausted = 0, dropped = 0;
   std::uint64_t attempts = 0;
   std::uint64_t attempts_2xx = 0, attempts_3xx = 0, attempts_4xx = 0, attempts_5xx = 0;

@@ -1009,6 +1009,7 @@ class HealthAndMetricsTest(ApiCase):
                 "fanout_attempts_total": "counter",
                 "fanout_in_flight": "gauge",
                 "fanout_waiting_retries": "gauge",
+                "fanout_waiting_retry_bytes": "gauge",
                 "fanout_connections": "gauge",
                 "fanout_delivery_latency_seconds": "histogram",
                 "fanout_api_requests_total": "counter",

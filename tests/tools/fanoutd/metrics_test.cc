@@ -78,6 +78,9 @@ fanout_in_flight 7
 # HELP fanout_waiting_retries Deliveries waiting for their next attempt.
 # TYPE fanout_waiting_retries gauge
 fanout_waiting_retries 2
+# HELP fanout_waiting_retry_bytes Memory the waiting retries hold: state, event id and body of each.
+# TYPE fanout_waiting_retry_bytes gauge
+fanout_waiting_retry_bytes 1700
 # HELP fanout_connections Open outgoing connections, by protocol.
 # TYPE fanout_connections gauge
 fanout_connections{protocol="h2"} 3
@@ -176,6 +179,7 @@ TEST(Metrics, GoldenText) {
   s.refused_invalid = 99;  // the refusals rendered are the recorded ones
   s.in_flight = 7;
   s.waiting_retry = 2;
+  s.waiting_retry_bytes = 1700;
   s.delivered = 5;
   s.rejected = 2;
   s.exhausted = 1;
@@ -241,6 +245,7 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndCountersEndInTotal) {
                                       "fanout_attempts_total",
                                       "fanout_in_flight",
                                       "fanout_waiting_retries",
+                                      "fanout_waiting_retry_bytes",
                                       "fanout_connections",
                                       "fanout_delivery_latency_seconds",
                                       "fanout_api_requests_total",

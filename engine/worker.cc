@@ -144,6 +144,8 @@ void Worker::run() {
   client_.reset();
   reader_.reset();
   // Every delivery is gone, so no target is still referenced.
+  idle_targets_.reset();
+  idle_count_ = 0;
   for (auto& [id, t] : targets_) delete t;
   targets_.clear();
   count_targets(-static_cast<std::ptrdiff_t>(live_targets_));
@@ -196,14 +198,23 @@ Target* Worker::target_for(const routing::Subscription& s) {
     Target* t = it->second;
     if (t->url == s.url && t->headers == s.custom_headers && t->signing == s.signing &&
         t->secret == s.webhook_secret) {
+      if (t->refs == 0) {  // idle until now: the caller takes a reference
+        transport::IntrusiveList<Target>::erase(t);
+        --idle_count_;
+      }
       return t;
     }
     // The subscription changed (URL, headers, signing or secret): later attempts use a fresh
     // copy; deliveries already in flight keep theirs.
     retire(t);
   }
-  auto* t =
-      new Target{s.id, s.url, s.parts, s.custom_headers, 0, false, s.signing, s.webhook_secret};
+  auto* t = new Target;
+  t->subscription_id = s.id;
+  t->url = s.url;
+  t->parts = s.parts;
+  t->headers = s.custom_headers;
+  t->signing = s.signing;
+  t->secret = s.webhook_secret;
   t->org_id = s.org_id;
   t->type = s.event_type;
   targets_.emplace(s.id, t);
@@ -215,6 +226,10 @@ void Worker::retire(Target* t) {
   t->stale = true;
   targets_.erase(t->subscription_id);
   if (t->refs == 0) {
+    if (t->linked()) {
+      transport::IntrusiveList<Target>::erase(t);
+      --idle_count_;
+    }
     delete t;
     count_targets(-1);
   }
@@ -223,10 +238,14 @@ void Worker::retire(Target* t) {
 void Worker::release(Delivery& d) {
   Target* t = std::exchange(d.dest, nullptr);
   if (t == nullptr) return;
-  if (--t->refs == 0 && t->stale) {
+  if (--t->refs != 0) return;
+  if (t->stale) {
     delete t;
     count_targets(-1);
+    return;
   }
+  idle_targets_.push_back(t);
+  if (++idle_count_ > kKeptIdleTargets) retire(idle_targets_.front());
 }
 
 void Worker::sweep_targets() noexcept {

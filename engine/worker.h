@@ -99,8 +99,11 @@ class Worker;
 struct AttemptHeaders;
 
 // What a delivery sends to: a worker-local copy of a subscription's target, shared by every
-// delivery of that subscription version on the worker (non-atomic count: one thread).
-struct Target {
+// delivery of that subscription version on the worker (non-atomic count: one thread). One no
+// delivery uses (refs 0) is in the worker's idle list, oldest first, and freed once more than
+// kKeptIdleTargets are idle: the cache follows the subscriptions in use, not every subscription
+// ever delivered to (a million of them held 200 MB).
+struct Target : transport::ListNode<Target> {
   std::int64_t subscription_id = 0;
   std::string url;
   routing::UrlParts parts;
@@ -242,6 +245,9 @@ inline void drop(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexc
 
 class Worker {
  public:
+  // Targets no delivery uses that a worker keeps (Target).
+  static constexpr std::size_t kKeptIdleTargets = 10'000;
+
   // Gives back what `d` holds of the byte, organisation and origin budgets (the global count,
   // Shared::in_flight, is the caller's). Called exactly once, where the delivery leaves the
   // engine's care.
@@ -310,7 +316,8 @@ class Worker {
   AttemptHeaders& lend_headers(Delivery& d);
   void take_back_headers(Delivery& d) noexcept;
   void release(Delivery& d);
-  // Takes `t` out of targets_; freed now, or by release() when the last delivery lets go.
+  // Takes `t` out of targets_ (and the idle list); freed now, or by release() when the last
+  // delivery lets go.
   void retire(Target* t);
   // Retires every target whose subscription was deleted or changed; runs only when the routing
   // table's version moved since the last sweep. Every kTargetSweepMs of loop time.
@@ -336,6 +343,9 @@ class Worker {
   std::optional<moodycamel::ConsumerToken> consumer_;
   std::unordered_map<std::int64_t, Target*> targets_;
   std::size_t live_targets_ = 0;  // in targets_, and retired ones still referenced
+  // Targets in targets_ with refs 0, least recently used first (at most kKeptIdleTargets).
+  transport::IntrusiveList<Target> idle_targets_;
+  std::size_t idle_count_ = 0;
   std::uint64_t swept_version_ = 0;
   transport::TimerEntry sweep_timer_;
   transport::IntrusiveList<WaitingRetry> waiting_list_;

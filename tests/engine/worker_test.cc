@@ -7,7 +7,9 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "engine/worker.h"
 #include "fanout/engine.h"
 #include "tests/support/engine_fixture.h"
 #include "tests/support/receiver.h"
@@ -79,6 +81,45 @@ TEST_F(WorkerTest, ChangedSubscriptionReplacesItsTarget) {
   ASSERT_TRUE(collector_.wait_for(3));
   EXPECT_EQ(rx.received().back().path, "/c");
   EXPECT_TRUE(wait_targets(1));
+}
+
+// A worker keeps the targets no delivery uses up to a cap, least recently used first out: after
+// delivering to more subscriptions than that it keeps the cap (not one per subscription ever
+// delivered to), and a subscription whose target went gets a fresh one when it is used again.
+TEST_F(WorkerTest, IdleTargetsAreKeptUpToACapLeastRecentlyUsedFirstOut) {
+  constexpr auto kCap = static_cast<std::int64_t>(engine::Worker::kKeptIdleTargets);
+  constexpr std::int64_t kSubs = kCap + 50;
+  Receiver rx([](const Received&, std::size_t) { return 200; }, Receiver::Keep::kAnswersOnly);
+  create(fanout::test_support::loopback_engine_options());  // one worker
+  ASSERT_TRUE(engine_);
+  std::vector<routing::Subscription> subs;
+  routing::ValidationOptions vo;
+  vo.allow_insecure_http = true;
+  for (std::int64_t org = 1; org <= kSubs; ++org) {
+    routing::SubscriptionSpec spec;
+    spec.org_id = org;
+    spec.event_type = "business_updated";
+    spec.url = rx.url();
+    auto s = routing::validate(spec, engine_->catalogue(), vo);
+    ASSERT_TRUE(s.has_value());
+    s->id = org;
+    subs.push_back(*s);
+  }
+  engine_->load(std::move(subs));
+  run();
+  auto p = engine_->make_producer();
+  // One at a time, so that each target is idle before the next is made.
+  for (std::int64_t org = 1; org <= kSubs; ++org) {
+    ASSERT_EQ(p.publish(event_json(org)).status, PublishStatus::kAccepted);
+    ASSERT_TRUE(collector_.wait_for(static_cast<std::size_t>(org)));
+  }
+  EXPECT_EQ(engine_->stats().targets, static_cast<std::uint64_t>(kCap));
+  EXPECT_EQ(engine_->stats().delivered, static_cast<std::uint64_t>(kSubs));
+  // Organisation 1's target was the least recently used: gone, made again, and another goes.
+  ASSERT_EQ(p.publish(event_json(1)).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(static_cast<std::size_t>(kSubs) + 1));
+  EXPECT_EQ(collector_.outcomes().back().kind, OutcomeKind::kDelivered);
+  EXPECT_EQ(engine_->stats().targets, static_cast<std::uint64_t>(kCap));
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #
 # Usage: bash bench/fanoutd/million.sh [--events N] [--smoke] [--out DIR] [--build-dir D]
 #        [--no-durable]  (fanoutd without its journal)
+#        [--rate R]      (ingest at R events/s instead of as fast as fanoutd accepts)
 #        (defaults: 1,000,000 events and subscriptions, build/bench; --smoke: 12,000)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -26,8 +27,13 @@ cd "$ROOT"
 source bench/lib.sh
 args=()
 DURABLE_ARGS=()
-for a in "$@"; do
-  if [[ $a == --no-durable ]]; then DURABLE_ARGS=(--no-durable); else args+=("$a"); fi
+RATE_ARGS=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --no-durable) DURABLE_ARGS=(--no-durable); shift ;;
+    --rate) RATE_ARGS=(--rate "$2"); shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
 done
 have_events=0
 for a in "${args[@]}"; do [[ $a == --events || $a == --smoke ]] && have_events=1; done
@@ -97,7 +103,8 @@ EOF
   subs=$(scrape_metric "$dport" fanout_subscriptions)
   ingest=$("$FANOUTD" apikey create --data "$data" --role INGEST --all-orgs | tail -n 1)
   taskset -c 0 "$LOAD" --ingest "http://127.0.0.1:$dport" --key "$ingest" --events "$N" \
-    --orgs "$ORGS" --types 6 --payload-bytes "$payload" --json >"$TMP/load.json"
+    --orgs "$ORGS" --types 6 --payload-bytes "$payload" "${RATE_ARGS[@]}" --json \
+    >"$TMP/load.json"
   local waiting=0 i
   for ((i = 0; i < 6000; i++)); do  # at most ~5 minutes
     waiting=$(scrape_metric "$dport" fanout_waiting_retries)

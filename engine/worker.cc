@@ -77,6 +77,18 @@ void Delivery::destroy(Delivery* d) noexcept {
   }
 }
 
+WaitingRetry* WaitingRetry::make(std::size_t id_size, std::size_t body_size) {
+  auto* w = new (::operator new(sizeof(WaitingRetry) + id_size + body_size)) WaitingRetry;
+  w->id_size = static_cast<std::uint32_t>(id_size);
+  w->body_size = static_cast<std::uint32_t>(body_size);
+  return w;
+}
+
+void WaitingRetry::destroy(WaitingRetry* w) noexcept {
+  w->~WaitingRetry();
+  ::operator delete(static_cast<void*>(w));
+}
+
 void Worker::release_budget(Engine::Shared& sh, const DeliveryState& d) noexcept {
   sh.in_flight_bytes.fetch_sub(d.budget_bytes, std::memory_order_relaxed);
   if (d.org_budget != nullptr) BudgetTable::give_back(*d.org_budget, d.budget_bytes);
@@ -512,15 +524,11 @@ std::uint64_t Worker::draw_backoff_ms(const Delivery& d) const {
 }
 
 void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
-  const std::size_t id_size = d.event_id.size();
-  const std::size_t body_size = d.body_bytes.size();
-  auto* w = new (::operator new(sizeof(WaitingRetry) + id_size + body_size)) WaitingRetry;
+  WaitingRetry* w = WaitingRetry::make(d.event_id.size(), d.body_bytes.size());
   static_cast<DeliveryState&>(*w) = d;
   w->worker = this;
-  w->id_size = static_cast<std::uint32_t>(id_size);
-  w->body_size = static_cast<std::uint32_t>(body_size);
-  std::memcpy(w->id_data(), d.event_id.data(), id_size);
-  std::memcpy(w->body_data(), d.body_bytes.data(), body_size);
+  std::memcpy(w->id_data(), d.event_id.data(), d.event_id.size());
+  std::memcpy(w->body_data(), d.body_bytes.data(), d.body_bytes.size());
   if (d.has_signature) Signer::signature_from_base64(d.signature, w->signature);
   Delivery::destroy(&d);
   waiting_list_.push_front(w);
@@ -535,7 +543,6 @@ void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
           return;
         }
         Worker* self = ww->worker;
-        self->unwait(*ww);
         self->attempt(self->unpark(ww));
       },
       w);
@@ -545,18 +552,18 @@ void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
 void Worker::unwait(WaitingRetry& w) noexcept {
   transport::IntrusiveList<WaitingRetry>::erase(&w);
   drop(waiting_);
+  drop(waiting_bytes_, w.block_size());
 }
 
 Delivery& Worker::unpark(WaitingRetry* w) {
+  unwait(*w);
   Delivery* d = Delivery::make(&engine_.shared_->delivery_pool, w->id_size, w->body_size);
   static_cast<DeliveryState&>(*d) = *w;
   d->worker = this;
   std::memcpy(d->id_data(), w->id_data(), w->id_size);
   std::memcpy(d->body_data(), w->body_data(), w->body_size);
   if (d->has_signature) Signer::signature_to_base64(w->signature, d->signature);
-  drop(waiting_bytes_, w->block_size());
-  w->~WaitingRetry();
-  ::operator delete(static_cast<void*>(w));
+  WaitingRetry::destroy(w);
   return *d;
 }
 
@@ -583,7 +590,6 @@ void Worker::drain_releases() {
       holds_.erase(it);
       w.hold = 0;
       if (std::exchange(w.held_due, false)) {
-        unwait(w);
         attempt(unpark(&w));
       }
     }

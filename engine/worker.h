@@ -200,6 +200,10 @@ class Delivery final : public transport::Request,
 // Delivery in its pool block before (bench/engine/inbox_bench.cc). In its worker's waiting list
 // exactly while its backoff entry is armed, or while its hold is not released after it fired.
 struct WaitingRetry final : transport::ListNode<WaitingRetry>, DeliveryState {
+  // A WaitingRetry with room for an id of `id_size` bytes and a body of `body_size` bytes after
+  // it (filled by the caller through id_data()/body_data()); destroy() is the way to end it.
+  [[nodiscard]] static WaitingRetry* make(std::size_t id_size, std::size_t body_size);
+  static void destroy(WaitingRetry* w) noexcept;
   [[nodiscard]] char* id_data() noexcept { return reinterpret_cast<char*>(this + 1); }
   [[nodiscard]] char* body_data() noexcept { return id_data() + id_size; }
   [[nodiscard]] std::string_view event_id() noexcept { return {id_data(), id_size}; }
@@ -291,9 +295,10 @@ class Worker {
   // Ends `d` and parks what it was as a WaitingRetry in the waiting list and the timer wheel
   // (and in holds_ if d.hold is set): attempted again after `delay_ms` of loop time.
   void wait(Delivery& d, std::uint64_t delay_ms);
-  // Takes `w` out of the waiting list (its backoff entry has fired or is cancelled).
+  // Takes `w` out of the waiting list (its backoff entry has fired or is cancelled) and out of
+  // waiting_ and waiting_bytes_.
   void unwait(WaitingRetry& w) noexcept;
-  // A Delivery again, from the WaitingRetry `w` (out of the waiting list), which is freed.
+  // A Delivery again, from the WaitingRetry `w`: taken out of the waiting list and freed.
   [[nodiscard]] Delivery& unpark(WaitingRetry* w);
   // The retry of a hold_retries delivery: its hold value, so that it waits for its release too.
   [[nodiscard]] std::uint64_t next_hold() noexcept;

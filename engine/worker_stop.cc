@@ -21,9 +21,7 @@ void Worker::hand_back(WaitingRetry& w, std::int64_t next_attempt_unix_ms) {
   u.event_id = w.event_id();
   u.body = std::string(w.body());
   hand_back_state(std::move(u), w, next_attempt_unix_ms);
-  drop(waiting_bytes_, w.block_size());
-  w.~WaitingRetry();
-  ::operator delete(static_cast<void*>(&w));
+  WaitingRetry::destroy(&w);
 }
 
 void Worker::hand_back_state(Unfinished&& u, const DeliveryState& s,

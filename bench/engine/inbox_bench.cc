@@ -187,10 +187,8 @@ void BM_WaitingRetryMemory(benchmark::State& state) {
     transport::TimerWheel wheel(1'000'000);
     const std::size_t before = heap_in_use();
     for (std::size_t i = 0; i < count; ++i) {
-      auto* w = new (::operator new(sizeof(WaitingRetry) + id.size() + body.size())) WaitingRetry;
+      WaitingRetry* w = WaitingRetry::make(id.size(), body.size());
       w->org_id = static_cast<std::int64_t>(i);
-      w->id_size = static_cast<std::uint32_t>(id.size());
-      w->body_size = static_cast<std::uint32_t>(body.size());
       std::memcpy(w->id_data(), id.data(), id.size());
       std::memcpy(w->body_data(), body.data(), body.size());
       w->attempts = 1;
@@ -203,8 +201,7 @@ void BM_WaitingRetryMemory(benchmark::State& state) {
     benchmark::DoNotOptimize(retries.data());
     for (WaitingRetry* w : retries) {
       wheel.cancel(w->backoff);
-      w->~WaitingRetry();
-      ::operator delete(static_cast<void*>(w));
+      WaitingRetry::destroy(w);
     }
     retries.clear();
   }

@@ -7,6 +7,18 @@ import { step } from "./harness.mjs";
 
 const PAGE_TIMEOUT_MS = 30_000;  // tools/fanoutd/web/api.js TIMEOUT_MS
 
+// Holds the page's requests for the whole webhook list (the form asks for it): `asked` resolves
+// once the first is held, `held` keeps their routes; the caller answers them and unroutes
+// `listAll`.
+async function holdListRequests(page) {
+  let seen;
+  const asked = new Promise((resolve) => { seen = resolve; });
+  const held = [];
+  const listAll = (url) => url.pathname === "/v2/webhooks" && url.searchParams.get("per_page") === "100";
+  await page.route(listAll, (route) => { held.push(route); seen(); });
+  return { asked, held, listAll };
+}
+
 async function signIn(t, key) {
   await t.page.getByLabel("API key").fill(key);
   await t.page.getByRole("button", { name: "Sign in" }).click();
@@ -86,11 +98,7 @@ export async function errorSteps(t) {
   // list again over the sign-in view.
   await step("an answer that comes after sign-out brings no view back", async () => {
     await signIn(t, t.admin);
-    let seen;
-    const asked = new Promise((resolve) => { seen = resolve; });
-    const held = [];
-    const listAll = (url) => url.pathname === "/v2/webhooks" && url.searchParams.get("per_page") === "100";
-    await page.route(listAll, (route) => { held.push(route); seen(); });
+    const { asked, held, listAll } = await holdListRequests(page);
     await listCreate.click();
     await asked;  // the form waits for the list
     await page.getByRole("button", { name: "Sign out" }).click();
@@ -113,11 +121,7 @@ export async function timeoutStep(t) {
     await page.getByRole("button", { name: "Sign out" }).click();
     await signIn(t, t.admin);
     await page.clock.install();
-    let seen;
-    const asked = new Promise((resolve) => { seen = resolve; });
-    const held = [];
-    const listAll = (url) => url.pathname === "/v2/webhooks" && url.searchParams.get("per_page") === "100";
-    await page.route(listAll, (route) => { held.push(route); seen(); });
+    const { asked, held, listAll } = await holdListRequests(page);
     await listCreate.click();
     await asked;  // the request is out, so its timer is set
     await page.clock.runFor(PAGE_TIMEOUT_MS + 1000);

@@ -1,5 +1,7 @@
 #include "engine/worker.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cassert>
 #include <charconv>
@@ -123,6 +125,12 @@ tl::expected<void, std::string> Worker::start() {
 }
 
 void Worker::run() {
+  {
+    // "fanout-w<index>" in top -H, perf and /proc (at most 15 characters).
+    char name[16];
+    std::snprintf(name, sizeof name, "fanout-w%u", index_ % 10000000);
+    pthread_setname_np(pthread_self(), name);
+  }
   uv_loop_init(&loop_);
   streams_ = std::make_unique<transport::StreamLoop>(&loop_);
   timers_ = std::make_unique<transport::LoopTimer>(&loop_);

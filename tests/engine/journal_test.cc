@@ -7,6 +7,7 @@
 // for the writer by polling (std::this_thread::yield) or on a condition signalled from
 // on_commit, always against a generous deadline that fails the test; no test measures time.
 #include "engine/journal.h"
+#include "engine/journal_log.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -73,7 +74,9 @@ constexpr auto kDeadline = std::chrono::seconds(120);
 // A wall-clock time in the future, as a retry schedule would give (ms since the epoch).
 constexpr std::int64_t kFuture = 1'900'000'000'000;
 
+using fanout::testing::read_file;
 using fanout::testing::TempDir;
+using fanout::testing::write_file;
 
 // Polls `done` (yielding in between) until it holds or the deadline passes.
 bool wait_until(const std::function<bool()>& done) {
@@ -119,23 +122,6 @@ std::uint64_t fnv1a(std::string_view s) {
     h *= 0x100000001b3ULL;
   }
   return h;
-}
-
-std::string read_file(const fs::path& p) {
-  std::error_code ec;
-  const std::uintmax_t size = fs::file_size(p, ec);
-  if (ec) return {};
-  std::string bytes(static_cast<std::size_t>(size), '\0');
-  std::ifstream in(p, std::ios::binary);
-  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  bytes.resize(static_cast<std::size_t>(in.gcount()));
-  return bytes;
-}
-
-bool write_file(const fs::path& p, std::string_view bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  return static_cast<bool>(out);
 }
 
 std::uintmax_t size_or_zero(const fs::path& p) {
@@ -739,15 +725,17 @@ TEST_F(JournalTest, TornLogTailRecoversWholeBatchesOnly) {
     segment_copy = read_file(segments[0]);
   }
 
-  // The frames: batch k is frame k-1 of the segment.
+  // The frames: batch k is frame k-1 of the segment, after the segment's header page; each
+  // starts on a page and ends in zeros to the next one.
   const std::string_view seg = segment_copy;
-  constexpr std::size_t kHeader = 48;
-  std::vector<std::size_t> frame_end(kBatches + 1, 0);  // where batch k's frame ends
-  std::size_t at = 0;
+  constexpr std::size_t kHeader = 48, kPage = JournalLog::kPage;
+  std::vector<std::size_t> frame_start(kBatches + 1, 0), frame_end(kBatches + 1, 0);
+  std::size_t at = kPage;
   for (std::size_t k = 2; k <= kBatches; ++k) {
     ASSERT_LE(at + kHeader, seg.size()) << "batch " << k;
-    at += kHeader + static_cast<std::size_t>(le64(seg, at + 8));
-    frame_end[k] = at;
+    frame_start[k] = at;
+    frame_end[k] = at + kHeader + static_cast<std::size_t>(le64(seg, at + 8));
+    at = (frame_end[k] + kPage - 1) / kPage * kPage;
   }
   ASSERT_EQ(at, seg.size()) << "the segment holds exactly three frames";
   // With the segment valid up to `end` (bytes), the last batch whose frame is in it.
@@ -784,12 +772,12 @@ TEST_F(JournalTest, TornLogTailRecoversWholeBatchesOnly) {
                   << describe(r.state);
   };
 
-  // Every cut along the last frame: every 16th byte, each header field's edges ±1, and every
-  // frame boundary ±1 of the segment. Every single byte (FANOUT_JOURNAL_TEST_EVERY_BYTE=1) is
-  // ~6,500 restarts.
+  // Every cut along the last frame and its padding: every 16th byte, each header field's edges
+  // ±1, and every frame boundary ±1 of the segment; and cuts in the segment's header. Every
+  // single byte (FANOUT_JOURNAL_TEST_EVERY_BYTE=1) is ~6,500 restarts.
   const char* every_byte = std::getenv("FANOUT_JOURNAL_TEST_EVERY_BYTE");
   const std::size_t stride = every_byte != nullptr && std::string_view(every_byte) == "1" ? 1 : 16;
-  const std::size_t tail_from = frame_end[kBatches - 1];
+  const std::size_t tail_from = frame_start[kBatches];
   std::set<std::size_t> cuts;
   for (std::size_t t = tail_from; t <= seg.size(); t += stride) cuts.insert(t);
   for (std::size_t field : {0U, 4U, 8U, 16U, 24U, 32U, 40U, 48U}) {
@@ -798,11 +786,13 @@ TEST_F(JournalTest, TornLogTailRecoversWholeBatchesOnly) {
       if (field + d > 0) cuts.insert(tail_from + field - d);
     }
   }
-  cuts.insert(0);
+  for (std::size_t t : {0U, 1U, 8U, 31U, 32U, 4095U}) cuts.insert(t);
   for (std::size_t k = 2; k <= kBatches; ++k) {
-    cuts.insert(frame_end[k] - 1);
-    cuts.insert(frame_end[k]);
-    if (frame_end[k] < seg.size()) cuts.insert(frame_end[k] + 1);
+    for (std::size_t edge : {frame_start[k], frame_end[k]}) {
+      cuts.insert(edge - 1);
+      cuts.insert(edge);
+      if (edge < seg.size()) cuts.insert(edge + 1);
+    }
   }
   const auto started = std::chrono::steady_clock::now();
   for (std::size_t t : cuts) {
@@ -814,14 +804,21 @@ TEST_F(JournalTest, TornLogTailRecoversWholeBatchesOnly) {
     check(seg.substr(0, t), t, "segment cut at " + std::to_string(t));
   }
   // One byte flipped in each header field of the last frame, in its records, in its bytes (the
-  // body) and in the first frame: the log ends before the flipped frame.
+  // body), in the first frame and in the segment's header (its first frame number, its seed,
+  // its checksum): the log ends before the flipped frame, or before the segment. A flipped byte
+  // of the padding after the last frame changes nothing.
   for (std::size_t pos :
        {tail_from, tail_from + 4, tail_from + 8, tail_from + 16, tail_from + 24, tail_from + 32,
-        tail_from + 40, tail_from + kHeader + 3, (tail_from + seg.size()) / 2, seg.size() - 1,
-        std::size_t{kHeader + 10}}) {
+        tail_from + 40, tail_from + kHeader + 3, (tail_from + frame_end[kBatches]) / 2,
+        frame_end[kBatches] - 1, frame_start[2] + 10, std::size_t{0}, std::size_t{8},
+        std::size_t{16}, std::size_t{24}, seg.size() - 1}) {
     std::string flipped(seg);
     flipped[pos] = static_cast<char>(flipped[pos] ^ 0x01);
-    check(flipped, pos < tail_from ? 0 : tail_from, "byte " + std::to_string(pos) + " flipped");
+    const std::size_t valid_end = pos < frame_start[2]        ? 0
+                                  : pos < tail_from           ? frame_start[2]
+                                  : pos < frame_end[kBatches] ? tail_from
+                                                              : seg.size();
+    check(flipped, valid_end, "byte " + std::to_string(pos) + " flipped");
   }
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - started)

@@ -139,12 +139,13 @@ struct DurabilityOptions {
   // a later successful commit moves it past a lost range, so a caller that promises durability
   // must remember the ranges reported lost here (fanoutd answers 503 for them).
   std::function<void(std::uint64_t first_seq, std::uint64_t last_seq, bool ok)> on_commit;
-  // The accept log's segments (DIR/journal-log/) start anew past this size; a segment is removed
-  // once every frame in it is in the database.
+  // The accept log's segments (DIR/journal-log/) start anew past this size; a segment is retired
+  // once every frame in it is in the database (two are kept as spares, reused as new segments).
   std::uint64_t log_segment_bytes = std::uint64_t{64} << 20;
   // How far the log may run ahead of the database (bytes of frames not yet copied): past it, the
   // writer waits for the indexer, so a burst is taken at the log's speed up to this much and a
-  // longer run at the database's (the log's disk use is bounded by this plus a segment).
+  // longer run at the database's (the log's disk use is bounded by this plus a segment, and two
+  // spare segments).
   std::uint64_t max_log_backlog_bytes = std::uint64_t{256} << 20;
   // Tests only: when set and it returns true, the next commit fails as a disk error would.
   std::function<bool()> fail_commit;

@@ -540,6 +540,7 @@ EngineStats Engine::stats() const {
     st.journal_frames_indexed = js.indexed;
     st.journal_index_failures = js.index_failures;
     st.journal_backlog_waits = js.backlog_waits;
+    st.journal_index_boosts = js.index_boosts;
   }
   return st;
 }

@@ -99,14 +99,26 @@ PRAGMA user_version = 2;
 // The indexer's and the checkpointer's niceness where SCHED_IDLE is refused (Linux: per thread).
 constexpr int kBackgroundNice = 10;
 
-// The calling thread runs only when a core would otherwise idle (SCHED_IDLE), or, where that
-// is refused, at nice kBackgroundNice.
-void background_priority() noexcept {
+}  // namespace
+
+// In the background, thread `tid` runs only when a core would otherwise idle (SCHED_IDLE), or,
+// where that is refused, at nice kBackgroundNice. Out of it: SCHED_OTHER at nice 0, which the
+// kernel refuses without CAP_SYS_NICE (or RLIMIT_NICE) once a thread is in the background: then
+// false, and the thread stays there. (Linux: both calls act on the one thread.)
+bool journal_detail::background_priority(pid_t tid, bool background) noexcept {
   sched_param p{};
-  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &p) != 0) {
-    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kBackgroundNice);
+  if (background) {
+    if (sched_setscheduler(tid, SCHED_IDLE, &p) != 0) {
+      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(tid), kBackgroundNice);
+    }
+    return true;
   }
+  return sched_setscheduler(tid, SCHED_OTHER, &p) == 0 &&
+         setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0) == 0;
 }
+
+namespace {
+
 // The writer's connection: no checkpoint of its own (the checkpointer thread does them, so a
 // commit never waits for one), the WAL truncated back to 32 MiB after it restarts (bounded
 // disk), a 32 MiB page cache and memory-mapped reads to keep the indexes' pages out of read().
@@ -280,12 +292,14 @@ void Journal::start() {
   });
   index_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "journal-index");
-    background_priority();
+    index_tid_.store(gettid(), std::memory_order_release);
+    journal_detail::background_priority(gettid(), true);
     run_index();
   });
   checkpoint_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "journal-ckpt");
-    background_priority();
+    checkpoint_tid_.store(gettid(), std::memory_order_release);
+    journal_detail::background_priority(gettid(), true);
     run_checkpoints();
   });
 }
@@ -476,13 +490,16 @@ void Journal::run() {
       commits_.fetch_add(1, std::memory_order_relaxed);
       records_.fetch_add(batch->records.size(), std::memory_order_relaxed);
       bytes_.fetch_add(batch->bytes.size(), std::memory_order_relaxed);
-      durable_.store(std::max(batch->last_did, durable_.load(std::memory_order_relaxed)),
-                     std::memory_order_release);
+      std::uint64_t backlog = 0;
       {
         std::lock_guard lock(index_mu_);
         logged_.store(*written, std::memory_order_release);
+        backlog = log_->bytes_written() - indexed_bytes_;
       }
       index_wake_.notify_one();
+      steer_indexer(backlog);
+      durable_.store(std::max(batch->last_did, durable_.load(std::memory_order_relaxed)),
+                     std::memory_order_release);
     } else {
       commit_failures_.fetch_add(1, std::memory_order_relaxed);
       std::fprintf(stderr, "fanout: %s\n", written.error().c_str());
@@ -507,7 +524,8 @@ Journal::Stats Journal::stats() const noexcept {
           bytes_.load(std::memory_order_relaxed),
           indexed_.load(std::memory_order_relaxed),
           index_failures_.load(std::memory_order_relaxed),
-          backlog_waits_.load(std::memory_order_relaxed)};
+          backlog_waits_.load(std::memory_order_relaxed),
+          index_boosts_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace fanout::engine

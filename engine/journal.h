@@ -126,6 +126,7 @@ class Journal {
     std::uint64_t commits = 0, commit_failures = 0, records = 0, bytes = 0;
     std::uint64_t indexed = 0, index_failures = 0;  // frames copied into SQLite; failed tries
     std::uint64_t backlog_waits = 0;  // the writer waited for the indexer (max_log_backlog_bytes)
+    std::uint64_t index_boosts = 0;   // the indexer left the background (backlog near its bound)
   };
   [[nodiscard]] Stats stats() const noexcept;
 
@@ -140,6 +141,9 @@ class Journal {
   // The indexer thread, one pass of it (frames after applied_ up to `until`, one transaction,
   // the purge when `purge`), and the wait of a history read.
   void run_index();
+  // Takes the indexer and the checkpointer out of the background, or puts them back, by the
+  // log's backlog (writer and indexer threads).
+  void steer_indexer(std::uint64_t backlog);
   [[nodiscard]] tl::expected<void, std::string> index(std::uint64_t until, bool purge);
   void catch_up_index();
   // Makes every transaction committed so far durable (the database runs with
@@ -199,7 +203,10 @@ class Journal {
   std::atomic<bool> restart_ready_{false};  // the writer may restart the WAL cheaply
   std::atomic<std::uint64_t> durable_{0};
   std::atomic<std::uint64_t> commits_{0}, commit_failures_{0}, records_{0}, bytes_{0};
-  std::atomic<std::uint64_t> indexed_{0}, index_failures_{0}, backlog_waits_{0};
+  std::atomic<std::uint64_t> indexed_{0}, index_failures_{0}, backlog_waits_{0}, index_boosts_{0};
+  std::atomic<bool> index_boosted_{false};  // the indexer is out of the background
+  std::mutex boost_mu_;                     // steer_indexer()
+  std::atomic<pid_t> index_tid_{0}, checkpoint_tid_{0};
   std::atomic<bool> stopping_seen_{false};  // stop() began: the writer no longer waits
   std::atomic<bool> index_failing_{false};  // the indexer's last copy failed
 };

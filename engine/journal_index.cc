@@ -125,6 +125,33 @@ tl::expected<void, std::string> Journal::index(std::uint64_t until, bool purge) 
   return {};
 }
 
+// Out of the background while the log is near its bound, with SQLite's checkpointer: in the
+// background they run only on a core that would idle, and under a steady load beyond what the
+// workers deliver no core does. The writer would soon wait for the indexer, and every ingest
+// answer with it (seconds, not milliseconds). So from 1/4 of the bound (the writer decides,
+// after a commit: it runs) they take a normal share of a core, until the indexer is back under
+// 1/16 (it decides, after a copy). A burst up to 1/4 of the bound is taken at the log's speed.
+// Without CAP_SYS_NICE the kernel refuses, and the bound is the brake.
+void Journal::steer_indexer(std::uint64_t backlog) {
+  const std::uint64_t bound = options_.max_log_backlog_bytes;
+  const bool out = index_boosted_.load(std::memory_order_relaxed);
+  if (out ? backlog > bound / 16 : backlog < bound / 4) return;
+  std::lock_guard lock(boost_mu_);
+  if (index_boosted_.load(std::memory_order_relaxed) != out) return;  // the other thread did it
+  const pid_t index = index_tid_.load(std::memory_order_acquire);
+  const pid_t checkpoint = checkpoint_tid_.load(std::memory_order_acquire);
+  if (index == 0 || checkpoint == 0) return;
+  if (out) {
+    journal_detail::background_priority(index, true);
+    journal_detail::background_priority(checkpoint, true);
+    index_boosted_.store(false, std::memory_order_relaxed);
+  } else if (journal_detail::background_priority(index, false)) {
+    journal_detail::background_priority(checkpoint, false);
+    index_boosted_.store(true, std::memory_order_relaxed);
+    index_boosts_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 void Journal::run_index() {
   auto next_purge = std::chrono::steady_clock::now();
   bool caught_up = true;  // the last pass copied every frame synced when it began
@@ -138,7 +165,8 @@ void Journal::run_index() {
       });
       // Caught up before: gather frames for a while, so that one transaction (one sync of the
       // WAL) copies many of them, unless a history read is waiting or the journal stops.
-      if (caught_up && !index_stop_ && hurry_ == 0) {
+      if (caught_up && !index_boosted_.load(std::memory_order_relaxed) && !index_stop_ &&
+          hurry_ == 0) {
         index_wake_.wait_for(lock, kIndexGather, [this] { return index_stop_ || hurry_ != 0; });
       }
       stopping = index_stop_;
@@ -165,6 +193,12 @@ void Journal::run_index() {
         continue;
       }
       caught_up = applied_ >= until;
+      {
+        std::unique_lock lock(index_mu_);
+        const std::uint64_t backlog = log_->bytes_written() - indexed_bytes_;
+        lock.unlock();
+        steer_indexer(backlog);
+      }
       // The checkpointer copied nearly all of the WAL: the rest now, so that it starts again.
       if (restart_ready_.exchange(false, std::memory_order_acquire)) {
         (void)sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);

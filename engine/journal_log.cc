@@ -479,7 +479,7 @@ tl::expected<std::uint64_t, std::string> JournalLog::append(const Journal::Batch
     return tl::unexpected(os_error("journal log: appending to", path_of(h.number), err));
   }
   size_ += frame_size;
-  written_ += frame_size;
+  written_.fetch_add(frame_size, std::memory_order_relaxed);
   next_.store(h.number + 1, std::memory_order_release);
   return h.number;
 }

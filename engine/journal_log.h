@@ -84,7 +84,10 @@ class JournalLog {
   // Whether release(applied, false) would remove a segment.
   [[nodiscard]] bool releasable(std::uint64_t applied) const;
 
-  [[nodiscard]] std::uint64_t bytes_written() const noexcept { return written_; }
+  // Bytes of frames appended (any thread).
+  [[nodiscard]] std::uint64_t bytes_written() const noexcept {
+    return written_.load(std::memory_order_relaxed);
+  }
   // Segments started from a spare, and spares kept now.
   [[nodiscard]] std::uint64_t recycled() const noexcept {
     return recycled_.load(std::memory_order_relaxed);
@@ -126,7 +129,7 @@ class JournalLog {
   std::uint64_t seed_ = 0;              // the segment's
   std::atomic<std::uint64_t> next_{0};  // the next frame's number (read by release())
   std::string head_;                    // header and records of one frame
-  std::uint64_t written_ = 0;
+  std::atomic<std::uint64_t> written_{0};
   // The reader's open segment: whether its header is whole (or it has none), its seed, where
   // its first frame is and the size frames are rounded up to.
   int read_fd_ = -1;

@@ -3,6 +3,8 @@
 // row formats both the writer and the readers know (journal_history.cc). Not for other files.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <optional>
 #include <string>
@@ -142,6 +144,10 @@ inline constexpr std::string_view kRecoveredColumns =
     "SELECT d.did, d.event_id, d.org_id, d.event_type, d.subscription_id, b.body, d.attempts, "
     "d.next_ms FROM deliveries d JOIN bodies b ON b.did = d.did ";
 [[nodiscard]] Journal::Recovered recovered_from_row(const sqlite::Statement& s);
+
+// Puts thread `tid` of this process in the background (true) or takes it out; false when the
+// kernel refuses (journal.cc).
+bool background_priority(pid_t tid, bool background) noexcept;
 
 }  // namespace journal_detail
 }  // namespace fanout::engine

@@ -8,8 +8,10 @@
 // on_commit, always against a generous deadline that fails the test; no test measures time.
 #include "engine/journal.h"
 #include "engine/journal_log.h"
+#include "engine/journal_rows.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -634,9 +636,9 @@ struct ReleaseOnExit {
 // recover the state after a whole batch: the last one whose frame is intact, bodies byte-exact,
 // with the idempotency keys and the next did of that same batch.
 //
-// Log format (engine/journal_log.h): frames of a 48-byte header (offset 8: the payload's size,
-// little-endian) and the payload; a frame counts only when whole, in sequence and matching its
-// checksum.
+// Log format (engine/journal_log.h): a one-page segment header, then frames of a 48-byte header
+// (offset 8: the payload's size, little-endian) and the payload, each starting on a page; a frame
+// counts only when whole, in sequence and matching its checksum.
 TEST_F(JournalTest, TornLogTailRecoversWholeBatchesOnly) {
   constexpr int kBatches = 4;
   DurabilityOptions o = options();
@@ -935,6 +937,65 @@ TEST_F(JournalTest, DiskStaysBoundedWithoutHistory) {
   ASSERT_NE(reopened, nullptr);
   EXPECT_TRUE(reopened->take_recovered().empty());
   EXPECT_EQ(reopened->durable_seq(), static_cast<std::uint64_t>(last));
+}
+
+// Under a load beyond what the workers deliver no core idles, and an indexer left in the
+// background would not copy at all: the log would reach its bound and every answer wait for it.
+// From 1/4 of the bound the writer takes the indexer out of the background (SCHED_OTHER), and
+// the indexer goes back once under 1/16. Its policy is read in before_index, on its own thread.
+TEST_F(JournalTest, TheIndexerLeavesTheBackgroundWhenTheLogNearsItsBound) {
+  bool allowed = false;
+  std::thread([&] {
+    journal_detail::background_priority(gettid(), true);
+    allowed = journal_detail::background_priority(gettid(), false);
+  }).join();
+  if (!allowed) GTEST_SKIP() << "this process may not leave SCHED_IDLE (no CAP_SYS_NICE)";
+  DurabilityOptions o = options();
+  o.max_log_backlog_bytes = std::uint64_t{512} << 10;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = true;
+  std::vector<int> policies;  // the indexer's, as each pass begins and, held, as it goes on
+  o.before_index = [&] {
+    std::unique_lock lock(mu);
+    policies.push_back(sched_getscheduler(0));
+    cv.notify_all();
+    if (!held) return;
+    cv.wait(lock, [&] { return !held; });
+    policies.push_back(sched_getscheduler(0));
+  };
+  auto j = open(o);
+  ASSERT_NE(j, nullptr);
+  j->start();
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return !policies.empty(); }));
+    EXPECT_EQ(policies.front(), SCHED_IDLE);
+  }
+  // 100 deliveries of 4,000 bytes while the indexer is held: past 1/4 of the bound (128 KiB),
+  // under the bound itself (the writer does not wait).
+  const std::string body(4000, 'b');
+  std::int64_t did = 0;
+  for (int n = 0; n < 100; ++n) {
+    ASSERT_EQ(j->accept(1, 0, "near-" + std::to_string(n), body, 1, false, 0, did),
+              Admit::kAccepted);
+  }
+  ASSERT_TRUE(wait_durable(*j, did));
+  EXPECT_EQ(j->stats().index_boosts, 1U) << "the writer takes the indexer out of the background";
+  {
+    std::unique_lock lock(mu);
+    const std::size_t before = policies.size();
+    held = false;
+    cv.notify_all();
+    // The held pass goes on out of the background; the next one, caught up, is back in it.
+    ASSERT_TRUE(
+        cv.wait_for(lock, std::chrono::seconds(30), [&] { return policies.size() >= before + 2; }));
+    EXPECT_EQ(policies[before], SCHED_OTHER);
+    EXPECT_EQ(policies[before + 1], SCHED_IDLE);
+  }
+  EXPECT_EQ(j->stats().index_boosts, 1U);
+  EXPECT_EQ(j->stats().backlog_waits, 0U);
+  j->stop();
 }
 
 // --- 5. history ---------------------------------------------------------------------------------

@@ -167,6 +167,10 @@ void render_journal_and_budgets(std::string& out, const EngineStats& stats) {
       {"fanout_journal_backlog_waits_total",
        "Times the journal's log waited for its database to catch up (backlog bound).",
        stats.journal_backlog_waits},
+      {"fanout_journal_index_boosts_total",
+       "Times the copy into the journal's database left the background (its backlog neared the "
+       "bound).",
+       stats.journal_index_boosts},
       {"fanout_deliveries_recovered_total", "Deliveries resumed from the journal at start.",
        stats.recovered},
   };

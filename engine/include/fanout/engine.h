@@ -333,9 +333,11 @@ struct EngineStats {
   std::uint64_t recovered = 0;  // deliveries resumed from the journal at start
   std::uint64_t journal_commits = 0, journal_commit_failures = 0, journal_records = 0,
                 journal_bytes = 0;  // bytes of event data appended (ids, bodies)
-  // The journal's copy of its log into the database: frames copied, copies that failed, and the
-  // times the log's writer waited for it (max_log_backlog_bytes).
-  std::uint64_t journal_frames_indexed = 0, journal_index_failures = 0, journal_backlog_waits = 0;
+  // The journal's copy of its log into the database: frames copied, copies that failed, the
+  // times the log's writer waited for it (max_log_backlog_bytes), and the times it left the
+  // background because the log neared that bound.
+  std::uint64_t journal_frames_indexed = 0, journal_index_failures = 0, journal_backlog_waits = 0,
+                journal_index_boosts = 0;
 };
 
 class Engine;

@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <initializer_list>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -71,6 +71,18 @@ std::vector<std::string> read_all(const fs::path& dir,
     if (numbers != nullptr) numbers->push_back(f.number);
   }
   return out;
+}
+
+// A log in `dir` (segments of 1 MiB) starting at frame `first`, one frame of `per_frame`
+// accepts for each tag.
+void write_log(const fs::path& dir, std::uint64_t first, std::initializer_list<const char*> tags,
+               int per_frame) {
+  auto log = JournalLog::open(dir, 1 << 20);
+  ASSERT_TRUE(log.has_value()) << log.error();
+  ASSERT_TRUE((*log)->start_appending(first).has_value());
+  for (const char* tag : tags) {
+    ASSERT_TRUE((*log)->append(batch_of(tag, per_frame, 10), 1).has_value());
+  }
 }
 
 // The segments (`*.seg`) in `dir`, or its spares (`spare-*`).
@@ -136,22 +148,8 @@ TEST(JournalLogTest, ASegmentStartingAtAFrameSupersedesTheOneBefore) {
   const fs::path a = tmp.path() / "a", b = tmp.path() / "b", dir = tmp.path() / "log";
   // Segment 1 holds frames 1, 2 and a whole frame 3 ("stale": its sync was reported failed);
   // the appender then went on in a new segment starting at 3 ("fresh" 3, then 4).
-  {
-    auto log = JournalLog::open(a, 1 << 20);
-    ASSERT_TRUE(log.has_value());
-    ASSERT_TRUE((*log)->start_appending(1).has_value());
-    for (const char* tag : {"one", "two", "stale"}) {
-      ASSERT_TRUE((*log)->append(batch_of(tag, 2, 10), 1).has_value());
-    }
-  }
-  {
-    auto log = JournalLog::open(b, 1 << 20);
-    ASSERT_TRUE(log.has_value());
-    ASSERT_TRUE((*log)->start_appending(3).has_value());
-    for (const char* tag : {"fresh", "four"}) {
-      ASSERT_TRUE((*log)->append(batch_of(tag, 2, 10), 1).has_value());
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(write_log(a, 1, {"one", "two", "stale"}, 2));
+  ASSERT_NO_FATAL_FAILURE(write_log(b, 3, {"fresh", "four"}, 2));
   fs::create_directories(dir);
   for (const auto& from : {a, b}) {
     for (const auto& p : segments(from)) fs::copy_file(p, dir / p.filename());
@@ -162,14 +160,7 @@ TEST(JournalLogTest, ASegmentStartingAtAFrameSupersedesTheOneBefore) {
 TEST(JournalLogTest, TheLogEndsAtATornFrameOrAGap) {
   TempDir tmp;
   const fs::path dir = tmp.path() / "log";
-  {
-    auto log = JournalLog::open(dir, 1 << 20);
-    ASSERT_TRUE(log.has_value());
-    ASSERT_TRUE((*log)->start_appending(1).has_value());
-    for (const char* tag : {"one", "two", "three"}) {
-      ASSERT_TRUE((*log)->append(batch_of(tag, 3, 10), 1).has_value());
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(write_log(dir, 1, {"one", "two", "three"}, 3));
   const fs::path seg = segments(dir).at(0);
   const auto size = fs::file_size(seg);
   // The segment's header page, then one page per frame (each ends in zeros to the next page).
@@ -288,14 +279,7 @@ TEST(JournalLogTest, ARecycledSegmentsOldFramesAreNeverRead) {
 TEST(JournalLogTest, ASegmentOfTheFirstFormatIsStillRead) {
   TempDir tmp;
   const fs::path dir = tmp.path() / "log";
-  {
-    auto log = JournalLog::open(dir, 1 << 20);
-    ASSERT_TRUE(log.has_value());
-    ASSERT_TRUE((*log)->start_appending(1).has_value());
-    for (const char* tag : {"one", "two", "three"}) {
-      ASSERT_TRUE((*log)->append(batch_of(tag, 3, 10), 1).has_value());
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(write_log(dir, 1, {"one", "two", "three"}, 3));
   const fs::path seg = segments(dir).at(0);
   const std::string now = read_file(seg);
   std::string first;

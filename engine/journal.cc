@@ -464,15 +464,14 @@ void Journal::run() {
     // the disk is the limit).
     for (;;) {
       std::unique_lock lock(index_mu_);
-      if (log_->bytes_written() - indexed_bytes_ <= options_.max_log_backlog_bytes ||
+      if (backlog_locked() <= options_.max_log_backlog_bytes ||
           index_failing_.load(std::memory_order_relaxed) ||
           stopping_seen_.load(std::memory_order_relaxed)) {
         break;
       }
       backlog_waits_.fetch_add(1, std::memory_order_relaxed);
-      index_done_.wait_for(lock, kIndexRetry, [&] {
-        return log_->bytes_written() - indexed_bytes_ <= options_.max_log_backlog_bytes;
-      });
+      index_done_.wait_for(lock, kIndexRetry,
+                           [&] { return backlog_locked() <= options_.max_log_backlog_bytes; });
     }
     tl::expected<std::uint64_t, std::string> written;
     if (options_.fail_commit && options_.fail_commit()) {
@@ -494,7 +493,7 @@ void Journal::run() {
       {
         std::lock_guard lock(index_mu_);
         logged_.store(*written, std::memory_order_release);
-        backlog = log_->bytes_written() - indexed_bytes_;
+        backlog = backlog_locked();
       }
       index_wake_.notify_one();
       steer_indexer(backlog);

@@ -144,6 +144,8 @@ class Journal {
   // Takes the indexer and the checkpointer out of the background, or puts them back, by the
   // log's backlog (writer and indexer threads).
   void steer_indexer(std::uint64_t backlog);
+  // Bytes of frames appended and not yet copied into the database (under index_mu_).
+  [[nodiscard]] std::uint64_t backlog_locked() const;
   [[nodiscard]] tl::expected<void, std::string> index(std::uint64_t until, bool purge);
   void catch_up_index();
   // Makes every transaction committed so far durable (the database runs with

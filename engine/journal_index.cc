@@ -132,6 +132,10 @@ tl::expected<void, std::string> Journal::index(std::uint64_t until, bool purge) 
 // after a commit: it runs) they take a normal share of a core, until the indexer is back under
 // 1/16 (it decides, after a copy). A burst up to 1/4 of the bound is taken at the log's speed.
 // Without CAP_SYS_NICE the kernel refuses, and the bound is the brake.
+std::uint64_t Journal::backlog_locked() const {
+  return log_->bytes_written() - indexed_bytes_;
+}
+
 void Journal::steer_indexer(std::uint64_t backlog) {
   const std::uint64_t bound = options_.max_log_backlog_bytes;
   const bool out = index_boosted_.load(std::memory_order_relaxed);
@@ -193,12 +197,12 @@ void Journal::run_index() {
         continue;
       }
       caught_up = applied_ >= until;
+      std::uint64_t backlog = 0;
       {
-        std::unique_lock lock(index_mu_);
-        const std::uint64_t backlog = log_->bytes_written() - indexed_bytes_;
-        lock.unlock();
-        steer_indexer(backlog);
+        std::lock_guard lock(index_mu_);
+        backlog = backlog_locked();
       }
+      steer_indexer(backlog);
       // The checkpointer copied nearly all of the WAL: the rest now, so that it starts again.
       if (restart_ready_.exchange(false, std::memory_order_acquire)) {
         (void)sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);

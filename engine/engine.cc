@@ -67,6 +67,7 @@ struct Producer::State {
   routing::RoutingTable::Reader reader;
   routing::EnvelopeParser parser;
   std::vector<moodycamel::ProducerToken> tokens;
+  std::optional<moodycamel::ProducerToken> sign_token;  // with a sign pool
   // Generated event ids: 128 bits from libsodium's CSPRNG (getrandom), drawn 4 KiB at a time so
   // that an id costs no system call (one per 256 ids). With EngineOptions::random (tests), ids
   // come from that source instead, reproducibly.
@@ -83,6 +84,7 @@ struct Producer::State {
         }()) {
     for (auto& w : e->workers_) tokens.emplace_back(w->inbox());
     Engine::Shared& sh = *e->shared_;
+    if (sh.sign_pool) sign_token.emplace(sh.sign_pool->make_token());
     std::lock_guard lock(sh.producers_mu);
     sh.producers.push_back(&gate);
   }
@@ -279,7 +281,12 @@ struct Producer::State {
     sh.published.fetch_add(1, std::memory_order_relaxed);
     // The worker may finish and free `d` as soon as it is queued: answer with our own copy.
     last_id.assign(d->event_id);
-    e.workers_[k]->enqueue(tokens[k], d);
+    if (sign_token) {
+      d->worker = e.workers_[k].get();
+      sh.sign_pool->submit(*sign_token, d);
+    } else {
+      e.workers_[k]->enqueue(tokens[k], d);
+    }
     return {PublishStatus::kAccepted, {}, last_id, org_id, type, payload, seq};
   }
 
@@ -400,6 +407,9 @@ tl::expected<std::unique_ptr<Engine>, std::string> Engine::create(EngineOptions 
   if (options.retry.factor < 1.0 || options.retry.jitter < 0 || options.retry.jitter >= 1) {
     return tl::unexpected(std::string("retry: factor must be >= 1 and jitter in [0, 1)"));
   }
+  if (options.signing_threads > 256) {
+    return tl::unexpected(std::string("signing_threads: at most 256"));
+  }
   std::unique_ptr<Engine> e(new Engine(std::move(options), observer));
   for (const std::string& t : e->options_.extra_event_types) {
     auto r = e->catalogue_.add(t);
@@ -429,6 +439,12 @@ tl::expected<std::unique_ptr<Engine>, std::string> Engine::create(EngineOptions 
   for (unsigned i = 0; i < e->options_.workers; ++i) {
     e->workers_.push_back(std::make_unique<Worker>(*e, i));
   }
+  if (e->shared_->signer && e->options_.signing_threads > 0) {
+    std::vector<Worker*> workers;
+    for (auto& w : e->workers_) workers.push_back(w.get());
+    e->shared_->sign_pool = std::make_unique<engine::SignPool>(
+        *e->shared_->signer, std::move(workers), e->options_.signing_threads);
+  }
   return e;
 }
 
@@ -444,6 +460,7 @@ tl::expected<void, std::string> Engine::start() {
       return r;
     }
   }
+  if (shared_->sign_pool) shared_->sign_pool->start();
   shared_->running.store(true, std::memory_order_seq_cst);
   if (engine::Journal* j = shared_->journal.get()) {
     j->start();
@@ -477,6 +494,9 @@ std::vector<Unfinished> Engine::stop(std::chrono::milliseconds drain) {
       while (gate->publishing.load(std::memory_order_seq_cst)) std::this_thread::yield();
     }
   }
+  // What the signing threads hold goes to the inboxes (unsigned if not signed yet) before any
+  // worker drains.
+  if (shared_->sign_pool) shared_->sign_pool->stop();
   // Every worker drains at once: the whole stop takes one `drain`, not one per worker.
   for (auto& w : workers_) w->request_stop(drain);
   for (auto& w : workers_) {
@@ -529,6 +549,7 @@ EngineStats Engine::stats() const {
   const std::int64_t in_flight = shared_->in_flight.load(std::memory_order_relaxed);
   st.in_flight = in_flight > 0 ? static_cast<std::uint64_t>(in_flight) : 0;
   for (const auto& w : workers_) w->add_stats(st);
+  if (shared_->sign_pool) st.signed_off_worker = shared_->sign_pool->signed_count();
   st.refused_duplicate = shared_->refused_duplicate.load(std::memory_order_relaxed);
   st.recovered = shared_->recovered.load(std::memory_order_relaxed);
   if (shared_->journal) {

@@ -48,6 +48,7 @@
 #include "engine/budget.h"
 #include "engine/delivery_pool.h"
 #include "engine/journal.h"
+#include "engine/sign_pool.h"
 #include "engine/signer.h"
 #include "engine/standard_webhooks.h"
 #include "fanout/engine.h"
@@ -86,6 +87,9 @@ struct Engine::Shared {
   std::atomic<std::uint64_t> published{0}, refused_invalid{0}, refused_no_subscription{0},
       refused_busy{0};
   std::optional<engine::Signer> signer;
+  // EngineOptions::signing_threads with a key: made by create() (after `signer`, which it
+  // uses), started by start(), stopped by stop() before the workers drain.
+  std::unique_ptr<engine::SignPool> sign_pool;
   std::unique_ptr<engine::Journal> journal;  // durability on
   std::atomic<std::uint64_t> refused_duplicate{0}, recovered{0};
   std::mutex history_mu;  // Engine::resend() and recover() share one producer
@@ -263,6 +267,9 @@ class Worker {
   [[nodiscard]] tl::expected<void, std::string> start();
   // Any thread. The delivery is the worker's from here on.
   void enqueue(moodycamel::ProducerToken& token, Delivery* d);
+  // Any thread: `n` deliveries whose `worker` is this one, one wake-up (the sign pool).
+  void enqueue_bulk(moodycamel::ProducerToken& token, Delivery* const* ds, std::size_t n);
+  [[nodiscard]] unsigned index() const noexcept { return index_; }
   [[nodiscard]] moodycamel::ConcurrentQueue<Delivery*>& inbox() noexcept { return inbox_; }
   // Asks the loop to stop: in-flight attempts get `drain` to finish (every worker drains at
   // once: Engine::stop() asks them all before joining any).

@@ -190,6 +190,69 @@ TEST_F(EngineTest, SignatureVerifiesWithThePublicKey) {
   EXPECT_FALSE(engine::Signer::verify_base64(key.public_key(), got[0].body + " ", sig));
 }
 
+// EngineOptions::signing_threads: the Partoo signature is made off the workers, before the
+// delivery reaches its worker; every delivery, its retries included, carries a signature of its
+// own body, and the engine counts each one as made by the signing threads.
+TEST_F(EngineTest, SigningThreadsSignEveryDeliveryBeforeItsWorker) {
+  constexpr std::size_t kEvents = 300;
+  // Every third event is answered 503 once: its retry must carry the same signature.
+  Receiver rx([](const Received& r, std::size_t) {
+    const std::string& id = r.headers.at("x-partoo-event-id");
+    const bool first = r.headers.at("x-partoo-attempt") == "1";
+    return first && std::stoul(id.substr(1)) % 3 == 0 ? 503 : 200;
+  });
+  const engine::Signer key = engine::Signer::generate();
+  EngineOptions o = test_options();
+  o.signing_key_pem = key.private_key_pem();
+  o.signing_threads = 2;
+  o.workers = 2;
+  start(o, rx.port());
+  auto p = engine_->make_producer();
+  for (std::size_t i = 0; i < kEvents; ++i) {
+    ASSERT_EQ(p.publish(event("e" + std::to_string(i))).status, PublishStatus::kAccepted);
+  }
+  ASSERT_TRUE(collector_.wait_for(kEvents));
+  for (const auto& out : collector_.outcomes()) {
+    EXPECT_EQ(out.kind, OutcomeKind::kDelivered) << out.event_id;
+  }
+  const auto got = rx.received();
+  ASSERT_EQ(got.size(), kEvents + kEvents / 3);
+  std::map<std::string, std::string> first_signature;
+  for (const Received& r : got) {
+    const std::string& id = r.headers.at("x-partoo-event-id");
+    const std::string& sig = r.headers.at("x-partoo-signature-v1");
+    EXPECT_TRUE(engine::Signer::verify_base64(key.public_key(), r.body, sig)) << id;
+    auto [it, fresh] = first_signature.emplace(id, sig);
+    if (!fresh) {
+      EXPECT_EQ(it->second, sig) << id << ": its retry was signed again";
+    }
+  }
+  EXPECT_EQ(first_signature.size(), kEvents);
+  EXPECT_EQ(engine_->stats().signed_off_worker, kEvents);
+}
+
+// A key given without signing threads: the workers sign, and the count stays 0.
+TEST_F(EngineTest, WithoutSigningThreadsTheWorkerSigns) {
+  Receiver rx([](const Received&, std::size_t) { return 200; });
+  EngineOptions o = test_options();
+  o.signing_key_pem = engine::Signer::generate().private_key_pem();
+  start(o, rx.port());
+  auto p = engine_->make_producer();
+  ASSERT_EQ(p.publish(event("w")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(1));
+  EXPECT_FALSE(rx.received()[0].headers.at("x-partoo-signature-v1").empty());
+  EXPECT_EQ(engine_->stats().signed_off_worker, 0u);
+}
+
+TEST(EngineOptionsTest, SigningThreadsAreBounded) {
+  fanout::testing::Collector collector;
+  EngineOptions o = test_options();
+  o.signing_threads = 257;
+  auto e = Engine::create(o, &collector);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "signing_threads: at most 256");
+}
+
 // While a delivery waits for its retry it is a WaitingRetry, not a Delivery (engine/worker.h):
 // the retry must go out exactly as the first attempt did (id, body, signature, custom headers),
 // with the attempt number moved on.

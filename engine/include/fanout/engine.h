@@ -194,6 +194,13 @@ struct EngineOptions {
   std::vector<std::string> extra_event_types;
   // PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`); empty: unsigned.
   std::string signing_key_pem;
+  // Threads that make the Partoo signature (with the key above) of each new delivery between
+  // publish() and its worker (engine/sign_pool.h); 0 (the default): the worker signs at the first
+  // attempt. An Ed25519 signature costs several times what sending the request costs, and one
+  // organisation's events all go to one worker: with threads here, signing spreads over the
+  // cores the scheduler finds free and the worker keeps to the network. Order within an
+  // organisation stays best-effort, as with several workers. Ignored without a key; at most 256.
+  unsigned signing_threads = 0;
   // Standard Webhooks headers (docs/webhook-contract.md §8, engine/standard_webhooks.h) for
   // subscriptions whose own `signing` is kDefault: kOff (the default: Partoo's headers only), kV1a
   // (Ed25519 with the key above; none without one), kV1 (HMAC-SHA256 with the subscription's
@@ -328,6 +335,9 @@ struct EngineStats {
   // Subscription targets (URL, headers) the workers keep, replaced ones still in use included;
   // those of deleted or changed subscriptions are freed within about a second.
   std::uint64_t targets = 0;
+  // Partoo signatures made by the signing threads (EngineOptions::signing_threads); the rest
+  // are made on the workers.
+  std::uint64_t signed_off_worker = 0;
   // Durability.
   std::uint64_t refused_duplicate = 0;
   std::uint64_t recovered = 0;  // deliveries resumed from the journal at start

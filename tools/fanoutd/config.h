@@ -95,6 +95,7 @@ struct Config {
 //   --listen HOST:PORT  --data DIR  --config FILE  --insecure  --allow-subnet CIDR (repeatable)
 //   --workers N  --ca-file FILE  --tls-cert FILE  --tls-key FILE  --log-level LEVEL
 //   --drain-timeout-ms N  --no-durable  --journal-dir DIR  --standard-webhooks MODE
+//   --signing-threads N
 // Defaults, then the --config file (wherever it appears on the line), then the other flags.
 // "--help" is not handled here (the caller checks for it first).
 [[nodiscard]] tl::expected<Config, std::string> parse_serve_args(

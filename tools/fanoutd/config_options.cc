@@ -145,6 +145,8 @@ constexpr Option kOptions[] = {
     {"no_durable", "--no-durable", BoolKind{[](Config& c, bool v) { c.durable = !v; }}},
     // Checked by validate(): off, v1a, v1 or both.
     {"signing.standard_webhooks", "--standard-webhooks", StringKind{true, set_standard_webhooks}},
+    {"signing.threads", "--signing-threads",
+     IntKind{0, 256, [](Config& c, std::int64_t v) { assign(c.engine.signing_threads, v); }}},
     {"durability.history_ms", "",
      IntKind{0, 366LL * 86'400'000,
              [](Config& c, std::int64_t v) { assign(c.engine.durability.history_ms, v); }}},

@@ -28,6 +28,7 @@ const char* const kUsage =
     "                [--allow-subnet CIDR]... [--workers N] [--ca-file FILE]\n"
     "                [--tls-cert FILE --tls-key FILE] [--log-level debug|info|warn|error]\n"
     "                [--drain-timeout-ms N] [--no-durable] [--journal-dir DIR]\n"
+    "                [--standard-webhooks off|v1a|v1|both] [--signing-threads N]\n"
     "                [--redis-url redis://HOST:PORT[/DB] [--redis-stream NAME]\n"
     "                 [--redis-group NAME] [--redis-consumer NAME]]\n"
     "  fanoutd apikey create --data DIR --role ORG_ADMIN --org ID [--name TEXT]\n"

@@ -140,6 +140,11 @@ void render_outcomes(std::string& out, const EngineStats& stats, std::uint64_t d
   append_header(out, "fanout_connections", "gauge", "Open outgoing connections, by protocol.");
   append_sample(out, "fanout_connections", "protocol", "h2", stats.connections_h2);
   append_sample(out, "fanout_connections", "protocol", "http/1.1", stats.connections_h1);
+
+  append_header(
+      out, "fanout_signatures_off_worker_total", "counter",
+      "Partoo signatures made by the signing threads (signing.threads), not the workers.");
+  append_sample(out, "fanout_signatures_off_worker_total", "", "", stats.signed_off_worker);
 }
 
 // The journal (zero with --no-durable) and the engine's budgets.

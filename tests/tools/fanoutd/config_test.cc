@@ -114,6 +114,7 @@ void expect_readme_defaults(const Config& c) {
   EXPECT_EQ(c.engine.signing_key_pem, "");
   EXPECT_EQ(c.standard_webhooks, "off");
   EXPECT_EQ(c.engine.standard_webhooks, routing::WebhookSigning::kOff);
+  EXPECT_EQ(c.engine.signing_threads, 0u);
 }
 
 TEST(ConfigDefaults, MatchTheReadmeTable) {
@@ -710,6 +711,17 @@ TEST(ConfigSigning, StandardWebhooksFromTheFileAndTheFlag) {
   EXPECT_NE(toml_error("[signing]\nstandard_webhooks = 1\n").find("signing.standard_webhooks"),
             std::string::npos);
   EXPECT_NE(toml_error("[signing]\nkey = \"x\"\n").find("unknown option"), std::string::npos);
+}
+
+TEST(ConfigSigning, SigningThreadsFromTheFileAndTheFlag) {
+  auto t = from_toml("[signing]\nthreads = 2\n");
+  ASSERT_TRUE(t) << t.error();
+  EXPECT_EQ(t->engine.signing_threads, 2u);
+  auto c = parse_args({"--signing-threads", "256"});
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->engine.signing_threads, 256u);
+  EXPECT_NE(args_error({"--signing-threads", "257"}).find("--signing-threads"), std::string::npos);
+  EXPECT_NE(toml_error("[signing]\nthreads = -1\n").find("signing.threads"), std::string::npos);
 }
 
 TEST(ParseListen, ErrorsNameTheRule) {

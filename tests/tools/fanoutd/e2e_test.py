@@ -221,6 +221,25 @@ class DeliveryTest(E2ECase):
                                         route="/v2/events", status="202"), 2)
         d.stop()
 
+    def test_signing_threads_sign_every_delivery(self):
+        """--signing-threads 2: the signature is made off the worker (the metric counts each
+        one) and every delivery still carries a signature of its own body that verifies."""
+        d = self.daemon(args=("--signing-threads", "2"))
+        sink = self.start_sink()
+        self.subscribe(d, "business_updated", sink.url("/hook"))
+        pem = public_key_pem(d.data)
+        ids = [f"st-{i}" for i in range(20)]
+        lines = [event(ORG, "business_updated", '{"n":%d}' % i, ids[i]) for i in range(20)]
+        self.assertEqual(self.publish_ok(d, *lines), ids)
+        self.wait_outcomes(d, 20, "delivered")
+        sink.stop()
+        got = {req.header("x-partoo-event-id"): req for req in sink.requests()}
+        self.assertEqual(sorted(got), sorted(ids))
+        for i, event_id in enumerate(ids):
+            self.assertDelivery(got[event_id], "business_updated", '{"n":%d}' % i, event_id, pem)
+        self.assertEqual(d.metric("fanout_signatures_off_worker_total"), 20)
+        d.stop()
+
     def test_ingest_answer_has_exactly_the_documented_fields(self):
         """Each item carries exactly the fields README "Ingest" lists for its status, and the
         answer exactly accepted, dropped, refused, busy and items."""

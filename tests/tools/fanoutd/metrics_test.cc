@@ -85,6 +85,9 @@ fanout_waiting_retry_bytes 1700
 # TYPE fanout_connections gauge
 fanout_connections{protocol="h2"} 3
 fanout_connections{protocol="http/1.1"} 1
+# HELP fanout_signatures_off_worker_total Partoo signatures made by the signing threads (signing.threads), not the workers.
+# TYPE fanout_signatures_off_worker_total counter
+fanout_signatures_off_worker_total 11
 # HELP fanout_delivery_latency_seconds Time from publish to the final outcome.
 # TYPE fanout_delivery_latency_seconds histogram
 fanout_delivery_latency_seconds_bucket{le="0.001"} 2
@@ -196,6 +199,7 @@ TEST(Metrics, GoldenText) {
   s.attempts_failed = 4;
   s.connections_h2 = 3;
   s.connections_h1 = 1;
+  s.signed_off_worker = 11;
   EXPECT_EQ(m.render(s, 100'000), kGolden);
 }
 
@@ -251,6 +255,7 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndCountersEndInTotal) {
                                       "fanout_waiting_retries",
                                       "fanout_waiting_retry_bytes",
                                       "fanout_connections",
+                                      "fanout_signatures_off_worker_total",
                                       "fanout_delivery_latency_seconds",
                                       "fanout_api_requests_total",
                                       "fanout_subscriptions",

@@ -168,6 +168,25 @@ class EngineModeTest(FanoutLoadTestCase):
                                        self.tmp)
             self.assertTrue(ok, out)
 
+    def test_signing_threads_sign_off_the_worker(self):
+        key = os.path.join(self.tmp, "signing.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True,
+                       capture_output=True, timeout=harness.CLI_TIMEOUT)
+        pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True,
+                             capture_output=True, text=True, timeout=harness.CLI_TIMEOUT).stdout
+        sink = self.start_sink()
+        d = self.load_json("--url", sink.url(), "--events", 8, "--sign-key", key,
+                           "--signing-threads", 2)
+        self.assertEqual((d["delivered"], d["signing_threads"], d["signed_off_worker"]),
+                         (8, 2, 8), d)
+        sink.stop()
+        requests = sink.requests()
+        self.assertEqual(len(requests), 8)
+        for req in requests:
+            ok, out = verify_signature(pub, req.body, req.header("x-partoo-signature-v1"),
+                                       self.tmp)
+            self.assertTrue(ok, out)
+
     def test_events_spread_over_orgs_and_types_with_the_payload_size(self):
         sink = self.start_sink()
         d = self.load_json("--url", sink.url(), "--events", 60, "--orgs", 3, "--types", 2,
@@ -195,11 +214,15 @@ class EngineModeTest(FanoutLoadTestCase):
             (["--url", url, "--allow-subnet", "10.0.0.1/8"], "--allow-subnet"),
             (["--url", url, "--sign-key", os.path.join(self.tmp, "missing.pem")], "--sign-key"),
             (["--url", url, "--sign", "--sign-key", "k.pem"], "--sign-key"),
+            (["--url", url, "--signing-threads", "2"], "--signing-threads"),
+            (["--url", url, "--sign", "--signing-threads", "257"], "--signing-threads"),
             (["--url", url, "--batch", "10"], "--batch"),
             (["--url", "ftp://127.0.0.1/hook"], "--url"),
             (["--url", url, "--no-such-option"], "--no-such-option"),
             (["--ingest", "http://127.0.0.1:9"], "--key"),
             (["--ingest", "http://127.0.0.1:9", "--key", "k", "--sign"], "--sign"),
+            (["--ingest", "http://127.0.0.1:9", "--key", "k", "--signing-threads", "1"],
+             "--signing-threads"),
             (["--ingest", "http://127.0.0.1:9", "--key", "k", "--batch", "10001"], "--batch"),
         ]
         for args, option in cases:

@@ -59,6 +59,7 @@ std::unique_ptr<fanout::Engine> make_engine(const Options& o, const EventSource&
                                             fanout::Observer* observer, std::uint64_t budget) {
   fanout::EngineOptions eo;
   eo.workers = o.workers;
+  eo.signing_threads = o.signing_threads;
   eo.insecure = o.insecure || is_http(o.url);
   eo.allow_subnets = o.allow_subnets;
   if (eo.insecure) {
@@ -234,6 +235,7 @@ void print_json(const Options& o, const LoadObserver& observer, const EngineRepo
       .num("conns", o.conns)
       .num("streams", o.streams)
       .num("workers", o.workers)
+      .num("signing_threads", o.signing_threads)
       .num("orgs", o.orgs)
       .num("types", o.types)
       .num("payload_bytes", o.payload_bytes)
@@ -263,6 +265,7 @@ void print_json(const Options& o, const LoadObserver& observer, const EngineRepo
       .num("attempts_failed", st.attempts_failed)
       .num("connections_h2", st.connections_h2)
       .num("connections_h1", st.connections_h1)
+      .num("signed_off_worker", st.signed_off_worker)
       .real("deliveries_per_s", per_second(r.delivered, r.elapsed_s), 1)
       .real("publish_rate", per_second(r.published, r.publish_s), 1)
       .real("elapsed_s", r.elapsed_s, 6)

@@ -20,7 +20,8 @@ namespace fanout::load {
 const char* const kUsage =
     "usage: fanout-load --url URL [--events N | --duration S] [--rate R] [--orgs K] [--types T]\n"
     "                   [--payload-bytes B] [--conns C] [--streams M] [--workers W]\n"
-    "                   [--sign-key FILE | --sign] [--retry-base-ms MS] [--max-retries N]\n"
+    "                   [--sign-key FILE | --sign] [--signing-threads N]\n"
+    "                   [--retry-base-ms MS] [--max-retries N]\n"
     "                   [--insecure] [--allow-subnet CIDR]... [--http1] [--json] [--quiet]\n"
     "       fanout-load --ingest http://HOST:PORT --key INGEST_KEY [--events N | --duration S]\n"
     "                   [--rate R] [--orgs K] [--types T] [--payload-bytes B] [--batch N]\n"
@@ -38,6 +39,7 @@ const char* const kUsage =
     "  --window N          events accepted and not final, at most (default 2 x W x C x M)\n"
     "  --sign-key FILE     sign with this PKCS#8 PEM Ed25519 key (openssl genpkey)\n"
     "  --sign              sign with a fresh key\n"
+    "  --signing-threads N sign on N threads of their own, not on the workers (default 0)\n"
     "  --retry-base-ms MS  first retry delay (default 1000; then x3, jitter 20%)\n"
     "  --max-retries N     retries after the first attempt (default 5)\n"
     "  --insecure          skip TLS verification; allows 127.0.0.0/8 and ::1 (implied by\n"
@@ -111,6 +113,8 @@ bool parse_numeric(cli::Args& args, Options& o) {
     o.streams = integer_arg<std::uint32_t>(arg, value_of(args), 1, 1'000'000);
   } else if (arg == "--workers") {
     o.workers = integer_arg<unsigned>(arg, value_of(args), 1, 256);
+  } else if (arg == "--signing-threads") {
+    o.signing_threads = integer_arg<unsigned>(arg, value_of(args), 0, 256);
   } else if (arg == "--window") {
     o.window = integer_arg<std::uint64_t>(arg, value_of(args), 1, 100'000'000);
   } else if (arg == "--retry-base-ms") {
@@ -182,6 +186,9 @@ void check_modes(Options& o, const std::set<std::string, std::less<>>& given) {
     usage_error("--events and --duration exclude each other");
   }
   if (o.sign && !o.sign_key_file.empty()) usage_error("--sign and --sign-key exclude each other");
+  if (o.signing_threads != 0 && !o.sign && o.sign_key_file.empty()) {
+    usage_error("--signing-threads needs --sign or --sign-key");
+  }
   if (o.duration_s >= o.duration_max_s) {
     char limit[32];
     std::snprintf(limit, sizeof limit, "%g", o.duration_max_s);
@@ -193,8 +200,8 @@ void check_modes(Options& o, const std::set<std::string, std::less<>>& given) {
     return;
   }
   if (!o.ingest.empty()) {
-    refuse({"--url", "--workers", "--window", "--sign", "--sign-key", "--retry-base-ms",
-            "--max-retries", "--allow-subnet", "--waiting-retries"},
+    refuse({"--url", "--workers", "--window", "--sign", "--sign-key", "--signing-threads",
+            "--retry-base-ms", "--max-retries", "--allow-subnet", "--waiting-retries"},
            "with --ingest");
     if (o.key.empty()) usage_error("--ingest needs --key INGEST_KEY");
     if (o.streams == 0) o.streams = 1;

@@ -27,6 +27,7 @@ struct Options {
   std::uint64_t window = 0;  // 0: 2 x W x C x M
   std::string sign_key_file;
   bool sign = false;
+  unsigned signing_threads = 0;  // EngineOptions::signing_threads
   std::uint64_t retry_base_ms = 1'000;
   std::uint32_t max_retries = 5;
   bool insecure = false;

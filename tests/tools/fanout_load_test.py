@@ -152,40 +152,34 @@ class EngineModeTest(FanoutLoadTestCase):
             self.assertIsNotNone(sig, req["headers"])
             self.assertEqual(len(base64.b64decode(sig, validate=True)), 64)
 
-    def test_sign_key_signatures_verify_with_its_public_key(self):
+    def signed_run(self, events, *args):
+        """fanout-load with a fresh openssl key (--sign-key) and `args`, to a sink: its JSON,
+        after checking that every request's signature verifies with the key's public half."""
         key = os.path.join(self.tmp, "signing.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True,
                        capture_output=True, timeout=harness.CLI_TIMEOUT)
         pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True,
                              capture_output=True, text=True, timeout=harness.CLI_TIMEOUT).stdout
         sink = self.start_sink()
-        d = self.load_json("--url", sink.url(), "--events", 5, "--sign-key", key)
+        d = self.load_json("--url", sink.url(), "--events", events, "--sign-key", key, *args)
         self.assertTrue(d["signed"])
-        self.assertEqual(d["delivered"], 5, d)
-        sink.stop()
-        for req in sink.requests():
-            ok, out = verify_signature(pub, req.body, req.header("x-partoo-signature-v1"),
-                                       self.tmp)
-            self.assertTrue(ok, out)
-
-    def test_signing_threads_sign_off_the_worker(self):
-        key = os.path.join(self.tmp, "signing.pem")
-        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True,
-                       capture_output=True, timeout=harness.CLI_TIMEOUT)
-        pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True,
-                             capture_output=True, text=True, timeout=harness.CLI_TIMEOUT).stdout
-        sink = self.start_sink()
-        d = self.load_json("--url", sink.url(), "--events", 8, "--sign-key", key,
-                           "--signing-threads", 2)
-        self.assertEqual((d["delivered"], d["signing_threads"], d["signed_off_worker"]),
-                         (8, 2, 8), d)
+        self.assertEqual(d["delivered"], events, d)
         sink.stop()
         requests = sink.requests()
-        self.assertEqual(len(requests), 8)
+        self.assertEqual(len(requests), events)
         for req in requests:
             ok, out = verify_signature(pub, req.body, req.header("x-partoo-signature-v1"),
                                        self.tmp)
             self.assertTrue(ok, out)
+        return d
+
+    def test_sign_key_signatures_verify_with_its_public_key(self):
+        d = self.signed_run(5)
+        self.assertEqual((d["signing_threads"], d["signed_off_worker"]), (0, 0), d)
+
+    def test_signing_threads_sign_off_the_worker(self):
+        d = self.signed_run(8, "--signing-threads", 2)
+        self.assertEqual((d["signing_threads"], d["signed_off_worker"]), (2, 8), d)
 
     def test_events_spread_over_orgs_and_types_with_the_payload_size(self):
         sink = self.start_sink()

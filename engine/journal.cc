@@ -37,6 +37,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include <xxhash.h>
+
 #include "engine/journal_log.h"
 #include "engine/journal_rows.h"
 #include "engine/sqlite.h"
@@ -129,14 +131,13 @@ constexpr const char* kWriterPragmas[] = {
     "PRAGMA mmap_size=268435456",
 };
 
-std::string id_key(std::int64_t org_id, std::string_view event_id) {
-  std::string key(sizeof org_id, '\0');
-  std::memcpy(key.data(), &org_id, sizeof org_id);
-  key.append(event_id);
-  return key;
-}
-
 }  // namespace
+
+Journal::IdKey Journal::id_key(std::int64_t org_id, std::string_view event_id) noexcept {
+  const XXH128_hash_t h =
+      XXH3_128bits_withSeed(event_id.data(), event_id.size(), static_cast<std::uint64_t>(org_id));
+  return {h.low64, h.high64};
+}
 
 Journal::Journal(DurabilityOptions options, const routing::EventCatalogue& catalogue)
     : options_(std::move(options)),
@@ -254,7 +255,7 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
     if (!s) return fail(s.error());
     s->bind(1, now_ms() - static_cast<std::int64_t>(options.idempotency_ms));
     s->bind(2, static_cast<std::int64_t>(options.max_ids));
-    std::vector<std::pair<std::int64_t, std::string>> newest_first;
+    std::vector<std::pair<std::int64_t, IdKey>> newest_first;
     for (;;) {
       auto row = s->step();
       if (!row) return fail(row.error());
@@ -263,7 +264,7 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
     }
     for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) {
       j->ids_[it->second] = it->first;
-      j->id_order_.push_back(std::move(*it));
+      j->id_order_.push_back(*it);
     }
   }
   const std::int64_t last = j->next_did_ - 1;
@@ -355,13 +356,13 @@ bool Journal::remember_id(std::int64_t org_id, std::string_view event_id, std::i
     if (it != ids_.end() && it->second == id_order_.front().first) ids_.erase(it);
     id_order_.pop_front();
   }
-  std::string key = id_key(org_id, event_id);
+  const IdKey key = id_key(org_id, event_id);
   auto [it, inserted] = ids_.try_emplace(key, now);
   if (!inserted) {
     if (it->second >= horizon) return false;
     it->second = now;
   }
-  id_order_.emplace_back(now, std::move(key));
+  id_order_.emplace_back(now, key);
   return true;
 }
 

@@ -1,9 +1,6 @@
 #include "engine/sign_pool.h"
 
-#include <pthread.h>
-
 #include <chrono>
-#include <cstdio>
 #include <utility>
 
 #include "engine/worker.h"
@@ -61,12 +58,7 @@ void SignPool::forward(Delivery** batch, std::size_t n,
 }
 
 void SignPool::run(unsigned index) {
-  {
-    // "fanout-s<index>" in top -H, perf and /proc (at most 15 characters).
-    char name[16];
-    std::snprintf(name, sizeof name, "fanout-s%u", index % 10000000);
-    pthread_setname_np(pthread_self(), name);
-  }
+  name_this_thread("fanout-s", index);
   moodycamel::ConsumerToken consumer(queue_);
   std::vector<moodycamel::ProducerToken> tokens = inbox_tokens();
   Delivery* batch[kBatch];
@@ -75,11 +67,7 @@ void SignPool::run(unsigned index) {
         drop_wakeups(batch, queue_.wait_dequeue_bulk_timed(consumer, batch, kBatch, kIdleWait));
     const bool stopping = stopping_.load(std::memory_order_acquire);
     if (!stopping && n != 0) {
-      for (std::size_t i = 0; i < n; ++i) {
-        Delivery& d = *batch[i];
-        signer_.sign_base64(d.body_bytes, d.signature);
-        d.has_signature = true;
-      }
+      for (std::size_t i = 0; i < n; ++i) batch[i]->sign(signer_);
       signed_.fetch_add(n, std::memory_order_relaxed);
     }
     forward(batch, n, tokens);

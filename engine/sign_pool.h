@@ -66,8 +66,9 @@ class SignPool {
 
  private:
   void run(unsigned index);
-  // Hands `n` deliveries to their workers' inboxes: runs of one worker go in one bulk enqueue
-  // and one wake-up. `tokens` holds this thread's producer token for each worker's inbox.
+  // Hands `n` deliveries to their workers' inboxes: each run of one worker's deliveries is one
+  // Worker::enqueue_bulk() call, one wake-up. `tokens` holds this thread's producer token for each
+  // worker's inbox.
   void forward(Delivery** batch, std::size_t n, std::vector<moodycamel::ProducerToken>& tokens);
   [[nodiscard]] std::vector<moodycamel::ProducerToken> inbox_tokens();
 

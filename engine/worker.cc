@@ -46,6 +46,12 @@ std::string_view attempt_text(std::uint32_t attempts, AttemptHeaders& h) noexcep
 
 }  // namespace
 
+void name_this_thread(const char* prefix, unsigned index) noexcept {
+  char name[16];
+  std::snprintf(name, sizeof name, "%s%u", prefix, index);
+  pthread_setname_np(pthread_self(), name);
+}
+
 std::int64_t now_unix_ms() noexcept {
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
@@ -125,12 +131,7 @@ tl::expected<void, std::string> Worker::start() {
 }
 
 void Worker::run() {
-  {
-    // "fanout-w<index>" in top -H, perf and /proc (at most 15 characters).
-    char name[16];
-    std::snprintf(name, sizeof name, "fanout-w%u", index_ % 10000000);
-    pthread_setname_np(pthread_self(), name);
-  }
+  name_this_thread("fanout-w", index_);
   uv_loop_init(&loop_);
   streams_ = std::make_unique<transport::StreamLoop>(&loop_);
   timers_ = std::make_unique<transport::LoopTimer>(&loop_);
@@ -330,12 +331,9 @@ void Worker::attempt(Delivery& d) {
   hv.views[n++] = {"X-Partoo-Event-Id", d.event_id, /*never_index=*/true};
   ++d.attempts;
   hv.views[n++] = {"X-Partoo-Attempt", attempt_text(d.attempts, hv)};
-  // Signed once, on the worker's thread at the first attempt (not on the publishing thread:
-  // Ed25519 costs more than everything else publish() does).
-  if (!d.has_signature && engine_.shared_->signer) {
-    engine_.shared_->signer->sign_base64(d.body_bytes, d.signature);
-    d.has_signature = true;
-  }
+  // Signed once, on the worker's thread at the first attempt unless a signing thread did it
+  // (not on the publishing thread: Ed25519 costs more than everything else publish() does).
+  if (!d.has_signature && engine_.shared_->signer) d.sign(*engine_.shared_->signer);
   if (d.has_signature) {
     hv.views[n++] = {"X-Partoo-Signature-v1",
                      std::string_view(d.signature, Signer::kSignatureBase64Size),

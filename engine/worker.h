@@ -184,6 +184,12 @@ class Delivery final : public transport::Request,
   AttemptHeaders* attempt_headers = nullptr;  // lent by the worker while an attempt is out
 
   void on_response(const transport::Response& response) override;
+  // Makes the Partoo signature of the body (the worker at the first attempt, or a signing
+  // thread before it: sign_pool.h).
+  void sign(const Signer& signer) noexcept {
+    signer.sign_base64(body_bytes, signature);
+    has_signature = true;
+  }
 
  private:
   Delivery() = default;
@@ -241,6 +247,10 @@ struct AttemptHeaders {
 // Wall-clock milliseconds since the Unix epoch: the clock of Unfinished::next_attempt_unix_ms,
 // which must mean the same after a restart (loop time does not).
 [[nodiscard]] std::int64_t now_unix_ms() noexcept;
+
+// Names the calling thread "<prefix><index>" (e.g. "fanout-w0") for top -H, perf and /proc;
+// Linux keeps at most 15 characters.
+void name_this_thread(const char* prefix, unsigned index) noexcept;
 
 // The worker's own counters have one writer (its thread) and are only read elsewhere (stats()):
 // a plain load and store, not a locked read-modify-write on every event.

@@ -430,6 +430,7 @@ tl::expected<std::unique_ptr<Engine>, std::string> Engine::create(EngineOptions 
     auto signer = engine::Signer::from_pem(e->options_.signing_key_pem);
     if (!signer) return tl::unexpected("signing key: " + signer.error());
     e->shared_->signer = std::move(*signer);
+    if (e->options_.partoo_signature) e->shared_->partoo_signer = &*e->shared_->signer;
   }
   if (!e->options_.durability.dir.empty()) {
     auto journal = engine::Journal::open(e->options_.durability, e->catalogue_);
@@ -439,11 +440,11 @@ tl::expected<std::unique_ptr<Engine>, std::string> Engine::create(EngineOptions 
   for (unsigned i = 0; i < e->options_.workers; ++i) {
     e->workers_.push_back(std::make_unique<Worker>(*e, i));
   }
-  if (e->shared_->signer && e->options_.signing_threads > 0) {
+  if (e->shared_->partoo_signer != nullptr && e->options_.signing_threads > 0) {
     std::vector<Worker*> workers;
     for (auto& w : e->workers_) workers.push_back(w.get());
     e->shared_->sign_pool = std::make_unique<engine::SignPool>(
-        *e->shared_->signer, std::move(workers), e->options_.signing_threads);
+        *e->shared_->partoo_signer, std::move(workers), e->options_.signing_threads);
   }
   return e;
 }

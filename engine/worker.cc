@@ -333,8 +333,10 @@ void Worker::attempt(Delivery& d) {
   hv.views[n++] = {"X-Partoo-Attempt", attempt_text(d.attempts, hv)};
   // Signed once, on the worker's thread at the first attempt unless a signing thread did it
   // (not on the publishing thread: Ed25519 costs more than everything else publish() does).
-  if (!d.has_signature && engine_.shared_->signer) d.sign(*engine_.shared_->signer);
-  if (d.has_signature) {
+  const Signer* partoo = engine_.shared_->partoo_signer;
+  if (!d.has_signature && partoo != nullptr) d.sign(*partoo);
+  // A delivery saved signed and resumed by a daemon that no longer sends the header: not sent.
+  if (d.has_signature && partoo != nullptr) {
     hv.views[n++] = {"X-Partoo-Signature-v1",
                      std::string_view(d.signature, Signer::kSignatureBase64Size),
                      /*never_index=*/true};

@@ -87,6 +87,9 @@ struct Engine::Shared {
   std::atomic<std::uint64_t> published{0}, refused_invalid{0}, refused_no_subscription{0},
       refused_busy{0};
   std::optional<engine::Signer> signer;
+  // `signer` when deliveries carry the Partoo signature (EngineOptions::partoo_signature), else
+  // null; set by create().
+  const engine::Signer* partoo_signer = nullptr;
   // EngineOptions::signing_threads with a key: made by create() (after `signer`, which it
   // uses), started by start(), stopped by stop() before the workers drain.
   std::unique_ptr<engine::SignPool> sign_pool;

@@ -244,6 +244,29 @@ TEST_F(EngineTest, WithoutSigningThreadsTheWorkerSigns) {
   EXPECT_EQ(engine_->stats().signed_off_worker, 0u);
 }
 
+// partoo_signature = false: a key is configured, yet no delivery carries X-Partoo-Signature-v1,
+// and the signing threads asked for are not started (nothing for them to sign).
+TEST_F(EngineTest, WithoutThePartooSignatureNothingIsSigned) {
+  Receiver rx([](const Received&, std::size_t) { return 200; });
+  EngineOptions o = test_options();
+  o.signing_key_pem = engine::Signer::generate().private_key_pem();
+  o.partoo_signature = false;
+  o.signing_threads = 2;
+  start(o, rx.port());
+  auto p = engine_->make_producer();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(p.publish(event("u" + std::to_string(i))).status, PublishStatus::kAccepted);
+  }
+  ASSERT_TRUE(collector_.wait_for(5));
+  const auto got = rx.received();
+  ASSERT_EQ(got.size(), 5u);
+  for (const auto& r : got) {
+    EXPECT_EQ(r.headers.count("x-partoo-signature-v1"), 0u);
+    EXPECT_EQ(r.headers.count("x-partoo-event-id"), 1u);
+  }
+  EXPECT_EQ(engine_->stats().signed_off_worker, 0u);
+}
+
 TEST(EngineOptionsTest, SigningThreadsAreBounded) {
   fanout::testing::Collector collector;
   EngineOptions o = test_options();

@@ -147,9 +147,11 @@ TEST(StandardWebhooksTest, DecodingRefusesBadSecrets) {
 
 class StandardWebhooksEngineTest : public fanout::test_support::EngineFixture {
  protected:
-  void start(routing::WebhookSigning daemon, routing::WebhookSigning own, std::uint16_t port) {
+  void start(routing::WebhookSigning daemon, routing::WebhookSigning own, std::uint16_t port,
+             bool partoo_signature = true) {
     EngineOptions o = fanout::test_support::loopback_engine_options();
     o.signing_key_pem = key_.private_key_pem();
+    o.partoo_signature = partoo_signature;
     o.standard_webhooks = daemon;
     create(std::move(o));
     ASSERT_TRUE(engine_);
@@ -200,6 +202,29 @@ class StandardWebhooksEngineTest : public fanout::test_support::EngineFixture {
   const Signer key_ = Signer::generate();
   const std::string secret_ = new_webhook_secret();
 };
+
+// Without the Partoo signature (EngineOptions::partoo_signature = false) the key still signs
+// v1a, and X-Partoo-Signature-v1 is not sent.
+TEST_F(StandardWebhooksEngineTest, V1aWithoutThePartooSignature) {
+  Receiver rx([](const Received&, std::size_t) { return 200; });
+  start(routing::WebhookSigning::kV1a, routing::WebhookSigning::kDefault, rx.port(),
+        /*partoo_signature=*/false);
+  auto p = engine_->make_producer();
+  ASSERT_EQ(p.publish(event("no-partoo")).status, PublishStatus::kAccepted);
+  ASSERT_TRUE(collector_.wait_for(1));
+  const auto got = rx.received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].headers.count("x-partoo-signature-v1"), 0u);
+  const Received& r = got[0];
+  const std::string content =
+      r.headers.at("webhook-id") + "." + r.headers.at("webhook-timestamp") + "." + r.body;
+  const std::string sig = decode_b64(entry(r.headers.at("webhook-signature"), "v1a"));
+  ASSERT_EQ(sig.size(), crypto_sign_BYTES) << r.headers.at("webhook-signature");
+  EXPECT_EQ(
+      crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
+                                  bytes(content).data(), content.size(), key_.public_key().data()),
+      0);
+}
 
 TEST_F(StandardWebhooksEngineTest, OffSendsOnlyPartoosHeaders) {
   Receiver rx([](const Received&, std::size_t) { return 200; });

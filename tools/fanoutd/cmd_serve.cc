@@ -557,7 +557,9 @@ int cmd_serve(std::span<char*> args) {
   uv_loop_init(&d.loop);
   d.streams = std::make_unique<transport::StreamLoop>(&d.loop);
   d.timers = std::make_unique<transport::LoopTimer>(&d.loop);
-  int rc = open_server(config, d, store->get(), engine->get(), &metrics, &*signer, loaded);
+  // Tryouts are signed as deliveries are: with the Partoo signature, or not at all.
+  const engine::Signer* tryout_signer = config.engine.partoo_signature ? &*signer : nullptr;
+  int rc = open_server(config, d, store->get(), engine->get(), &metrics, tryout_signer, loaded);
   if (rc == 0) rc = start_serving(config, d, **store, **engine, metrics, observer);
   if (rc != 0) {
     abandon_start(d, metrics, **engine);

@@ -67,7 +67,8 @@ struct Config {
   //   event_types (extra catalogue names), [retry] max_retries base_ms factor cap_ms jitter
   //   retry_429, [timeouts] connect_ms response_ms idle_ms, [limits]
   //   max_connections_per_origin max_streams_per_connection max_pending_per_origin.
-  // signing_key_pem is never configured here: it comes from the store.
+  // signing_key_pem is never configured here: it comes from the store. [signing]
+  //   no_partoo_signature (--no-partoo-signature): engine.partoo_signature = false.
   EngineOptions engine;
   // [signing] standard_webhooks (--standard-webhooks) — "off": Standard Webhooks headers for
   // subscriptions whose own signing is "default": "off", "v1a", "v1" or "both"; parsed into
@@ -95,7 +96,7 @@ struct Config {
 //   --listen HOST:PORT  --data DIR  --config FILE  --insecure  --allow-subnet CIDR (repeatable)
 //   --workers N  --ca-file FILE  --tls-cert FILE  --tls-key FILE  --log-level LEVEL
 //   --drain-timeout-ms N  --no-durable  --journal-dir DIR  --standard-webhooks MODE
-//   --signing-threads N
+//   --signing-threads N  --no-partoo-signature
 // Defaults, then the --config file (wherever it appears on the line), then the other flags.
 // "--help" is not handled here (the caller checks for it first).
 [[nodiscard]] tl::expected<Config, std::string> parse_serve_args(

@@ -145,6 +145,8 @@ constexpr Option kOptions[] = {
     {"no_durable", "--no-durable", BoolKind{[](Config& c, bool v) { c.durable = !v; }}},
     // Checked by validate(): off, v1a, v1 or both.
     {"signing.standard_webhooks", "--standard-webhooks", StringKind{true, set_standard_webhooks}},
+    {"signing.no_partoo_signature", "--no-partoo-signature",
+     BoolKind{[](Config& c, bool v) { c.engine.partoo_signature = !v; }}},
     {"signing.threads", "--signing-threads",
      IntKind{0, 256, [](Config& c, std::int64_t v) { assign(c.engine.signing_threads, v); }}},
     {"durability.history_ms", "",

@@ -29,6 +29,7 @@ const char* const kUsage =
     "                [--tls-cert FILE --tls-key FILE] [--log-level debug|info|warn|error]\n"
     "                [--drain-timeout-ms N] [--no-durable] [--journal-dir DIR]\n"
     "                [--standard-webhooks off|v1a|v1|both] [--signing-threads N]\n"
+    "                [--no-partoo-signature]\n"
     "                [--redis-url redis://HOST:PORT[/DB] [--redis-stream NAME]\n"
     "                 [--redis-group NAME] [--redis-consumer NAME]]\n"
     "  fanoutd apikey create --data DIR --role ORG_ADMIN --org ID [--name TEXT]\n"

@@ -194,12 +194,17 @@ struct EngineOptions {
   std::vector<std::string> extra_event_types;
   // PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`); empty: unsigned.
   std::string signing_key_pem;
+  // Whether deliveries carry X-Partoo-Signature-v1 (made with the key above; Partoo's header,
+  // docs/webhook-contract.md §4: "when a signing key is configured"). false: the key signs only
+  // Standard Webhooks `v1a` (below), for receivers that verify those or nothing. Default true.
+  bool partoo_signature = true;
   // Threads that make the Partoo signature (with the key above) of each new delivery between
   // publish() and its worker (engine/sign_pool.h); 0 (the default): the worker signs at the first
   // attempt. An Ed25519 signature costs several times what sending the request costs, and one
   // organisation's events all go to one worker: with threads here, signing spreads over the
   // cores the scheduler finds free and the worker keeps to the network. Order within an
-  // organisation stays best-effort, as with several workers. Ignored without a key; at most 256.
+  // organisation stays best-effort, as with several workers. Ignored without a key or without
+  // partoo_signature; at most 256.
   unsigned signing_threads = 0;
   // Standard Webhooks headers (docs/webhook-contract.md §8, engine/standard_webhooks.h) for
   // subscriptions whose own `signing` is kDefault: kOff (the default: Partoo's headers only), kV1a

@@ -115,6 +115,7 @@ void expect_readme_defaults(const Config& c) {
   EXPECT_EQ(c.standard_webhooks, "off");
   EXPECT_EQ(c.engine.standard_webhooks, routing::WebhookSigning::kOff);
   EXPECT_EQ(c.engine.signing_threads, 0u);
+  EXPECT_TRUE(c.engine.partoo_signature);
 }
 
 TEST(ConfigDefaults, MatchTheReadmeTable) {
@@ -722,6 +723,20 @@ TEST(ConfigSigning, SigningThreadsFromTheFileAndTheFlag) {
   EXPECT_EQ(c->engine.signing_threads, 256u);
   EXPECT_NE(args_error({"--signing-threads", "257"}).find("--signing-threads"), std::string::npos);
   EXPECT_NE(toml_error("[signing]\nthreads = -1\n").find("signing.threads"), std::string::npos);
+}
+
+TEST(ConfigSigning, NoPartooSignatureFromTheFileAndTheFlag) {
+  auto t = from_toml("[signing]\nno_partoo_signature = true\n");
+  ASSERT_TRUE(t) << t.error();
+  EXPECT_FALSE(t->engine.partoo_signature);
+  auto f = from_toml("[signing]\nno_partoo_signature = false\n");
+  ASSERT_TRUE(f) << f.error();
+  EXPECT_TRUE(f->engine.partoo_signature);
+  auto c = parse_args({"--no-partoo-signature"});
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_FALSE(c->engine.partoo_signature);
+  EXPECT_NE(toml_error("[signing]\nno_partoo_signature = 1\n").find("signing.no_partoo_signature"),
+            std::string::npos);
 }
 
 TEST(ParseListen, ErrorsNameTheRule) {

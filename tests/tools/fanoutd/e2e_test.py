@@ -240,6 +240,30 @@ class DeliveryTest(E2ECase):
         self.assertEqual(d.metric("fanout_signatures_off_worker_total"), 20)
         d.stop()
 
+    def test_no_partoo_signature_leaves_the_header_out(self):
+        """--no-partoo-signature: deliveries and tryouts carry every other header, and no
+        X-Partoo-Signature-v1; the key is still there (keys public prints it)."""
+        d = self.daemon(args=("--no-partoo-signature",))
+        sink, trial = self.start_sink(), self.start_sink()
+        self.subscribe(d, "business_updated", sink.url("/hook"))
+        ids = [f"np-{i}" for i in range(3)]
+        lines = [event(ORG, "business_updated", '{"n":%d}' % i, ids[i]) for i in range(3)]
+        self.assertEqual(self.publish_ok(d, *lines), ids)
+        self.wait_outcomes(d, 3, "delivered")
+        r = d.http("POST", "/v2/webhooks/tryout", self.admin,
+                   {"items": [{"url": trial.url("/t"), "event_type": "business_updated"}]})
+        self.assertStatus(r, 200)
+        sink.stop()
+        trial.stop()
+        got = sink.requests()
+        self.assertEqual(sorted(req.header("x-partoo-event-id") for req in got), ids)
+        for req in got + trial.requests():
+            self.assertIsNone(req.header("x-partoo-signature-v1"), req["headers"])
+            self.assertEqual(req.header("x-partoo-attempt"), "1")
+        self.assertEqual(len(trial.requests()), 1)
+        self.assertIn("BEGIN PUBLIC KEY", public_key_pem(d.data))
+        d.stop()
+
     def test_ingest_answer_has_exactly_the_documented_fields(self):
         """Each item carries exactly the fields README "Ingest" lists for its status, and the
         answer exactly accepted, dropped, refused, busy and items."""

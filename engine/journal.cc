@@ -143,6 +143,7 @@ Journal::Journal(DurabilityOptions options, const routing::EventCatalogue& catal
     : options_(std::move(options)),
       catalogue_(catalogue),
       open_(std::make_unique<Batch>()),
+      frame_batch_(std::make_unique<Batch>()),
       index_batch_(std::make_unique<Batch>()) {}
 
 Journal::~Journal() {

@@ -207,7 +207,8 @@ class Journal {
   std::uint64_t failed_pushes_ = 0;       // under index_mu_: of the last frame that failed
   bool index_stop_ = false;               // under index_mu_
   int hurry_ = 0;                         // under index_mu_: history reads waiting
-  std::unique_ptr<Batch> index_batch_;    // the frame being copied
+  std::unique_ptr<Batch> frame_batch_;    // the frame being read by the indexer
+  std::unique_ptr<Batch> index_batch_;    // the frames of the indexer's pass, gathered
   JournalLogCursor cursor_;               // after applied_ (indexer thread; open)
   sqlite3* checkpointer_db_ = nullptr;    // the checkpointer thread's connection
   std::thread checkpoint_thread_;

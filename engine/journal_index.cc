@@ -16,8 +16,10 @@ using sqlite::Transaction;
 
 namespace {
 
-// Records copied from the log per transaction, at most (a frame is never split).
+// Records and bytes (ids and bodies) copied from the log per transaction, at most, gathered
+// first (a frame is never split).
 constexpr std::size_t kIndexRecords = 20'000;
+constexpr std::size_t kIndexBytes = std::size_t{32} << 20;
 // Once caught up, the indexer gathers frames this long before its next transaction.
 constexpr auto kIndexGather = std::chrono::milliseconds(50);
 // At stop, the indexer copies what is left for at most this long.
@@ -83,23 +85,30 @@ tl::expected<void, std::string> Journal::index(std::uint64_t until, bool purge) 
   Writer& w = *writer_;
   JournalLogCursor at = cursor_;
   std::uint64_t last = applied_, pushes = 0, last_did = 0, bytes = 0;
-  std::size_t records = 0;
+  // The pass's frames are written as one batch: a delivery accepted and finished within the
+  // pass is then one final row, where frame by frame it was a row written, then rewritten (and
+  // its entry in the pending index added, then removed).
+  Batch& pass = *index_batch_;
+  pass.clear();
   auto tx = Transaction::begin(db_, Transaction::Mode::kWrite, "journal: copying the log");
   if (!tx) return tl::unexpected(std::move(tx.error()));
-  while (records < kIndexRecords) {
+  while (pass.records.size() < kIndexRecords && pass.bytes.size() < kIndexBytes) {
     JournalLog::Frame frame;
-    auto more = log_->read(at, until, *index_batch_, frame);
+    auto more = log_->read(at, until, *frame_batch_, frame);
     if (!more) return tl::unexpected(std::move(more.error()));
     if (!*more) break;
     if (frame.number <= applied_) continue;  // copied before a restart
-    if (auto ok = journal_detail::write_records(w, *index_batch_, options_); !ok) return ok;
-    records += index_batch_->records.size();
+    pass.append(*frame_batch_);
     bytes += frame.size;
     last = frame.number;
     pushes = frame.pushes;
     last_did = std::max(last_did, frame.last_did);
   }
-  index_batch_->clear();
+  frame_batch_->clear();
+  if (!pass.records.empty()) {
+    if (auto ok = journal_detail::write_records(w, pass, options_); !ok) return ok;
+  }
+  pass.clear();
   if (last == applied_ && !purge) return {};
   if (last != applied_) {
     w.update_meta.reset();

@@ -52,6 +52,17 @@ struct Journal::Batch {
     bytes.clear();
     last_did = first_accept = last_accept = pushes = 0;
   }
+  // Appends a later batch (the indexer gathers a pass's frames into one): its records, their
+  // offsets moved past the bytes already here.
+  void append(const Batch& later) {
+    const std::size_t base = bytes.size();
+    bytes += later.bytes;
+    const std::size_t first = records.size();
+    records.insert(records.end(), later.records.begin(), later.records.end());
+    for (std::size_t i = first; i < records.size(); ++i) records[i].offset += base;
+    last_did = std::max(last_did, later.last_did);
+    pushes = std::max(pushes, later.pushes);
+  }
 };
 
 // The writer thread's connection and statements.

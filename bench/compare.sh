@@ -6,7 +6,7 @@
 #   h2c 8x10        nghttpd --no-tls -n 1   fanout-load, h2load -c 8 -m 10, h2load-hdr, curl_multi
 #   TLS 1x100       nghttpd (TLS) -n 1      fanout-load, h2load, h2load-hdr, curl_multi, undici
 #   TLS 8x10        nghttpd (TLS) -n 1      fanout-load, h2load, h2load-hdr, curl_multi
-#   HTTP/1.1 64x1   nginx, one process      fanout-load --http1, wrk -c 64, curl_multi, undici
+#   HTTP/1.1 64x1   nginx, one process      fanout-load --http1, wrk -c 64, wrk-hdr, curl_multi, undici
 #   signed 1x100    nghttpd --no-tls -n 1   fanout-load --sign beside the raw Ed25519 sign rate
 #                                           (fanout-load --sign-rate-only, on CPU 0)
 #   latency sweep   nghttpd --no-tls -n 1   fanout-load --rate R and h2load --rps R (1x100) at
@@ -139,6 +139,9 @@ EVENT_ID_SAMPLE=0123456789abcdef0123456789abcdef
 H2C_URL=http://127.0.0.1:$H2C_PORT/hook
 TLS_URL=https://127.0.0.1:$TLS_PORT/hook
 H1_URL=http://127.0.0.1:$H1_PORT/hook
+# wrk-hdr: wrk with the same headers, for HTTP/1.1 what h2load-hdr is for HTTP/2.
+wrk_post_lua "$TMP/body.json" "$TMP/post-hdr.lua" User-Agent "$FANOUT_UA" \
+  X-Partoo-Event-Id "$EVENT_ID_SAMPLE" X-Partoo-Attempt 1
 
 # --- runs ----------------------------------------------------------------------------------------
 RUNS=$TMP/runs.jsonl
@@ -205,6 +208,8 @@ for ((run = 1; run <= REPEAT; run++)); do
       secs=$(benchpy ceil-seconds "$wall")
       run_client throughput "$scenario" "$run" wrk "$spid" "$N" -- \
         wrk -t 1 -c "$c" -d "${secs}s" -s "$TMP/post.lua" "$url"
+      run_client throughput "$scenario" "$run" wrk-hdr "$spid" "$N" -- \
+        wrk -t 1 -c "$c" -d "${secs}s" -s "$TMP/post-hdr.lua" "$url"
     else
       run_client throughput "$scenario" "$run" h2load "$spid" "$N" -- \
         h2load -n "$N" -c "$c" -m "$m" -t 1 -d "$TMP/body.json" \

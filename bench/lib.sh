@@ -247,8 +247,8 @@ NGINX
   PIDS+=("$SERVER_PID")
 }
 
-# wrk_post_lua BODY_FILE LUA_FILE: a wrk script POSTing BODY_FILE (read once at start-up) as
-# application/json.
+# wrk_post_lua BODY_FILE LUA_FILE [NAME VALUE]...: a wrk script POSTing BODY_FILE (read once at
+# start-up) as application/json, with the headers NAME: VALUE as well.
 wrk_post_lua() {
   cat >"$2" <<LUA
 local f = assert(io.open("$1", "rb"))
@@ -257,6 +257,12 @@ wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
 LUA
+  local lua=$2
+  shift 2
+  while [[ $# -ge 2 ]]; do
+    printf 'wrk.headers["%s"] = "%s"\n' "$1" "$2" >>"$lua"
+    shift 2
+  done
 }
 
 # loadavg: the 1, 5 and 15 minute load averages.

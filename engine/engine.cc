@@ -563,6 +563,7 @@ EngineStats Engine::stats() const {
     st.journal_index_failures = js.index_failures;
     st.journal_backlog_waits = js.backlog_waits;
     st.journal_index_boosts = js.index_boosts;
+    st.journal_checkpoints = js.checkpoints;
   }
   return st;
 }

@@ -280,6 +280,13 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc2 != SQLITE_OK) return fail(std::string("opening a checkpointer: ") + sqlite3_errstr(rc2));
   sqlite3_busy_timeout(j->checkpointer_db_, sqlite::kBusyTimeoutMs);
+  // A connection learns that the file is in WAL mode only when it first reads it: until then
+  // sqlite3_wal_checkpoint_v2 on it does nothing (SQLITE_OK, -1 frames), so read the mode once.
+  if (auto mode = sqlite::pragma(j->checkpointer_db_, "PRAGMA journal_mode"); !mode) {
+    return fail("the checkpointer's connection: " + mode.error());
+  } else if (*mode != "wal") {
+    return fail("the checkpointer's connection sees journal_mode " + *mode + ", not wal");
+  }
   return j;
 }
 
@@ -526,7 +533,8 @@ Journal::Stats Journal::stats() const noexcept {
           indexed_.load(std::memory_order_relaxed),
           index_failures_.load(std::memory_order_relaxed),
           backlog_waits_.load(std::memory_order_relaxed),
-          index_boosts_.load(std::memory_order_relaxed)};
+          index_boosts_.load(std::memory_order_relaxed),
+          checkpoints_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace fanout::engine

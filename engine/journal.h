@@ -127,6 +127,7 @@ class Journal {
     std::uint64_t indexed = 0, index_failures = 0;  // frames copied into SQLite; failed tries
     std::uint64_t backlog_waits = 0;  // the writer waited for the indexer (max_log_backlog_bytes)
     std::uint64_t index_boosts = 0;   // the indexer left the background (backlog near its bound)
+    std::uint64_t checkpoints = 0;    // the checkpointer's passes that copied WAL frames
   };
   [[nodiscard]] Stats stats() const noexcept;
 
@@ -219,7 +220,8 @@ class Journal {
   std::atomic<bool> restart_ready_{false};  // the writer may restart the WAL cheaply
   std::atomic<std::uint64_t> durable_{0};
   std::atomic<std::uint64_t> commits_{0}, commit_failures_{0}, records_{0}, bytes_{0};
-  std::atomic<std::uint64_t> indexed_{0}, index_failures_{0}, backlog_waits_{0}, index_boosts_{0};
+  std::atomic<std::uint64_t> indexed_{0}, index_failures_{0}, backlog_waits_{0}, index_boosts_{0},
+      checkpoints_{0};
   std::atomic<bool> index_boosted_{false};  // the indexer is out of the background
   std::mutex boost_mu_;                     // steer_indexer()
   std::atomic<pid_t> index_tid_{0}, checkpoint_tid_{0};

@@ -29,8 +29,9 @@ constexpr auto kIndexWait = std::chrono::seconds(1);
 // WAL frames (4 KiB pages) after a commit: past the first, the checkpointer copies the WAL into
 // the database (PASSIVE: beside the indexer, never blocking it); past the second (it fell
 // behind, or never caught a moment with the whole WAL copied) the indexer itself restarts the
-// WAL, so it stays bounded.
-constexpr int kCheckpointFrames = 8192;
+// WAL, so it stays bounded. Small: each copy ends with a sync of the database file, and the
+// log's syncs wait behind it on the disk (engine/README.md, "Checkpoints, small and often").
+constexpr int kCheckpointFrames = 1024;
 constexpr int kWriterCheckpointFrames = 4 * kCheckpointFrames;
 // Frames left for the indexer's RESTART checkpoint to copy (between two of its commits).
 constexpr int kCheckpointTail = 128;
@@ -71,6 +72,7 @@ void Journal::run_checkpoints() {
       const int rc = sqlite3_wal_checkpoint_v2(checkpointer_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
                                                &log, &copied);
       if (rc != SQLITE_OK) break;
+      if (round == 0 && copied > 0) checkpoints_.fetch_add(1, std::memory_order_relaxed);
       if (log - copied <= kCheckpointTail) {
         restart_ready_.store(true, std::memory_order_release);
         break;

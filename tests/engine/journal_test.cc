@@ -944,6 +944,26 @@ TEST_F(JournalTest, DiskStaysBoundedWithoutHistory) {
   EXPECT_EQ(reopened->durable_seq(), static_cast<std::uint64_t>(last));
 }
 
+// SQLite's WAL is copied into the database file by the checkpointer thread, a few MiB at a time
+// (journal_index.cc, kCheckpointFrames), not only by the indexer's restart of a WAL grown four
+// times as large. Until 2026-12-06 the checkpointer's connection had never read the file, did
+// not know it was in WAL mode, and each of its checkpoints did nothing.
+TEST_F(JournalTest, TheCheckpointerCopiesTheWalIntoTheDatabase) {
+  auto j = open(options());
+  ASSERT_NE(j, nullptr);
+  j->start();
+  const std::string body =
+      R"({"type":"business_updated","payload":{"text":")" + std::string(2000, 'c') + R"("}})";
+  std::int64_t last = 0;
+  // ~2 KiB a row: 2,500 of them are past kCheckpointFrames (4 MiB of pages) in the WAL.
+  for (int i = 0; i < 2500; ++i) {
+    last = accept_ok(*j, unfinished("ckpt-" + std::to_string(i), 1 + i % 7, type_name(0), body, 3));
+  }
+  ASSERT_TRUE(wait_durable(*j, last));
+  ASSERT_TRUE(wait_until([&] { return j->stats().checkpoints > 0; }))
+      << "no checkpoint copied anything; frames indexed " << j->stats().indexed;
+}
+
 // Under a load beyond what the workers deliver no core idles, and an indexer left in the
 // background would not copy at all: the log would reach its bound and every answer wait for it.
 // From 1/4 of the bound the writer takes the indexer out of the background (SCHED_OTHER), and

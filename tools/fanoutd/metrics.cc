@@ -176,6 +176,9 @@ void render_journal_and_budgets(std::string& out, const EngineStats& stats) {
        "Times the copy into the journal's database left the background (its backlog neared the "
        "bound).",
        stats.journal_index_boosts},
+      {"fanout_journal_checkpoints_total",
+       "Passes of the journal's checkpointer that copied SQLite's WAL into the database file.",
+       stats.journal_checkpoints},
       {"fanout_deliveries_recovered_total", "Deliveries resumed from the journal at start.",
        stats.recovered},
   };

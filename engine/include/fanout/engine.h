@@ -350,9 +350,10 @@ struct EngineStats {
                 journal_bytes = 0;  // bytes of event data appended (ids, bodies)
   // The journal's copy of its log into the database: frames copied, copies that failed, the
   // times the log's writer waited for it (max_log_backlog_bytes), and the times it left the
-  // background because the log neared that bound.
+  // background because the log neared that bound; the checkpointer's passes (copies of SQLite's
+  // WAL into the database file, journal.h).
   std::uint64_t journal_frames_indexed = 0, journal_index_failures = 0, journal_backlog_waits = 0,
-                journal_index_boosts = 0;
+                journal_index_boosts = 0, journal_checkpoints = 0;
 };
 
 class Engine;

@@ -141,6 +141,9 @@ fanout_journal_backlog_waits_total 7
 # HELP fanout_journal_index_boosts_total Times the copy into the journal's database left the background (its backlog neared the bound).
 # TYPE fanout_journal_index_boosts_total counter
 fanout_journal_index_boosts_total 3
+# HELP fanout_journal_checkpoints_total Passes of the journal's checkpointer that copied SQLite's WAL into the database file.
+# TYPE fanout_journal_checkpoints_total counter
+fanout_journal_checkpoints_total 8
 # HELP fanout_deliveries_recovered_total Deliveries resumed from the journal at start.
 # TYPE fanout_deliveries_recovered_total counter
 fanout_deliveries_recovered_total 4
@@ -177,6 +180,7 @@ TEST(Metrics, GoldenText) {
   s.journal_index_failures = 5;
   s.journal_backlog_waits = 7;
   s.journal_index_boosts = 3;
+  s.journal_checkpoints = 8;
   s.recovered = 4;
   s.refused_busy = 6;  // of them 2 for an organisation, 1 for an origin: 3 global
   s.refused_org_busy = 2;
@@ -266,6 +270,7 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndCountersEndInTotal) {
                                       "fanout_journal_index_failures_total",
                                       "fanout_journal_backlog_waits_total",
                                       "fanout_journal_index_boosts_total",
+                                      "fanout_journal_checkpoints_total",
                                       "fanout_journal_event_bytes_total",
                                       "fanout_deliveries_recovered_total",
                                       "fanout_budget_refusals_total",

@@ -24,6 +24,9 @@
 # Usage: bash bench/fanoutd/durable_ingest.sh [--events N] [--repeat R] [--smoke] [--out DIR]
 #        [--conns C]          (ingest connections, default 1)
 #        [--http1]            (ingest over HTTP/1.1 instead of h2c)
+#        [--unsigned]         (both daemons with --no-partoo-signature: no Ed25519 per event, so
+#                              the runs compare the journal with the rest of ingest and delivery
+#                              rather than with the signing worker)
 #        [--steady-seconds S] (the half-rate runs' length, default 10)
 #        [--build-dir D]      (defaults: 200000 events, 3 repeats, build/bench)
 set -euo pipefail
@@ -35,12 +38,15 @@ CONNS=1
 STEADY_S=10
 PROTO_ARGS=()
 PROTO=h2c
+SIGN_ARGS=()
+SIGNED=signed
 args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --conns) CONNS=$2; shift 2 ;;
     --steady-seconds) STEADY_S=$2; shift 2 ;;
     --http1) PROTO_ARGS=(--http1); PROTO=HTTP/1.1; shift ;;
+    --unsigned) SIGN_ARGS=(--no-partoo-signature); SIGNED=unsigned; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -70,7 +76,7 @@ run() {
   printf 'origin_max_in_flight = 0\norg_max_in_flight = 0\n' >"$TMP/fanoutd.toml"
   taskset -c 0 "$FANOUTD" serve --listen 127.0.0.1:0 --data "$data" --insecure \
     --config "$TMP/fanoutd.toml" \
-    --allow-subnet 127.0.0.1/32 --workers 1 --log-level warn "${args[@]}" \
+    --allow-subnet 127.0.0.1/32 --workers 1 --log-level warn "${args[@]}" "${SIGN_ARGS[@]}" \
     >"$TMP/d.out" 2>"$TMP/d.err" &
   local dpid=$!
   PIDS+=("$dpid")
@@ -124,7 +130,7 @@ print(json.dumps({
 EOF
 }
 
-log "durable_ingest: $N events per run, $REPEAT runs per mode, $PROTO x $CONNS, load $(loadavg)"
+log "durable_ingest: $N events per run, $REPEAT runs per mode, $PROTO x $CONNS, $SIGNED, load $(loadavg)"
 # One round first that is not counted. On the VM this was measured on (DAMON's kdamond pages out
 # physical memory left untouched for a minute), the first run after a pause pays for faulting
 # memory back in, and that run was the durable one, which also fills the page cache with its
@@ -153,15 +159,15 @@ sed 's/"mode": "durable"/"mode": "durable-half"/' "$TMP/line.json" | tee -a "$TM
 run volatile "$half" "$steady" >"$TMP/line.json"
 sed 's/"mode": "volatile"/"mode": "volatile-half"/' "$TMP/line.json" | tee -a "$TMP/runs.jsonl" >&2
 
-report=$(python3 - "$TMP/runs.jsonl" "$N" "$REPEAT" "$PROTO" "$CONNS" <<'EOF'
+report=$(python3 - "$TMP/runs.jsonl" "$N" "$REPEAT" "$PROTO" "$CONNS" "$SIGNED" <<'EOF'
 import sys
 from benchlib import median, read_jsonl
 runs = read_jsonl(sys.argv[1])
-n, repeat, proto, conns = sys.argv[2:6]
+n, repeat, proto, conns, signed = sys.argv[2:7]
 def med(mode, key):
     return median((r[key] for r in runs if r["mode"] == mode), float("nan"))
 d, v = "durable", "volatile"
-print(f"| {n} events, {proto} x {conns}, medians of {repeat} | durable | --no-durable | durable / no-durable |")
+print(f"| {n} events, {proto} x {conns}, {signed}, medians of {repeat} | durable | --no-durable | durable / no-durable |")
 print("|---|---:|---:|---:|")
 for key, label, fmt in [("accepted_per_s", "events/s accepted", "{:,.0f}"),
                         ("all_delivered_s", "s until all delivered", "{:.2f}"),

@@ -26,6 +26,9 @@
 #   For each --in-flight M (default 2000; "none" for no such run): one more Redis run at the first
 #   batch with [source.redis] max_in_flight = M instead of the default 100,000.
 #   With --always, one more Redis run per round at the first batch with appendfsync always.
+#   With --unsigned, every fanoutd runs with [signing] no_partoo_signature = true: no Ed25519
+#   per delivery, as fanout-load (a) sends them, so (b) / (a) is like for like (variants end in
+#   "unsigned").
 # CPU from /proc/PID/stat (utime + stime, 10 ms ticks): redis-server's over the XADD phase and
 # over the consumption (and its write_bytes, the AOF), fanoutd's whole process and its main
 # thread alone (the loop: Redis source, HTTP, metrics) from the launch to the last XACK,
@@ -42,7 +45,8 @@
 # average at each run, are printed as Markdown and written to OUT/redis-stream.md.
 #
 # Usage: bash bench/source/redis_stream.sh [--events N] [--repeat R] [--batch B[,B...]]
-#        [--in-flight M[,M...]|none] [--fsync everysec|always] [--always] [--redis-cpu 0|1]
+#        [--in-flight M[,M...]|none] [--fsync everysec|always] [--always] [--unsigned]
+#        [--redis-cpu 0|1]
 #        [--perf] [--wait-quiet L] [--no-build] [--rev TEXT] [--smoke] [--out DIR]
 #        [--build-dir D]
 #   defaults: 200000 events, 3 rounds, --batch 500,2000, --in-flight 2000, --fsync everysec,
@@ -63,6 +67,7 @@ BATCHES=500,2000
 IN_FLIGHT=2000
 FSYNC=everysec
 ALWAYS=0
+UNSIGNED=0
 REDIS_CPU=1
 PERF=0
 QUIET_LOAD=""
@@ -76,6 +81,7 @@ while [[ $# -gt 0 ]]; do
     --in-flight) IN_FLIGHT=$2; shift 2 ;;
     --fsync) FSYNC=$2; shift 2 ;;
     --always) ALWAYS=1; shift ;;
+    --unsigned) UNSIGNED=1; shift ;;
     --redis-cpu) REDIS_CPU=$2; shift 2 ;;
     --perf) PERF=1; shift ;;
     --wait-quiet) QUIET_LOAD=$2; shift 2 ;;
@@ -264,7 +270,9 @@ redis_run() {
     exit 1
   fi
   redis-cli -p "$RPORT" config resetstat >/dev/null  # INFO commandstats: the consumption only
-  cat >"$TMP/fanoutd.toml" <<TOML
+  : >"$TMP/fanoutd.toml"
+  [[ $UNSIGNED == 0 ]] || printf '[signing]\nno_partoo_signature = true\n\n' >"$TMP/fanoutd.toml"
+  cat >>"$TMP/fanoutd.toml" <<TOML
 [limits]
 max_connections_per_origin = 1
 max_streams_per_connection = 100
@@ -418,9 +426,9 @@ EOF
   stop_pid "$REDIS_PID"
   rm -rf "$dir"
   [[ -z $profile ]] || return 0
-  python3 - "$TMP/wait.json" "$round" "$batch" "$fsync" "$N" "$load" "$rc" "$r0" "$r1" "$w0" \
+  UNSIGNED=$UNSIGNED python3 - "$TMP/wait.json" "$round" "$batch" "$fsync" "$N" "$load" "$rc" "$r0" "$r1" "$w0" \
     "$n1" "${delivered:-0}" "$groups" "$in_flight" "$TMP/cmdstats.txt" <<'EOF' |
-import json, re, sys
+import json, os, re, sys
 (path, rnd, batch, fsync, n, load, rc, r0, r1, w0, n1, delivered, groups, in_flight,
  cmdstats) = sys.argv[1:]
 n = int(n)
@@ -450,7 +458,8 @@ ok = (rc == "0" and not w.get("cut") and w.get("acked", 0) >= n and int(delivere
 t_read = w["t_done_s"] - w["t_listen_s"] if "t_done_s" in w else None
 print(json.dumps({
     "variant": f"redis batch {batch}" + ("" if in_flight == "-" else f" max_in_flight {in_flight}")
-               + ("" if fsync == "everysec" else f" fsync {fsync}"),
+               + ("" if fsync == "everysec" else f" fsync {fsync}")
+               + (" unsigned" if os.environ.get("UNSIGNED") == "1" else ""),
     "round": int(rnd), "batch": int(batch), "fsync": fsync, "load": load, "ok": ok,
     "max_in_flight": None if in_flight == "-" else int(in_flight),
     "commands": cmd,

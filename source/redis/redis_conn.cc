@@ -1,14 +1,99 @@
 #include "source/redis/redis_conn.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <uv.h>
 
 #include <utility>
 
 #include "fanout/redis_source.h"
 
 namespace fanout::source {
+
+namespace {
+
+// hiredis's libuv adapter (hiredis/adapters/libuv.h), but for one thing: a poll error is handed
+// to hiredis. libuv reports an error on the socket (a reset from the peer: a Redis killed while
+// a command of ours was still unread, or Redis's answer to a write after its FIN) as a status of
+// UV_EBADF, with the poll stopped; 0.14's adapter returns on it, so hiredis never learns of the
+// loss: no disconnect callback, the connection stays ready, commands queue unsent and pending
+// replies never come (both connections reset: the source never reconnects, and its entries
+// stay pending). Here an error reads (and writes) as the poll asked, so hiredis sees the error
+// (ECONNRESET, or the end of the stream once it was read) and disconnects as for any loss. This
+// is hiredis 1.0's adapter (redis/hiredis#624).
+struct UvEvents {
+  redisAsyncContext* ctx = nullptr;
+  uv_poll_t handle{};
+  int events = 0;
+};
+
+void on_poll(uv_poll_t* handle, int status, int events) {
+  auto* p = static_cast<UvEvents*>(handle->data);
+  const int ev = status != 0 ? p->events : events;
+  // A read that disconnects frees the context, and cleanup() clears p->ctx before the write.
+  if (p->ctx != nullptr && (ev & UV_READABLE) != 0) redisAsyncHandleRead(p->ctx);
+  if (p->ctx != nullptr && (ev & UV_WRITABLE) != 0) redisAsyncHandleWrite(p->ctx);
+}
+
+void poll_update(UvEvents* p) {
+  if (p->events != 0) {
+    uv_poll_start(&p->handle, p->events, on_poll);
+  } else {
+    uv_poll_stop(&p->handle);
+  }
+}
+
+void add_read(void* data) {
+  auto* p = static_cast<UvEvents*>(data);
+  p->events |= UV_READABLE;
+  poll_update(p);
+}
+
+void del_read(void* data) {
+  auto* p = static_cast<UvEvents*>(data);
+  p->events &= ~UV_READABLE;
+  poll_update(p);
+}
+
+void add_write(void* data) {
+  auto* p = static_cast<UvEvents*>(data);
+  p->events |= UV_WRITABLE;
+  poll_update(p);
+}
+
+void del_write(void* data) {
+  auto* p = static_cast<UvEvents*>(data);
+  p->events &= ~UV_WRITABLE;
+  poll_update(p);
+}
+
+// hiredis is freeing the context (once per context): the handle goes with the loop's close.
+void cleanup(void* data) {
+  auto* p = static_cast<UvEvents*>(data);
+  p->ctx = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->handle),
+           [](uv_handle_t* h) { delete static_cast<UvEvents*>(h->data); });
+}
+
+bool attach(redisAsyncContext* ctx, uv_loop_s* loop) {
+  if (ctx->ev.data != nullptr) return false;
+  auto* p = new UvEvents;
+  if (uv_poll_init(loop, &p->handle, ctx->c.fd) != 0) {
+    delete p;
+    return false;
+  }
+  p->ctx = ctx;
+  p->handle.data = p;
+  ctx->ev.data = p;
+  ctx->ev.addRead = add_read;
+  ctx->ev.delRead = del_read;
+  ctx->ev.addWrite = add_write;
+  ctx->ev.delWrite = del_write;
+  ctx->ev.cleanup = cleanup;
+  return true;
+}
+
+}  // namespace
 
 RedisConn::RedisConn(uv_loop_s* loop, std::string name, EventFn on_ready, EventFn on_lost,
                      void* data)
@@ -32,7 +117,7 @@ void RedisConn::connect(const std::string& ip, const RedisEndpoint& ep) {
     lost(std::move(why));
     return;
   }
-  if (redisLibuvAttach(ctx, loop_) != REDIS_OK) {
+  if (!attach(ctx, loop_)) {
     redisAsyncFree(ctx);
     lost("cannot attach to the loop");
     return;

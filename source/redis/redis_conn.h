@@ -2,7 +2,9 @@
 // to an address already resolved (hiredis's own connect would call getaddrinfo, a blocking
 // call, on the loop), AUTH and SELECT before it counts as ready, a readiness and a loss
 // callback, and an argument vector that is reused between commands (no allocation per command
-// once warm).
+// once warm). hiredis's events go through a uv_poll_t of our own, not hiredis 0.14's libuv
+// adapter: a poll error (libuv's report of a connection reset) reaches hiredis as a read, so a
+// reset connection is lost like a closed one (redis_conn.cc).
 //
 // States: kIdle -> connect() -> kConnecting -> (AUTH, SELECT answered) -> kReady
 //         kConnecting | kReady -> (error, disconnect, drop()) -> kIdle

@@ -8,6 +8,8 @@ redis-server started here on a free port with AOF and `appendfsync always`.
   1..n (the cap holds across the takeover), re-sends only for what was in flight at the kill
   (counted), and the group's pending list ends empty;
 - Redis killed and restarted mid-run: nothing lost;
+- both connections reset (a RST, not an end of stream, as from a Redis killed with a command of
+  ours unread) mid-run: fanoutd notices, reconnects, nothing stays pending;
 - a tiny in-flight budget: the consumer never holds more than it, and everything arrives;
 - an organisation at its own budget (a black-holed receiver) is parked, not blocking: the
   next organisation's entries are delivered meanwhile;
@@ -17,6 +19,11 @@ redis-server started here on a free port with AOF and `appendfsync always`.
 """
 
 import os
+import queue
+import selectors
+import socket
+import struct
+import threading
 
 import harness
 import redis_server
@@ -39,7 +46,7 @@ def plan_index(event_id):
     return h % len(PLANS)
 
 
-def config(redis, consumer, takeover_ms=3000, max_in_flight=5000, base_ms=300, extra=""):
+def config(redis, consumer, takeover_ms=3000, max_in_flight=5000, base_ms=300, extra="", url=None):
     return f"""
 workers = 1
 drain_timeout_ms = 2000
@@ -50,7 +57,7 @@ base_ms = {base_ms}
 factor = 2
 jitter = 0
 [source.redis]
-url = "{redis.url}"
+url = "{url or redis.url}"
 consumer = "{consumer}"
 takeover_ms = {takeover_ms}
 max_in_flight = {max_in_flight}
@@ -62,6 +69,108 @@ def event(org, n, **kw):
     e = {"org_id": org, "type": "business_updated", "payload": {"n": n}}
     e.update(kw)
     return e
+
+
+class ResettingRelay:
+    """A TCP relay in front of Redis whose reset() ends every connection through it with a reset
+    (RST) on the client's side: what a client sees of a Redis killed while a command it sent was
+    still unread (or of a reset in the network), an error on the socket rather than an end of
+    stream. One thread polls and closes the sockets (a socket closed while another thread is
+    blocked on it would send nothing until that thread returned)."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.setblocking(False)
+        self.port = self._listener.getsockname()[1]
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self._listener, selectors.EVENT_READ)
+        self._sel.register(self._wake_r, selectors.EVENT_READ)
+        self._peer = {}  # socket -> the socket its bytes go to
+        self._clients = set()
+        self._orders, self._answers = queue.Queue(), queue.Queue()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def reset(self):
+        """Resets every connection open now; returns how many clients it had."""
+        return self._ask("reset")
+
+    def stop(self):
+        if self._thread.is_alive():
+            self._ask("stop")
+            self._thread.join(timeout=10)
+
+    def _ask(self, order):
+        self._orders.put(order)
+        self._wake_w.send(b"x")
+        return self._answers.get(timeout=30)
+
+    def _run(self):
+        while True:
+            for key, _ in self._sel.select():
+                s = key.fileobj
+                if s is self._listener:
+                    self._accept()
+                elif s is self._wake_r:
+                    self._wake_r.recv(64)
+                    order = self._orders.get()
+                    n = self._reset_all()
+                    if order == "stop":
+                        for x in (self._listener, self._wake_r, self._wake_w):
+                            x.close()
+                        self._answers.put(n)
+                        return
+                    self._answers.put(n)
+                elif s in self._peer:
+                    self._pump(s)
+
+    def _accept(self):
+        try:
+            client, _ = self._listener.accept()
+        except BlockingIOError:
+            return
+        client.setblocking(True)
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        self._peer[client], self._peer[upstream] = upstream, client
+        self._clients.add(client)
+        for s in (client, upstream):
+            self._sel.register(s, selectors.EVENT_READ)
+
+    def _pump(self, s):
+        try:
+            data = s.recv(65536)
+            if data:
+                self._peer[s].sendall(data)
+                return
+        except OSError:
+            pass
+        self._close(s)  # one side ended: the other one too
+
+    def _close(self, s, reset=False):
+        for x in (s, self._peer[s]):
+            self._sel.unregister(x)
+            self._peer.pop(x)
+            if reset and x in self._clients:
+                x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self._clients.discard(x)
+            x.close()
+
+    def _reset_all(self):
+        clients = list(self._clients)
+        for c in clients:
+            self._close(c, reset=True)
+        return len(clients)
 
 
 class RedisTest(FanoutdTestCase):
@@ -189,13 +298,43 @@ class RedisTest(FanoutdTestCase):
         wait_until(lambda: sink.count() >= 200, message="deliveries to start")
         self.redis.kill()
         self.redis.start(keep_port=True)
-        wait_until(lambda: daemon.metric("fanout_redis_connected") == 1,
-                   message="fanoutd to reconnect")
+        # Connected again, not still "connected" from before: the loss was seen (a Redis killed
+        # with a command of ours unread resets the connection: test_connections_reset_mid_run).
+        wait_until(lambda: daemon.metric("fanout_redis_reconnects_total") >= 1 and
+                   daemon.metric("fanout_redis_connected") == 1,
+                   message=lambda: f"fanoutd to notice the restart and reconnect (reconnects: "
+                                   f"{daemon.metric('fanout_redis_reconnects_total')})")
         self.redis.xadd_events(STREAM, [event(1, i) for i in range(n // 2, n)])
         ids = self.redis.entry_ids(STREAM)
         self.assertEqual(len(ids), n, "AOF with appendfsync always kept every entry")
         self.wait_settled(expected_read=n)
         self.assertGreaterEqual(daemon.metric("fanout_redis_reconnects_total"), 1)
+        daemon.stop()
+        sink.stop()
+        got = {r.header("x-partoo-event-id") for r in sink.requests()}
+        self.assertEqual(set(ids) - got, set(), "every entry delivered")
+
+    def test_connections_reset_mid_run(self):
+        # Reset rather than closed: the socket reports an error, not an end of stream, and
+        # fanoutd must take it for a lost connection all the same (a Redis killed with a command
+        # of ours unread resets both connections; see test_redis_restarted_mid_run).
+        relay = ResettingRelay(self.redis.port)
+        self.addCleanup(relay.stop)
+        sink = self.start_sink(args=["--quiet"])
+        data = self.data_dir()
+        daemon = self.start_daemon(data, config=config(self.redis, "one", url=relay.url))
+        self.webhook(daemon, data, 1, sink.url())
+        n = 2000
+        self.redis.xadd_events(STREAM, [event(1, i) for i in range(n // 2)])
+        wait_until(lambda: sink.count() >= 100, message="deliveries to start")
+        self.assertEqual(relay.reset(), 2, "the read and the command connections")
+        wait_until(lambda: daemon.metric("fanout_redis_reconnects_total") >= 1 and
+                   daemon.metric("fanout_redis_connected") == 1,
+                   message=lambda: f"fanoutd to notice the reset and reconnect (reconnects: "
+                                   f"{daemon.metric('fanout_redis_reconnects_total')})")
+        self.redis.xadd_events(STREAM, [event(1, i) for i in range(n // 2, n)])
+        ids = self.redis.entry_ids(STREAM)
+        self.wait_settled(expected_read=n)
         daemon.stop()
         sink.stop()
         got = {r.header("x-partoo-event-id") for r in sink.requests()}

@@ -131,6 +131,16 @@ constexpr const char* kWriterPragmas[] = {
     "PRAGMA mmap_size=268435456",
 };
 
+// A database made here has 16 KiB pages, SQLite's default being 4 KiB: a row (~700 bytes with a
+// 600-byte body) then shares its page with more, so the copy touches, writes and checkpoints
+// fewer pages and makes fewer pwrite() calls (two per WAL frame). Measured (70,000 events/s
+// steady through ingest, unsigned, 700,000 events, two pairs each): the indexer's CPU per event
+// 5.7-6.4 us with 4 KiB pages against 4.8-4.9 with 16 KiB; with 2,000 organisations 6.3 against
+// 5.2, and 4 KiB pages no longer kept up (61,000/s of 70,000 accepted, answer p99 72 ms, against
+// every event and 22 ms). 64 KiB pages were a little cheaper still (4.1-4.9 us) but each commit
+// rewrites the last page of every tree it touches: at low rates that is 64 KiB a page.
+constexpr int kPageSize = 16384;
+
 }  // namespace
 
 Journal::IdKey Journal::id_key(std::int64_t org_id, std::string_view event_id) noexcept {
@@ -164,12 +174,18 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
   std::unique_ptr<Journal> j(new Journal(options, catalogue));
   // NORMAL: the indexer's commits are not synced one by one (the log holds what they copy);
   // sync_database() makes them durable before a segment of the log goes.
-  auto db = sqlite::open_wal(file, "NORMAL", kMigrations, "fanout journal");
+  auto db = sqlite::open_wal(file, "NORMAL", kMigrations, "fanout journal", kPageSize);
   if (!db) return tl::unexpected("durability: " + db.error());
   j->db_ = *db;
   auto fail = [&file](std::string message) {
     return tl::unexpected("durability: " + file.string() + ": " + std::move(message));
   };
+  // An older database keeps its 4 KiB pages: the checkpoints' thresholds are in bytes.
+  auto page = sqlite::pragma(j->db_, "PRAGMA page_size");
+  if (!page) return fail(page.error());
+  int bytes = 0;
+  std::from_chars(page->data(), page->data() + page->size(), bytes);
+  j->page_size_ = std::max(512, bytes);
   // Free pages go back to the file system (bounded disk) when the writer asks for it.
   if (auto r = sqlite::pragma(j->db_, "PRAGMA auto_vacuum"); !r || *r != "2") {
     // auto_vacuum can only change before the first table exists, or with a VACUUM.

@@ -164,7 +164,7 @@ class Journal {
   // Makes every transaction committed so far durable (the database runs with
   // synchronous=NORMAL: one commit with FULL syncs the WAL, and so everything before it).
   [[nodiscard]] tl::expected<void, std::string> sync_database();
-  // The checkpointer thread (journal.cc, kCheckpointFrames) and the WAL hook that wakes it.
+  // The checkpointer thread (journal_index.cc, kCheckpointBytes) and the WAL hook that wakes it.
   void run_checkpoints();
   static int on_wal(void* self, sqlite3* db, const char* name, int frames);
   void push(const Record& r, std::string_view a = {}, std::string_view b = {},
@@ -212,6 +212,7 @@ class Journal {
   std::unique_ptr<Batch> index_batch_;    // the frames of the indexer's pass, gathered
   JournalLogCursor cursor_;               // after applied_ (indexer thread; open)
   sqlite3* checkpointer_db_ = nullptr;    // the checkpointer thread's connection
+  int page_size_ = 4096;                  // the database's (kPageSize when it was made here)
   std::thread checkpoint_thread_;
   std::mutex checkpoint_mu_;
   std::condition_variable checkpoint_wake_;

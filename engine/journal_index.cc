@@ -26,25 +26,26 @@ constexpr auto kIndexGather = std::chrono::milliseconds(50);
 constexpr auto kStopCopy = std::chrono::milliseconds(500);
 // A history read waits at most this long for the indexer to copy what came before it.
 constexpr auto kIndexWait = std::chrono::seconds(1);
-// WAL frames (4 KiB pages) after a commit: past the first, the checkpointer copies the WAL into
-// the database (PASSIVE: beside the indexer, never blocking it); past the second (it fell
-// behind, or never caught a moment with the whole WAL copied) the indexer itself restarts the
-// WAL, so it stays bounded. Small: each copy ends with a sync of the database file, and the
-// log's syncs wait behind it on the disk (engine/README.md, "Checkpoints, small and often").
-constexpr int kCheckpointFrames = 1024;
-constexpr int kWriterCheckpointFrames = 4 * kCheckpointFrames;
-// Frames left for the indexer's RESTART checkpoint to copy (between two of its commits).
-constexpr int kCheckpointTail = 128;
+// Bytes of WAL frames after a commit: past the first, the checkpointer copies the WAL into the
+// database (PASSIVE: beside the indexer, never blocking it); past the second (it fell behind, or
+// never caught a moment with the whole WAL copied) the indexer itself restarts the WAL, so it
+// stays bounded. Small: each copy ends with a sync of the database file, and the log's syncs
+// wait behind it on the disk (engine/README.md, "Checkpoints, small and often"). In frames, by
+// the database's page size (checkpoint_frames_, set at open).
+constexpr int kCheckpointBytes = 4 << 20;
+constexpr int kWriterCheckpointBytes = 4 * kCheckpointBytes;
+// Bytes left for the indexer's RESTART checkpoint to copy (between two of its commits).
+constexpr int kCheckpointTailBytes = 512 << 10;
 
 }  // namespace
 
 int Journal::on_wal(void* self, sqlite3* db, const char*, int frames) {
   auto* j = static_cast<Journal*>(self);
-  if (frames >= kWriterCheckpointFrames) {
+  if (frames >= kWriterCheckpointBytes / j->page_size_) {
     // SQLITE_BUSY (the checkpointer is at it) is fine: it will be tried again after the next
     // commit.
     (void)sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
-  } else if (frames >= kCheckpointFrames) {
+  } else if (frames >= kCheckpointBytes / j->page_size_) {
     {
       std::lock_guard lock(j->checkpoint_mu_);
       j->checkpoint_due_ = true;
@@ -73,7 +74,7 @@ void Journal::run_checkpoints() {
                                                &log, &copied);
       if (rc != SQLITE_OK) break;
       if (round == 0 && copied > 0) checkpoints_.fetch_add(1, std::memory_order_relaxed);
-      if (log - copied <= kCheckpointTail) {
+      if (log - copied <= kCheckpointTailBytes / page_size_) {
         restart_ready_.store(true, std::memory_order_release);
         break;
       }

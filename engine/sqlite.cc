@@ -93,7 +93,7 @@ tl::expected<std::string, std::string> switch_to_wal(sqlite3* db) {
 tl::expected<sqlite3*, std::string> open_wal(const std::filesystem::path& file,
                                              std::string_view synchronous,
                                              std::span<const char* const> migrations,
-                                             std::string_view program) {
+                                             std::string_view program, int page_size) {
   // Created readable by its owner only (SQLite gives the -wal and -shm files the database's
   // permissions). An existing file keeps its mode.
   const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -120,6 +120,12 @@ tl::expected<sqlite3*, std::string> open_wal(const std::filesystem::path& file,
   };
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  // Before the switch to WAL, which writes the file's first page: the size is fixed then.
+  if (page_size != 0) {
+    if (auto r = pragma(db, "PRAGMA page_size=" + std::to_string(page_size)); !r) {
+      return fail(std::move(r.error()));
+    }
+  }
   auto mode = switch_to_wal(db);
   if (!mode) return fail(std::move(mode.error()));
   if (*mode != "wal") return fail("could not switch to WAL mode (journal_mode is " + *mode + ")");

@@ -183,10 +183,13 @@ inline constexpr int kBusyTimeoutMs = 5000;
 
 // Opens (creating it with mode 0600 if missing) the database at `file`, with extended result
 // codes, the busy timeout and WAL mode, then applies `migrations`. `synchronous` is the
-// PRAGMA synchronous level ("NORMAL" or "FULL"). On error the handle is closed.
+// PRAGMA synchronous level ("NORMAL" or "FULL"). `page_size` (bytes, a power of two from 512
+// to 65536; 0: SQLite's default, 4096) applies to a database created here only: an existing
+// one keeps its pages (in WAL mode not even VACUUM changes them). On error the handle is closed.
 [[nodiscard]] tl::expected<sqlite3*, std::string> open_wal(const std::filesystem::path& file,
                                                            std::string_view synchronous,
                                                            std::span<const char* const> migrations,
-                                                           std::string_view program);
+                                                           std::string_view program,
+                                                           int page_size = 0);
 
 }  // namespace fanout::sqlite

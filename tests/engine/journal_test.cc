@@ -318,6 +318,21 @@ class JournalTest : public ::testing::Test {
     return j.accept(org, 1, id, R"({"type":"business_updated","payload":{}})", 5, check_id, 0, did);
   }
 
+  // Rows of ~2 KiB until the WAL is past kCheckpointBytes (4 MiB), then a checkpoint must copy
+  // it: Stats::checkpoints moves only when one copied frames.
+  void expect_a_checkpoint(Journal& j) {
+    const std::string body =
+        R"({"type":"business_updated","payload":{"text":")" + std::string(2000, 'c') + R"("}})";
+    std::int64_t last = 0;
+    for (int i = 0; i < 2500; ++i) {
+      last =
+          accept_ok(j, unfinished("ckpt-" + std::to_string(i), 1 + i % 7, type_name(0), body, 3));
+    }
+    ASSERT_TRUE(wait_durable(j, last));
+    ASSERT_TRUE(wait_until([&] { return j.stats().checkpoints > 0; }))
+        << "no checkpoint copied anything; frames indexed " << j.stats().indexed;
+  }
+
   // A restart on a copy: `db`, `wal` and the log segment `segment` (named `segment_name`)
   // written into a fresh `dir`, a journal opened there (it copies the log's whole frames into the
   // database), what it recovers, its durable_seq(), and which of `probes` (org, event id) it still
@@ -948,20 +963,46 @@ TEST_F(JournalTest, DiskStaysBoundedWithoutHistory) {
 // (journal_index.cc, kCheckpointFrames), not only by the indexer's restart of a WAL grown four
 // times as large. Until 2026-12-06 the checkpointer's connection had never read the file, did
 // not know it was in WAL mode, and each of its checkpoints did nothing.
+// The database's page size, read from its file.
+int page_size_of(const fs::path& file) {
+  sqlite3* db = nullptr;
+  int size = 0;
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      size = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close_v2(db);
+  return size;
+}
+
 TEST_F(JournalTest, TheCheckpointerCopiesTheWalIntoTheDatabase) {
   auto j = open(options());
   ASSERT_NE(j, nullptr);
+  EXPECT_EQ(page_size_of(dir_.path() / "journal" / "journal.db"), 16384) << "a new database";
   j->start();
-  const std::string body =
-      R"({"type":"business_updated","payload":{"text":")" + std::string(2000, 'c') + R"("}})";
-  std::int64_t last = 0;
-  // ~2 KiB a row: 2,500 of them are past kCheckpointFrames (4 MiB of pages) in the WAL.
-  for (int i = 0; i < 2500; ++i) {
-    last = accept_ok(*j, unfinished("ckpt-" + std::to_string(i), 1 + i % 7, type_name(0), body, 3));
-  }
-  ASSERT_TRUE(wait_durable(*j, last));
-  ASSERT_TRUE(wait_until([&] { return j->stats().checkpoints > 0; }))
-      << "no checkpoint copied anything; frames indexed " << j->stats().indexed;
+  expect_a_checkpoint(*j);
+}
+
+// A database made before pages of 16 KiB keeps its 4 KiB pages (in WAL mode nothing changes
+// them), and its checkpoints come at the same size in bytes (4 MiB: 1,024 frames, not 256).
+TEST_F(JournalTest, AnOlderDatabaseKeepsItsPagesAndIsCheckpointed) {
+  const fs::path dir = dir_.path() / "journal";
+  fs::create_directories(dir);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "journal.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close_v2(db);
+  auto j = open(options());
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(page_size_of(dir / "journal.db"), 4096);
+  j->start();
+  expect_a_checkpoint(*j);
 }
 
 // Under a load beyond what the workers deliver no core idles, and an indexer left in the

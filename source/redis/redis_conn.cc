@@ -35,36 +35,16 @@ void on_poll(uv_poll_t* handle, int status, int events) {
   if (p->ctx != nullptr && (ev & UV_WRITABLE) != 0) redisAsyncHandleWrite(p->ctx);
 }
 
-void poll_update(UvEvents* p) {
+// hiredis's add/del read/write hooks: the events it wants polled, `flag` on or off.
+template <int flag, bool on>
+void want(void* data) {
+  auto* p = static_cast<UvEvents*>(data);
+  p->events = on ? (p->events | flag) : (p->events & ~flag);
   if (p->events != 0) {
     uv_poll_start(&p->handle, p->events, on_poll);
   } else {
     uv_poll_stop(&p->handle);
   }
-}
-
-void add_read(void* data) {
-  auto* p = static_cast<UvEvents*>(data);
-  p->events |= UV_READABLE;
-  poll_update(p);
-}
-
-void del_read(void* data) {
-  auto* p = static_cast<UvEvents*>(data);
-  p->events &= ~UV_READABLE;
-  poll_update(p);
-}
-
-void add_write(void* data) {
-  auto* p = static_cast<UvEvents*>(data);
-  p->events |= UV_WRITABLE;
-  poll_update(p);
-}
-
-void del_write(void* data) {
-  auto* p = static_cast<UvEvents*>(data);
-  p->events &= ~UV_WRITABLE;
-  poll_update(p);
 }
 
 // hiredis is freeing the context (once per context): the handle goes with the loop's close.
@@ -85,10 +65,10 @@ bool attach(redisAsyncContext* ctx, uv_loop_s* loop) {
   p->ctx = ctx;
   p->handle.data = p;
   ctx->ev.data = p;
-  ctx->ev.addRead = add_read;
-  ctx->ev.delRead = del_read;
-  ctx->ev.addWrite = add_write;
-  ctx->ev.delWrite = del_write;
+  ctx->ev.addRead = want<UV_READABLE, true>;
+  ctx->ev.delRead = want<UV_READABLE, false>;
+  ctx->ev.addWrite = want<UV_WRITABLE, true>;
+  ctx->ev.delWrite = want<UV_WRITABLE, false>;
   ctx->ev.cleanup = cleanup;
   return true;
 }

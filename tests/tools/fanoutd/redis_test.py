@@ -10,6 +10,7 @@ redis-server started here on a free port with AOF and `appendfsync always`.
 - Redis killed and restarted mid-run: nothing lost;
 - both connections reset (a RST, not an end of stream, as from a Redis killed with a command of
   ours unread) mid-run: fanoutd notices, reconnects, nothing stays pending;
+- a refused connect ends the attempt at once, and the log names the refusal;
 - a tiny in-flight budget: the consumer never holds more than it, and everything arrives;
 - an organisation at its own budget (a black-holed receiver) is parked, not blocking: the
   next organisation's entries are delivered meanwhile;
@@ -20,6 +21,7 @@ redis-server started here on a free port with AOF and `appendfsync always`.
 
 import os
 import queue
+import re
 import selectors
 import socket
 import struct
@@ -329,6 +331,21 @@ class RedisTest(FanoutdTestCase):
         def reset():
             self.assertEqual(relay.reset(), 2, "the read and the command connections")
         self.run_through_a_loss(2000, 100, reset, "reset", url=relay.url)
+
+    def test_a_refused_connect_is_seen_at_once(self):
+        # A port bound here and never listened on: a connect to it is refused (a reset). The
+        # attempt ends on the refusal and names it, where hiredis 0.14's own libuv adapter left
+        # it to the connect timeout ("not connected within 5000 ms").
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        self.addCleanup(closed.close)
+        url = f"redis://127.0.0.1:{closed.getsockname()[1]}"
+        daemon = self.start_daemon(self.data_dir(), config=config(self.redis, "one", url=url))
+        retry = re.compile(r'msg="redis" message="([^"]*); connecting again')
+        wait_until(lambda: retry.search(daemon.stderr()), message="a failed connect logged")
+        self.assertRegex(retry.search(daemon.stderr()).group(1),
+                         r"^redis (read|command) connection: Connection refused$", daemon.logs())
+        self.assertEqual(daemon.metric("fanout_redis_connected"), 0)
 
     def test_tiny_budget_pauses_reading(self):
         sink = self.start_sink(args=["--plan", "slow:50:200", "--quiet"])

@@ -31,7 +31,7 @@ constexpr auto kIndexWait = std::chrono::seconds(1);
 // never caught a moment with the whole WAL copied) the indexer itself restarts the WAL, so it
 // stays bounded. Small: each copy ends with a sync of the database file, and the log's syncs
 // wait behind it on the disk (engine/README.md, "Checkpoints, small and often"). In frames, by
-// the database's page size (checkpoint_frames_, set at open).
+// the database's page size (page_size_, read at open).
 constexpr int kCheckpointBytes = 4 << 20;
 constexpr int kWriterCheckpointBytes = 4 * kCheckpointBytes;
 // Bytes left for the indexer's RESTART checkpoint to copy (between two of its commits).

@@ -9,6 +9,7 @@
 #include "engine/journal.h"
 #include "engine/journal_log.h"
 #include "engine/journal_rows.h"
+#include "engine/sqlite.h"
 
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -959,26 +960,22 @@ TEST_F(JournalTest, DiskStaysBoundedWithoutHistory) {
   EXPECT_EQ(reopened->durable_seq(), static_cast<std::uint64_t>(last));
 }
 
-// SQLite's WAL is copied into the database file by the checkpointer thread, a few MiB at a time
-// (journal_index.cc, kCheckpointFrames), not only by the indexer's restart of a WAL grown four
-// times as large. Until 2026-12-06 the checkpointer's connection had never read the file, did
-// not know it was in WAL mode, and each of its checkpoints did nothing.
-// The database's page size, read from its file.
+// The database's page size, read from its file (0 when it cannot be read).
 int page_size_of(const fs::path& file) {
   sqlite3* db = nullptr;
   int size = 0;
   if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, nullptr) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-      size = sqlite3_column_int(st, 0);
-    }
-    sqlite3_finalize(st);
+    if (auto page = sqlite::pragma(db, "PRAGMA page_size")) size = std::atoi(page->c_str());
   }
   sqlite3_close_v2(db);
   return size;
 }
 
+// SQLite's WAL is copied into the database file by the checkpointer thread, a few MiB at a time
+// (journal_index.cc, kCheckpointBytes), not only by the indexer's restart of a WAL grown four
+// times as large. Until 2026-12-06 the checkpointer's connection had never read the file, did
+// not know it was in WAL mode, and each of its checkpoints did nothing. A new database has
+// 16 KiB pages.
 TEST_F(JournalTest, TheCheckpointerCopiesTheWalIntoTheDatabase) {
   auto j = open(options());
   ASSERT_NE(j, nullptr);

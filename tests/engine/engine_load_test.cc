@@ -487,13 +487,23 @@ TEST(EngineConcurrencyTest, ProducersComingAndGoingAcrossStop) {
   std::vector<std::vector<std::string>> accepted_ids(kThreads);
   std::vector<int> producers_made(kThreads, 0);
   std::vector<int> other(kThreads, 0);
+  // stop() comes once every thread has made its second producer (one has come and gone), not
+  // after a count of outcomes alone: on two cores a thread can start late, and a stop that
+  // came before it made a second producer failed the test without a fault (one CI run).
+  std::mutex remade_mu;
+  std::condition_variable remade_cv;
+  int remade = 0;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       const auto k = static_cast<std::size_t>(t);
       for (int n = 0;; ++n) {
         Producer producer = engine->make_producer();
-        ++producers_made[k];
+        if (++producers_made[k] == 2) {
+          const std::lock_guard<std::mutex> lock(remade_mu);
+          ++remade;
+          remade_cv.notify_one();
+        }
         for (int i = 0; i < kEventsPerProducer; ++i) {
           const std::string id =
               "p" + std::to_string(t) + "-" + std::to_string(n) + "-" + std::to_string(i);
@@ -511,7 +521,13 @@ TEST(EngineConcurrencyTest, ProducersComingAndGoingAcrossStop) {
       }
     });
   }
-  const bool flowing = collector.wait_for(500);
+  bool flowing = collector.wait_for(500);
+  {
+    std::unique_lock<std::mutex> lock(remade_mu);
+    flowing = remade_cv.wait_for(lock, std::chrono::seconds(120), [&] {
+      return remade == kThreads;
+    }) && flowing;
+  }
   std::vector<Unfinished> left = engine->stop(std::chrono::milliseconds(0));
   for (auto& th : threads) th.join();
   ASSERT_TRUE(flowing);

@@ -455,10 +455,9 @@ tl::expected<std::vector<routing::Subscription>, StoreError> Store::create(
   std::vector<store_detail::ChangedKey> changed;
   changed.reserve(items.size());
   for (const auto& s : items) changed.push_back({s.org_id, catalogue_.name(s.event_type)});
-  if (auto noted = store_detail::note_changes(db_, writer_, changed); !noted) {
-    return store_error(std::move(noted.error()));
+  if (auto committed = commit_changes(*tx, changed); !committed) {
+    return store_error(std::move(committed.error()));
   }
-  if (auto committed = tx->commit(); !committed) return store_error(std::move(committed.error()));
   return items;
 }
 
@@ -496,10 +495,9 @@ tl::expected<routing::Subscription, StoreError> Store::update(const routing::Sub
   if (!*stored) return store_error(what + ": the row vanished inside its transaction");
   const store_detail::ChangedKey changed[] = {
       {(*stored)->org_id, catalogue_.name((*stored)->event_type)}};
-  if (auto noted = store_detail::note_changes(db_, writer_, changed); !noted) {
-    return store_error(std::move(noted.error()));
+  if (auto committed = commit_changes(*tx, changed); !committed) {
+    return store_error(std::move(committed.error()));
   }
-  if (auto committed = tx->commit(); !committed) return store_error(std::move(committed.error()));
   return std::move(**stored);
 }
 
@@ -530,10 +528,9 @@ tl::expected<void, StoreError> Store::remove(std::int64_t id) {
     if (auto done = stmt->run(); !done) return store_error(std::move(done.error()));
   }
   const store_detail::ChangedKey changed[] = {{org_id, type}};
-  if (auto noted = store_detail::note_changes(db_, writer_, changed); !noted) {
-    return store_error(std::move(noted.error()));
+  if (auto committed = commit_changes(*tx, changed); !committed) {
+    return store_error(std::move(committed.error()));
   }
-  if (auto committed = tx->commit(); !committed) return store_error(std::move(committed.error()));
   return {};
 }
 

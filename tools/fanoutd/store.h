@@ -27,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,7 +40,15 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
+namespace fanout::sqlite {
+class Transaction;
+}  // namespace fanout::sqlite
+
 namespace fanout::daemon {
+
+namespace store_detail {
+struct ChangedKey;  // store_internal.h
+}  // namespace store_detail
 
 enum class Role : std::uint8_t {
   kOrgAdmin,  // "ORG_ADMIN": one organisation
@@ -180,6 +189,11 @@ class Store {
   };
   // What other writers changed after log position `since`, in one read transaction.
   [[nodiscard]] tl::expected<Changes, std::string> changes_since(std::int64_t since);
+  // The newest change-log seq that this Store committed (0: none yet). When data_version() has
+  // not moved since a reader's last changes_since(), every row after that read's seq up to this
+  // one is this Store's own, so the reader may move its position here (SubscriptionSync does):
+  // its own changes then never push it out of the log.
+  [[nodiscard]] std::int64_t own_changes_seq() const noexcept { return own_seq_; }
 
   // --- pending deliveries ---
   // Appends all in one transaction.
@@ -206,10 +220,15 @@ class Store {
 
  private:
   Store(sqlite3* db, const routing::EventCatalogue& catalogue, std::int64_t writer) noexcept;
+  // Logs the pairs a write transaction changed (store_detail::note_changes), commits it, and
+  // then records the log's position in own_seq_.
+  [[nodiscard]] tl::expected<void, std::string> commit_changes(
+      sqlite::Transaction& tx, std::span<const store_detail::ChangedKey> keys);
   sqlite3* db_;
   const routing::EventCatalogue& catalogue_;
   std::int64_t writer_;                        // random, tags this Store's subscription_changes
   sqlite3_stmt* data_version_stmt_ = nullptr;  // prepared on first use
+  std::int64_t own_seq_ = 0;                   // own_changes_seq()
 };
 
 // Microseconds since the Unix epoch, now (system clock).

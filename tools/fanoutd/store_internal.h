@@ -48,9 +48,10 @@ struct ChangedKey {
 
 // Appends one subscription_changes row per key, tagged `writer`, then forgets the rows older
 // than the newest Store::kChangesKept (store_shared.cc). Call inside the write transaction that
-// made the changes, before its commit.
-[[nodiscard]] tl::expected<void, std::string> note_changes(sqlite3* db, std::int64_t writer,
-                                                           std::span<const ChangedKey> keys);
+// made the changes, before its commit (Store::commit_changes does both). Returns the seq of the
+// last row appended (0 when `keys` is empty).
+[[nodiscard]] tl::expected<std::int64_t, std::string> note_changes(
+    sqlite3* db, std::int64_t writer, std::span<const ChangedKey> keys);
 
 // The newest subscription_changes seq (0 when the log is empty).
 [[nodiscard]] tl::expected<std::int64_t, std::string> newest_change(sqlite3* db);

@@ -12,6 +12,7 @@
 // `since + 1` means rows were trimmed before the reader saw them, and it must reload all.
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -29,9 +30,9 @@ using sqlite::Transaction;
 
 namespace store_detail {
 
-tl::expected<void, std::string> note_changes(sqlite3* db, std::int64_t writer,
-                                             std::span<const ChangedKey> keys) {
-  if (keys.empty()) return {};
+tl::expected<std::int64_t, std::string> note_changes(sqlite3* db, std::int64_t writer,
+                                                     std::span<const ChangedKey> keys) {
+  if (keys.empty()) return 0;
   auto insert = Statement::prepare(
       db, "INSERT INTO subscription_changes (writer, org_id, event_type) VALUES (?1, ?2, ?3)",
       "logging a subscription change");
@@ -41,13 +42,15 @@ tl::expected<void, std::string> note_changes(sqlite3* db, std::int64_t writer,
     insert->bind(1, writer);
     insert->bind(2, k.org_id);
     insert->bind_text(3, k.event_type);
-    if (auto done = insert->run(); !done) return done;
+    if (auto done = insert->run(); !done) return tl::unexpected(std::move(done.error()));
   }
   auto trim = Statement::prepare(db, "DELETE FROM subscription_changes WHERE seq <= ?1",
                                  "trimming the subscription change log");
   if (!trim) return tl::unexpected(std::move(trim.error()));
-  trim->bind(1, sqlite3_last_insert_rowid(db) - Store::kChangesKept);
-  return trim->run();
+  const std::int64_t last = sqlite3_last_insert_rowid(db);
+  trim->bind(1, last - Store::kChangesKept);
+  if (auto done = trim->run(); !done) return tl::unexpected(std::move(done.error()));
+  return last;
 }
 
 tl::expected<std::int64_t, std::string> newest_change(sqlite3* db) {
@@ -125,6 +128,15 @@ tl::expected<void, std::string> read_pair(sqlite3* db, const routing::EventCatal
 }
 
 }  // namespace
+
+tl::expected<void, std::string> Store::commit_changes(
+    Transaction& tx, std::span<const store_detail::ChangedKey> keys) {
+  auto last = store_detail::note_changes(db_, writer_, keys);
+  if (!last) return tl::unexpected(std::move(last.error()));
+  if (auto committed = tx.commit(); !committed) return committed;
+  own_seq_ = std::max(own_seq_, *last);
+  return {};
+}
 
 tl::expected<std::int64_t, std::string> Store::data_version() {
   if (data_version_stmt_ == nullptr &&

@@ -39,10 +39,9 @@ tl::expected<routing::Subscription, StoreError> Store::rotate_secret(std::int64_
   if (!*stored) return fail(what + ": the row vanished inside its transaction");
   const store_detail::ChangedKey changed[] = {
       {(*stored)->org_id, catalogue_.name((*stored)->event_type)}};
-  if (auto noted = store_detail::note_changes(db_, writer_, changed); !noted) {
-    return fail(std::move(noted.error()));
+  if (auto committed = commit_changes(*tx, changed); !committed) {
+    return fail(std::move(committed.error()));
   }
-  if (auto committed = tx->commit(); !committed) return fail(std::move(committed.error()));
   return std::move(**stored);
 }
 

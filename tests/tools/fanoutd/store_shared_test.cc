@@ -137,6 +137,37 @@ TEST_F(StoreSharedTest, OwnChangesAreLeftOutButMoveThePosition) {
   EXPECT_EQ(c.upserts[0].url, "https://own.example/");
 }
 
+// own_changes_seq() is the newest log row this Store committed: it follows its creates,
+// updates, deletes and secret rotations, not another Store's, and a write that fails (so rolls
+// back) leaves it where it was.
+TEST_F(StoreSharedTest, OwnChangesSeqFollowsThisStoresCommitsOnly) {
+  auto a = open_store();
+  auto b = open_store();
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->own_changes_seq(), 0);
+  auto made = a->create({sub(1, "business_created", "https://a.example/"),
+                         sub(1, "business_updated", "https://a.example/")},
+                        1);
+  ASSERT_TRUE(made.has_value());
+  EXPECT_EQ(a->own_changes_seq(), 2);
+  ASSERT_TRUE(b->create({sub(2, "lead_received", "https://b.example/")}, 2).has_value());
+  EXPECT_EQ(b->own_changes_seq(), 3);
+  EXPECT_EQ(a->own_changes_seq(), 2);
+  routing::Subscription changed = made->at(0);
+  changed.url = "https://a2.example/";
+  ASSERT_TRUE(a->update(changed, 3).has_value());
+  EXPECT_EQ(a->own_changes_seq(), 4);
+  ASSERT_TRUE(a->rotate_secret(made->at(0).id, std::string(32, 'k')).has_value());
+  EXPECT_EQ(a->own_changes_seq(), 5);
+  ASSERT_TRUE(a->remove(made->at(1).id).has_value());
+  EXPECT_EQ(a->own_changes_seq(), 6);
+  EXPECT_FALSE(a->remove(made->at(1).id).has_value()) << "already deleted";
+  changed.id = 999;
+  EXPECT_FALSE(a->update(changed, 5).has_value()) << "no such subscription";
+  EXPECT_EQ(a->own_changes_seq(), 6);
+  EXPECT_EQ(changes(*b, 0).seq, 6);
+}
+
 // A pair deleted and created again (a new id) elsewhere reads as the new subscription, not as
 // a removal: the order of the changes does not matter.
 TEST_F(StoreSharedTest, PairRecreatedReadsAsItsNewSubscription) {

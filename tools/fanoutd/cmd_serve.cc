@@ -542,6 +542,7 @@ int cmd_serve(std::span<char*> args) {
   }
   // Loads the routing table, then (once serving) follows changes other instances make.
   SubscriptionSync sync(**store, **engine);
+  metrics.set_sync(&sync);
   auto subs = sync.load_all();
   if (!subs) {
     std::fprintf(stderr, "fanoutd: loading subscriptions: %s\n", subs.error().c_str());

@@ -14,6 +14,8 @@
 #include <string>
 #include <system_error>
 
+#include "tools/fanoutd/sync.h"
+
 namespace fanout::daemon {
 namespace {
 
@@ -271,6 +273,18 @@ std::string Metrics::render(const EngineStats& stats, std::uint64_t subscription
                   "Times an API connection stopped being read: its unread answers passed "
                   "api.max_unsent_output_bytes.");
     append_sample(out, "fanout_api_read_pauses_total", "", "", server_->read_pauses());
+  }
+  if (sync_ != nullptr) {
+    append_header(out, "fanout_subscription_sync_polls_total", "counter",
+                  "Polls of the store for changes made by other processes.");
+    append_sample(out, "fanout_subscription_sync_polls_total", "", "", sync_->stats().polls);
+    append_header(out, "fanout_subscription_sync_reads_total", "counter",
+                  "Change-log reads: another process had committed to the store.");
+    append_sample(out, "fanout_subscription_sync_reads_total", "", "", sync_->stats().reads);
+    append_header(out, "fanout_subscription_sync_reloads_total", "counter",
+                  "Whole routing-table reloads: the change log no longer reached back to this "
+                  "instance's position.");
+    append_sample(out, "fanout_subscription_sync_reloads_total", "", "", sync_->stats().reloads);
   }
   if (redis_ != nullptr) render_redis(out, redis_->stats());
   return out;

@@ -22,6 +22,8 @@
 
 namespace fanout::daemon {
 
+class SubscriptionSync;  // sync.h
+
 class Metrics {
  public:
   // Upper bounds of the delivery latency histogram, in seconds (publish to final outcome; the
@@ -47,6 +49,9 @@ class Metrics {
   // The Redis source whose counters render() adds (fanout_redis_*); null: none. Set before the
   // server starts; the source's stats() may be read from any thread.
   void set_redis(const source::RedisSource* source) noexcept { redis_ = source; }
+  // The subscription sync whose counters render() adds (fanout_subscription_sync_*); loop
+  // thread only, like render().
+  void set_sync(const SubscriptionSync* sync) noexcept { sync_ = sync; }
   // The API server whose connection counters render() adds (fanout_api_connections*); loop
   // thread only, like render().
   void set_server(const transport::HttpServer* server) noexcept { server_ = server; }
@@ -65,6 +70,7 @@ class Metrics {
   std::atomic<std::uint64_t> dropped_at_resume_{0};
   const source::RedisSource* redis_ = nullptr;
   const transport::HttpServer* server_ = nullptr;
+  const SubscriptionSync* sync_ = nullptr;
   // (method, route, status); transparent, so a lookup by string_views allocates nothing. Both
   // sides are compared as string_views: std::less<> across tuple<string...> and
   // tuple<string_view...> needs tuple's mixed operator<=>, which clang 14 does not resolve in

@@ -1,6 +1,7 @@
 // SubscriptionSync (sync.h).
 #include "tools/fanoutd/sync.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -55,7 +56,13 @@ bool SubscriptionSync::poll() {
     failed("reading data_version", version.error());
     return false;
   }
-  if (*version == version_ && !failing_) return true;
+  if (*version == version_ && !failing_) {
+    // Nobody else committed since the last read: the log's rows after seq_ are this instance's
+    // own, applied when made. Moving past them keeps them from pushing seq_ out of the log
+    // (kChangesKept), which would cost a full reload at the next change from elsewhere.
+    seq_ = std::max(seq_, store_.own_changes_seq());
+    return true;
+  }
   ++stats_.reads;
   auto changes = store_.changes_since(seq_);
   if (!changes) {

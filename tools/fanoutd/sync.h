@@ -19,6 +19,13 @@
 // not the change. data_version is read before the log, so a commit that lands between the two
 // reads moves it again and is picked up at the next poll: nothing is missed.
 //
+// This instance's own commits do not move data_version, so a poll that finds it unchanged also
+// moves the position past them (Store::own_changes_seq(): every row after the position is then
+// this Store's). Without that, an instance whose API made more than kChangesKept changes found
+// itself out of the log at the next change from elsewhere (a `fanoutd apikey create` is one) and
+// reloaded every subscription: at a million, a second routing table built beside the first and
+// ~300 MB left free but held by the allocator (bench/README.md, "A million subscriptions").
+//
 // Errors (the database unreadable for a while) are logged once and retried every poll; the
 // position moves only when a read succeeded.
 //

@@ -182,6 +182,65 @@ class PropagationTest(SharedDirCase):
                        message=f"instance {d.port}: fanout_subscriptions == {len(stored)}")
 
 
+class OwnChangesTest(SharedDirCase):
+
+    def test_own_changes_past_the_log_then_a_commit_elsewhere_reload_nothing(self):
+        """One instance makes more subscription changes than the change log keeps (10,000),
+        then another process commits (`fanoutd apikey create`): the instance reads the log and
+        reloads nothing (before, its position had fallen out of the log behind its own changes,
+        and it rebuilt the whole routing table); every subscription still routes. A change
+        made elsewhere after that still reaches it."""
+        extra = [f"own_type_{i}" for i in range(94)]  # 100 types with Partoo's six
+        types = list(harness.PARTOO_TYPES) + extra
+        config = "event_types = [" + ", ".join(f'"{t}"' for t in extra) + "]\n" + NO_RATE_LIMIT
+        data = self.data_dir()
+        a = self.instance(data, "a", config=config)
+        orgs = list(range(1, 102))  # 101 x 100 = 10,100 subscriptions: past the log's 10,000
+        provider = apikey(data, "PROVIDER", orgs=orgs)
+        ingest = apikey(data, "INGEST")
+        sink = self.start_sink()
+
+        def two_polls():
+            # One of them ran wholly after what came before the call: every commit made
+            # before it has been seen, and the instance's position is where that poll left it.
+            polls = a.metric("fanout_subscription_sync_polls_total")
+            wait_until(lambda: a.metric("fanout_subscription_sync_polls_total") >= polls + 2,
+                       message="two subscription-sync polls")
+
+        # The keys' commits read first, so that the instance's position is before every change
+        # below (a read in the middle of them would move it there).
+        two_polls()
+        session = a.session()
+        for org in orgs:
+            r = session.http("POST", f"/v2/webhooks?org_id={org}", provider,
+                             {"items": [{"url": sink.url(f"/{org}"), "event_type": t}
+                                        for t in types]})
+            self.assertStatus(r, 200)
+        session.close()
+        total = len(orgs) * len(types)
+        self.assertEqual(a.metric("fanout_subscriptions"), total)
+        # A poll after the last write finds data_version unmoved and passes the own changes.
+        two_polls()
+        reads = a.metric("fanout_subscription_sync_reads_total")
+        apikey(data, "ORG_ADMIN", org=1)  # a commit by another process
+        wait_until(lambda: a.metric("fanout_subscription_sync_reads_total") > reads,
+                   message="the instance to read the change log after another process's commit")
+        self.assertEqual(a.metric("fanout_subscription_sync_reloads_total"), 0)
+        self.assertEqual(a.metric("fanout_subscriptions"), total)
+        items = self.publish(a, ingest, event(types[0], "own-first", org=orgs[0]),
+                             event(types[-1], "own-last", org=orgs[-1]))
+        self.assertEqual([i["status"] for i in items], ["accepted", "accepted"])
+        # A change through another instance is still applied from the log, not by a reload.
+        b = self.instance(data, "b", config=config)
+        admin = apikey(data, "ORG_ADMIN", org=500)
+        r = b.http("POST", "/v2/webhooks?org_id=500", admin,
+                   {"items": [{"url": sink.url("/500"), "event_type": types[0]}]})
+        self.assertStatus(r, 200)
+        wait_until(lambda: a.metric("fanout_subscriptions") == total + 1,
+                   message=f"instance a: fanout_subscriptions == {total + 1}")
+        self.assertEqual(a.metric("fanout_subscription_sync_reloads_total"), 0)
+
+
 class JournalLockTest(SharedDirCase):
 
     def serve_fails(self, data, journal=None):

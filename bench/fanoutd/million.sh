@@ -19,6 +19,7 @@
 # Usage: bash bench/fanoutd/million.sh [--events N] [--smoke] [--out DIR] [--build-dir D]
 #        [--no-durable]  (fanoutd without its journal)
 #        [--rate R]      (ingest at R events/s instead of as fast as fanoutd accepts)
+#        [--payload B]   (one payload size, B bytes, instead of both)
 #        (defaults: 1,000,000 events and subscriptions, build/bench; --smoke: 12,000)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,10 +29,12 @@ source bench/lib.sh
 args=()
 DURABLE_ARGS=()
 RATE_ARGS=()
+PAYLOADS=(564 64)  # a 602-byte delivery body (fanout-load's default), and ~100 bytes
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --no-durable) DURABLE_ARGS=(--no-durable); shift ;;
     --rate) RATE_ARGS=(--rate "$2"); shift 2 ;;
+    --payload) PAYLOADS=("$2"); shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -146,7 +149,7 @@ EOF
 
 log "million: $N subscriptions and events, load $(loadavg)"
 : >"$TMP/runs.jsonl"
-for payload in 564 64; do  # a 602-byte delivery body (fanout-load's default), and ~100 bytes
+for payload in "${PAYLOADS[@]}"; do
   run "$payload" >"$TMP/line.json"
   tee -a "$TMP/runs.jsonl" <"$TMP/line.json" >&2
 done

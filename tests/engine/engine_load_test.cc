@@ -264,9 +264,16 @@ TEST(EngineConcurrencyTest, PublishersOnFourThreadsWhileRoutesChange) {
             engine->upsert(version_a[i]);
         }
         route_changes.fetch_add(1);
+        route_changes.notify_all();
       }
     }
   });
+  // The publishers start once the router made a whole round, so that routes change while
+  // events flow (a router first scheduled after the publishers were done changed nothing).
+  for (std::uint64_t seen = route_changes.load(); seen < std::uint64_t{kOrgs};
+       seen = route_changes.load()) {
+    route_changes.wait(seen);
+  }
 
   std::vector<Producer> producers;
   for (int t = 0; t < kPublishers; ++t) producers.push_back(engine->make_producer());

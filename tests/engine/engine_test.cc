@@ -440,6 +440,9 @@ TEST_F(EngineTest, BlackHoleTimesOutAndIsRetriedUntilExhausted) {
   EXPECT_EQ(out[0].last_status, 0);
   EXPECT_EQ(out[0].last_failure, "response timeout");
   EXPECT_EQ(out[0].last_response_us, 0u) << "no answer, no round trip";
+  // The sixth attempt times out 50 ms after it is sent, which can be before the receiver's
+  // thread has taken it in: wait for it rather than read the count at once.
+  ASSERT_TRUE(rx.wait_for(6));
   const auto got = rx.received();
   ASSERT_EQ(got.size(), 6u) << "each timed-out attempt reached the receiver";
   for (std::size_t i = 0; i < got.size(); ++i) {

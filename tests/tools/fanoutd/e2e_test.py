@@ -205,6 +205,10 @@ class DeliveryTest(E2ECase):
                                  self.tmp)
         self.assertFalse(ok, "the verification itself must be able to fail")
 
+        # The latency histogram is recorded by the outcome's observer, after the outcome
+        # counters the waits above read.
+        wait_until(lambda: d.metric("fanout_delivery_latency_seconds_count") == 4,
+                   message="four latencies recorded")
         m = d.metrics()
         self.assertEqual(m.value("fanout_events_published_total"), 4)
         for reason in ("invalid_json", "unknown_type", "missing_org_id", "no_subscription"):

@@ -27,6 +27,7 @@
 #include "tools/fanoutd/api.h"
 #include "tools/fanoutd/config.h"
 #include "tools/fanoutd/dir_lock.h"
+#include "tools/fanoutd/heap_trim.h"
 #include "tools/fanoutd/limits.h"
 #include "tools/fanoutd/log.h"
 #include "tools/fanoutd/metrics.h"
@@ -413,7 +414,7 @@ void abandon_start(Daemon& d, Metrics& metrics, Engine& engine) {
 // Serving: signals, the journal's and the engine's wake-ups, the sync with other instances; the
 // loop runs until the stop sequence (Daemon) has closed everything.
 void serve(const Config& config, Daemon& d, CommitBell& bell, SubscriptionSync& sync,
-           Engine& engine, std::size_t loaded) {
+           HeapTrim& heap_trim, Engine& engine, std::size_t loaded) {
   uv_signal_init(&d.loop, &d.sigterm);
   uv_signal_init(&d.loop, &d.sigint);
   uv_timer_init(&d.loop, &d.deadline);
@@ -436,6 +437,8 @@ void serve(const Config& config, Daemon& d, CommitBell& bell, SubscriptionSync& 
   // Changes made through other instances on this data directory (sync.h). It polls until the
   // stop closes the loop's timers: deliveries still draining follow those changes too.
   sync.start(*d.timers, d.api.get());
+  // Free heap back to the system once a backlog drained (heap_trim.h).
+  heap_trim.start(*d.timers);
 
   const std::string shown = config.listen_host.find(':') != std::string::npos
                                 ? "[" + config.listen_host + "]"
@@ -543,6 +546,8 @@ int cmd_serve(std::span<char*> args) {
   // Loads the routing table, then (once serving) follows changes other instances make.
   SubscriptionSync sync(**store, **engine);
   metrics.set_sync(&sync);
+  HeapTrim heap_trim(**engine, config.heap_trim_backlog);
+  metrics.set_heap_trim(&heap_trim);
   auto subs = sync.load_all();
   if (!subs) {
     std::fprintf(stderr, "fanoutd: loading subscriptions: %s\n", subs.error().c_str());
@@ -566,7 +571,7 @@ int cmd_serve(std::span<char*> args) {
     abandon_start(d, metrics, **engine);
     return rc;
   }
-  serve(config, d, bell, sync, **engine, loaded);
+  serve(config, d, bell, sync, heap_trim, **engine, loaded);
   return finish_serving(config, d, **store, **engine, metrics, observer);
 }
 

@@ -34,8 +34,11 @@ struct Config {
   std::filesystem::path data_dir = "fanoutd-data";  // data (--data)
   std::string tls_cert;  // tls_cert (--tls-cert): PEM chain; with tls_key serves HTTPS
   std::string tls_key;   // tls_key (--tls-key)
-  LogLevel log_level = LogLevel::kInfo;                 // log_level (--log-level)
-  std::uint32_t drain_timeout_ms = 10'000;              // drain_timeout_ms (--drain-timeout-ms)
+  LogLevel log_level = LogLevel::kInfo;     // log_level (--log-level)
+  std::uint32_t drain_timeout_ms = 10'000;  // drain_timeout_ms (--drain-timeout-ms)
+  // heap_trim_backlog: the backlog whose drain gives free heap back to the system
+  // (heap_trim.h); 0: never.
+  std::uint64_t heap_trim_backlog = 16'384;
   std::uint32_t api_rate_limit_per_minute = 300;        // api.rate_limit_per_minute
   std::uint32_t api_tryout_rate_limit_per_minute = 10;  // api.tryout_rate_limit_per_minute
   std::uint32_t api_failed_auth_per_minute = 60;        // api.failed_auth_per_minute (per IP)

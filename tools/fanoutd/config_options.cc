@@ -46,6 +46,8 @@ constexpr Option kOptions[] = {
     {"log_level", "--log-level", LogLevelKind{}},
     {"drain_timeout_ms", "--drain-timeout-ms",
      IntKind{0, 3'600'000, [](Config& c, std::int64_t v) { assign(c.drain_timeout_ms, v); }}},
+    {"heap_trim_backlog", "",
+     IntKind{0, 1'000'000'000, [](Config& c, std::int64_t v) { assign(c.heap_trim_backlog, v); }}},
     {"workers", "--workers",
      IntKind{0, 1024, [](Config& c, std::int64_t v) { assign(c.engine.workers, v); }}},
     {"max_in_flight", "",

@@ -14,6 +14,7 @@
 #include <string>
 #include <system_error>
 
+#include "tools/fanoutd/heap_trim.h"
 #include "tools/fanoutd/sync.h"
 
 namespace fanout::daemon {
@@ -285,6 +286,16 @@ std::string Metrics::render(const EngineStats& stats, std::uint64_t subscription
                   "Whole routing-table reloads: the change log no longer reached back to this "
                   "instance's position.");
     append_sample(out, "fanout_subscription_sync_reloads_total", "", "", sync_->stats().reloads);
+  }
+  if (heap_trim_ != nullptr) {
+    append_header(out, "fanout_heap_trims_total", "counter",
+                  "Free heap given back to the system after a backlog drained "
+                  "(heap_trim_backlog).");
+    append_sample(out, "fanout_heap_trims_total", "", "", heap_trim_->stats().trims);
+    append_header(out, "fanout_heap_trim_released_bytes_total", "counter",
+                  "Resident memory those trims gave back.");
+    append_sample(out, "fanout_heap_trim_released_bytes_total", "", "",
+                  heap_trim_->stats().released_bytes);
   }
   if (redis_ != nullptr) render_redis(out, redis_->stats());
   return out;

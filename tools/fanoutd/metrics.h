@@ -22,6 +22,7 @@
 
 namespace fanout::daemon {
 
+class HeapTrim;          // heap_trim.h
 class SubscriptionSync;  // sync.h
 
 class Metrics {
@@ -52,6 +53,8 @@ class Metrics {
   // The subscription sync whose counters render() adds (fanout_subscription_sync_*); loop
   // thread only, like render().
   void set_sync(const SubscriptionSync* sync) noexcept { sync_ = sync; }
+  // The heap trimmer whose counters render() adds (fanout_heap_trim*); loop thread only.
+  void set_heap_trim(const HeapTrim* trim) noexcept { heap_trim_ = trim; }
   // The API server whose connection counters render() adds (fanout_api_connections*); loop
   // thread only, like render().
   void set_server(const transport::HttpServer* server) noexcept { server_ = server; }
@@ -71,6 +74,7 @@ class Metrics {
   const source::RedisSource* redis_ = nullptr;
   const transport::HttpServer* server_ = nullptr;
   const SubscriptionSync* sync_ = nullptr;
+  const HeapTrim* heap_trim_ = nullptr;
   // (method, route, status); transparent, so a lookup by string_views allocates nothing. Both
   // sides are compared as string_views: std::less<> across tuple<string...> and
   // tuple<string_view...> needs tuple's mixed operator<=>, which clang 14 does not resolve in

@@ -139,6 +139,45 @@ class LimitsTest(FanoutdTestCase):
         self.assertEqual(ok.count(), 100)
         d.stop()
 
+    def test_heap_is_trimmed_once_after_a_backlog_drains(self):
+        """300 deliveries held at a black hole (heap_trim_backlog = 200): no trim while they are
+        held; once their attempts time out and they wait for an hour's backoff, one trim, said
+        in the log with the peak it followed; and no second one while nothing else happens."""
+        hole = self.start_sink(args=["--blackhole", "--quiet"])
+        data = self.data_dir()
+        d = self.start_daemon(data, config="heap_trim_backlog = 200\n"
+                                           "[timeouts]\nresponse_ms = 1500\n"
+                                           "[retry]\nbase_ms = 3600000\njitter = 0\n")
+        admin = apikey(data, "ORG_ADMIN", org=1)
+        r = d.http("POST", "/v2/webhooks", key=admin,
+                   body={"items": [{"url": hole.url(), "event_type": "business_updated"}]})
+        self.assertEqual(r.status, 200, r.describe())
+        ingest = apikey(data, "INGEST", orgs=[1])
+        body = "\n".join(json.dumps(event(1, n)) for n in range(300)) + "\n"
+        r = d.http("POST", "/v2/events", key=ingest, body=body.encode(),
+                   content_type="application/x-ndjson")
+        self.assertEqual(r.status, 202, r.describe())
+        self.assertEqual([i["status"] for i in r.body["items"]], ["accepted"] * 300)
+        m = d.metrics()
+        if m.value("fanout_waiting_retries") == 0:  # all 300 still held at the black hole
+            self.assertEqual(m.value("fanout_in_flight"), 300)
+            self.assertEqual(m.value("fanout_heap_trims_total"), 0, "trimmed while held")
+        wait_until(lambda: d.metric("fanout_waiting_retries") == 300,
+                   message="the 300 attempts to time out and wait")
+        wait_until(lambda: d.metric("fanout_heap_trims_total") >= 1,
+                   message="a trim once the backlog drained")
+        self.assertIn("heap trimmed after a backlog drained", d.stderr())
+        self.assertIn("peak_held=300", d.stderr())
+        # Nothing held and no new peak: no second trim at the next samples. The sync's polls
+        # (every 200 ms, on the same timer wheel) are the clock: 11 of them span a second
+        # sample at least.
+        polls = d.metric("fanout_subscription_sync_polls_total")
+        wait_until(lambda: d.metric("fanout_subscription_sync_polls_total") >= polls + 11,
+                   message="eleven subscription-sync polls")
+        self.assertEqual(d.metric("fanout_heap_trims_total"), 1)
+        d.stop()
+        self.assertEqual(d.stderr().count("heap trimmed after a backlog drained"), 1)
+
     def test_wrong_key_is_refused_before_the_body(self):
         data = self.data_dir()
         d = self.start_daemon(data)

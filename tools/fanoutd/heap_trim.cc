@@ -1,0 +1,83 @@
+// HeapTrim (heap_trim.h).
+#include "tools/fanoutd/heap_trim.h"
+
+#include <fcntl.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <string>
+
+#include "tools/fanoutd/log.h"
+
+namespace fanout::daemon {
+
+namespace {
+
+// Resident bytes of this process (/proc/self/statm, its second field in pages); 0 when
+// unreadable.
+std::uint64_t resident_bytes() noexcept {
+  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  const ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  if (n <= 0) return 0;
+  const char* end = buf + n;
+  const char* p = std::find(static_cast<const char*>(buf), end, ' ');
+  if (p == end) return 0;
+  std::uint64_t pages = 0;
+  if (std::from_chars(p + 1, end, pages).ec != std::errc()) return 0;
+  const long page = ::sysconf(_SC_PAGESIZE);
+  return page > 0 ? pages * static_cast<std::uint64_t>(page) : 0;
+}
+
+}  // namespace
+
+HeapTrim::HeapTrim(const Engine& engine, std::uint64_t backlog) noexcept
+    : engine_(engine), backlog_(backlog) {
+  entry_.bind<&HeapTrim::on_timer>(this);
+}
+
+HeapTrim::~HeapTrim() {
+  stop();
+}
+
+void HeapTrim::start(transport::LoopTimer& timers) noexcept {
+  if (backlog_ == 0) return;
+  timers_ = &timers;
+  timers_->schedule_after(entry_, kPeriodMs);
+}
+
+void HeapTrim::stop() noexcept {
+  // Once the LoopTimer closed (it disarms every entry) it may be gone: touch it only while armed.
+  if (timers_ != nullptr && entry_.armed()) timers_->cancel(entry_);
+}
+
+void HeapTrim::on_timer() noexcept {
+  (void)sample();
+  timers_->schedule_after(entry_, kPeriodMs);
+}
+
+bool HeapTrim::sample() noexcept {
+  if (backlog_ == 0) return false;
+  const EngineStats st = engine_.stats();
+  // The two counts are read apart: a retry counted waiting but not yet in flight is no backlog.
+  const std::uint64_t held = st.in_flight > st.waiting_retry ? st.in_flight - st.waiting_retry : 0;
+  peak_ = std::max(peak_, held);
+  if (peak_ < backlog_ || held > peak_ / 4) return false;
+  const std::uint64_t before = resident_bytes();
+  ::malloc_trim(0);
+  const std::uint64_t after = resident_bytes();
+  const std::uint64_t released = before > after ? before - after : 0;
+  ++stats_.trims;
+  stats_.released_bytes += released;
+  log::info("heap trimmed after a backlog drained", {{"peak_held", std::to_string(peak_)},
+                                                     {"held", std::to_string(held)},
+                                                     {"released_bytes", std::to_string(released)}});
+  peak_ = held;
+  return true;
+}
+
+}  // namespace fanout::daemon

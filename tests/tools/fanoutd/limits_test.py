@@ -9,7 +9,9 @@
   pass api.max_unsent_output_bytes, and its answers all arrive once it reads;
 - one organisation whose receiver is a black hole is held to its own budget
   (org_max_in_flight): its further events are answered busy (reason org_busy), while another
-  organisation's events, in the same requests, are accepted and delivered.
+  organisation's events, in the same requests, are accepted and delivered;
+- the heap: fanoutd runs itself again with glibc's heap on transparent huge pages (and not
+  when told otherwise), and gives free heap back once after a backlog drained (heap_trim.h).
 """
 
 import json

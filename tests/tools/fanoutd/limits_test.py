@@ -56,15 +56,19 @@ def count_answers(sock, n):
 
 class LimitsTest(FanoutdTestCase):
 
+    def subscribe(self, d, data, org, url):
+        """A business_updated webhook of `org` to `url`, made with its own ORG_ADMIN key."""
+        admin = apikey(data, "ORG_ADMIN", org=org)
+        r = d.http("POST", "/v2/webhooks", key=admin,
+                   body={"items": [{"url": url, "event_type": "business_updated"}]})
+        self.assertEqual(r.status, 200, r.describe())
+
     def test_idle_connections_cannot_stop_deliveries(self):
         sink = self.start_sink(args=["--quiet"])
         data = self.data_dir()
         d = self.start_daemon(data, nofile=256, config="fd_reserve = 128\n"
                                                        "[api]\nmax_connections = 100000\n")
-        admin = apikey(data, "ORG_ADMIN", org=7)
-        r = d.http("POST", "/v2/webhooks", key=admin,
-                   body={"items": [{"url": sink.url(), "event_type": "business_updated"}]})
-        self.assertEqual(r.status, 200, r.describe())
+        self.subscribe(d, data, 7, sink.url())
         ingest = apikey(data, "INGEST", orgs=[7])
         session = d.session()  # opened before the flood: one of the slots
         self.assertEqual(session.http("GET", "/healthz").status, 200)
@@ -111,10 +115,7 @@ class LimitsTest(FanoutdTestCase):
         d = self.start_daemon(data, config="max_in_flight = 200\norg_max_in_flight = 50\n"
                                            "origin_max_in_flight = 0\n")
         for org, sink in ((1, hole), (2, ok)):
-            admin = apikey(data, "ORG_ADMIN", org=org)
-            r = d.http("POST", "/v2/webhooks", key=admin,
-                       body={"items": [{"url": sink.url(), "event_type": "business_updated"}]})
-            self.assertEqual(r.status, 200, r.describe())
+            self.subscribe(d, data, org, sink.url())
         ingest = apikey(data, "INGEST", orgs=[1, 2])
         session = d.session()
         busy = delivered = 0
@@ -150,10 +151,7 @@ class LimitsTest(FanoutdTestCase):
         d = self.start_daemon(data, config="heap_trim_backlog = 200\n"
                                            "[timeouts]\nresponse_ms = 1500\n"
                                            "[retry]\nbase_ms = 3600000\njitter = 0\n")
-        admin = apikey(data, "ORG_ADMIN", org=1)
-        r = d.http("POST", "/v2/webhooks", key=admin,
-                   body={"items": [{"url": hole.url(), "event_type": "business_updated"}]})
-        self.assertEqual(r.status, 200, r.describe())
+        self.subscribe(d, data, 1, hole.url())
         ingest = apikey(data, "INGEST", orgs=[1])
         body = "\n".join(json.dumps(event(1, n)) for n in range(300)) + "\n"
         r = d.http("POST", "/v2/events", key=ingest, body=body.encode(),

@@ -63,7 +63,8 @@ void HeapTrim::on_timer() noexcept {
 bool HeapTrim::sample() noexcept {
   if (backlog_ == 0) return false;
   const EngineStats st = engine_.stats();
-  // The two counts are read apart: a retry counted waiting but not yet in flight is no backlog.
+  // in_flight and waiting_retry are read one after the other, not as one snapshot: the
+  // difference may be off by the deliveries moving meanwhile (clamped at 0; a sample is a hint).
   const std::uint64_t held = st.in_flight > st.waiting_retry ? st.in_flight - st.waiting_retry : 0;
   peak_ = std::max(peak_, held);
   if (peak_ < backlog_ || held > peak_ / 4) return false;

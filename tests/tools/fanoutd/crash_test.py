@@ -78,6 +78,8 @@ class Publisher:
         self.accepted, self.duplicate = set(), set()
         self.unanswered = []
         self.done = 0
+        # run(pause_at=n) stops after n answered batches, sets `paused` and waits for `go`.
+        self.paused, self.go = threading.Event(), threading.Event()
         self.lock = threading.Lock()
 
     def _post(self, session, batch):
@@ -99,12 +101,16 @@ class Publisher:
                 raise AssertionError(f"unexpected item {item}")
         return retry
 
-    def run(self, stop_after=None):
-        """Posts batches until all are sent or the connection breaks; returns the batches not
-        answered (the one in flight, and every later one)."""
+    def run(self, pause_at=None):
+        """Posts batches until all are sent or the connection breaks; the batches not answered
+        (the one in flight, and every later one) stay in `batches`. With `pause_at`, it stops
+        once that many were answered until `go` is set (the caller kills the daemon then)."""
         session = harness.Session(self.port)
         try:
             while self.batches:
+                if self.done == pause_at and not self.go.is_set():
+                    self.paused.set()
+                    self.go.wait(harness.WAIT_TIMEOUT)
                 batch = self.batches[0]
                 try:
                     r = self._post(session, batch)
@@ -140,12 +146,16 @@ class CrashTest(FanoutdTestCase):
                    "payload": {"n": i, "text": "x" * 200}} for i in range(EVENTS)]
         batches = [events[i:i + BATCH] for i in range(0, EVENTS, BATCH)]
 
-        # 1. SIGKILL while a publisher is posting: after a quarter of the batches, kill.
+        # 1. SIGKILL while a publisher is posting: after a quarter of the batches, the publisher
+        # goes on and the daemon is killed at once (it may die before, during or after the next
+        # batch's answer). The publisher waits there for the kill to be under way: were the
+        # test to poll for the quarter instead, a fast publisher could post every batch first.
         pub = Publisher(daemon.port, ingest, batches)
-        thread = threading.Thread(target=pub.run)
+        thread = threading.Thread(target=pub.run, kwargs={"pause_at": len(batches) // 4})
         thread.start()
-        wait_until(lambda: pub.done >= len(batches) // 4 or not thread.is_alive(),
+        wait_until(lambda: pub.paused.is_set() or not thread.is_alive(),
                    message="a quarter of the batches to be answered")
+        pub.go.set()
         daemon.kill()
         thread.join(timeout=harness.WAIT_TIMEOUT)
         self.assertFalse(thread.is_alive())

@@ -189,11 +189,17 @@ class Store {
   };
   // What other writers changed after log position `since`, in one read transaction.
   [[nodiscard]] tl::expected<Changes, std::string> changes_since(std::int64_t since);
-  // The newest change-log seq that this Store committed (0: none yet). When data_version() has
-  // not moved since a reader's last changes_since(), every row after that read's seq up to this
-  // one is this Store's own, so the reader may move its position here (SubscriptionSync does):
-  // its own changes then never push it out of the log.
+  // The newest change-log seq that this Store committed (0: none yet). When data_version() still
+  // gives what it gave just before a reader's last changes_since() (or all_subscriptions()),
+  // every row after that read's seq up to this one is this Store's own, so the reader may move
+  // its position here (SubscriptionSync does): its own changes then never push it out of the
+  // log.
   [[nodiscard]] std::int64_t own_changes_seq() const noexcept { return own_seq_; }
+  // A full read found the log's newest row at `seq`: a larger own_changes_seq() is forgotten
+  // (the database was replaced by an older one; those rows are gone).
+  void clamp_own_changes(std::int64_t seq) noexcept {
+    if (own_seq_ > seq) own_seq_ = seq;
+  }
 
   // --- pending deliveries ---
   // Appends all in one transaction.

@@ -30,6 +30,7 @@ tl::expected<std::size_t, std::string> SubscriptionSync::load_all() {
   engine_.load(std::move(*subs));
   version_ = *version;
   seq_ = seq;
+  store_.clamp_own_changes(seq);
   return n;
 }
 
@@ -116,6 +117,7 @@ bool SubscriptionSync::reload() {
       {{"subscriptions", std::to_string(n)}, {"seq", std::to_string(seq)}});
   failing_ = false;
   seq_ = seq;
+  store_.clamp_own_changes(seq);
   return true;
 }
 

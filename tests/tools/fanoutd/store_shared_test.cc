@@ -138,8 +138,8 @@ TEST_F(StoreSharedTest, OwnChangesAreLeftOutButMoveThePosition) {
 }
 
 // own_changes_seq() is the newest log row this Store committed: it follows its creates,
-// updates, deletes and secret rotations, not another Store's, and a write that fails (so rolls
-// back) leaves it where it was.
+// updates, deletes and secret rotations, not another Store's; a write refused (no such row)
+// leaves it where it was, and clamp_own_changes() lowers it only.
 TEST_F(StoreSharedTest, OwnChangesSeqFollowsThisStoresCommitsOnly) {
   auto a = open_store();
   auto b = open_store();
@@ -166,6 +166,10 @@ TEST_F(StoreSharedTest, OwnChangesSeqFollowsThisStoresCommitsOnly) {
   EXPECT_FALSE(a->update(changed, 5).has_value()) << "no such subscription";
   EXPECT_EQ(a->own_changes_seq(), 6);
   EXPECT_EQ(changes(*b, 0).seq, 6);
+  a->clamp_own_changes(9);
+  EXPECT_EQ(a->own_changes_seq(), 6);
+  a->clamp_own_changes(4);  // the log read back ends at 4 (an older database)
+  EXPECT_EQ(a->own_changes_seq(), 4);
 }
 
 // A pair deleted and created again (a new id) elsewhere reads as the new subscription, not as

@@ -37,7 +37,7 @@ struct Config {
   LogLevel log_level = LogLevel::kInfo;     // log_level (--log-level)
   std::uint32_t drain_timeout_ms = 10'000;  // drain_timeout_ms (--drain-timeout-ms)
   // heap_trim_backlog: the backlog whose drain gives free heap back to the system
-  // (heap_trim.h); 0: never.
+  // (heap_trim.h): 16,384 deliveries, 16 to 24 MiB of blocks; 0: never.
   std::uint64_t heap_trim_backlog = 16'384;
   std::uint32_t api_rate_limit_per_minute = 300;        // api.rate_limit_per_minute
   std::uint32_t api_tryout_rate_limit_per_minute = 10;  // api.tryout_rate_limit_per_minute

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <string>
 
 #include "tools/fanoutd/log.h"
@@ -69,14 +70,19 @@ bool HeapTrim::sample() noexcept {
   peak_ = std::max(peak_, held);
   if (peak_ < backlog_ || held > peak_ / 4) return false;
   const std::uint64_t before = resident_bytes();
+  const auto started = std::chrono::steady_clock::now();
   ::malloc_trim(0);
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
   const std::uint64_t after = resident_bytes();
   const std::uint64_t released = before > after ? before - after : 0;
   ++stats_.trims;
   stats_.released_bytes += released;
-  log::info("heap trimmed after a backlog drained", {{"peak_held", std::to_string(peak_)},
-                                                     {"held", std::to_string(held)},
-                                                     {"released_bytes", std::to_string(released)}});
+  log::info("heap trimmed after a backlog drained",
+            {{"peak_held", std::to_string(peak_)},
+             {"held", std::to_string(held)},
+             {"released_bytes", std::to_string(released)},
+             {"duration_us", std::to_string(took.count())}});
   peak_ = held;
   return true;
 }

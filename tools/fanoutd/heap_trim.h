@@ -13,10 +13,12 @@
 //     peak = max(peak, held)
 //     peak >= backlog and held <= peak / 4  →  malloc_trim(0); peak = held
 //
-// So it trims once per drained backlog, never while one builds, and never in a steady state
-// whatever its size (a steady flow of events keeps held near its peak). A trim walks the
-// arenas' free chunks under their locks: the workers' frees wait for it (milliseconds, once).
-// The resident memory it released (/proc/self/statm before and after) is counted.
+// So it trims each time the held count falls to a quarter of its peak since the last trim (a
+// few times for a large backlog: 3 for a million, at ~1,000,000, ~250,000 and ~60,000 held),
+// never while a backlog builds, and never in a steady state whatever its size (a steady flow
+// keeps held near its peak). A trim walks the arenas' free chunks under their locks: the
+// workers' frees wait for it. The resident memory it released (/proc/self/statm before and
+// after) is counted, and its duration logged.
 //
 // Threading and lifetime: the loop's thread only. The object must outlive the LoopTimer's
 // close() (which disarms the entry) or be stop()ped first; the engine must outlive it.
@@ -33,8 +35,6 @@ namespace fanout::daemon {
 class HeapTrim {
  public:
   static constexpr std::uint64_t kPeriodMs = 1000;
-  // The default backlog (heap_trim_backlog): 16,384 deliveries, 16 to 24 MiB of blocks.
-  static constexpr std::uint64_t kDefaultBacklog = 16'384;
 
   // `backlog`: the peak of deliveries held (accepted, not waiting for a retry) that a drain
   // must have followed for a trim; 0: never trim.

@@ -280,7 +280,8 @@ std::string Metrics::render(const EngineStats& stats, std::uint64_t subscription
                   "Polls of the store for changes made by other processes.");
     append_sample(out, "fanout_subscription_sync_polls_total", "", "", sync_->stats().polls);
     append_header(out, "fanout_subscription_sync_reads_total", "counter",
-                  "Change-log reads: another process had committed to the store.");
+                  "Change-log reads: another connection had committed to the store (or the "
+                  "previous read failed).");
     append_sample(out, "fanout_subscription_sync_reads_total", "", "", sync_->stats().reads);
     append_header(out, "fanout_subscription_sync_reloads_total", "counter",
                   "Whole routing-table reloads: the change log no longer reached back to this "

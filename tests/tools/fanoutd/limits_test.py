@@ -149,7 +149,7 @@ class LimitsTest(FanoutdTestCase):
         hole = self.start_sink(args=["--blackhole", "--quiet"])
         data = self.data_dir()
         d = self.start_daemon(data, config="heap_trim_backlog = 200\n"
-                                           "[timeouts]\nresponse_ms = 1500\n"
+                                           "[timeouts]\nresponse_ms = 4000\n"
                                            "[retry]\nbase_ms = 3600000\njitter = 0\n")
         self.subscribe(d, data, 1, hole.url())
         ingest = apikey(data, "INGEST", orgs=[1])

@@ -268,12 +268,16 @@ TEST(EngineConcurrencyTest, PublishersOnFourThreadsWhileRoutesChange) {
       }
     }
   });
-  // The publishers start once the router made a whole round, so that routes change while
-  // events flow (a router first scheduled after the publishers were done changed nothing).
-  for (std::uint64_t seen = route_changes.load(); seen < std::uint64_t{kOrgs};
-       seen = route_changes.load()) {
-    route_changes.wait(seen);
-  }
+  // Routes must change while events flow, whatever the scheduling (a router first scheduled
+  // after the publishers were done changed nothing): the publishers start once the router made
+  // a whole round, and each waits halfway for one more round.
+  const auto wait_for_changes = [&route_changes](std::uint64_t n) {
+    for (std::uint64_t seen = route_changes.load(); seen < n; seen = route_changes.load()) {
+      route_changes.wait(seen);
+    }
+  };
+  wait_for_changes(kOrgs);
+  const std::uint64_t halfway_changes = route_changes.load() + kOrgs;
 
   std::vector<Producer> producers;
   for (int t = 0; t < kPublishers; ++t) producers.push_back(engine->make_producer());
@@ -284,6 +288,7 @@ TEST(EngineConcurrencyTest, PublishersOnFourThreadsWhileRoutesChange) {
     threads.emplace_back([&, t] {
       const auto k = static_cast<std::size_t>(t);
       for (int i = 0; i < kEventsPerPublisher; ++i) {
+        if (i == kEventsPerPublisher / 2) wait_for_changes(halfway_changes);
         const std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
         const PublishStatus st = producers[k].publish(event_json(i % kOrgs + 1, id)).status;
         if (st == PublishStatus::kAccepted) {
@@ -309,7 +314,7 @@ TEST(EngineConcurrencyTest, PublishersOnFourThreadsWhileRoutesChange) {
     EXPECT_EQ(other[k], 0) << "publisher " << t << " got neither accepted nor no_subscription";
   }
   EXPECT_EQ(static_cast<int>(accepted.size()) + refused, kPublishers * kEventsPerPublisher);
-  EXPECT_GT(route_changes.load(), 0u);
+  EXPECT_GE(route_changes.load(), halfway_changes);
   ASSERT_TRUE(collector.wait_for(accepted.size()));
 
   std::unordered_map<std::string, int> per_id;

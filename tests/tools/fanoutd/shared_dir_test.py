@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Several fanoutd instances on one data directory (tools/fanoutd/README.md, "Several
-instances on one host"): a change made through one instance's API is in the others' routing
-tables from their first poll after it on (the README's "within 1 s"); concurrent writes through both never answer 5xx; each instance has its own
+instances on one host"): a change made through one instance's API is in the others'
+routing tables from their first poll after it on (the README's "within 1 s"); concurrent writes through both never answer 5xx; each instance has its own
 journal, and a second process on a journal directory in use fails at start with a clear error;
 deliveries saved by a stop are resumed by one instance only when two start at once.
 

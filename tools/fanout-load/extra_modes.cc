@@ -15,6 +15,7 @@
 #include "engine/signer.h"
 #include "fanout/engine.h"
 #include "routing/envelope.h"
+#include "tools/common/resident.h"
 #include "tools/fanout-load/events.h"
 #include "tools/fanout-load/measure.h"
 #include "tools/fanout-load/modes.h"
@@ -28,15 +29,6 @@ namespace {
 std::size_t heap_in_use() {
   const struct mallinfo2 mi = mallinfo2();
   return mi.uordblks + mi.hblkhd;
-}
-
-std::size_t rss_bytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  unsigned long long pages = 0, resident = 0;
-  const int n = std::fscanf(f, "%llu %llu", &pages, &resident);
-  std::fclose(f);
-  return n == 2 ? static_cast<std::size_t>(resident) * 4096 : 0;
 }
 
 // Consumes one byte of every signature so the compiler cannot drop the signing.
@@ -54,7 +46,7 @@ int run_waiting_retries(const Options& o) {
   fanout::Producer producer = engine->make_producer();
   const auto deadline = Clock::now() + to_duration(o.duration_max_s);
   const std::size_t heap_before = heap_in_use();
-  const std::size_t rss_before = rss_bytes();
+  const std::size_t rss_before = static_cast<std::size_t>(proc::resident_bytes());
   std::string event;
   for (std::uint64_t i = 0; i < n; ++i) {
     event.clear();
@@ -77,7 +69,7 @@ int run_waiting_retries(const Options& o) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   const std::size_t heap_after = heap_in_use();
-  const std::size_t rss_after = rss_bytes();
+  const std::size_t rss_after = static_cast<std::size_t>(proc::resident_bytes());
   const std::size_t handed_back = engine->stop(std::chrono::milliseconds(0)).size();
   const double w = static_cast<double>(waiting);
   const double heap_per =

@@ -1,40 +1,16 @@
 // HeapTrim (heap_trim.h).
 #include "tools/fanoutd/heap_trim.h"
 
-#include <fcntl.h>
 #include <malloc.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <string>
 
+#include "tools/common/resident.h"
 #include "tools/fanoutd/log.h"
 
 namespace fanout::daemon {
-
-namespace {
-
-// Resident bytes of this process (/proc/self/statm, its second field in pages); 0 when
-// unreadable.
-std::uint64_t resident_bytes() noexcept {
-  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char buf[128];
-  const ssize_t n = ::read(fd, buf, sizeof buf);
-  ::close(fd);
-  if (n <= 0) return 0;
-  const char* end = buf + n;
-  const char* p = std::find(static_cast<const char*>(buf), end, ' ');
-  if (p == end) return 0;
-  std::uint64_t pages = 0;
-  if (std::from_chars(p + 1, end, pages).ec != std::errc()) return 0;
-  const long page = ::sysconf(_SC_PAGESIZE);
-  return page > 0 ? pages * static_cast<std::uint64_t>(page) : 0;
-}
-
-}  // namespace
 
 HeapTrim::HeapTrim(const Engine& engine, std::uint64_t backlog) noexcept
     : engine_(engine), backlog_(backlog) {
@@ -69,12 +45,12 @@ bool HeapTrim::sample() noexcept {
   const std::uint64_t held = st.in_flight > st.waiting_retry ? st.in_flight - st.waiting_retry : 0;
   peak_ = std::max(peak_, held);
   if (peak_ < backlog_ || held > peak_ / 4) return false;
-  const std::uint64_t before = resident_bytes();
+  const std::uint64_t before = proc::resident_bytes();
   const auto started = std::chrono::steady_clock::now();
   ::malloc_trim(0);
   const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - started);
-  const std::uint64_t after = resident_bytes();
+  const std::uint64_t after = proc::resident_bytes();
   const std::uint64_t released = before > after ? before - after : 0;
   ++stats_.trims;
   stats_.released_bytes += released;

@@ -328,6 +328,7 @@ tl::expected<std::vector<routing::Subscription>, std::string> Store::all_subscri
     auto seq = store_detail::newest_change(db_);
     if (!seq) return tl::unexpected(std::move(seq.error()));
     *change_seq = *seq;
+    clamp_own_changes(*seq);
   }
   if (auto committed = tx->commit(); !committed) {
     return tl::unexpected(std::move(committed.error()));

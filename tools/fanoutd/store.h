@@ -196,7 +196,8 @@ class Store {
   // log.
   [[nodiscard]] std::int64_t own_changes_seq() const noexcept { return own_seq_; }
   // A full read found the log's newest row at `seq`: a larger own_changes_seq() is forgotten
-  // (the database was replaced by an older one; those rows are gone).
+  // (the database was replaced by an older one; those rows are gone). all_subscriptions() does
+  // it whenever it reads the log's position.
   void clamp_own_changes(std::int64_t seq) noexcept {
     if (own_seq_ > seq) own_seq_ = seq;
   }

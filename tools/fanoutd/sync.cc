@@ -30,7 +30,6 @@ tl::expected<std::size_t, std::string> SubscriptionSync::load_all() {
   engine_.load(std::move(*subs));
   version_ = *version;
   seq_ = seq;
-  store_.clamp_own_changes(seq);
   return n;
 }
 
@@ -117,7 +116,6 @@ bool SubscriptionSync::reload() {
       {{"subscriptions", std::to_string(n)}, {"seq", std::to_string(seq)}});
   failing_ = false;
   seq_ = seq;
-  store_.clamp_own_changes(seq);
   return true;
 }
 

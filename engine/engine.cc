@@ -216,12 +216,20 @@ struct Producer::State {
                                     s->parts.port);
       }
     }
-    if (sh.in_flight.fetch_add(1, std::memory_order_relaxed) >=
-            static_cast<std::int64_t>(e.options_.max_in_flight) &&
-        x.budget) {
-      sh.in_flight.fetch_sub(1, std::memory_order_relaxed);
-      sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
-      return {PublishStatus::kBusy, "busy", {}, 0, 0, {}};
+    const std::int64_t before = sh.in_flight.fetch_add(1, std::memory_order_relaxed);
+    if (x.budget) {
+      // The count, then the backlog: what is neither final nor waiting for a retry. (Two relaxed
+      // reads, not one snapshot: a bound within the few deliveries changing state meanwhile.)
+      const auto max_backlog = static_cast<std::int64_t>(e.options_.max_backlog);
+      const bool over_count = before >= static_cast<std::int64_t>(e.options_.max_in_flight);
+      const bool over_backlog = !over_count && max_backlog != 0 &&
+                                before - sh.waiting.load(std::memory_order_relaxed) >= max_backlog;
+      if (over_count || over_backlog) [[unlikely]] {
+        sh.in_flight.fetch_sub(1, std::memory_order_relaxed);
+        sh.refused_busy.fetch_add(1, std::memory_order_relaxed);
+        if (over_backlog) sh.refused_backlog_busy.fetch_add(1, std::memory_order_relaxed);
+        return {PublishStatus::kBusy, "busy", {}, 0, 0, {}};
+      }
     }
     const std::string_view event_id = id.empty() ? generate_id() : id;
     const std::string_view name = x.body.empty() ? e.catalogue_.name(type) : std::string_view();
@@ -545,6 +553,7 @@ EngineStats Engine::stats() const {
   st.refused_busy = shared_->refused_busy.load(std::memory_order_relaxed);
   st.refused_org_busy = shared_->refused_org_busy.load(std::memory_order_relaxed);
   st.refused_origin_busy = shared_->refused_origin_busy.load(std::memory_order_relaxed);
+  st.refused_backlog_busy = shared_->refused_backlog_busy.load(std::memory_order_relaxed);
   const std::int64_t bytes = shared_->in_flight_bytes.load(std::memory_order_relaxed);
   st.in_flight_bytes = bytes > 0 ? static_cast<std::uint64_t>(bytes) : 0;
   const std::int64_t in_flight = shared_->in_flight.load(std::memory_order_relaxed);

@@ -477,7 +477,7 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
     // The retry is due after its backoff, restart or not.
     const std::int64_t due = now_unix_ms() + static_cast<std::int64_t>(draw_backoff_ms(d));
     journal_attempt(d, due, /*final=*/false);
-    note_retry(d, due);
+    note_retry(d, d.event_id, due);
     hand_back(d, due);
   } else {
     const std::uint64_t delay = draw_backoff_ms(d);
@@ -487,8 +487,8 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
       d.held_due = false;
     }
     journal_attempt(d, due, /*final=*/false);
-    note_retry(d, due);
-    wait(d, delay);  // d is a WaitingRetry from here on
+    WaitingRetry& w = wait(d, delay);  // d is gone: a WaitingRetry from here on
+    note_retry(w, w.event_id(), due);
   }
   // A completion made room in some origin's queue: one parked delivery goes again.
   // (One that ends without being sent, dropped, does not count: the next one goes instead.)
@@ -509,11 +509,12 @@ void Worker::journal_attempt(const Delivery& d, std::int64_t next_ms, bool final
              final ? std::optional<OutcomeKind>(d.kind) : std::nullopt);
 }
 
-void Worker::note_retry(const Delivery& d, std::int64_t due_unix_ms) {
+void Worker::note_retry(const DeliveryState& d, std::string_view event_id,
+                        std::int64_t due_unix_ms) {
   if (d.tag == 0) return;
   RetryNote note;
   note.tag = d.tag;
-  note.event_id = d.event_id;
+  note.event_id = event_id;
   note.org_id = d.org_id;
   note.attempts = d.attempts;
   note.next_attempt_unix_ms = due_unix_ms;
@@ -539,7 +540,7 @@ std::uint64_t Worker::draw_backoff_ms(const Delivery& d) const {
   return backoff_ms(engine_.options_.retry, d.attempts, unit_random(engine_.options_, rng));
 }
 
-void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
+WaitingRetry& Worker::wait(Delivery& d, std::uint64_t delay_ms) {
   WaitingRetry* w = WaitingRetry::make(d.event_id.size(), d.body_bytes.size());
   static_cast<DeliveryState&>(*w) = d;
   w->worker = this;
@@ -548,6 +549,7 @@ void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
   if (d.has_signature) Signer::signature_from_base64(d.signature, w->signature);
   Delivery::destroy(&d);
   waiting_list_.push_front(w);
+  engine_.shared_->waiting.fetch_add(1, std::memory_order_relaxed);
   bump(waiting_);
   bump(waiting_bytes_, w->block_size());
   if (w->hold != 0) holds_.emplace(w->hold, w);
@@ -563,10 +565,12 @@ void Worker::wait(Delivery& d, std::uint64_t delay_ms) {
       },
       w);
   timers_->schedule_after(w->backoff, delay_ms);
+  return *w;
 }
 
 void Worker::unwait(WaitingRetry& w) noexcept {
   transport::IntrusiveList<WaitingRetry>::erase(&w);
+  engine_.shared_->waiting.fetch_sub(1, std::memory_order_relaxed);
   drop(waiting_);
   drop(waiting_bytes_, w.block_size());
 }

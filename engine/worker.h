@@ -78,12 +78,17 @@ struct Engine::Shared {
   std::vector<const engine::PublishGate*> producers;
   alignas(64) std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::int64_t> in_flight_bytes{0};
+  // Of in_flight, the deliveries waiting in a worker's timer wheel (Worker::wait() to unwait()):
+  // in_flight - waiting is the backlog (EngineOptions::max_backlog). Written only when a
+  // delivery starts or stops waiting, so publishes read it from a line the hot path leaves be.
+  alignas(64) std::atomic<std::int64_t> waiting{0};
   // Per organisation and per origin (engine/budget.h); made by create().
   std::unique_ptr<engine::BudgetTable> org_budget, origin_budget;
   // Every delivery's block (worker.h, Delivery::make): recycled from the workers back to the
   // publishers. Declared before `journal`, so it outlives nothing that holds a delivery.
   engine::DeliveryPool delivery_pool;
-  std::atomic<std::uint64_t> refused_org_busy{0}, refused_origin_busy{0};
+  alignas(64) std::atomic<std::uint64_t> refused_org_busy{0}, refused_origin_busy{0},
+      refused_backlog_busy{0};
   std::atomic<std::uint64_t> published{0}, refused_invalid{0}, refused_no_subscription{0},
       refused_busy{0};
   std::optional<engine::Signer> signer;
@@ -310,11 +315,12 @@ class Worker {
   [[nodiscard]] std::uint64_t draw_backoff_ms(const Delivery& d) const;
   // Tells the journal (if any) how the attempt that just ended went.
   void journal_attempt(const Delivery& d, std::int64_t next_ms, bool final);
-  // Observer::on_retry for a tagged delivery whose next attempt is due at `due_unix_ms`.
-  void note_retry(const Delivery& d, std::int64_t due_unix_ms);
+  // Observer::on_retry for a tagged delivery whose next attempt is due at `due_unix_ms`. For one
+  // that waits here, called once it waits (Shared::waiting counts it).
+  void note_retry(const DeliveryState& d, std::string_view event_id, std::int64_t due_unix_ms);
   // Ends `d` and parks what it was as a WaitingRetry in the waiting list and the timer wheel
   // (and in holds_ if d.hold is set): attempted again after `delay_ms` of loop time.
-  void wait(Delivery& d, std::uint64_t delay_ms);
+  WaitingRetry& wait(Delivery& d, std::uint64_t delay_ms);
   // Takes `w` out of the waiting list (its backoff entry has fired or is cancelled) and out of
   // waiting_ and waiting_bytes_.
   void unwait(WaitingRetry& w) noexcept;

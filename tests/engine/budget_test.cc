@@ -198,5 +198,60 @@ TEST_F(BudgetEngineTest, OrganisationsShareTheBudgetOfAnOrigin) {
   EXPECT_EQ(engine_->stats().refused_origin_busy, 50u);
 }
 
+// The backlog (max_backlog): deliveries neither final nor waiting for a retry. Attempts held
+// unanswered fill it, and publish() answers busy; answered 503, they wait an hour for their retry
+// and leave the backlog, so as many again are accepted while every one of them is still in
+// flight. Tagged, so the collector hears each retry once it waits (Observer::on_retry).
+TEST_F(BudgetEngineTest, TheBacklogHoldsDeliveriesNotWaitingForARetry) {
+  Receiver held([](const Received&, std::size_t) { return Receiver::kHold; });
+  EngineOptions o;
+  o.max_backlog = 20;
+  o.org_max_in_flight = 0;
+  o.origin_max_in_flight = 0;
+  o.retry.base_ms = 3'600'000;
+  o.retry.jitter = 0;
+  start(o, {{1, held.url()}});
+  auto p = engine_->make_producer();
+  PublishOptions tagged;
+  tagged.tag = 7;
+  auto fill = [&](int from) {
+    int accepted = 0;
+    for (int i = from; i < from + 30; ++i) {
+      const PublishResult r = p.publish(event(1, i), tagged);
+      if (r.status == PublishStatus::kAccepted) {
+        ++accepted;
+      } else {
+        EXPECT_EQ(r.status, PublishStatus::kBusy) << i;
+        EXPECT_EQ(r.reason, "busy") << i;
+      }
+    }
+    return accepted;
+  };
+  EXPECT_EQ(fill(0), 20);
+  EngineStats st = engine_->stats();
+  EXPECT_EQ(st.refused_backlog_busy, 10u);
+  EXPECT_EQ(st.refused_busy, 10u);
+  ASSERT_TRUE(held.wait_for(20));
+  held.release_held(503);
+  ASSERT_TRUE(collector_.wait_for_retries(20));
+  EXPECT_EQ(fill(100), 20) << "the 20 waiting retries left the backlog";
+  st = engine_->stats();
+  EXPECT_EQ(st.refused_backlog_busy, 20u);
+  EXPECT_EQ(st.in_flight, 40u);
+  EXPECT_EQ(st.waiting_retry, 20u);
+}
+
+// max_backlog 0 is no limit: a hundred attempts held unanswered, none refused.
+TEST_F(BudgetEngineTest, NoBacklogBoundWhenZero) {
+  Receiver held([](const Received&, std::size_t) { return Receiver::kHold; });
+  EngineOptions o;
+  o.max_backlog = 0;
+  start(o, {{1, held.url()}});
+  auto p = engine_->make_producer();
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(p.publish(event(1, i)).status, PublishStatus::kAccepted);
+  EXPECT_EQ(engine_->stats().refused_backlog_busy, 0u);
+  ASSERT_TRUE(held.wait_for(100));
+}
+
 }  // namespace
 }  // namespace fanout

@@ -166,6 +166,12 @@ struct EngineOptions {
   std::size_t org_max_in_flight_bytes = std::size_t{512} << 20;     // 512 MiB
   std::size_t origin_max_in_flight = 100'000;                       // per origin
   std::size_t origin_max_in_flight_bytes = std::size_t{512} << 20;  // 512 MiB
+  // The backlog: accepted deliveries not waiting for a retry (queued for their next attempt, or
+  // in it). Past it publish() answers kBusy, reason "busy", until attempts are answered: a burst
+  // that arrives faster than the workers attempt waits at the door (its publisher retries)
+  // instead of in memory, ~1-1.5 KiB a delivery. Waiting retries do not count: they are bounded
+  // by max_in_flight. 0: no limit.
+  std::size_t max_backlog = 65'536;
   // Counters per organisation and per origin kept apart (engine/budget.h); past that many keys
   // seen, further ones share one counter with one key's limits.
   std::size_t budget_slots = 16'384;
@@ -324,11 +330,12 @@ struct EngineStats {
   std::uint64_t published = 0;  // accepted
   std::uint64_t refused_invalid = 0;
   std::uint64_t refused_no_subscription = 0;
-  std::uint64_t refused_busy = 0;         // every budget; of them:
-  std::uint64_t refused_org_busy = 0;     // an organisation's budget
-  std::uint64_t refused_origin_busy = 0;  // an origin's budget
-  std::uint64_t in_flight_bytes = 0;      // ids and bodies of the deliveries in flight
-  std::uint64_t in_flight = 0;            // accepted and not final
+  std::uint64_t refused_busy = 0;          // every budget; of them:
+  std::uint64_t refused_org_busy = 0;      // an organisation's budget
+  std::uint64_t refused_origin_busy = 0;   // an origin's budget
+  std::uint64_t refused_backlog_busy = 0;  // max_backlog
+  std::uint64_t in_flight_bytes = 0;       // ids and bodies of the deliveries in flight
+  std::uint64_t in_flight = 0;             // accepted and not final
   std::uint64_t waiting_retry = 0;  // in a timer wheel: backoff, or a resumed delivery not due
   // The blocks those waiting retries hold (state, id and body each; engine/worker.h WaitingRetry).
   std::uint64_t waiting_retry_bytes = 0;

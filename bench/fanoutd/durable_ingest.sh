@@ -5,10 +5,11 @@
 #   fanout-sink (h2c) pinned to CPU 1 — the receiver of every delivery;
 #   fanoutd serve --workers 1 and fanout-load --ingest (NDJSON batches of 500, one h2c
 #   connection, or HTTP/1.1 with --http1) on CPU 0, 10 organisations with one webhook each. Every event goes to the one
-#   receiver, so the per-origin and per-organisation budgets are lifted (origin_max_in_flight
-#   = 0, org_max_in_flight = 0 in the daemon's config): with the defaults (100,000 in flight)
-#   the backlog reaches the budget mid-run and ingest answers busy, and the run would measure
-#   the delivery rate rather than acceptance. Refused-busy events are counted ("busy").
+#   receiver, so the per-origin and per-organisation budgets and the backlog bound are lifted
+#   (origin_max_in_flight = 0, org_max_in_flight = 0, max_backlog = 0 in the daemon's config):
+#   with the defaults (100,000 in flight, a backlog of 65,536) the backlog reaches the bound
+#   mid-run and ingest answers busy, and the run would measure the delivery rate rather than
+#   acceptance. Refused-busy events are counted ("busy").
 #
 # For each run: events/s accepted (fanout-load), the ingest answer's p50/p99, seconds until
 # every event was delivered (fanout_outcomes_total), group commits per second and bytes written
@@ -73,7 +74,7 @@ run() {
   wait_line "$TMP/sink.out" listening
   local sport
   sport=$(listen_port "$TMP/sink.out")
-  printf 'origin_max_in_flight = 0\norg_max_in_flight = 0\n' >"$TMP/fanoutd.toml"
+  printf 'origin_max_in_flight = 0\norg_max_in_flight = 0\nmax_backlog = 0\n' >"$TMP/fanoutd.toml"
   taskset -c 0 "$FANOUTD" serve --listen 127.0.0.1:0 --data "$data" --insecure \
     --config "$TMP/fanoutd.toml" \
     --allow-subnet 127.0.0.1/32 --workers 1 --log-level warn "${args[@]}" "${SIGN_ARGS[@]}" \

@@ -65,7 +65,7 @@ struct Config {
   // instances may share data_dir, never a journal (fanoutd locks it while it runs).
   std::filesystem::path journal_dir;
   // Engine options (fanout/engine.h), TOML keys in brackets:
-  //   workers (--workers), max_in_flight, max_event_bytes, insecure (--insecure),
+  //   workers (--workers), max_in_flight, max_backlog, max_event_bytes, insecure (--insecure),
   //   ca_file (--ca-file), allow_subnets (--allow-subnet, repeatable; appends to the file's),
   //   event_types (extra catalogue names), [retry] max_retries base_ms factor cap_ms jitter
   //   retry_429, [timeouts] connect_ms response_ms idle_ms, [limits]

@@ -53,6 +53,8 @@ constexpr Option kOptions[] = {
     {"max_in_flight", "",
      IntKind{1, 1'000'000'000,
              [](Config& c, std::int64_t v) { assign(c.engine.max_in_flight, v); }}},
+    {"max_backlog", "",
+     IntKind{0, 1'000'000'000, [](Config& c, std::int64_t v) { assign(c.engine.max_backlog, v); }}},
     {"max_in_flight_bytes", "",
      IntKind{0, std::numeric_limits<std::int64_t>::max(),
              [](Config& c, std::int64_t v) { assign(c.engine.max_in_flight_bytes, v); }}},

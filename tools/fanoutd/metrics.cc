@@ -191,10 +191,14 @@ void render_journal_and_budgets(std::string& out, const EngineStats& stats) {
   }
   append_header(out, "fanout_budget_refusals_total", "counter",
                 "Publishes refused busy by the engine's budgets, from every door (ingest, "
-                "source): global (count or bytes), one organisation's, one origin's.");
-  const std::uint64_t scoped = stats.refused_org_busy + stats.refused_origin_busy;
+                "source): global (count or bytes), the backlog (max_backlog), one "
+                "organisation's, one origin's.");
+  const std::uint64_t scoped =
+      stats.refused_org_busy + stats.refused_origin_busy + stats.refused_backlog_busy;
   append_sample(out, "fanout_budget_refusals_total", "budget", "global",
                 stats.refused_busy > scoped ? stats.refused_busy - scoped : 0);
+  append_sample(out, "fanout_budget_refusals_total", "budget", "backlog",
+                stats.refused_backlog_busy);
   append_sample(out, "fanout_budget_refusals_total", "budget", "org", stats.refused_org_busy);
   append_sample(out, "fanout_budget_refusals_total", "budget", "origin", stats.refused_origin_busy);
   append_header(out, "fanout_in_flight_bytes", "gauge",

@@ -142,6 +142,38 @@ class LimitsTest(FanoutdTestCase):
         self.assertEqual(ok.count(), 100)
         d.stop()
 
+    def test_a_backlog_past_max_backlog_is_answered_busy(self):
+        """max_backlog = 100 at a black hole: of 150 events, 100 accepted and 50 busy (503 with
+        Retry-After, no reason: the daemon as a whole, not an organisation); once the 100
+        attempts time out and wait an hour for their retry, they leave the backlog and 100 more
+        are accepted, 200 in flight."""
+        hole = self.start_sink(args=["--blackhole", "--quiet"])
+        data = self.data_dir()
+        d = self.start_daemon(data, config="max_backlog = 100\n"
+                                           "[timeouts]\nresponse_ms = 2000\n"
+                                           "[retry]\nbase_ms = 3600000\njitter = 0\n")
+        self.subscribe(d, data, 1, hole.url())
+        ingest = apikey(data, "INGEST", orgs=[1])
+
+        def post(first, n):
+            body = "\n".join(json.dumps(event(1, first + i)) for i in range(n)) + "\n"
+            return d.http("POST", "/v2/events", key=ingest, body=body.encode(),
+                          content_type="application/x-ndjson")
+
+        r = post(0, 150)
+        self.assertEqual(r.status, 503, r.describe())
+        self.assertEqual(r.headers.get("retry-after"), "1", r.describe())
+        self.assertEqual([i["status"] for i in r.body["items"]], ["accepted"] * 100 + ["busy"] * 50)
+        self.assertNotIn("reason", r.body["items"][100])
+        self.assertEqual(d.metric("fanout_budget_refusals_total", budget="backlog"), 1)
+        wait_until(lambda: d.metric("fanout_waiting_retries") == 100,
+                   message="the 100 attempts to time out and wait")
+        r = post(1000, 100)
+        self.assertEqual(r.status, 202, r.describe())
+        self.assertEqual(d.metric("fanout_in_flight"), 200)
+        self.assertEqual(d.metric("fanout_budget_refusals_total", budget="backlog"), 1)
+        d.stop()
+
     def test_heap_is_trimmed_once_after_a_backlog_drains(self):
         """300 deliveries held at a black hole (heap_trim_backlog = 200): no trim while they are
         held; once their attempts time out and they wait for an hour's backoff, one trim, said

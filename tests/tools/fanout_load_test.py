@@ -294,6 +294,26 @@ class IngestModeTest(FanoutLoadTestCase):
         self.assertGreater(d["busy"], 0, d)
         sink.wait_count(300)
 
+    def test_no_new_batch_while_the_daemon_answers_busy(self):
+        # Room for 50 events in flight at a black hole, one request at a time, for 2 s: the
+        # first batch is half busy, and every re-send after it all busy (nothing in flight ever
+        # ends). A sender that heeds Retry-After never sends a second batch; one that does not
+        # sends batch after batch, each answered busy.
+        hole = self.start_sink(args=["--blackhole", "--quiet"])
+        daemon = self.start_daemon(config="max_in_flight = 50\n")
+        admin = apikey(daemon.data, "ORG_ADMIN", org=1)
+        r = daemon.http("POST", "/v2/webhooks", key=admin,
+                        body={"items": [{"url": hole.url(), "event_type": "business_updated"}]})
+        self.assertStatus(r, 200)
+        key = apikey(daemon.data, "INGEST")
+        r = self.load("--ingest", daemon.url, "--key", key, "--duration", 2, "--orgs", 1,
+                      "--batch", 100, "--conns", 1, "--streams", 1, "--json", expect=1)
+        d = harness.parse_json_strict(r.stdout.strip())
+        self.assertEqual((d["generated"], d["accepted"], d["busy_unsent"], d["cut"]),
+                         (100, 50, 50, False), d)
+        self.assertGreaterEqual(d["busy_pauses"], 1, d)
+        self.assertGreaterEqual(d["busy"], 50, d)
+
     def test_a_bad_key_fails_with_exit_1(self):
         daemon, _, _ = self.start_subscribed_daemon()
         d = self.load_json("--ingest", daemon.url, "--key", "fo_wrong", "--events", 10,

@@ -151,7 +151,9 @@ class IngestRun {
         resend_.pop_front();
         continue;
       }
-      if (!stopping_ && more_new(now)) {
+      if (!stopping_ && more_new(now) && now < busy_until_) {
+        wake = std::min(wake, busy_until_);  // the daemon said busy: nothing new before then
+      } else if (!stopping_ && more_new(now)) {
         const Clock::time_point due =
             o_.rate > 0 ? t0_ + to_duration(static_cast<double>(next_new_) / o_.rate) : now;
         if (due <= now) {
@@ -260,7 +262,12 @@ class IngestRun {
         if (*b > 0) {
           // The first busy event stops the batch: the busy ones are its last B lines. The
           // daemon's Retry-After is 1 s by default (transport::Response carries no headers).
+          // No new lines either until then: a sender that heeds Retry-After.
           const Range again{first + count - *b, *b, now + std::chrono::seconds(1)};
+          if (again.due > busy_until_) {
+            busy_until_ = again.due;
+            ++busy_pauses_;
+          }
           if (stopping_ || again.due >= publish_end_) {
             busy_unsent_ += *b;
           } else {
@@ -327,6 +334,7 @@ class IngestRun {
         .num("refused", ref)
         .num("busy", busy_.load())
         .num("busy_unsent", busy_unsent_)
+        .num("busy_pauses", busy_pauses_)
         .num("unanswered", unanswered_)
         .num("requests", requests_)
         .num("requests_failed", requests_failed_)
@@ -375,6 +383,9 @@ class IngestRun {
   std::vector<std::unique_ptr<Post>> free_;
   std::deque<Range> resend_;
   Clock::time_point t0_{}, hard_deadline_{}, publish_end_{}, last_answer_{};
+  // After a busy answer, no new lines before this (the re-sends are due then too).
+  Clock::time_point busy_until_{};
+  std::uint64_t busy_pauses_ = 0;  // busy answers that moved busy_until_
   std::uint64_t next_new_ = 0;
   std::uint64_t in_flight_ = 0;
   std::uint64_t requests_ = 0, requests_failed_ = 0;

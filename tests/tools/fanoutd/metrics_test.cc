@@ -147,9 +147,10 @@ fanout_journal_checkpoints_total 8
 # HELP fanout_deliveries_recovered_total Deliveries resumed from the journal at start.
 # TYPE fanout_deliveries_recovered_total counter
 fanout_deliveries_recovered_total 4
-# HELP fanout_budget_refusals_total Publishes refused busy by the engine's budgets, from every door (ingest, source): global (count or bytes), one organisation's, one origin's.
+# HELP fanout_budget_refusals_total Publishes refused busy by the engine's budgets, from every door (ingest, source): global (count or bytes), the backlog (max_backlog), one organisation's, one origin's.
 # TYPE fanout_budget_refusals_total counter
 fanout_budget_refusals_total{budget="global"} 3
+fanout_budget_refusals_total{budget="backlog"} 4
 fanout_budget_refusals_total{budget="org"} 2
 fanout_budget_refusals_total{budget="origin"} 1
 # HELP fanout_in_flight_bytes Ids and bodies of the deliveries in flight (max_in_flight_bytes).
@@ -182,9 +183,10 @@ TEST(Metrics, GoldenText) {
   s.journal_index_boosts = 3;
   s.journal_checkpoints = 8;
   s.recovered = 4;
-  s.refused_busy = 6;  // of them 2 for an organisation, 1 for an origin: 3 global
+  s.refused_busy = 10;  // of them 2 for an organisation, 1 for an origin, 4 the backlog: 3 global
   s.refused_org_busy = 2;
   s.refused_origin_busy = 1;
+  s.refused_backlog_busy = 4;
   s.in_flight_bytes = 4096;
   s.published = 12;
   s.refused_invalid = 99;  // the refusals rendered are the recorded ones

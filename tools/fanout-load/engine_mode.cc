@@ -73,6 +73,9 @@ std::unique_ptr<fanout::Engine> make_engine(const Options& o, const EventSource&
   eo.max_pending_per_origin =
       std::max<std::size_t>(eo.max_pending_per_origin, static_cast<std::size_t>(budget) + 1);
   eo.max_in_flight = std::max<std::size_t>(eo.max_in_flight, static_cast<std::size_t>(budget) + 1);
+  // The window (or --waiting-retries' N) bounds what is held; the engine's backlog bound would
+  // refuse a --waiting-retries burst past 65,536.
+  eo.max_backlog = std::max<std::size_t>(eo.max_backlog, static_cast<std::size_t>(budget) + 1);
   eo.max_event_bytes = std::max(eo.max_event_bytes, src.max_event_bytes());
   eo.retry.base_ms = o.retry_base_ms;
   eo.retry.max_retries = o.max_retries;

@@ -6,7 +6,8 @@
 #   fanoutd serve --workers 1 (durable, the default), pinned to CPU 0, its budgets raised to hold
 #   them all (max_in_flight = 1,100,000, no per-organisation or per-origin budget) and a backoff
 #   of an hour (retry.base_ms), so every delivery waits for its second attempt (the byte budgets,
-#   per organisation and per origin, lifted too);
+#   per organisation and per origin, lifted too); max_backlog stays at its default (65,536), so
+#   a burst waits at the door (503, re-sent by fanout-load after Retry-After), not in memory;
 #   K organisations x 6 event types = 6K subscriptions (K = ceil(N / 6)), made through the API
 #   (POST /v2/webhooks, 6 items a call; PROVIDER keys of 10,000 organisations each);
 #   fanout-load --ingest publishes N events, one per subscription (event i is for subscription

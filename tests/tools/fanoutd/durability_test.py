@@ -6,7 +6,7 @@ second SIGTERM changes nothing), and accepted events that survive kill -9.
 Run: python3 durability_test.py --fanoutd build/X/tools/fanoutd/fanoutd \
          --sink build/X/tools/fanout-sink
 
-The delivery history route (GET /v2/webhooks/{id}/deliveries, api_test.py) is how most tests
+The delivery history route (GET /v2/webhooks/{id}/deliveries, api_history_test.py) is how most tests
 see outcomes; with --no-durable (no history) the metrics and the sink's record do.
 """
 

@@ -1,6 +1,6 @@
 // The worker's way out (worker.h): outcomes handed to the observer in batches, deliveries handed
 // back by stop(), the stop sequence itself, and the counters stats() reads. worker.cc has the
-// way in and the attempts.
+// way in and the attempts, worker_retry.cc the retries.
 #include "engine/worker.h"
 
 #include <algorithm>

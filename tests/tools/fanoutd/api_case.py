@@ -82,5 +82,22 @@ class ApiCase(SharedDaemonCase):
         for field in ("created_at", "updated_at"):
             self.assertRegex(cfg[field], TIMESTAMP_RE, f"{field} of {cfg}")
 
+    def assert405WithAllow(self, key, cases, exact=False):
+        """Each (method, path, allowed) answers 405, with and without `key`, its Allow header
+        naming the allowed methods (all of them with `exact`, at least them otherwise) and never
+        the method itself."""
+        for method, path, allowed in cases:
+            for k in (key, None):
+                with self.subTest(method=method, path=path, key=bool(k)):
+                    body = {} if method in ("POST", "PUT", "PATCH") else None
+                    r = self.call(method, path, k, body)
+                    self.assertError(r, 405)
+                    allow = {m.strip().upper() for m in r.headers.get("Allow", "").split(",")}
+                    if exact:
+                        self.assertEqual(allowed, allow, f"Allow: {r.headers.get('Allow')!r}")
+                    else:
+                        self.assertTrue(allowed <= allow, f"Allow: {r.headers.get('Allow')!r}")
+                    self.assertNotIn(method, allow)
+
     def assertNothingCreated(self, key, query=""):
         self.assertEqual(self.list_ids(key, query), [], "the refused call must create nothing")

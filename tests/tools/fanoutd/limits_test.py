@@ -63,6 +63,16 @@ class LimitsTest(FanoutdTestCase):
                    body={"items": [{"url": url, "event_type": "business_updated"}]})
         self.assertEqual(r.status, 200, r.describe())
 
+    def start_black_holed(self, config):
+        """fanoutd with `config`, an hour's backoff and organisation 1 subscribed to a black
+        hole (attempts time out after timeouts.response_ms, which `config` sets): the daemon
+        and an INGEST key for organisation 1."""
+        hole = self.start_sink(args=["--blackhole", "--quiet"])
+        data = self.data_dir()
+        d = self.start_daemon(data, config=config + "[retry]\nbase_ms = 3600000\njitter = 0\n")
+        self.subscribe(d, data, 1, hole.url())
+        return d, apikey(data, "INGEST", orgs=[1])
+
     def test_idle_connections_cannot_stop_deliveries(self):
         sink = self.start_sink(args=["--quiet"])
         data = self.data_dir()
@@ -147,13 +157,7 @@ class LimitsTest(FanoutdTestCase):
         Retry-After, no reason: the daemon as a whole, not an organisation); once the 100
         attempts time out and wait an hour for their retry, they leave the backlog and 100 more
         are accepted, 200 in flight."""
-        hole = self.start_sink(args=["--blackhole", "--quiet"])
-        data = self.data_dir()
-        d = self.start_daemon(data, config="max_backlog = 100\n"
-                                           "[timeouts]\nresponse_ms = 2000\n"
-                                           "[retry]\nbase_ms = 3600000\njitter = 0\n")
-        self.subscribe(d, data, 1, hole.url())
-        ingest = apikey(data, "INGEST", orgs=[1])
+        d, ingest = self.start_black_holed("max_backlog = 100\n[timeouts]\nresponse_ms = 2000\n")
 
         def post(first, n):
             body = "\n".join(json.dumps(event(1, first + i)) for i in range(n)) + "\n"
@@ -178,13 +182,8 @@ class LimitsTest(FanoutdTestCase):
         """300 deliveries held at a black hole (heap_trim_backlog = 200): no trim while they are
         held; once their attempts time out and they wait for an hour's backoff, one trim, said
         in the log with the peak it followed; and no second one while nothing else happens."""
-        hole = self.start_sink(args=["--blackhole", "--quiet"])
-        data = self.data_dir()
-        d = self.start_daemon(data, config="heap_trim_backlog = 200\n"
-                                           "[timeouts]\nresponse_ms = 4000\n"
-                                           "[retry]\nbase_ms = 3600000\njitter = 0\n")
-        self.subscribe(d, data, 1, hole.url())
-        ingest = apikey(data, "INGEST", orgs=[1])
+        d, ingest = self.start_black_holed("heap_trim_backlog = 200\n"
+                                           "[timeouts]\nresponse_ms = 4000\n")
         body = "\n".join(json.dumps(event(1, n)) for n in range(300)) + "\n"
         r = d.http("POST", "/v2/events", key=ingest, body=body.encode(),
                    content_type="application/x-ndjson")

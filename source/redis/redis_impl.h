@@ -1,6 +1,6 @@
 // RedisSource's inside, shared by redis_source.cc (life cycle: resolve, connect, set up,
-// reconnect, close, stats) and redis_flow.cc (the entry flow: read, publish, acknowledge,
-// record retries, refresh and claim).
+// reconnect, close, stats), redis_flow.cc (the entry flow in: read, publish, refresh and claim)
+// and redis_acks.cc (the way out: acknowledge, record retries).
 //
 // Phases (one loop thread):
 //   kIdle -start()-> kResolving -> kConnecting -(both connections ready)-> kSetup
@@ -42,6 +42,9 @@
 struct redisReply;
 
 namespace fanout::source {
+
+// Entry ids per XACK, HDEL, HSET or XCLAIM command, at most.
+inline constexpr std::size_t kIdsPerCommand = 1000;
 
 // What the engine's threads tell the loop about a tagged delivery.
 struct Note {

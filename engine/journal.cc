@@ -286,6 +286,7 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
   }
   const std::int64_t last = j->next_did_ - 1;
   j->durable_.store(static_cast<std::uint64_t>(last), std::memory_order_release);
+  j->indexed_did_.store(last, std::memory_order_release);  // the log's tail was copied above
 
   const int rc = sqlite3_open_v2(file.c_str(), &j->reader_,
                                  SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -539,6 +540,50 @@ void Journal::run() {
     batch->clear();
     spare = std::move(batch);
   }
+}
+
+std::filesystem::path Journal::database_file() const {
+  return std::filesystem::path(options_.dir) / "journal.db";
+}
+
+tl::expected<std::unique_ptr<Journal::BodyReader>, std::string> Journal::BodyReader::open(
+    const std::filesystem::path& file) {
+  std::unique_ptr<BodyReader> r(new BodyReader);
+  const int rc =
+      sqlite3_open_v2(file.c_str(), &r->db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    return tl::unexpected(std::string("journal: opening a body reader: ") + sqlite3_errstr(rc));
+  }
+  sqlite3_extended_result_codes(r->db_, 1);
+  sqlite3_busy_timeout(r->db_, sqlite::kBusyTimeoutMs);
+  static constexpr std::string_view kSql = "SELECT body FROM bodies WHERE did = ?1";
+  if (sqlite3_prepare_v3(r->db_, kSql.data(), static_cast<int>(kSql.size()),
+                         SQLITE_PREPARE_PERSISTENT, &r->select_, nullptr) != SQLITE_OK) {
+    return sqlite::db_error(r->db_, "journal: preparing the body read");
+  }
+  return r;
+}
+
+Journal::BodyReader::~BodyReader() {
+  sqlite3_finalize(select_);
+  sqlite3_close_v2(db_);
+}
+
+tl::expected<void, std::string> Journal::BodyReader::read(std::int64_t did, std::string& out) {
+  sqlite3_bind_int64(select_, 1, did);
+  const int rc = sqlite3_step(select_);
+  tl::expected<void, std::string> result;
+  if (rc == SQLITE_ROW) {
+    const void* data = sqlite3_column_blob(select_, 0);
+    const int size = sqlite3_column_bytes(select_, 0);
+    out.assign(static_cast<const char*>(data), static_cast<std::size_t>(size));
+  } else if (rc == SQLITE_DONE) {
+    result = tl::unexpected("journal: no body for delivery " + std::to_string(did));
+  } else {
+    result = sqlite::db_error(db_, "journal: reading the body of delivery " + std::to_string(did));
+  }
+  sqlite3_reset(select_);
+  return result;
 }
 
 Journal::Stats Journal::stats() const noexcept {

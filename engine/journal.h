@@ -42,6 +42,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -108,6 +109,33 @@ class Journal {
     return durable_.load(std::memory_order_acquire);
   }
   [[nodiscard]] std::uint64_t last_seq() const;
+  // Every delivery accepted with a did up to this one is in the database, body included (as of
+  // the indexer's last copy; since then some may have finished and, without history, gone).
+  [[nodiscard]] std::int64_t indexed_did() const noexcept {
+    return indexed_did_.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] const DurabilityOptions& options() const noexcept { return options_; }
+  // The database file (DIR/journal.db), for a BodyReader.
+  [[nodiscard]] std::filesystem::path database_file() const;
+
+  // Reads delivery bodies back from the database on a connection of its own (read-only, WAL:
+  // never in the writer's or the indexer's way). One thread at a time: a worker keeps one.
+  class BodyReader {
+   public:
+    [[nodiscard]] static tl::expected<std::unique_ptr<BodyReader>, std::string> open(
+        const std::filesystem::path& file);
+    ~BodyReader();
+    BodyReader(const BodyReader&) = delete;
+    BodyReader& operator=(const BodyReader&) = delete;
+    // The body of delivery `did` into `out`; an error (naming the did) when the read failed or
+    // found no body.
+    [[nodiscard]] tl::expected<void, std::string> read(std::int64_t did, std::string& out);
+
+   private:
+    BodyReader() = default;
+    sqlite3* db_ = nullptr;
+    sqlite3_stmt* select_ = nullptr;
+  };
 
   // --- history (a read-only connection of its own; one caller at a time) ---
   [[nodiscard]] tl::expected<DeliveryPage, std::string> deliveries(std::int64_t subscription_id,
@@ -220,6 +248,7 @@ class Journal {
   bool checkpoint_stop_ = false;            // under checkpoint_mu_
   std::atomic<bool> restart_ready_{false};  // the writer may restart the WAL cheaply
   std::atomic<std::uint64_t> durable_{0};
+  std::atomic<std::int64_t> indexed_did_{0};  // indexed_did(): set at open, then by the indexer
   std::atomic<std::uint64_t> commits_{0}, commit_failures_{0}, records_{0}, bytes_{0};
   std::atomic<std::uint64_t> indexed_{0}, index_failures_{0}, backlog_waits_{0}, index_boosts_{0},
       checkpoints_{0};

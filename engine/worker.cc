@@ -288,6 +288,7 @@ void Worker::sweep_targets() noexcept {
       }
     }
   }
+  move_bodies_to_disk();
   timers_->schedule_after(sweep_timer_, kTargetSweepMs);
 }
 

@@ -154,6 +154,9 @@ struct DeliveryState {
   bool hold_retries = false;
   bool held_due = false;
   bool has_signature = false;  // the Partoo signature is made (at the first attempt)
+  // A WaitingRetry's body is in the journal only (DurabilityOptions::bodies_on_disk_after_ms),
+  // read back by did when the retry is due; false on a Delivery. (In the struct's padding.)
+  bool body_on_disk = false;
 };
 
 // One heap block per accepted event: the Delivery, then its id, kWebhookGap bytes, and its body
@@ -217,7 +220,13 @@ class Delivery final : public transport::Request,
 // body with a 32-character id (malloc's header and rounding included), against ~1,000 for the
 // Delivery in its pool block before (bench/engine/inbox_bench.cc). In its worker's waiting list
 // exactly while its backoff entry is armed, or while its hold is not released after it fired.
-struct WaitingRetry final : transport::ListNode<WaitingRetry>, DeliveryState {
+// The list of waiting retries whose body could go to disk once the journal's database has it
+// (Worker::bodies_in_memory_).
+struct BodyInMemoryTag {};
+
+struct WaitingRetry final : transport::ListNode<WaitingRetry>,
+                            transport::ListNode<WaitingRetry, BodyInMemoryTag>,
+                            DeliveryState {
   // A WaitingRetry with room for an id of `id_size` bytes and a body of `body_size` bytes after
   // it (filled by the caller through id_data()/body_data()); destroy() is the way to end it.
   [[nodiscard]] static WaitingRetry* make(std::size_t id_size, std::size_t body_size);
@@ -234,7 +243,7 @@ struct WaitingRetry final : transport::ListNode<WaitingRetry>, DeliveryState {
   Worker* worker = nullptr;
   transport::TimerEntry backoff;
   std::uint32_t id_size = 0;
-  std::uint32_t body_size = 0;
+  std::uint32_t body_size = 0;                          // 0 when body_on_disk
   std::uint8_t signature[Signer::kSignatureSize] = {};  // when has_signature
 };
 
@@ -324,8 +333,14 @@ class Worker {
   // Takes `w` out of the waiting list (its backoff entry has fired or is cancelled) and out of
   // waiting_ and waiting_bytes_.
   void unwait(WaitingRetry& w) noexcept;
-  // A Delivery again, from the WaitingRetry `w`: taken out of the waiting list and freed.
-  [[nodiscard]] Delivery& unpark(WaitingRetry* w);
+  // A Delivery again, from the WaitingRetry `w`: taken out of the waiting list and freed. Null
+  // when its body is on disk and could not be read: `w` then waits kBodyRetryMs more.
+  [[nodiscard]] Delivery* unpark(WaitingRetry* w);
+  // A waiting retry's backoff ran out (data: the WaitingRetry): attempted, unless held.
+  static void on_backoff(transport::TimerEntry& entry, void* data) noexcept;
+  // The body of `w` (body_on_disk) from the journal into `out`, on this worker's own reader
+  // (opened at the first read); false when that failed (counted).
+  bool read_body(const WaitingRetry& w, std::string& out);
   // The retry of a hold_retries delivery: its hold value, so that it waits for its release too.
   [[nodiscard]] std::uint64_t next_hold() noexcept;
   void drain_releases();
@@ -351,8 +366,12 @@ class Worker {
   // delivery lets go.
   void retire(Target* t);
   // Retires every target whose subscription was deleted or changed; runs only when the routing
-  // table's version moved since the last sweep. Every kTargetSweepMs of loop time.
+  // table's version moved since the last sweep. Every kTargetSweepMs of loop time, with
+  // move_bodies_to_disk().
   void sweep_targets() noexcept;
+  // Waiting retries that waited for the journal's database to have their delivery: those it
+  // now has, still due in a second or more, trade their block for one without the body.
+  void move_bodies_to_disk();
   void count_targets(std::ptrdiff_t delta) noexcept;
 
   Engine& engine_;
@@ -405,6 +424,13 @@ class Worker {
   std::atomic<std::uint64_t> attempts_{0}, a2xx_{0}, a3xx_{0}, a4xx_{0}, a5xx_{0}, afailed_{0};
   std::atomic<std::uint64_t> waiting_{0}, waiting_bytes_{0}, conns_h2_{0}, conns_h1_{0},
       targets_count_{0};
+  std::atomic<std::uint64_t> waiting_on_disk_{0}, body_reads_{0}, body_read_failures_{0};
+  // Waiting retries' bodies read back from the journal (read_body()).
+  std::unique_ptr<Journal::BodyReader> body_reader_;
+  // Waiting retries that wait long enough to leave their body on disk but whose delivery the
+  // journal's database did not have yet, in the order they began to wait (roughly by did).
+  transport::IntrusiveList<WaitingRetry, BodyInMemoryTag> bodies_in_memory_;
+  std::string body_buf_;
 };
 
 }  // namespace engine

@@ -19,7 +19,12 @@ void Worker::hand_back(Delivery& d, std::int64_t next_attempt_unix_ms) {
 void Worker::hand_back(WaitingRetry& w, std::int64_t next_attempt_unix_ms) {
   Unfinished u;
   u.event_id = w.event_id();
-  u.body = std::string(w.body());
+  if (w.body_on_disk) {
+    // Read back (the journal keeps it whatever happens here: a failed read leaves it empty).
+    (void)read_body(w, u.body);
+  } else {
+    u.body = std::string(w.body());
+  }
   hand_back_state(std::move(u), w, next_attempt_unix_ms);
   WaitingRetry::destroy(&w);
 }
@@ -170,6 +175,9 @@ void Worker::add_stats(EngineStats& st) const {
   st.attempts_failed += afailed_.load(std::memory_order_relaxed);
   st.waiting_retry += waiting_.load(std::memory_order_relaxed);
   st.waiting_retry_bytes += waiting_bytes_.load(std::memory_order_relaxed);
+  st.waiting_retry_on_disk += waiting_on_disk_.load(std::memory_order_relaxed);
+  st.body_reads += body_reads_.load(std::memory_order_relaxed);
+  st.body_read_failures += body_read_failures_.load(std::memory_order_relaxed);
   st.connections_h2 += conns_h2_.load(std::memory_order_relaxed);
   st.targets += targets_count_.load(std::memory_order_relaxed);
   st.connections_h1 += conns_h1_.load(std::memory_order_relaxed);

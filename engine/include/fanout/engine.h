@@ -147,6 +147,11 @@ struct DurabilityOptions {
   // longer run at the database's (the log's disk use is bounded by this plus a segment, and two
   // spare segments).
   std::uint64_t max_log_backlog_bytes = std::uint64_t{256} << 20;
+  // A retry that waits at least this long keeps its body in the journal only, not in memory
+  // (a waiting retry is then ~280 bytes whatever its body): its worker reads the body back
+  // when the retry is due (or handed back by stop()). Only for deliveries already copied into
+  // the journal's database; 0: every waiting retry keeps its body in memory.
+  std::uint64_t bodies_on_disk_after_ms = 10'000;
   // Tests only: when set and it returns true, the next commit fails as a disk error would.
   std::function<bool()> fail_commit;
   // Tests only: called on the indexer thread before each copy of the log into the database (a
@@ -294,7 +299,10 @@ struct Unfinished {
   std::string event_id;
   std::int64_t org_id = 0;
   std::string event_type;
-  std::string body;  // the delivery body {"type":...,"payload":...}
+  // The delivery body {"type":...,"payload":...}. A waiting retry whose body was on disk
+  // (DurabilityOptions::bodies_on_disk_after_ms) reads it back from the journal; empty only when
+  // that read failed (the journal still has it, and resumes it at the next open).
+  std::string body;
   std::int64_t subscription_id = 0;
   std::uint32_t attempts = 0;             // attempts already made
   std::int64_t next_attempt_unix_ms = 0;  // wall clock, ms since the epoch; 0: at once
@@ -339,6 +347,10 @@ struct EngineStats {
   std::uint64_t waiting_retry = 0;  // in a timer wheel: backoff, or a resumed delivery not due
   // The blocks those waiting retries hold (state, id and body each; engine/worker.h WaitingRetry).
   std::uint64_t waiting_retry_bytes = 0;
+  // Of waiting_retry, those whose body is in the journal only (bodies_on_disk_after_ms); the
+  // bodies read back from it, and the reads that failed (the retry then waits again).
+  std::uint64_t waiting_retry_on_disk = 0;
+  std::uint64_t body_reads = 0, body_read_failures = 0;
   std::uint64_t delivered = 0, rejected = 0, exhausted = 0, dropped = 0;
   std::uint64_t attempts = 0;
   std::uint64_t attempts_2xx = 0, attempts_3xx = 0, attempts_4xx = 0, attempts_5xx = 0;

@@ -140,6 +140,16 @@ void render_outcomes(std::string& out, const EngineStats& stats, std::uint64_t d
                 "Memory the waiting retries hold: state, event id and body of each.");
   append_sample(out, "fanout_waiting_retry_bytes", "", "", stats.waiting_retry_bytes);
 
+  append_header(out, "fanout_waiting_retries_on_disk", "gauge",
+                "Waiting retries whose body is in the journal only "
+                "(durability.bodies_on_disk_after_ms).");
+  append_sample(out, "fanout_waiting_retries_on_disk", "", "", stats.waiting_retry_on_disk);
+  append_header(out, "fanout_retry_body_reads_total", "counter",
+                "Waiting retries' bodies read back from the journal, by result (a failed read "
+                "waits a second and tries again).");
+  append_sample(out, "fanout_retry_body_reads_total", "result", "ok", stats.body_reads);
+  append_sample(out, "fanout_retry_body_reads_total", "result", "failed", stats.body_read_failures);
+
   append_header(out, "fanout_connections", "gauge", "Open outgoing connections, by protocol.");
   append_sample(out, "fanout_connections", "protocol", "h2", stats.connections_h2);
   append_sample(out, "fanout_connections", "protocol", "http/1.1", stats.connections_h1);

@@ -81,6 +81,13 @@ fanout_waiting_retries 2
 # HELP fanout_waiting_retry_bytes Memory the waiting retries hold: state, event id and body of each.
 # TYPE fanout_waiting_retry_bytes gauge
 fanout_waiting_retry_bytes 1700
+# HELP fanout_waiting_retries_on_disk Waiting retries whose body is in the journal only (durability.bodies_on_disk_after_ms).
+# TYPE fanout_waiting_retries_on_disk gauge
+fanout_waiting_retries_on_disk 1
+# HELP fanout_retry_body_reads_total Waiting retries' bodies read back from the journal, by result (a failed read waits a second and tries again).
+# TYPE fanout_retry_body_reads_total counter
+fanout_retry_body_reads_total{result="ok"} 5
+fanout_retry_body_reads_total{result="failed"} 1
 # HELP fanout_connections Open outgoing connections, by protocol.
 # TYPE fanout_connections gauge
 fanout_connections{protocol="h2"} 3
@@ -193,6 +200,9 @@ TEST(Metrics, GoldenText) {
   s.in_flight = 7;
   s.waiting_retry = 2;
   s.waiting_retry_bytes = 1700;
+  s.waiting_retry_on_disk = 1;
+  s.body_reads = 5;
+  s.body_read_failures = 1;
   s.delivered = 5;
   s.rejected = 2;
   s.exhausted = 1;
@@ -260,6 +270,8 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndCountersEndInTotal) {
                                       "fanout_in_flight",
                                       "fanout_waiting_retries",
                                       "fanout_waiting_retry_bytes",
+                                      "fanout_waiting_retries_on_disk",
+                                      "fanout_retry_body_reads_total",
                                       "fanout_connections",
                                       "fanout_signatures_off_worker_total",
                                       "fanout_delivery_latency_seconds",

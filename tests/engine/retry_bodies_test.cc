@@ -96,6 +96,14 @@ class RetryBodiesTest : public fanout::test_support::EngineFixture {
     sqlite3_close(db);
   }
 
+  // Tagged (the collector hears its retries), and with hold_retries when `held`.
+  static PublishOptions tagged(bool held) {
+    PublishOptions o;
+    o.tag = 1;
+    o.hold_retries = held;
+    return o;
+  }
+
   TempDir dir_{"fanout-retry-bodies"};
   std::atomic<bool> hold_index_{false};
 };
@@ -106,9 +114,7 @@ TEST_F(RetryBodiesTest, ADueRetryReadsItsBodyBackAndSendsItWhole) {
   Receiver rx([](const Received&, std::size_t n) { return n == 0 ? Receiver::kHold : 200; });
   start(rx.port(), 1);
   auto p = engine_->make_producer();
-  PublishOptions held;
-  held.tag = 1;
-  held.hold_retries = true;
+  const PublishOptions held = tagged(true);
   ASSERT_NO_FATAL_FAILURE(first_attempt_fails_once_copied(rx, p, "e1", held));
   EngineStats st = engine_->stats();
   EXPECT_EQ(st.waiting_retry, 1u);
@@ -135,9 +141,7 @@ TEST_F(RetryBodiesTest, StopHandsBackABodyThatWaitsOnDisk) {
   Receiver rx([](const Received&, std::size_t) { return Receiver::kHold; });
   start(rx.port(), 1, 3'600'000);
   auto p = engine_->make_producer();
-  PublishOptions tagged;
-  tagged.tag = 1;
-  ASSERT_NO_FATAL_FAILURE(first_attempt_fails_once_copied(rx, p, "e2", tagged));
+  ASSERT_NO_FATAL_FAILURE(first_attempt_fails_once_copied(rx, p, "e2", tagged(false)));
   EXPECT_EQ(engine_->stats().waiting_retry_on_disk, 1u);
   const auto left = engine_->stop(std::chrono::milliseconds(0));
   ASSERT_EQ(left.size(), 1u);
@@ -188,9 +192,7 @@ TEST_F(RetryBodiesTest, ARetryWaitingBeforeTheCopyLeavesItsBodyOnceCopied) {
   hold_index_ = true;
   start(rx.port(), 1, 3'600'000);
   auto p = engine_->make_producer();
-  PublishOptions tagged;
-  tagged.tag = 1;
-  ASSERT_EQ(p.publish(big_event("e6"), tagged).status, PublishStatus::kAccepted);
+  ASSERT_EQ(p.publish(big_event("e6"), tagged(false)).status, PublishStatus::kAccepted);
   ASSERT_TRUE(collector_.wait_for_retries(1));
   EngineStats st = engine_->stats();
   EXPECT_EQ(st.waiting_retry_on_disk, 0u);
@@ -212,9 +214,7 @@ TEST_F(RetryBodiesTest, AFailedReadWaitsAndTriesAgain) {
   Receiver rx([](const Received&, std::size_t n) { return n == 0 ? Receiver::kHold : 200; });
   start(rx.port(), 1);
   auto p = engine_->make_producer();
-  PublishOptions held;
-  held.tag = 1;
-  held.hold_retries = true;
+  const PublishOptions held = tagged(true);
   ASSERT_NO_FATAL_FAILURE(first_attempt_fails_once_copied(rx, p, "e5", held));
   ASSERT_EQ(engine_->stats().waiting_retry_on_disk, 1u);
   exec("CREATE TABLE kept AS SELECT did, body FROM bodies");

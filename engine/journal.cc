@@ -556,33 +556,31 @@ tl::expected<std::unique_ptr<Journal::BodyReader>, std::string> Journal::BodyRea
   }
   sqlite3_extended_result_codes(r->db_, 1);
   sqlite3_busy_timeout(r->db_, sqlite::kBusyTimeoutMs);
-  static constexpr std::string_view kSql = "SELECT body FROM bodies WHERE did = ?1";
-  if (sqlite3_prepare_v3(r->db_, kSql.data(), static_cast<int>(kSql.size()),
-                         SQLITE_PREPARE_PERSISTENT, &r->select_, nullptr) != SQLITE_OK) {
-    return sqlite::db_error(r->db_, "journal: preparing the body read");
-  }
+  auto s = Statement::prepare(r->db_, "SELECT body FROM bodies WHERE did = ?1",
+                              "journal: reading a waiting retry's body");
+  if (!s) return tl::unexpected(std::move(s.error()));
+  r->select_ = std::make_unique<Statement>(std::move(*s));
   return r;
 }
 
 Journal::BodyReader::~BodyReader() {
-  sqlite3_finalize(select_);
+  select_.reset();
   sqlite3_close_v2(db_);
 }
 
 tl::expected<void, std::string> Journal::BodyReader::read(std::int64_t did, std::string& out) {
-  sqlite3_bind_int64(select_, 1, did);
-  const int rc = sqlite3_step(select_);
+  Statement& s = *select_;
+  s.bind(1, did);
+  auto row = s.step();
   tl::expected<void, std::string> result;
-  if (rc == SQLITE_ROW) {
-    const void* data = sqlite3_column_blob(select_, 0);
-    const int size = sqlite3_column_bytes(select_, 0);
-    out.assign(static_cast<const char*>(data), static_cast<std::size_t>(size));
-  } else if (rc == SQLITE_DONE) {
+  if (!row) {
+    result = tl::unexpected(std::move(row.error()) + " (delivery " + std::to_string(did) + ")");
+  } else if (!*row) {
     result = tl::unexpected("journal: no body for delivery " + std::to_string(did));
   } else {
-    result = sqlite::db_error(db_, "journal: reading the body of delivery " + std::to_string(did));
+    out = s.blob(0);
   }
-  sqlite3_reset(select_);
+  s.reset();  // every path: no read transaction kept open between reads (checkpoints wait)
   return result;
 }
 

@@ -57,6 +57,10 @@
 #include "fanout/engine.h"
 #include "transport/client/client.h"
 
+namespace fanout::sqlite {
+class Statement;
+}  // namespace fanout::sqlite
+
 namespace fanout::engine {
 
 class JournalLog;
@@ -134,7 +138,7 @@ class Journal {
    private:
     BodyReader() = default;
     sqlite3* db_ = nullptr;
-    sqlite3_stmt* select_ = nullptr;
+    std::unique_ptr<sqlite::Statement> select_;  // finalized before db_ is closed
   };
 
   // --- history (a read-only connection of its own; one caller at a time) ---

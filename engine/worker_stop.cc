@@ -19,12 +19,8 @@ void Worker::hand_back(Delivery& d, std::int64_t next_attempt_unix_ms) {
 void Worker::hand_back(WaitingRetry& w, std::int64_t next_attempt_unix_ms) {
   Unfinished u;
   u.event_id = w.event_id();
-  if (w.body_on_disk) {
-    // Read back (the journal keeps it whatever happens here: a failed read leaves it empty).
-    (void)read_body(w, u.body);
-  } else {
-    u.body = std::string(w.body());
-  }
+  u.body_in_journal = w.body_on_disk;  // not read back: stop() stays quick (engine.h)
+  if (!w.body_on_disk) u.body = std::string(w.body());
   hand_back_state(std::move(u), w, next_attempt_unix_ms);
   WaitingRetry::destroy(&w);
 }

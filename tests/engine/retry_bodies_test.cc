@@ -1,8 +1,8 @@
 // Waiting retries whose body stays in the journal only (DurabilityOptions::bodies_on_disk_after_ms,
 // engine/worker_retry.cc): the body is not held while the retry waits, is read back whole when
-// the retry is due or handed back by stop(), stays in memory when the wait is short or until
-// the journal's database has the delivery, and a failed read leaves the retry waiting, not
-// lost.
+// the retry is due, is left in the journal by stop() and sent by the next engine, stays in memory
+// when the wait is short or until the journal's database has the delivery, and a failed read leaves
+// the retry waiting, not lost.
 //
 // Waits are on conditions (the receiver's, the collector's, or engine stats polled with a yield)
 // against generous deadlines; nothing sleeps and no test measures time.
@@ -54,6 +54,7 @@ class RetryBodiesTest : public fanout::test_support::EngineFixture {
     o.retry.base_ms = backoff_ms;
     o.retry.factor = 1;
     o.retry.max_retries = 3;
+    o.retry.cap_ms = cap_ms_;
     o.durability.dir = dir_.path().string();
     o.durability.bodies_on_disk_after_ms = on_disk_after_ms;
     o.durability.before_index = [this] {
@@ -105,6 +106,7 @@ class RetryBodiesTest : public fanout::test_support::EngineFixture {
   }
 
   TempDir dir_{"fanout-retry-bodies"};
+  std::uint64_t cap_ms_ = 3'600'000;  // the retry policy's cap (a resumed wait is capped too)
   std::atomic<bool> hold_index_{false};
 };
 
@@ -136,19 +138,37 @@ TEST_F(RetryBodiesTest, ADueRetryReadsItsBodyBackAndSendsItWhole) {
   EXPECT_EQ(st.waiting_retry_on_disk, 0u);
 }
 
-// An hour's backoff, then stop(): the delivery is handed back with its body, read from disk.
-TEST_F(RetryBodiesTest, StopHandsBackABodyThatWaitsOnDisk) {
+// An hour's backoff, then stop(): the delivery is handed back without its body (nothing read at
+// stop), marked body_in_journal; an engine reopened on the journal resumes it and sends it whole.
+TEST_F(RetryBodiesTest, StopLeavesTheBodyInTheJournalAndARestartSendsIt) {
   Receiver rx([](const Received&, std::size_t) { return Receiver::kHold; });
   start(rx.port(), 1, 3'600'000);
-  auto p = engine_->make_producer();
-  ASSERT_NO_FATAL_FAILURE(first_attempt_fails_once_copied(rx, p, "e2", tagged(false)));
+  {
+    auto p = engine_->make_producer();
+    ASSERT_NO_FATAL_FAILURE(first_attempt_fails_once_copied(rx, p, "e2", tagged(false)));
+  }
   EXPECT_EQ(engine_->stats().waiting_retry_on_disk, 1u);
   const auto left = engine_->stop(std::chrono::milliseconds(0));
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].event_id, "e2");
   EXPECT_EQ(left[0].attempts, 1u);
-  EXPECT_EQ(left[0].body, rx.received()[0].body);
-  EXPECT_EQ(engine_->stats().body_reads, 1u);
+  EXPECT_TRUE(left[0].body_in_journal);
+  EXPECT_TRUE(left[0].body.empty());
+  EXPECT_EQ(engine_->stats().body_reads, 0u);
+  engine_.reset();
+  // Reopened: the wait left (an hour) is capped at 1 ms, so the resumed delivery goes at once.
+  Receiver rx2([](const Received&, std::size_t) { return 200; });
+  cap_ms_ = 1;
+  start(rx2.port(), 1, 3'600'000);
+  ASSERT_TRUE(collector_.wait_for(1));
+  EXPECT_EQ(collector_.outcomes()[0].event_id, "e2");
+  EXPECT_EQ(collector_.outcomes()[0].kind, OutcomeKind::kDelivered);
+  EXPECT_EQ(collector_.outcomes()[0].attempts, 2u);
+  const auto got = rx2.received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].body, rx.received()[0].body);
+  EXPECT_EQ(got[0].headers.at("x-partoo-attempt"), "2");
+  EXPECT_EQ(engine_->stats().recovered, 1u);
 }
 
 // A delivery the database does not have yet (its copy held back): the retry keeps its body
@@ -204,7 +224,7 @@ TEST_F(RetryBodiesTest, ARetryWaitingBeforeTheCopyLeavesItsBodyOnceCopied) {
   EXPECT_LT(st.waiting_retry_bytes, 1000u);
   const auto left = engine_->stop(std::chrono::milliseconds(0));
   ASSERT_EQ(left.size(), 1u);
-  EXPECT_EQ(left[0].body, rx.received()[0].body);
+  EXPECT_TRUE(left[0].body_in_journal);
   EXPECT_EQ(engine_->stats().waiting_retry_on_disk, 0u);
 }
 

@@ -299,15 +299,16 @@ struct Unfinished {
   std::string event_id;
   std::int64_t org_id = 0;
   std::string event_type;
-  // The delivery body {"type":...,"payload":...}. A waiting retry whose body was on disk
-  // (DurabilityOptions::bodies_on_disk_after_ms) reads it back from the journal; empty only when
-  // that read failed (the journal still has it, and resumes it at the next open).
-  std::string body;
+  std::string body;  // the delivery body {"type":...,"payload":...}; empty when body_in_journal
   std::int64_t subscription_id = 0;
   std::uint32_t attempts = 0;             // attempts already made
   std::int64_t next_attempt_unix_ms = 0;  // wall clock, ms since the epoch; 0: at once
   std::uint64_t tag = 0;                  // PublishOptions::tag (a broker's delivery: the
                                           // broker still holds it; not to be saved elsewhere)
+  // Durability on: a waiting retry whose body was left in the journal
+  // (DurabilityOptions::bodies_on_disk_after_ms) is handed back without it, not read back at
+  // stop: the journal resumes every delivery it holds at its next open, body included.
+  bool body_in_journal = false;
 };
 
 // Delivery history (durability on): one delivery of an event to a subscription and its attempts.

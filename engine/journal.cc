@@ -170,8 +170,8 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
   std::error_code ec;
   std::filesystem::create_directories(options.dir, ec);
   if (ec) return tl::unexpected("durability: creating " + options.dir + ": " + ec.message());
-  const std::filesystem::path file = std::filesystem::path(options.dir) / "journal.db";
   std::unique_ptr<Journal> j(new Journal(options, catalogue));
+  const std::filesystem::path file = j->database_file();
   // NORMAL: the indexer's commits are not synced one by one (the log holds what they copy);
   // sync_database() makes them durable before a segment of the log goes.
   auto db = sqlite::open_wal(file, "NORMAL", kMigrations, "fanout journal", kPageSize);
@@ -288,11 +288,9 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
   j->durable_.store(static_cast<std::uint64_t>(last), std::memory_order_release);
   j->indexed_did_.store(last, std::memory_order_release);  // the log's tail was copied above
 
-  const int rc = sqlite3_open_v2(file.c_str(), &j->reader_,
-                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) return fail(std::string("opening a reader: ") + sqlite3_errstr(rc));
-  sqlite3_extended_result_codes(j->reader_, 1);
-  sqlite3_busy_timeout(j->reader_, sqlite::kBusyTimeoutMs);
+  auto reader = sqlite::open_reader(file);
+  if (!reader) return fail(reader.error());
+  j->reader_ = *reader;
   const int rc2 = sqlite3_open_v2(file.c_str(), &j->checkpointer_db_,
                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc2 != SQLITE_OK) return fail(std::string("opening a checkpointer: ") + sqlite3_errstr(rc2));
@@ -548,14 +546,10 @@ std::filesystem::path Journal::database_file() const {
 
 tl::expected<std::unique_ptr<Journal::BodyReader>, std::string> Journal::BodyReader::open(
     const std::filesystem::path& file) {
+  auto db = sqlite::open_reader(file);
+  if (!db) return tl::unexpected("journal: " + db.error());
   std::unique_ptr<BodyReader> r(new BodyReader);
-  const int rc =
-      sqlite3_open_v2(file.c_str(), &r->db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    return tl::unexpected(std::string("journal: opening a body reader: ") + sqlite3_errstr(rc));
-  }
-  sqlite3_extended_result_codes(r->db_, 1);
-  sqlite3_busy_timeout(r->db_, sqlite::kBusyTimeoutMs);
+  r->db_ = *db;
   auto s = Statement::prepare(r->db_, "SELECT body FROM bodies WHERE did = ?1",
                               "journal: reading a waiting retry's body");
   if (!s) return tl::unexpected(std::move(s.error()));

@@ -126,11 +126,9 @@ tl::expected<void, std::string> Journal::index(std::uint64_t until, bool purge) 
   if (last != applied_) {
     indexed_.fetch_add(last - applied_, std::memory_order_relaxed);
     applied_ = last;
-    if (last_did > 0) {
-      indexed_did_.store(std::max(indexed_did_.load(std::memory_order_relaxed),
-                                  static_cast<std::int64_t>(last_did)),
-                         std::memory_order_release);
-    }
+    // The frames' high-water did only grows, and this thread is the only writer after open.
+    if (last_did > 0)
+      indexed_did_.store(static_cast<std::int64_t>(last_did), std::memory_order_release);
     cursor_ = at;
     {
       std::lock_guard lock(index_mu_);

@@ -90,6 +90,20 @@ tl::expected<std::string, std::string> switch_to_wal(sqlite3* db) {
 
 }  // namespace
 
+tl::expected<sqlite3*, std::string> open_reader(const std::filesystem::path& file) {
+  sqlite3* db = nullptr;
+  const int rc =
+      sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = "opening a reader of " + file.string() + ": " + sqlite3_errstr(rc);
+    sqlite3_close_v2(db);
+    return tl::unexpected(std::move(message));
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  return db;
+}
+
 tl::expected<sqlite3*, std::string> open_wal(const std::filesystem::path& file,
                                              std::string_view synchronous,
                                              std::span<const char* const> migrations,

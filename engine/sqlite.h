@@ -192,4 +192,9 @@ inline constexpr int kBusyTimeoutMs = 5000;
                                                            std::string_view program,
                                                            int page_size = 0);
 
+// Opens the existing database at `file` read-only, for one thread at a time (NOMUTEX), with
+// extended result codes and the busy timeout (the journal's history and body readers). On error
+// the handle is closed.
+[[nodiscard]] tl::expected<sqlite3*, std::string> open_reader(const std::filesystem::path& file);
+
 }  // namespace fanout::sqlite

@@ -148,9 +148,10 @@ struct DurabilityOptions {
   // spare segments).
   std::uint64_t max_log_backlog_bytes = std::uint64_t{256} << 20;
   // A retry that waits at least this long keeps its body in the journal only, not in memory
-  // (a waiting retry is then ~280 bytes whatever its body): its worker reads the body back
-  // when the retry is due (or handed back by stop()). Only for deliveries already copied into
-  // the journal's database; 0: every waiting retry keeps its body in memory.
+  // (a waiting retry is then 288 bytes with a 32-byte id, whatever its body): its worker reads
+  // the body back when the retry is due (stop() hands it back without: Unfinished). For
+  // deliveries already copied into the journal's database (others move once they are); 0: every
+  // waiting retry keeps its body in memory.
   std::uint64_t bodies_on_disk_after_ms = 10'000;
   // Tests only: when set and it returns true, the next commit fails as a disk error would.
   std::function<bool()> fail_commit;

@@ -305,13 +305,21 @@ struct EnvelopeParser::Impl {
     FieldState id{.ok = true, .error = EnvelopeError::kBadId};
     FieldState payload{.ok = false, .error = EnvelopeError::kMissingPayload};
     bool duplicate = false;
+    KeyListener* listener = nullptr;  // told once, when org_id and type are both valid
     void mark_seen(FieldState& state) noexcept {
       duplicate = duplicate || state.seen;
       state.seen = true;
     }
+    void tell_key() noexcept {
+      if (listener != nullptr && org_id.ok && type.ok) {
+        listener->on_key(envelope.org_id, envelope.type);
+        listener = nullptr;
+      }
+    }
   };
 
-  tl::expected<Envelope, EnvelopeError> parse(std::string_view json) noexcept;
+  tl::expected<Envelope, EnvelopeError> parse(std::string_view json,
+                                              KeyListener* listener) noexcept;
   EnvelopeError not_an_object(od::document& doc, Walker& walker, std::string_view input,
                               std::size_t first) noexcept;
   std::optional<EnvelopeError> read_field(Fields& f, od::field& field, od::document& doc,
@@ -406,6 +414,7 @@ std::optional<EnvelopeError> EnvelopeParser::Impl::read_field(Fields& f, od::fie
       f.type.ok = found.has_value();
       f.type.error = EnvelopeError::kUnknownType;
       if (found) f.envelope.type = *found;
+      f.tell_key();
     } else {
       f.id.ok = is_valid_id(text);
       f.envelope.id = text;
@@ -419,6 +428,7 @@ std::optional<EnvelopeError> EnvelopeParser::Impl::read_field(Fields& f, od::fie
     f.org_id.ok = value.has_value();
     f.org_id.error = EnvelopeError::kBadOrgId;
     if (value) f.envelope.org_id = *value;
+    f.tell_key();
   } else if (key == kPayloadKey) {
     f.mark_seen(f.payload);
     const Walk w = walker.value(v, 2);
@@ -446,7 +456,8 @@ std::optional<EnvelopeError> EnvelopeParser::Impl::read_field(Fields& f, od::fie
   return std::nullopt;
 }
 
-tl::expected<Envelope, EnvelopeError> EnvelopeParser::Impl::parse(std::string_view json) noexcept {
+tl::expected<Envelope, EnvelopeError> EnvelopeParser::Impl::parse(std::string_view json,
+                                                                  KeyListener* listener) noexcept {
   using tl::unexpected;
   if (json.size() > max_event_bytes_) return unexpected(EnvelopeError::kTooLarge);
   if (json.empty()) return unexpected(EnvelopeError::kInvalidJson);
@@ -477,6 +488,7 @@ tl::expected<Envelope, EnvelopeError> EnvelopeParser::Impl::parse(std::string_vi
   }
 
   Fields f;
+  f.listener = listener;
   for (auto field_result : root) {
     od::field field;
     if (std::move(field_result).get(field) != simdjson::SUCCESS) {
@@ -498,8 +510,9 @@ EnvelopeParser::EnvelopeParser(const EventCatalogue& catalogue, EnvelopeOptions 
 
 EnvelopeParser::~EnvelopeParser() = default;
 
-tl::expected<Envelope, EnvelopeError> EnvelopeParser::parse(std::string_view json) noexcept {
-  return impl_->parse(json);
+tl::expected<Envelope, EnvelopeError> EnvelopeParser::parse(std::string_view json,
+                                                            KeyListener* listener) noexcept {
+  return impl_->parse(json, listener);
 }
 
 std::size_t delivery_body_size(std::string_view type_name, std::string_view payload) noexcept {

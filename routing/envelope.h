@@ -79,6 +79,23 @@ struct EnvelopeOptions {
   std::size_t max_depth = kDefaultMaxDepth;
 };
 
+// Told the routing key during EnvelopeParser::parse(), as soon as org_id and type have both been
+// read and are valid, before the rest of the input (usually the payload, the bulk of it) is
+// walked: a caller starts loading what it will look up with that key (Producer prefetches the
+// routing entry and the organisation's budget), and the cache misses overlap the walk. Called at
+// most once per parse(), also for an input refused afterwards (a field found later that is
+// invalid or given twice): a hint, never a decision.
+class KeyListener {
+ public:
+  virtual void on_key(std::int64_t org_id, EventTypeId type) noexcept = 0;
+
+ protected:
+  KeyListener() = default;
+  KeyListener(const KeyListener&) = default;
+  KeyListener& operator=(const KeyListener&) = default;
+  ~KeyListener() = default;
+};
+
 // Parses envelopes. Keeps its simdjson parser and a padded input buffer between calls, so after
 // warm-up parse() allocates nothing (the buffers grow geometrically up to max_event_bytes and
 // never shrink). parse() copies the input, so the caller's buffer may be freed as soon as it
@@ -90,7 +107,8 @@ class EnvelopeParser {
   EnvelopeParser(const EnvelopeParser&) = delete;
   EnvelopeParser& operator=(const EnvelopeParser&) = delete;
 
-  [[nodiscard]] tl::expected<Envelope, EnvelopeError> parse(std::string_view json) noexcept;
+  [[nodiscard]] tl::expected<Envelope, EnvelopeError> parse(
+      std::string_view json, KeyListener* listener = nullptr) noexcept;
 
  private:
   struct Impl;

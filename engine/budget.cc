@@ -10,11 +10,7 @@ BudgetTable::BudgetTable(std::size_t slots)
       slots_(std::make_unique<Entry[]>(mask_ + 1)) {}
 
 BudgetTable::Entry* BudgetTable::find(std::uint64_t key) noexcept {
-  // A 64-bit mix (splitmix64's finaliser), so consecutive org ids spread over the table.
-  std::uint64_t h = key;
-  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-  h ^= h >> 31;
+  const std::size_t h = home(key);
   for (std::size_t i = 0; i < kMaxProbe; ++i) {
     Entry& e = slots_[(h + i) & mask_];
     std::uint64_t seen = e.key.load(std::memory_order_acquire);

@@ -33,6 +33,13 @@ class BudgetTable {
 
   // The entry of `key` (non-zero), claimed if new; the overflow entry when none is free nearby.
   [[nodiscard]] Entry* find(std::uint64_t key) noexcept;
+  // Loads the slot where find(key) begins, without claiming it and without anything waiting for
+  // the value: a publisher that learns the organisation early overlaps the cache miss with its
+  // parse. A load, not __builtin_prefetch: measured on this project's machines, the hint was
+  // dropped when it missed the TLB, and find() paid the miss anyway.
+  void prefetch(std::uint64_t key) const noexcept {
+    (void)slots_[home(key)].key.load(std::memory_order_relaxed);
+  }
 
   // Adds one event of `bytes` to `e` unless that would pass `max_count` or `max_bytes` (0: no
   // limit); true when added.
@@ -58,6 +65,16 @@ class BudgetTable {
   static constexpr std::size_t kMaxProbe = 64;
 
  private:
+  // Where `key`'s probe starts: a 64-bit mix (splitmix64's finaliser), so consecutive org ids
+  // spread over the table.
+  [[nodiscard]] std::size_t home(std::uint64_t key) const noexcept {
+    std::uint64_t h = key;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return static_cast<std::size_t>(h) & mask_;
+  }
+
   std::size_t mask_;
   std::unique_ptr<Entry[]> slots_;
   Entry overflow_;

@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -69,8 +70,8 @@ struct Producer::State {
   std::vector<moodycamel::ProducerToken> tokens;
   std::optional<moodycamel::ProducerToken> sign_token;  // with a sign pool
   // Generated event ids: 128 bits from libsodium's CSPRNG (getrandom), drawn 4 KiB at a time so
-  // that an id costs no system call (one per 256 ids). With EngineOptions::random (tests), ids
-  // come from that source instead, reproducibly.
+  // that an id costs no system call (one per 256 ids). With
+  // EngineOptions::random (tests), ids come from that source instead, reproducibly.
   std::array<unsigned char, 4096> random_pool{};
   std::size_t random_used = 4096;
   char id_buf[32] = {};
@@ -158,6 +159,23 @@ struct Producer::State {
     bool journal = true;               // false: a broker holds it (PublishOptions::journal)
     std::uint64_t tag = 0;             // PublishOptions::tag
     bool hold_retries = false;         // PublishOptions::hold_retries (with a tag)
+    // publish(): the snapshot pinned before the parse (see Prefetch); others: enqueue() pins.
+    const routing::RoutingTable::Pin* pin = nullptr;
+  };
+
+  // publish()'s KeyListener: once the parser has read the routing key, starts loading the
+  // routing entry and the organisation's budget slot, so those cache misses (a few hundred ns
+  // each with many organisations) overlap the walk over the payload instead of stalling
+  // enqueue().
+  struct Prefetch final : routing::KeyListener {
+    Prefetch(const routing::RoutingTable::Pin& p, const engine::BudgetTable& b) noexcept
+        : pin(p), org_budget(b) {}
+    void on_key(std::int64_t org_id, routing::EventTypeId type) noexcept override {
+      pin.prefetch(org_id, type);
+      org_budget.prefetch(static_cast<std::uint64_t>(org_id));
+    }
+    const routing::RoutingTable::Pin& pin;
+    const engine::BudgetTable& org_budget;
   };
 
   // Takes `bytes` from the global byte budget, then one event and `bytes` from the
@@ -202,7 +220,9 @@ struct Producer::State {
     std::int64_t sub_id = x.subscription_id;
     std::uint64_t origin = 0;  // the origin's budget key; 0: unknown (subscription gone)
     {
-      auto pin = reader.pin();
+      std::optional<routing::RoutingTable::Pin> own;
+      if (x.pin == nullptr) own.emplace(reader.pin());
+      const routing::RoutingTable::Pin& pin = x.pin != nullptr ? *x.pin : *own;
       const routing::Subscription* s = pin.find(org_id, type);
       if (sub_id == 0) {
         if (s == nullptr) {
@@ -336,7 +356,11 @@ PublishResult Producer::publish(std::string_view event_json, const PublishOption
   const State::Entered entered(state_->gate);
   if (!sh.running.load(std::memory_order_seq_cst))
     return {PublishStatus::kStopped, {}, {}, 0, 0, {}};
-  auto env = state_->parser.parse(event_json);
+  // Pinned before the parse so that the parser's KeyListener can prefetch what enqueue() looks
+  // up; held until enqueue() returns.
+  const routing::RoutingTable::Pin pin = state_->reader.pin();
+  State::Prefetch prefetch(pin, *sh.org_budget);
+  auto env = state_->parser.parse(event_json, &prefetch);
   if (!env) {
     sh.refused_invalid.fetch_add(1, std::memory_order_relaxed);
     return {PublishStatus::kInvalid, routing::reason_code(env.error()), {}, 0, 0, {}};
@@ -353,6 +377,7 @@ PublishResult Producer::publish(std::string_view event_json, const PublishOption
   x.hold_retries = options.hold_retries;
   x.attempts = options.attempts;
   x.not_before_unix_ms = options.next_attempt_unix_ms;
+  x.pin = &pin;
   const std::string_view id = env->id.empty() ? options.default_id : env->id;
   return state_->enqueue(env->org_id, env->type, id, env->payload, x);
 }

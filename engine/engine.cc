@@ -69,8 +69,8 @@ struct Producer::State {
   routing::EnvelopeParser parser;
   std::vector<moodycamel::ProducerToken> tokens;
   std::optional<moodycamel::ProducerToken> sign_token;  // with a sign pool
-  // Generated event ids: 128 bits from libsodium's CSPRNG (getrandom), drawn 4 KiB at a time so
-  // that an id costs no system call (one per 256 ids). With
+  // Generated event ids: 128 bits each, drawn 4 KiB at a time (ChaCha20 keyed by 32 bytes of
+  // getrandom, through libsodium) so that an id costs no system call (one per 256 ids). With
   // EngineOptions::random (tests), ids come from that source instead, reproducibly.
   std::array<unsigned char, 4096> random_pool{};
   std::size_t random_used = 4096;
@@ -131,7 +131,13 @@ struct Producer::State {
       std::memcpy(bits + 8, &lo, 8);
     } else {
       if (random_used + sizeof bits > random_pool.size()) {
-        randombytes_buf(random_pool.data(), random_pool.size());
+        // A fresh 256-bit seed from the kernel (one getrandom()), stretched into the pool by
+        // ChaCha20 in user space. randombytes_buf() of the whole pool would cost 16 system
+        // calls: the kernel hands out at most 256 bytes per getrandom().
+        unsigned char seed[randombytes_SEEDBYTES];
+        randombytes_buf(seed, sizeof seed);
+        randombytes_buf_deterministic(random_pool.data(), random_pool.size(), seed);
+        sodium_memzero(seed, sizeof seed);
         random_used = 0;
       }
       std::memcpy(bits, random_pool.data() + random_used, sizeof bits);

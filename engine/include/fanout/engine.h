@@ -226,7 +226,8 @@ struct EngineOptions {
   routing::WebhookSigning standard_webhooks = routing::WebhookSigning::kOff;
   // Source of uniform 64-bit random numbers for jitter and generated event ids (tests: a fixed
   // source makes both reproducible). Empty: jitter from a per-thread generator seeded by
-  // std::random_device, and ids of 128 bits from libsodium's CSPRNG (getrandom). Called on
+  // std::random_device, and ids of 128 bits from libsodium (ChaCha20 keyed from getrandom,
+  // reseeded every 256 ids). Called on
   // worker and producer threads: must be thread-safe.
   std::function<std::uint64_t()> random;
   DurabilityOptions durability;

@@ -253,8 +253,9 @@ class ClientH2Session final : public ClientSession {
         name = std::string_view(out, name.size());
         out += name.size();
       }
+      const bool index = !h.never_index || first_time_on_connection(name);
       nva_.push_back(
-          make_nv(name, h.value, h.never_index ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE));
+          make_nv(name, h.value, index ? NGHTTP2_NV_FLAG_NONE : NGHTTP2_NV_FLAG_NO_INDEX));
     }
     nghttp2_data_provider prd;
     prd.source.ptr = &r;
@@ -497,6 +498,26 @@ class ClientH2Session final : public ClientSession {
     return 0;
   }
 
+  // A never-indexed header keeps its value out of the peer's HPACK table, not its name: sent as
+  // a literal every time, a name such as x-partoo-event-id (17 characters) is Huffman-coded here
+  // and decoded and allocated by the receiver on every request. So the first time a connection
+  // sends such a name, the header goes with incremental indexing (name and that one value enter
+  // the table); every later one goes never-indexed with the name as an index (RFC 7541 §6.2.2,
+  // indexed name). The one value indexed is the id or signature of a request already sent, no
+  // secret. True, and the name recorded, the first time; at most kSeededNames names are kept
+  // (past them a name goes as a literal, as before). Should the table evict the entry (a
+  // connection carrying many distinct paths or custom headers), the name goes as a literal again:
+  // the same bytes as without this.
+  bool first_time_on_connection(std::string_view name) {
+    if (std::find(seeded_names_.begin(), seeded_names_.end(), name) != seeded_names_.end()) {
+      return false;
+    }
+    if (seeded_names_.size() >= kSeededNames) return false;
+    seeded_names_.emplace_back(name);
+    return true;
+  }
+  static constexpr std::size_t kSeededNames = 8;
+
   ClientConnection& conn_;
   H2Memory memory_;  // outlives session_ (deleted in the destructor's body)
   nghttp2_session* session_ = nullptr;
@@ -509,6 +530,7 @@ class ClientH2Session final : public ClientSession {
   std::vector<nghttp2_nv> nva_;
   std::string lowered_;
   std::string length_;
+  std::vector<std::string> seeded_names_;  // see first_time_on_connection()
 };
 
 std::unique_ptr<ClientSession> make_h2_session(ClientConnection& c) {

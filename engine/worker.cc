@@ -215,12 +215,11 @@ void Worker::drain_inbox() {
   uv_async_send(&async_);
 }
 
-Target* Worker::target_for(const routing::Subscription& s) {
+Target* Worker::target_for(const routing::Subscription& s, std::uint64_t version) {
   auto it = targets_.find(s.id);
   if (it != targets_.end()) {
     Target* t = it->second;
-    if (t->url == s.url && t->headers == s.custom_headers && t->signing == s.signing &&
-        t->secret == s.webhook_secret) {
+    if (t->matches(s, version)) {
       if (t->refs == 0) {  // idle until now: the caller takes a reference
         transport::IntrusiveList<Target>::erase(t);
         --idle_count_;
@@ -240,6 +239,8 @@ Target* Worker::target_for(const routing::Subscription& s) {
   t->secret = s.webhook_secret;
   t->org_id = s.org_id;
   t->type = s.event_type;
+  t->checked_sub = &s;
+  t->checked_version = version;
   targets_.emplace(s.id, t);
   count_targets(1);
   return t;
@@ -280,9 +281,7 @@ void Worker::sweep_targets() noexcept {
       for (auto it = targets_.begin(); it != targets_.end();) {
         Target* t = (it++)->second;  // retire() erases t's entry
         const routing::Subscription* s = pin.find(t->org_id, t->type);
-        if (s == nullptr || s->id != t->subscription_id || s->url != t->url ||
-            s->custom_headers != t->headers || s->signing != t->signing ||
-            s->webhook_secret != t->secret) {
+        if (s == nullptr || s->id != t->subscription_id || !t->matches(*s, swept_version_)) {
           retire(t);
         }
       }
@@ -303,7 +302,7 @@ void Worker::attempt(Delivery& d) {
   {
     auto pin = reader_->pin();
     s = pin.find(d.org_id, d.type);
-    if (s != nullptr && s->id == d.subscription_id) t = target_for(*s);
+    if (s != nullptr && s->id == d.subscription_id) t = target_for(*s, pin.version());
   }
   if (t == nullptr) {
     // Its subscription is gone or replaced: so is the target this worker kept for it.

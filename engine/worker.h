@@ -126,6 +126,24 @@ struct Target : transport::ListNode<Target> {
   std::string secret;       // Standard Webhooks v1 key (raw bytes); empty: none
   std::int64_t org_id = 0;  // the routing key, to find the subscription again (sweep_targets)
   routing::EventTypeId type = 0;
+  // The subscription this copy was last found equal to, and the routing snapshot it was found
+  // in: in the same snapshot the same object is the same subscription (immutable, alive under
+  // the pin), so target_for() skips comparing URL, headers and secret again.
+  const routing::Subscription* checked_sub = nullptr;
+  std::uint64_t checked_version = 0;
+
+  // Whether this copy still matches `s` (same URL, headers, signing and secret), `s` as found
+  // in the snapshot of `version` (pinned by the caller); remembered when it does.
+  bool matches(const routing::Subscription& s, std::uint64_t version) noexcept {
+    if (checked_version == version && checked_sub == &s) return true;
+    if (url != s.url || headers != s.custom_headers || signing != s.signing ||
+        secret != s.webhook_secret) {
+      return false;
+    }
+    checked_sub = &s;
+    checked_version = version;
+    return true;
+  }
 };
 
 // What a delivery is, whichever form it has: a Delivery (in the inbox, attempting, done) or a
@@ -354,7 +372,8 @@ class Worker {
   void on_drain_deadline() noexcept;
   void maybe_close();
   void close_handles();
-  Target* target_for(const routing::Subscription& s);
+  // `s` as found in the routing snapshot of `version` (a pin held by the caller).
+  Target* target_for(const routing::Subscription& s, std::uint64_t version);
   // Adds webhook-id, webhook-timestamp and webhook-signature to h.views[n..] when the target's
   // signing (or the engine's) asks for them; returns the new header count.
   std::size_t standard_webhooks(Delivery& d, AttemptHeaders& h, const Target& t, std::size_t n);

@@ -93,6 +93,10 @@ void WaitingRetry::destroy(WaitingRetry* w) noexcept {
 
 void Worker::release_budget(Engine::Shared& sh, const DeliveryState& d) noexcept {
   sh.in_flight_bytes.fetch_sub(d.budget_bytes, std::memory_order_relaxed);
+  release_tenant_budgets(d);
+}
+
+void Worker::release_tenant_budgets(const DeliveryState& d) noexcept {
   if (d.org_budget != nullptr) BudgetTable::give_back(*d.org_budget, d.budget_bytes);
   if (d.origin_budget != nullptr) BudgetTable::give_back(*d.origin_budget, d.budget_bytes);
 }

@@ -305,6 +305,9 @@ class Worker {
   // Shared::in_flight, is the caller's). Called exactly once, where the delivery leaves the
   // engine's care.
   static void release_budget(Engine::Shared& sh, const DeliveryState& d) noexcept;
+  // The organisation's and the origin's part of it (flush_outcomes() gives the bytes back once
+  // per batch).
+  static void release_tenant_budgets(const DeliveryState& d) noexcept;
 
   Worker(Engine& engine, unsigned index);
   ~Worker();

@@ -35,8 +35,8 @@ class BudgetTable {
   [[nodiscard]] Entry* find(std::uint64_t key) noexcept;
   // Loads the slot where find(key) begins, without claiming it and without anything waiting for
   // the value: a publisher that learns the organisation early overlaps the cache miss with its
-  // parse. A load, not __builtin_prefetch: measured on this project's machines, the hint was
-  // dropped when it missed the TLB, and find() paid the miss anyway.
+  // parse. A load, not __builtin_prefetch: measured (bench/README.md, engine, "The routing
+  // key's misses"), find() still stalled on the slot after the hint, not after a load.
   void prefetch(std::uint64_t key) const noexcept {
     (void)slots_[home(key)].key.load(std::memory_order_relaxed);
   }

@@ -236,10 +236,7 @@ const Subscription* RoutingTable::Pin::find(std::int64_t org_id, EventTypeId typ
 void RoutingTable::Pin::prefetch(std::int64_t org_id, EventTypeId type) const noexcept {
   const std::uint64_t h = hash_key(org_id, type);
   const Root::Ref& ref = root_->shards[shard_of(h)];
-  // A load, not __builtin_prefetch (a hint that misses the TLB may be dropped: BudgetTable's
-  // was, measured); nothing depends on its value, so nothing waits for it.
-  const std::int64_t first = ref.entries[h & ref.mask].org_id;
-  asm volatile("" : : "r"(first));
+  __builtin_prefetch(&ref.entries[h & ref.mask]);
 }
 
 std::size_t RoutingTable::Pin::size() const noexcept {

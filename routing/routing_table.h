@@ -111,9 +111,9 @@ class RoutingTable {
     // The subscription for (org_id, event_type), or nullptr. Valid until this Pin is destroyed.
     // Lock-free, allocation-free, O(1) expected.
     [[nodiscard]] const Subscription* find(std::int64_t org_id, EventTypeId type) const noexcept;
-    // Loads the memory a find() of this key reads first, without anything waiting for it: a
-    // caller that knows the key early (EnvelopeParser's KeyListener) overlaps the cache miss
-    // with other work. No effect on what find() answers.
+    // Starts loading the memory a find() of this key reads first (a prefetch hint), without
+    // waiting for it: a caller that knows the key early (EnvelopeParser's KeyListener) overlaps
+    // the cache miss with other work. No effect on what find() answers.
     void prefetch(std::int64_t org_id, EventTypeId type) const noexcept;
     // Subscriptions in the pinned snapshot.
     [[nodiscard]] std::size_t size() const noexcept;

@@ -50,6 +50,25 @@ struct RecordingRequest final : transport::Request {
 
 using Requests = std::vector<std::unique_ptr<RecordingRequest>>;
 
+// A test peer's listener: `server` (its data set to `owner`) listening on 127.0.0.1 at a port
+// the kernel picks, which is returned (0 when binding or listening failed, also reported).
+inline std::uint16_t listen_on_loopback(uv_loop_t* loop, uv_tcp_t* server, void* owner,
+                                        uv_connection_cb on_connection) {
+  uv_tcp_init(loop, server);
+  server->data = owner;
+  sockaddr_in a{};
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  const int bound = uv_tcp_bind(server, reinterpret_cast<const sockaddr*>(&a), 0);
+  const int listening =
+      bound == 0 ? uv_listen(reinterpret_cast<uv_stream_t*>(server), 64, on_connection) : bound;
+  EXPECT_EQ(listening, 0) << uv_strerror(listening);
+  int len = sizeof a;
+  if (listening != 0 || uv_tcp_getsockname(server, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    return 0;
+  }
+  return ntohs(a.sin_port);
+}
+
 class ClientLoopTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -25,15 +25,7 @@ class SilentPeer {
   // `reply` (if any) is written after the first bytes of each request arrive.
   SilentPeer(uv_loop_t* loop, bool close_after_read, std::string reply = {})
       : close_after_read_(close_after_read), reply_(std::move(reply)) {
-    uv_tcp_init(loop, &server_);
-    server_.data = this;
-    sockaddr_in a{};
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_bind(&server_, reinterpret_cast<const sockaddr*>(&a), 0);
-    uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 64, on_connection);
-    int len = sizeof a;
-    uv_tcp_getsockname(&server_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    port_ = fanout::test_support::listen_on_loopback(loop, &server_, this, on_connection);
   }
   void close() {
     for (uv_tcp_t* c : conns_) {

@@ -179,15 +179,7 @@ class H2Peer {
   };
 
   H2Peer(uv_loop_t* loop, Script script) : script_(std::move(script)) {
-    uv_tcp_init(loop, &server_);
-    server_.data = this;
-    sockaddr_in a{};
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    EXPECT_EQ(uv_tcp_bind(&server_, reinterpret_cast<const sockaddr*>(&a), 0), 0);
-    EXPECT_EQ(uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 64, on_connection), 0);
-    int len = sizeof a;
-    uv_tcp_getsockname(&server_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    port_ = fanout::test_support::listen_on_loopback(loop, &server_, this, on_connection);
   }
 
   // Closes the listener and every connection; free this object after the loop ran.

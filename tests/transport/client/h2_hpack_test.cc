@@ -44,15 +44,7 @@ class DecodingPeer {
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_server_new(&session_, cbs, this);
     nghttp2_session_callbacks_del(cbs);
-    uv_tcp_init(loop, &server_);
-    server_.data = this;
-    sockaddr_in a{};
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_bind(&server_, reinterpret_cast<const sockaddr*>(&a), 0);
-    uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 4, on_connection);
-    int len = sizeof a;
-    uv_tcp_getsockname(&server_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    port_ = fanout::test_support::listen_on_loopback(loop, &server_, this, on_connection);
   }
   ~DecodingPeer() { nghttp2_session_del(session_); }
   DecodingPeer(const DecodingPeer&) = delete;

@@ -28,6 +28,9 @@
 #        [--unsigned]         (both daemons with --no-partoo-signature: no Ed25519 per event, so
 #                              the runs compare the journal with the rest of ingest and delivery
 #                              rather than with the signing worker)
+#        [--no-history]       (both daemons with [durability] history_ms = 0: a final delivery's
+#                              row is removed instead of kept for the history routes, so the
+#                              runs weigh the log and the pending rows without the history copy)
 #        [--steady-seconds S] (the half-rate runs' length, default 10)
 #        [--build-dir D]      (defaults: 200000 events, 3 repeats, build/bench)
 set -euo pipefail
@@ -41,6 +44,8 @@ PROTO_ARGS=()
 PROTO=h2c
 SIGN_ARGS=()
 SIGNED=signed
+HISTORY_TOML=""
+HISTORY="history kept"
 args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -48,6 +53,7 @@ while [[ $# -gt 0 ]]; do
     --steady-seconds) STEADY_S=$2; shift 2 ;;
     --http1) PROTO_ARGS=(--http1); PROTO=HTTP/1.1; shift ;;
     --unsigned) SIGN_ARGS=(--no-partoo-signature); SIGNED=unsigned; shift ;;
+    --no-history) HISTORY_TOML=$'[durability]\nhistory_ms = 0\n'; HISTORY="no history"; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -74,7 +80,8 @@ run() {
   wait_line "$TMP/sink.out" listening
   local sport
   sport=$(listen_port "$TMP/sink.out")
-  printf 'origin_max_in_flight = 0\norg_max_in_flight = 0\nmax_backlog = 0\n' >"$TMP/fanoutd.toml"
+  printf 'origin_max_in_flight = 0\norg_max_in_flight = 0\nmax_backlog = 0\n%s' "$HISTORY_TOML" \
+    >"$TMP/fanoutd.toml"
   taskset -c 0 "$FANOUTD" serve --listen 127.0.0.1:0 --data "$data" --insecure \
     --config "$TMP/fanoutd.toml" \
     --allow-subnet 127.0.0.1/32 --workers 1 --log-level warn "${args[@]}" "${SIGN_ARGS[@]}" \
@@ -131,7 +138,7 @@ print(json.dumps({
 EOF
 }
 
-log "durable_ingest: $N events per run, $REPEAT runs per mode, $PROTO x $CONNS, $SIGNED, load $(loadavg)"
+log "durable_ingest: $N events per run, $REPEAT runs per mode, $PROTO x $CONNS, $SIGNED, $HISTORY, load $(loadavg)"
 # One round first that is not counted. On the VM this was measured on (DAMON's kdamond pages out
 # physical memory left untouched for a minute), the first run after a pause pays for faulting
 # memory back in, and that run was the durable one, which also fills the page cache with its
@@ -160,7 +167,7 @@ sed 's/"mode": "durable"/"mode": "durable-half"/' "$TMP/line.json" | tee -a "$TM
 run volatile "$half" "$steady" >"$TMP/line.json"
 sed 's/"mode": "volatile"/"mode": "volatile-half"/' "$TMP/line.json" | tee -a "$TMP/runs.jsonl" >&2
 
-report=$(python3 - "$TMP/runs.jsonl" "$N" "$REPEAT" "$PROTO" "$CONNS" "$SIGNED" <<'EOF'
+report=$(python3 - "$TMP/runs.jsonl" "$N" "$REPEAT" "$PROTO" "$CONNS" "$SIGNED, $HISTORY" <<'EOF'
 import sys
 from benchlib import median, read_jsonl
 runs = read_jsonl(sys.argv[1])

@@ -20,11 +20,9 @@ namespace fanout::routing {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::Field;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
-using ::testing::SizeIs;
 
 // ---------------------------------------------------------------------------------------------
 // validate_url()

@@ -7,8 +7,6 @@ namespace fanout::transport {
 namespace {
 
 using fanout::testing::LoopChild;
-using fanout::testing::number_after;
-using testing_fixture::has_final_answer;
 using testing_fixture::HttpServerTest;
 using testing_fixture::random_bytes;
 using testing_fixture::RawClient;

@@ -14,13 +14,8 @@
 namespace fanout::transport {
 namespace {
 
-using fanout::testing::LoopChild;
-using fanout::testing::number_after;
-using testing_fixture::has_final_answer;
 using testing_fixture::HttpServerTest;
-using testing_fixture::random_bytes;
 using testing_fixture::RawClient;
-using testing_fixture::Seen;
 
 // --- Idle and request timeouts
 // --------------------------------------------------------------------

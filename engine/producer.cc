@@ -6,7 +6,6 @@
 
 namespace fanout {
 
-
 std::string_view to_string(PublishStatus s) noexcept {
   switch (s) {
     case PublishStatus::kAccepted:

@@ -50,8 +50,8 @@ void Worker::flush_outcomes() {
   static_assert(static_cast<int>(OutcomeKind::kDropped) == 3, "kinds[] covers every OutcomeKind");
   std::uint64_t kinds[4] = {};  // indexed by OutcomeKind
   // Each organisation's budget line is rarely in cache by the time its delivery ends: loaded
-  // for the whole batch first (BudgetTable::prefetch), the misses overlap instead of coming one
-  // after another.
+  // for the whole batch first (a plain load, as BudgetTable::prefetch does for a key), the
+  // misses overlap instead of coming one after another.
   for (const Delivery* d = done_.front(); d != nullptr; d = done_.next(d)) {
     if (d->org_budget != nullptr) (void)d->org_budget->count.load(std::memory_order_relaxed);
   }

@@ -146,6 +146,14 @@ class LimitsTest(FanoutdTestCase):
             wait_until(lambda: ok.count() >= delivered, message="org 2's deliveries")
         session.close()
         self.assertEqual(busy, 200 - 50, "org 1 held to its 50")
+        # The sink records a request before its answer reaches the worker: org 2's last
+        # deliveries can still be in flight when the count above is reached. Waited for, so the
+        # count settles at org 1's 50 (a count that stays above it fails the wait).
+        wait_until(lambda: d.metric("fanout_outcomes_total", kind="delivered") == 100,
+                   message=lambda: "org 2's 100 delivered outcomes "
+                                   f"({d.metric('fanout_outcomes_total', kind='delivered')})")
+        wait_until(lambda: d.metric("fanout_in_flight") == 50,
+                   message=lambda: f"in flight: org 1's 50 ({d.metric('fanout_in_flight')})")
         m = d.metrics()
         self.assertEqual(m.value("fanout_events_refused_total", reason="org_busy"), 150)
         self.assertEqual(m.value("fanout_in_flight"), 50)

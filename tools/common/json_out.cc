@@ -8,8 +8,19 @@ namespace fanout::json {
 void append_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   const bool utf8 = simdjson::validate_utf8(s.data(), s.size());
+  // What goes as it is: printable ASCII but the quote and the backslash, and valid UTF-8's bytes.
+  const auto plain = [utf8](unsigned char c) {
+    return c >= 0x20 && c != '"' && c != '\\' && c != 0x7F && (c < 0x80 || utf8);
+  };
   out.push_back('"');
-  for (const char ch : s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    // The run of plain bytes in one append (an id, a name: the whole string).
+    std::size_t j = i;
+    while (j < s.size() && plain(static_cast<unsigned char>(s[j]))) ++j;
+    out.append(s.data() + i, j - i);
+    if (j == s.size()) break;
+    const char ch = s[j];
     const auto c = static_cast<unsigned char>(ch);
     if (c == '"' || c == '\\') {
       out.push_back('\\');
@@ -22,11 +33,10 @@ void append_string(std::string& out, std::string_view s) {
       out.append("\\u00");
       out.push_back(kHex[c >> 4]);
       out.push_back(kHex[c & 0xF]);
-    } else if (c >= 0x80 && !utf8) {
-      out.append("\\ufffd");
     } else {
-      out.push_back(ch);
+      out.append("\\ufffd");  // a byte of invalid UTF-8
     }
+    i = j + 1;
   }
   out.push_back('"');
 }

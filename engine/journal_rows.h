@@ -9,7 +9,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "engine/journal.h"
@@ -70,11 +69,18 @@ struct Journal::Writer {
   sqlite3* db;
   sqlite::Statement insert_delivery, update_attempt, finish, remove, insert_body, remove_body,
       insert_id, update_meta;
-  // Per batch: the final record of each delivery that ends in it; the deliveries whose row was
-  // written final (or, without history, not at all) when accepted in it, with their attempts'
-  // log lines.
-  std::unordered_map<std::int64_t, const Record*> finished_here;
-  std::unordered_map<std::int64_t, std::string> settled_logs;
+  // Per batch, the deliveries accepted in it, by did (write_records looks them up by binary
+  // search): `fin`, the last record of the batch that gives the delivery its final outcome, when
+  // it ends in the batch too. Such a delivery is written once, final (without history, not at
+  // all), with its attempts' log lines from logs[i], i its place here. Reused from batch to
+  // batch, so that a pass allocates nothing once they have grown: logs keeps its strings, and
+  // each string its buffer.
+  struct Accepted {
+    std::int64_t did = 0;
+    const Record* fin = nullptr;
+  };
+  std::vector<Accepted> accepted;
+  std::vector<std::string> logs;
   std::string line;  // one attempt's log line
   std::chrono::steady_clock::time_point next_purge{};
   std::uint64_t final_rows = 0;  // final deliveries kept for history

@@ -1,6 +1,6 @@
 // The journal's writes (journal_rows.h): one batch's records as SQL, and the purge.
 #include <algorithm>
-#include <cstdio>
+#include <charconv>
 
 #include "engine/journal_rows.h"
 
@@ -9,39 +9,86 @@ namespace fanout::engine::journal_detail {
 using sqlite::Statement;
 
 void append_log_line(std::string& out, const Journal::Record& r) {
-  char buf[64];
-  const int n = std::snprintf(buf, sizeof buf, "%u %lld %d %u ", r.n,
-                              static_cast<long long>(r.time_ms), r.status, r.duration_us);
-  if (n > 0) out.append(buf, std::min(static_cast<std::size_t>(n), sizeof buf - 1));
+  // Four numbers of at most 20 characters and a space each: to_chars cannot run out of room.
+  char buf[4 * 21];
+  char* p = buf;
+  char* const end = buf + sizeof buf;
+  const auto number = [&p, end](auto v) {
+    const auto [next, ec] = std::to_chars(p, end - 1, v);  // room kept for the space
+    if (ec != std::errc()) return;
+    p = next;
+    *p++ = ' ';
+  };
+  number(r.n);
+  number(r.time_ms);
+  number(r.status);
+  number(r.duration_us);
+  out.append(buf, p);
   if (r.failure != transport::Failure::kNone) out.append(transport::to_string(r.failure));
   out.push_back('\n');
 }
+
+namespace {
+
+// Where delivery `did` is in `accepted` (sorted by did), or npos when it was not accepted in this
+// batch. Every delivery accepted is in the log, so a batch's dids run without a gap, and the place
+// is the distance from the first; by binary search should they not.
+std::size_t find_accepted(const std::vector<Journal::Writer::Accepted>& accepted,
+                          std::int64_t did) noexcept {
+  if (accepted.empty()) return std::string::npos;
+  const std::int64_t first = accepted.front().did;
+  if (accepted.back().did - first + 1 == static_cast<std::int64_t>(accepted.size())) {
+    return did >= first && did <= accepted.back().did ? static_cast<std::size_t>(did - first)
+                                                      : std::string::npos;
+  }
+  const auto it = std::lower_bound(
+      accepted.begin(), accepted.end(), did,
+      [](const Journal::Writer::Accepted& a, std::int64_t d) { return a.did < d; });
+  if (it == accepted.end() || it->did != did) return std::string::npos;
+  return static_cast<std::size_t>(it - accepted.begin());
+}
+
+}  // namespace
 
 tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal::Batch& batch,
                                               const DurabilityOptions& o) {
   using Kind = Journal::Record::Kind;
   const bool keep_history = o.history_ms > 0;
   // A delivery accepted and finished within this batch is written once, already final with its
-  // whole log (and, without history, not at all).
-  w.finished_here.clear();
-  w.settled_logs.clear();
+  // whole log (and, without history, not at all). dids are given in accept order, so the
+  // accepts come sorted; sorted here should they not.
+  auto& accepted = w.accepted;
+  accepted.clear();
   for (const auto& r : batch.records) {
-    if (r.kind != Kind::kAccept && r.has_outcome) w.finished_here[r.did] = &r;
+    if (r.kind == Kind::kAccept) accepted.push_back({r.did, nullptr});
+  }
+  const auto by_did = [](const Journal::Writer::Accepted& a, const Journal::Writer::Accepted& b) {
+    return a.did < b.did;
+  };
+  if (!std::is_sorted(accepted.begin(), accepted.end(), by_did)) {
+    std::sort(accepted.begin(), accepted.end(), by_did);
   }
   for (const auto& r : batch.records) {
-    if (r.kind == Kind::kAccept && w.finished_here.count(r.did) != 0) w.settled_logs[r.did];
+    if (r.kind == Kind::kAccept || !r.has_outcome) continue;
+    if (const std::size_t i = find_accepted(accepted, r.did); i != std::string::npos) {
+      accepted[i].fin = &r;
+    }
   }
   if (keep_history) {
+    if (w.logs.size() < accepted.size()) w.logs.resize(accepted.size());
+    for (std::size_t i = 0; i < accepted.size(); ++i) {
+      if (accepted[i].fin != nullptr) w.logs[i].clear();
+    }
     for (const auto& r : batch.records) {
       if (r.kind != Kind::kAttempt) continue;
-      if (auto it = w.settled_logs.find(r.did); it != w.settled_logs.end()) {
-        append_log_line(it->second, r);
-      }
+      const std::size_t i = find_accepted(accepted, r.did);
+      if (i != std::string::npos && accepted[i].fin != nullptr) append_log_line(w.logs[i], r);
     }
   }
   const std::string_view bytes = batch.bytes;
   for (const auto& r : batch.records) {
-    const auto settled = w.settled_logs.find(r.did);
+    const std::size_t at = find_accepted(accepted, r.did);
+    const Journal::Record* fin = at == std::string::npos ? nullptr : accepted[at].fin;
     if (r.kind == Kind::kAccept) {
       const std::string_view id = bytes.substr(r.offset, r.id_size);
       if (r.remember_id) {
@@ -51,8 +98,6 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
         w.insert_id.bind(3, r.time_ms);
         if (auto ok = w.insert_id.run(); !ok) return ok;
       }
-      const Journal::Record* fin =
-          settled == w.settled_logs.end() ? nullptr : w.finished_here.at(r.did);
       if (fin != nullptr && !keep_history) continue;
       const std::string_view body = bytes.substr(r.offset + r.id_size, r.body_size);
       Statement& s = w.insert_delivery;
@@ -72,7 +117,7 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
         s.bind(8, static_cast<std::int64_t>(fin->n));
         s.bind(9, static_cast<std::int64_t>(fin->outcome));
         s.bind(10, fin->time_ms);
-        s.bind_text(11, settled->second);
+        s.bind_text(11, w.logs[at]);
         ++w.final_rows;
       } else {
         s.bind(8, std::int64_t{0});
@@ -87,7 +132,7 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
       if (auto ok = w.insert_body.run(); !ok) return ok;
       continue;
     }
-    if (settled != w.settled_logs.end()) continue;  // written whole with its accept
+    if (fin != nullptr) continue;  // written whole with its accept
     w.line.clear();
     if (keep_history && r.kind == Kind::kAttempt) append_log_line(w.line, r);
     if (!r.has_outcome) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <simdjson.h>
+#include <sqlite3.h>
 
 #include "engine/client_options.h"
 #include "engine/signer.h"
@@ -508,6 +509,10 @@ int finish_serving(const Config& config, Daemon& d, Store& store, Engine& engine
 }  // namespace
 
 int cmd_serve(std::span<char*> args) {
+  // Before SQLite's first use (the setting is the process's): no count of SQLite's memory, which
+  // nothing here reads, so that its allocations take no global mutex (the journal's indexer
+  // makes several per event).
+  (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   Config config;
   if (const std::optional<int> rc = serve_config(args, config)) return *rc;
   log::set_level(config.log_level);

@@ -1,14 +1,19 @@
 // The engine's journal (journal.h): SQLite's side, the writer and the indexer. Schema
-// (migrations 1 and 2):
+// (migrations 1 to 3):
 //
 //   meta(id = 1, next_did, log_frame)  the next delivery id and the last frame of the log
 //                                      copied, written with every copy
 //   deliveries(did, event_id, org_id, event_type TEXT, subscription_id, created_ms, attempts,
-//              next_ms, outcome NULL while pending, finished_ms, resend_of, log)
+//              next_ms, outcome NULL while pending, finished_ms, resend_of, log, body)
 //     + partial index of pending dids (recovery), (subscription_id, did) for history, partial
 //       index of resend_of (recover)
 //   bodies(did, body BLOB)         written once; apart so that recording an attempt rewrites
 //                                  only the small deliveries row, not the body
+//
+// A delivery copied already final (accepted and finished within one pass of the indexer) is
+// never rewritten: its body is in its own row (deliveries.body), one row inserted instead of two;
+// every other delivery's body is in bodies and deliveries.body is NULL. Reads take
+// coalesce(d.body, b.body) (kRecoveredColumns, find(), BodyReader).
 //   event_ids(org_id, event_id, at_ms)                     only when idempotency is on
 //
 // `log` holds the attempts, one line each, "n at_ms status duration_us failure\n" (the failure
@@ -95,6 +100,10 @@ PRAGMA user_version = 1;
     R"sql(
 ALTER TABLE meta ADD COLUMN log_frame INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 2;
+)sql",
+    R"sql(
+ALTER TABLE deliveries ADD COLUMN body BLOB;
+PRAGMA user_version = 3;
 )sql",
 };
 
@@ -251,9 +260,9 @@ tl::expected<std::unique_ptr<Journal>, std::string> Journal::open(
     j->next_did_ = std::max<std::int64_t>(1, s->int64(0));
   }
   {
-    auto s = Statement::prepare(
-        j->db_, std::string(kRecoveredColumns) + "WHERE d.outcome IS NULL ORDER BY d.did",
-        "reading the deliveries to resume");
+    auto s = Statement::prepare(j->db_,
+                                std::string(kRecoveredColumns) + "d.outcome IS NULL ORDER BY d.did",
+                                "reading the deliveries to resume");
     if (!s) return fail(s.error());
     for (;;) {
       auto row = s->step();
@@ -550,8 +559,12 @@ tl::expected<std::unique_ptr<Journal::BodyReader>, std::string> Journal::BodyRea
   if (!db) return tl::unexpected("journal: " + db.error());
   std::unique_ptr<BodyReader> r(new BodyReader);
   r->db_ = *db;
-  auto s = Statement::prepare(r->db_, "SELECT body FROM bodies WHERE did = ?1",
-                              "journal: reading a waiting retry's body");
+  auto s =
+      Statement::prepare(r->db_,
+                         "SELECT coalesce(d.body, b.body) FROM deliveries d LEFT JOIN bodies b "
+                         "ON b.did = d.did WHERE d.did = ?1 AND coalesce(d.body, b.body) IS "
+                         "NOT NULL",
+                         "journal: reading a waiting retry's body");
   if (!s) return tl::unexpected(std::move(s.error()));
   r->select_ = std::make_unique<Statement>(std::move(*s));
   return r;

@@ -144,12 +144,12 @@ tl::expected<std::optional<Unfinished>, std::string> Journal::find(std::int64_t 
                                                                    std::int64_t& did) {
   catch_up_index();
   std::lock_guard lock(reader_mu_);
-  auto s =
-      Statement::prepare(reader_,
-                         "SELECT d.did, d.org_id, d.event_type, b.body FROM deliveries d "
-                         "JOIN bodies b ON b.did = d.did WHERE "
-                         "d.subscription_id = ?1 AND d.event_id = ?2 ORDER BY d.did DESC LIMIT 1",
-                         "finding a delivery");
+  auto s = Statement::prepare(reader_,
+                              "SELECT d.did, d.org_id, d.event_type, coalesce(d.body, b.body) FROM "
+                              "deliveries d LEFT JOIN bodies b ON b.did = d.did WHERE "
+                              "coalesce(d.body, b.body) IS NOT NULL AND d.subscription_id = ?1 AND "
+                              "d.event_id = ?2 ORDER BY d.did DESC LIMIT 1",
+                              "finding a delivery");
   if (!s) return tl::unexpected(std::move(s.error()));
   s->bind(1, subscription_id);
   s->bind_text(2, event_id);
@@ -173,7 +173,7 @@ tl::expected<std::vector<Journal::Recovered>, std::string> Journal::exhausted_si
   auto s = Statement::prepare(
       reader_,
       std::string(kRecoveredColumns) +
-          "WHERE d.subscription_id = ?1 AND d.outcome = ?2 AND d.created_ms >= ?3 AND NOT EXISTS "
+          "d.subscription_id = ?1 AND d.outcome = ?2 AND d.created_ms >= ?3 AND NOT EXISTS "
           "(SELECT 1 FROM deliveries r WHERE r.resend_of = d.did) ORDER BY d.did",
       "finding exhausted deliveries");
   if (!s) return tl::unexpected(std::move(s.error()));

@@ -91,8 +91,8 @@ struct Journal::Writer {
     };
     auto a =
         p("INSERT INTO deliveries (did, event_id, org_id, event_type, subscription_id, "
-          "created_ms, resend_of, attempts, outcome, finished_ms, log) "
-          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+          "created_ms, resend_of, attempts, outcome, finished_ms, log, body) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
           "journal: recording an accepted delivery");
     auto b = p("UPDATE deliveries SET attempts = ?2, next_ms = ?3, log = log || ?4 WHERE did = ?1",
                "journal: recording an attempt");
@@ -156,10 +156,12 @@ void append_log_line(std::string& out, const Journal::Record& r);
 [[nodiscard]] std::vector<AttemptRecord> parse_log(std::string_view log);
 
 // The columns every read of deliveries to start again selects, in this order, and the reader of
-// one such row.
+// one such row. The body is the row's own or in bodies (journal.cc); a delivery with neither is
+// left out. The caller appends its condition (and order): "... AND " ends this text.
 inline constexpr std::string_view kRecoveredColumns =
-    "SELECT d.did, d.event_id, d.org_id, d.event_type, d.subscription_id, b.body, d.attempts, "
-    "d.next_ms FROM deliveries d JOIN bodies b ON b.did = d.did ";
+    "SELECT d.did, d.event_id, d.org_id, d.event_type, d.subscription_id, "
+    "coalesce(d.body, b.body), d.attempts, d.next_ms FROM deliveries d LEFT JOIN bodies b "
+    "ON b.did = d.did WHERE coalesce(d.body, b.body) IS NOT NULL AND ";
 [[nodiscard]] Journal::Recovered recovered_from_row(const sqlite::Statement& s);
 
 // Puts thread `tid` of this process in the background (true) or takes it out; false when the

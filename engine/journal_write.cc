@@ -114,17 +114,21 @@ tl::expected<void, std::string> write_records(Journal::Writer& w, const Journal:
         s.bind_null(7);
       }
       if (fin != nullptr) {
+        // Final already, never rewritten: its body in its own row (journal.cc).
         s.bind(8, static_cast<std::int64_t>(fin->n));
         s.bind(9, static_cast<std::int64_t>(fin->outcome));
         s.bind(10, fin->time_ms);
         s.bind_text(11, w.logs[at]);
+        s.bind_blob(12, body.data(), body.size());
         ++w.final_rows;
-      } else {
-        s.bind(8, std::int64_t{0});
-        s.bind_null(9);
-        s.bind_null(10);
-        s.bind_text(11, {});
+        if (auto ok = s.run(); !ok) return ok;
+        continue;
       }
+      s.bind(8, std::int64_t{0});
+      s.bind_null(9);
+      s.bind_null(10);
+      s.bind_text(11, {});
+      s.bind_null(12);
       if (auto ok = s.run(); !ok) return ok;
       w.insert_body.reset();
       w.insert_body.bind(1, r.did);

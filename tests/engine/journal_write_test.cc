@@ -1,9 +1,10 @@
 // engine/journal_write.cc on its own: one batch's records as rows (write_records), on a journal's
 // database made by Journal::open and then closed, with the writer's own statements. A delivery
-// accepted and finished in the batch is one final row holding every attempt's log line; one
-// still pending is a pending row that its attempts update; one accepted in an earlier batch is
-// updated. Whether the batch's dids run without a gap (the place of a did is its distance from
-// the first) or not (found by binary search, sorted first), the rows are the same.
+// accepted and finished in the batch is one final row holding every attempt's log line and its
+// body; one still pending is a pending row (its body in bodies) that its attempts update; one
+// accepted in an earlier batch is updated. Whether the batch's dids run without a gap (the place of
+// a did is its distance from the first) or not (found by binary search, sorted first), the rows are
+// the same.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -23,18 +24,20 @@ namespace {
 
 using Kind = Journal::Record::Kind;
 
-// A delivery's row as read back: attempts, outcome (-1 while pending), its log, and its body.
+// A delivery's row as read back: attempts, outcome (-1 while pending), its log, its body, and
+// whether that body is in the row itself (else in the bodies table).
 struct Row {
   std::int64_t attempts = 0;
   std::int64_t outcome = -1;
   std::string log;
   std::string body;
+  bool inline_body = false;
   bool operator==(const Row&) const = default;
 };
 
 void PrintTo(const Row& r, std::ostream* os) {
   *os << "{attempts " << r.attempts << ", outcome " << r.outcome << ", log \"" << r.log
-      << "\", body \"" << r.body << "\"}";
+      << "\", body \"" << r.body << "\"" << (r.inline_body ? " in its row" : " in bodies") << "}";
 }
 
 class JournalWriteTest : public ::testing::Test {
@@ -102,8 +105,9 @@ class JournalWriteTest : public ::testing::Test {
   std::map<std::int64_t, Row> rows() {
     auto s = sqlite::Statement::prepare(
         db_,
-        "SELECT d.did, d.attempts, coalesce(d.outcome, -1), d.log, b.body FROM deliveries d "
-        "JOIN bodies b ON b.did = d.did ORDER BY d.did",
+        "SELECT d.did, d.attempts, coalesce(d.outcome, -1), d.log, coalesce(d.body, b.body), "
+        "d.body IS NOT NULL, b.body IS NOT NULL FROM deliveries d LEFT JOIN bodies b "
+        "ON b.did = d.did ORDER BY d.did",
         "reading the rows");
     EXPECT_TRUE(s.has_value());
     std::map<std::int64_t, Row> out;
@@ -111,8 +115,10 @@ class JournalWriteTest : public ::testing::Test {
       auto more = s->step();
       EXPECT_TRUE(more.has_value());
       if (!more || !*more) break;
-      out[s->int64(0)] =
-          Row{s->int64(1), s->int64(2), std::string(s->text(3)), std::string(s->text(4))};
+      EXPECT_NE(s->int64(5), s->int64(6))
+          << "delivery " << s->int64(0) << ": its body in exactly one place";
+      out[s->int64(0)] = Row{s->int64(1), s->int64(2), std::string(s->text(3)),
+                             std::string(s->blob(4)), s->int64(5) != 0};
     }
     return out;
   }
@@ -138,14 +144,15 @@ class JournalWriteTest : public ::testing::Test {
   Journal::Batch batch_;
 };
 
-// What run() leaves for dids a, b, c.
+// What run() leaves for dids a, b, c. Only `a` was written final at once, its body in its row;
+// 1 was pending when written, and finished by an update.
 std::map<std::int64_t, Row> expected(std::int64_t a, std::int64_t b, std::int64_t c) {
   auto body = [](std::int64_t did) { return "{\"n\":" + std::to_string(did) + "}"; };
   const auto delivered = static_cast<std::int64_t>(OutcomeKind::kDelivered);
-  return {{1, Row{1, delivered, "1 1001 200 250 \n", body(1)}},
-          {a, Row{2, delivered, "1 1001 503 250 \n2 1002 200 500 \n", body(a)}},
-          {b, Row{1, -1, "1 1001 503 250 \n", body(b)}},
-          {c, Row{0, -1, "", body(c)}}};
+  return {{1, Row{1, delivered, "1 1001 200 250 \n", body(1), false}},
+          {a, Row{2, delivered, "1 1001 503 250 \n2 1002 200 500 \n", body(a), true}},
+          {b, Row{1, -1, "1 1001 503 250 \n", body(b), false}},
+          {c, Row{0, -1, "", body(c), false}}};
 }
 
 TEST_F(JournalWriteTest, DidsWithoutAGap) {

@@ -1,7 +1,7 @@
-// What the engine's delivery tests share (engine_test.cc, engine_stop_test.cc,
-// engine_peers_test.cc): events for organisation 42, options for loopback receivers with
-// millisecond retries, and EngineTest, an engine whose subscription 7 sends organisation 42's
-// business_updated events to a receiver on 127.0.0.1 with two custom headers.
+// What the engine's delivery tests share (engine_test.cc, engine_network_test.cc,
+// engine_stop_test.cc, engine_peers_test.cc): events for organisation 42, options for loopback
+// receivers with millisecond retries, and EngineTest, an engine whose subscription 7 sends
+// organisation 42's business_updated events to a receiver on 127.0.0.1 with two custom headers.
 #pragma once
 
 #include <gtest/gtest.h>

@@ -2,7 +2,8 @@
 """fanoutd's HTTP API: authentication and roles, paths and methods, health and metrics, HTTP/2,
 rate and body limits, secure mode (tools/fanoutd/README.md, "HTTP API"; tools/fanoutd/api.cc).
 The webhook routes are in api_webhooks_test.py, tryout in api_tryout_test.py, the delivery
-history in api_history_test.py; api_case.py holds what they share.
+history in api_history_test.py and api_history_resend_test.py; api_case.py holds what they
+share.
 
 Run: python3 api_test.py
          --fanoutd build/X/tools/fanoutd/fanoutd --sink build/X/tools/fanout-sink

@@ -62,11 +62,14 @@ make_scratch fanout-journal-cpu
 report_dirs
 ORGS=10
 
-# thread_ticks PID: "NAME TICKS" per thread name (threads of one name summed).
+# thread_ticks PID: "NAME TICKS" per thread name (threads of one name summed; the main thread,
+# named after the binary, as "fanoutd").
 thread_ticks() {
-  local t
+  local t name
   for t in /proc/"$1"/task/*; do
-    printf '%s %s\n' "$(cat "$t/comm")" "$(awk '{ print $14 + $15 }' "$t/stat")"
+    name=$(cat "$t/comm")
+    [[ ${t##*/} == "$1" ]] && name=fanoutd
+    printf '%s %s\n' "$name" "$(awk '{ print $14 + $15 }' "$t/stat")"
   done | awk '{ a[$1] += $2 } END { for (k in a) print k, a[k] }'
 }
 

@@ -268,6 +268,39 @@ LUA
 # loadavg: the 1, 5 and 15 minute load averages.
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
+# start_ingest_daemon BIN DATA TOML [ARG...]: the set-up of the ingest benchmarks in
+# bench/fanoutd/: a fanout-sink (h2c) pinned to CPU 1, and `BIN serve --workers 1` on CPU 0 with
+# DATA, the config text TOML and ARGs, ORGS organisations (1..ORGS) with one business_updated
+# webhook each to the sink. Sets SINK_PID and DPID (both added to PIDS), DPORT and INGEST_KEY (an
+# INGEST key for every organisation). Needs FANOUTD (its `apikey` command), SINK, TMP and ORGS.
+# shellcheck disable=SC2034
+start_ingest_daemon() {
+  local bin=$1 data=$2 toml=$3
+  shift 3
+  taskset -c 1 "$SINK" --listen 127.0.0.1:0 --quiet >"$TMP/sink.out" 2>/dev/null &
+  SINK_PID=$!
+  PIDS+=("$SINK_PID")
+  wait_line "$TMP/sink.out" listening
+  local sport provider o
+  sport=$(listen_port "$TMP/sink.out")
+  printf '%s' "$toml" >"$TMP/fanoutd.toml"
+  taskset -c 0 "$bin" serve --listen 127.0.0.1:0 --data "$data" --insecure \
+    --config "$TMP/fanoutd.toml" --allow-subnet 127.0.0.1/32 --workers 1 --log-level warn "$@" \
+    >"$TMP/d.out" 2>"$TMP/d.err" &
+  DPID=$!
+  PIDS+=("$DPID")
+  wait_line "$TMP/d.out" listening || { cat "$TMP/d.err" >&2; exit 1; }
+  DPORT=$(listen_port "$TMP/d.out")
+  provider=$("$FANOUTD" apikey create --data "$data" --role PROVIDER \
+    --orgs "$(seq -s, 1 "$ORGS")" | tail -n 1)
+  for o in $(seq 1 "$ORGS"); do
+    curl -sf -o /dev/null -X POST "http://127.0.0.1:$DPORT/v2/webhooks?org_id=$o" \
+      -H "x-APIKey: $provider" -H 'Content-Type: application/json' \
+      -d "{\"items\":[{\"url\":\"http://127.0.0.1:$sport/hook\",\"event_type\":\"business_updated\"}]}"
+  done
+  INGEST_KEY=$("$FANOUTD" apikey create --data "$data" --role INGEST --all-orgs | tail -n 1)
+}
+
 # The options every comparison script takes, into the globals N, REPEAT, SMOKE, OUT, RAW and
 # BUILD_DIR: --events N (or --requests N), --repeat R, --smoke (N=2000, one repeat), --out DIR
 # (the Markdown report and the plot), --raw DIR (the raw data: JSON, TSV), --build-dir D,

@@ -74,31 +74,10 @@ metric() { scrape_metric "$DPORT" "$1"; }
 run() {
   local mode=$1 rate=$2 events=${3:-$N} data="$TMP/data-$RANDOM" args=()
   [[ $mode == volatile ]] && args+=(--no-durable)
-  taskset -c 1 "$SINK" --listen 127.0.0.1:0 --quiet >"$TMP/sink.out" 2>/dev/null &
-  local sink_pid=$!
-  PIDS+=("$sink_pid")
-  wait_line "$TMP/sink.out" listening
-  local sport
-  sport=$(listen_port "$TMP/sink.out")
-  printf 'origin_max_in_flight = 0\norg_max_in_flight = 0\nmax_backlog = 0\n%s' "$HISTORY_TOML" \
-    >"$TMP/fanoutd.toml"
-  taskset -c 0 "$FANOUTD" serve --listen 127.0.0.1:0 --data "$data" --insecure \
-    --config "$TMP/fanoutd.toml" \
-    --allow-subnet 127.0.0.1/32 --workers 1 --log-level warn "${args[@]}" "${SIGN_ARGS[@]}" \
-    >"$TMP/d.out" 2>"$TMP/d.err" &
-  local dpid=$!
-  PIDS+=("$dpid")
-  wait_line "$TMP/d.out" listening || { cat "$TMP/d.err" >&2; exit 1; }
-  DPORT=$(listen_port "$TMP/d.out")
-  local orgs provider ingest o
-  orgs=$(seq -s, 1 "$ORGS")
-  provider=$("$FANOUTD" apikey create --data "$data" --role PROVIDER --orgs "$orgs" | tail -n 1)
-  for o in $(seq 1 "$ORGS"); do
-    curl -sf -o /dev/null -X POST "http://127.0.0.1:$DPORT/v2/webhooks?org_id=$o" \
-      -H "x-APIKey: $provider" -H 'Content-Type: application/json' \
-      -d "{\"items\":[{\"url\":\"http://127.0.0.1:$sport/hook\",\"event_type\":\"business_updated\"}]}"
-  done
-  ingest=$("$FANOUTD" apikey create --data "$data" --role INGEST --all-orgs | tail -n 1)
+  start_ingest_daemon "$FANOUTD" "$data" \
+    "$(printf 'origin_max_in_flight = 0\norg_max_in_flight = 0\nmax_backlog = 0\n%s' "$HISTORY_TOML")" \
+    "${args[@]}" "${SIGN_ARGS[@]}"
+  local dpid=$DPID sink_pid=$SINK_PID ingest=$INGEST_KEY
   local w0 c0 t0 t1 load_args=()
   [[ $rate != 0 ]] && load_args+=(--rate "$rate")
   load_args+=(--conns "$CONNS" "${PROTO_ARGS[@]}")

@@ -76,30 +76,10 @@ thread_ticks() {
 # run WHICH BINARY: one daemon and one load; prints a JSON line.
 run() {
   local which=$1 bin=$2 data="$TMP/data-$RANDOM"
-  taskset -c 1 "$SINK" --listen 127.0.0.1:0 --quiet >"$TMP/sink.out" 2>/dev/null &
-  local sink_pid=$!
-  PIDS+=("$sink_pid")
-  wait_line "$TMP/sink.out" listening
-  local sport dport
-  sport=$(listen_port "$TMP/sink.out")
-  printf 'origin_max_in_flight = 0\norg_max_in_flight = 0\nmax_backlog = 0\n%s' "$HISTORY_TOML" \
-    >"$TMP/fanoutd.toml"
-  taskset -c 0 "$bin" serve --listen 127.0.0.1:0 --data "$data" --insecure \
-    --config "$TMP/fanoutd.toml" --allow-subnet 127.0.0.1/32 --workers 1 --log-level warn \
-    --no-partoo-signature >"$TMP/d.out" 2>"$TMP/d.err" &
-  local dpid=$!
-  PIDS+=("$dpid")
-  wait_line "$TMP/d.out" listening || { cat "$TMP/d.err" >&2; exit 1; }
-  dport=$(listen_port "$TMP/d.out")
-  local provider ingest o
-  provider=$("$FANOUTD" apikey create --data "$data" --role PROVIDER \
-    --orgs "$(seq -s, 1 "$ORGS")" | tail -n 1)
-  for o in $(seq 1 "$ORGS"); do
-    curl -sf -o /dev/null -X POST "http://127.0.0.1:$dport/v2/webhooks?org_id=$o" \
-      -H "x-APIKey: $provider" -H 'Content-Type: application/json' \
-      -d "{\"items\":[{\"url\":\"http://127.0.0.1:$sport/hook\",\"event_type\":\"business_updated\"}]}"
-  done
-  ingest=$("$FANOUTD" apikey create --data "$data" --role INGEST --all-orgs | tail -n 1)
+  start_ingest_daemon "$bin" "$data" \
+    "$(printf 'origin_max_in_flight = 0\norg_max_in_flight = 0\nmax_backlog = 0\n%s' "$HISTORY_TOML")" \
+    --no-partoo-signature
+  local dpid=$DPID sink_pid=$SINK_PID ingest=$INGEST_KEY dport=$DPORT
   thread_ticks "$dpid" >"$TMP/before"
   taskset -c 0 "$LOAD" --ingest "http://127.0.0.1:$dport" --key "$ingest" --events "$N" \
     --orgs "$ORGS" --rate "$RATE" --json >"$TMP/load.json"

@@ -9,12 +9,12 @@
 //       index of resend_of (recover)
 //   bodies(did, body BLOB)         written once; apart so that recording an attempt rewrites
 //                                  only the small deliveries row, not the body
+//   event_ids(org_id, event_id, at_ms)                     only when idempotency is on
 //
 // A delivery copied already final (accepted and finished within one pass of the indexer) is
 // never rewritten: its body is in its own row (deliveries.body), one row inserted instead of two;
 // every other delivery's body is in bodies and deliveries.body is NULL. Reads take
 // coalesce(d.body, b.body) (kRecoveredColumns, find(), BodyReader).
-//   event_ids(org_id, event_id, at_ms)                     only when idempotency is on
 //
 // `log` holds the attempts, one line each, "n at_ms status duration_us failure\n" (the failure
 // text last, empty when there was a status): appended by the same UPDATE that records the attempt,

@@ -69,12 +69,12 @@ struct Journal::Writer {
   sqlite3* db;
   sqlite::Statement insert_delivery, update_attempt, finish, remove, insert_body, remove_body,
       insert_id, update_meta;
-  // Per batch, the deliveries accepted in it, by did (write_records looks them up by binary
-  // search): `fin`, the last record of the batch that gives the delivery its final outcome, when
-  // it ends in the batch too. Such a delivery is written once, final (without history, not at
-  // all), with its attempts' log lines from logs[i], i its place here. Reused from batch to
-  // batch, so that a pass allocates nothing once they have grown: logs keeps its strings, and
-  // each string its buffer.
+  // Per batch, the deliveries accepted in it, sorted by did (write_records finds one by its
+  // distance from the first, or by binary search): `fin`, the last record of the batch that gives
+  // the delivery its final outcome, when it ends in the batch too. Such a delivery is written once,
+  // final (without history, not at all), with its attempts' log lines from logs[i], i its place
+  // here. Reused from batch to batch, so that a pass allocates nothing once they have grown: logs
+  // keeps its strings, and each string its buffer.
   struct Accepted {
     std::int64_t did = 0;
     const Record* fin = nullptr;

@@ -430,31 +430,37 @@ Journal::Admit Journal::accept(std::int64_t org_id, routing::EventTypeId type,
 void Journal::attempt(std::int64_t did, std::uint32_t n, int status, transport::Failure failure,
                       std::uint32_t duration_us, std::int64_t next_ms,
                       std::optional<OutcomeKind> outcome) {
-  Record r;
-  r.kind = Record::Kind::kAttempt;
-  r.did = did;
-  r.n = n;
-  r.status = status;
-  r.failure = failure;
-  r.duration_us = duration_us;
-  r.time_ms = now_ms();
-  r.next_ms = next_ms;
-  r.has_outcome = outcome.has_value();
-  if (outcome) r.outcome = *outcome;
-  std::lock_guard lock(mu_);
-  push(r);
+  const Note note{did, now_ms(), next_ms, n, status, duration_us, failure, true, outcome};
+  record({&note, 1});
 }
 
 void Journal::final(std::int64_t did, OutcomeKind outcome, std::uint32_t attempts) {
-  Record r;
-  r.kind = Record::Kind::kFinal;
-  r.did = did;
-  r.n = attempts;
-  r.time_ms = now_ms();
-  r.has_outcome = true;
-  r.outcome = outcome;
+  Note note;
+  note.did = did;
+  note.at_ms = now_ms();
+  note.n = attempts;
+  note.attempt = false;
+  note.outcome = outcome;
+  record({&note, 1});
+}
+
+void Journal::record(std::span<const Note> notes) {
+  if (notes.empty()) return;
   std::lock_guard lock(mu_);
-  push(r);
+  for (const Note& note : notes) {
+    Record r;
+    r.kind = note.attempt ? Record::Kind::kAttempt : Record::Kind::kFinal;
+    r.did = note.did;
+    r.n = note.n;
+    r.status = note.status;
+    r.failure = note.failure;
+    r.duration_us = note.duration_us;
+    r.time_ms = note.at_ms;
+    r.next_ms = note.next_ms;
+    r.has_outcome = note.outcome.has_value();
+    if (note.outcome) r.outcome = *note.outcome;
+    push(r);
+  }
 }
 
 void Journal::forget_ids(const Batch& batch) {

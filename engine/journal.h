@@ -46,6 +46,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -108,6 +109,20 @@ class Journal {
                std::uint32_t duration_us, std::int64_t next_ms, std::optional<OutcomeKind> outcome);
   // A final outcome reached without an attempt (dropped).
   void final(std::int64_t did, OutcomeKind outcome, std::uint32_t attempts);
+  // attempt() and final() for many deliveries under one lock (a worker's loop iteration), in
+  // order. `at_ms`: when (wall clock), taken by the caller as it happened.
+  struct Note {
+    std::int64_t did = 0;
+    std::int64_t at_ms = 0;
+    std::int64_t next_ms = 0;  // an attempt: the next one's due time, 0 when none
+    std::uint32_t n = 0;       // an attempt: its number; final only: the attempts made
+    int status = 0;
+    std::uint32_t duration_us = 0;
+    transport::Failure failure = transport::Failure::kNone;
+    bool attempt = true;  // false: a final outcome without an attempt (final())
+    std::optional<OutcomeKind> outcome;
+  };
+  void record(std::span<const Note> notes);
 
   [[nodiscard]] std::uint64_t durable_seq() const noexcept {
     return durable_.load(std::memory_order_acquire);

@@ -312,8 +312,14 @@ void Worker::attempt(Delivery& d) {
     // Its subscription is gone or replaced: so is the target this worker kept for it.
     if (auto it = targets_.find(d.subscription_id); it != targets_.end()) retire(it->second);
     finish(d, OutcomeKind::kDropped);
-    if (Journal* j = engine_.shared_->journal.get(); j != nullptr && d.did != 0) {
-      j->final(d.did, OutcomeKind::kDropped, d.attempts);
+    if (engine_.shared_->journal != nullptr && d.did != 0) {
+      Journal::Note note;
+      note.did = d.did;
+      note.at_ms = now_unix_ms();
+      note.n = d.attempts;
+      note.attempt = false;
+      note.outcome = OutcomeKind::kDropped;
+      journal_notes_.push_back(note);
     }
     return;
   }
@@ -501,10 +507,16 @@ void Worker::on_response(Delivery& d, const transport::Response& r) {
 }
 
 void Worker::journal_attempt(const Delivery& d, std::int64_t next_ms, bool final) {
-  Journal* j = engine_.shared_->journal.get();
-  if (j == nullptr || d.did == 0) return;
-  j->attempt(d.did, d.attempts, d.last_status, d.last_failure, d.last_duration_us, next_ms,
-             final ? std::optional<OutcomeKind>(d.kind) : std::nullopt);
+  if (engine_.shared_->journal == nullptr || d.did == 0) return;
+  journal_notes_.push_back({d.did, now_unix_ms(), next_ms, d.attempts, d.last_status,
+                            d.last_duration_us, d.last_failure, true,
+                            final ? std::optional<OutcomeKind>(d.kind) : std::nullopt});
+}
+
+void Worker::flush_journal() {
+  if (journal_notes_.empty()) return;
+  engine_.shared_->journal->record(journal_notes_);
+  journal_notes_.clear();
 }
 
 void Worker::finish(Delivery& d, OutcomeKind kind) {

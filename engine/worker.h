@@ -345,6 +345,9 @@ class Worker {
   [[nodiscard]] std::uint64_t draw_backoff_ms(const Delivery& d) const;
   // Tells the journal (if any) how the attempt that just ended went.
   void journal_attempt(const Delivery& d, std::int64_t next_ms, bool final);
+  // What journal_attempt() and a drop noted, to the journal under one lock (on_flush, and at
+  // close): before the outcomes are told, so that an observer that hears of one finds it there.
+  void flush_journal();
   // Observer::on_retry for a tagged delivery whose next attempt is due at `due_unix_ms`. For one
   // that waits here, called once it waits (Shared::waiting counts it).
   void note_retry(const DeliveryState& d, std::string_view event_id, std::int64_t due_unix_ms);
@@ -433,6 +436,7 @@ class Worker {
   std::size_t free_headers_count_ = 0;
   transport::IntrusiveList<Delivery> done_;  // outcomes for the next flush_outcomes()
   std::vector<Outcome> outcome_buf_;
+  std::vector<Journal::Note> journal_notes_;  // this loop iteration's, for flush_journal()
   std::vector<Unfinished> unfinished_;
   std::size_t attempting_ = 0;
   bool stopping_ = false;

@@ -39,7 +39,9 @@ void Worker::hand_back_state(Unfinished&& u, const DeliveryState& s,
 }
 
 void Worker::on_flush(uv_prepare_t* handle) {
-  static_cast<Worker*>(handle->data)->flush_outcomes();
+  auto* w = static_cast<Worker*>(handle->data);
+  w->flush_journal();
+  w->flush_outcomes();
 }
 
 void Worker::flush_outcomes() {
@@ -158,6 +160,7 @@ void Worker::close_handles() {
   client_->close(
       [](void* data) {
         auto* w = static_cast<Worker*>(data);
+        w->flush_journal();
         w->flush_outcomes();
         uv_close(reinterpret_cast<uv_handle_t*>(&w->async_), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&w->flush_), nullptr);

@@ -190,6 +190,57 @@ TEST_F(JournalTest, HistoryListsFiltersFindsAndRecoversDeliveries) {
   j->stop();
 }
 
+// Notes recorded in one call (a worker's loop iteration: Journal::record) are the history that
+// the same attempts and drops recorded one by one make: in order, with the times given.
+TEST_F(JournalTest, NotesRecordedTogetherAreTheHistory) {
+  auto j = open(options());
+  ASSERT_NE(j, nullptr);
+  j->start();
+  constexpr std::int64_t kSub = 5;
+  auto event = [&](const std::string& id) {
+    return unfinished(id, 9, type_name(1), R"({"type":"x","payload":{}})", kSub);
+  };
+  const std::int64_t d1 = accept_ok(*j, event("n1"));
+  const std::int64_t d2 = accept_ok(*j, event("n2"));
+  const std::int64_t d3 = accept_ok(*j, event("n3"));
+  const std::int64_t t = wall_ms();
+  std::vector<Journal::Note> notes;
+  notes.push_back({d1, t, kFuture, 1, 503, 1200, Failure::kNone, true, std::nullopt});
+  notes.push_back({d2, t + 1, kFuture + 7, 1, 0, 40, Failure::kConnectRefused, true, std::nullopt});
+  notes.push_back({d1, t + 2, 0, 2, 200, 800, Failure::kNone, true, OutcomeKind::kDelivered});
+  Journal::Note drop;
+  drop.did = d3;
+  drop.at_ms = t + 3;
+  drop.attempt = false;
+  drop.outcome = OutcomeKind::kDropped;
+  notes.push_back(drop);
+  j->record(notes);
+  ASSERT_TRUE(wait_records(*j, 3 + 4));
+  auto page = j->deliveries(kSub, "", 0, 10);
+  ASSERT_TRUE(page.has_value()) << page.error();
+  ASSERT_EQ(page->items.size(), 3U);
+  const DeliveryRecord& n3 = page->items[0];
+  const DeliveryRecord& n2 = page->items[1];
+  const DeliveryRecord& n1 = page->items[2];
+  EXPECT_EQ(n3.outcome, OutcomeKind::kDropped);
+  EXPECT_EQ(n3.finished_unix_ms, t + 3);
+  EXPECT_TRUE(n3.attempts.empty());
+  EXPECT_EQ(n2.outcome, std::nullopt);
+  EXPECT_EQ(n2.next_attempt_unix_ms, kFuture + 7);
+  ASSERT_EQ(n2.attempts.size(), 1U);
+  EXPECT_EQ(n2.attempts[0].failure, transport::to_string(Failure::kConnectRefused));
+  EXPECT_EQ(n2.attempts[0].at_unix_ms, t + 1);
+  EXPECT_EQ(n1.outcome, OutcomeKind::kDelivered);
+  EXPECT_EQ(n1.attempts_made, 2U);
+  EXPECT_EQ(n1.finished_unix_ms, t + 2);
+  ASSERT_EQ(n1.attempts.size(), 2U);
+  EXPECT_EQ(n1.attempts[0].status, 503);
+  EXPECT_EQ(n1.attempts[0].at_unix_ms, t);
+  EXPECT_EQ(n1.attempts[1].status, 200);
+  EXPECT_EQ(n1.attempts[1].duration_us, 800U);
+  j->stop();
+}
+
 // --- 7. purge -----------------------------------------------------------------------------------
 
 TEST_F(JournalTest, PurgeRemovesFinalDeliveriesPastTheHistoryWindow) {

@@ -435,12 +435,7 @@ void Journal::attempt(std::int64_t did, std::uint32_t n, int status, transport::
 }
 
 void Journal::final(std::int64_t did, OutcomeKind outcome, std::uint32_t attempts) {
-  Note note;
-  note.did = did;
-  note.at_ms = now_ms();
-  note.n = attempts;
-  note.attempt = false;
-  note.outcome = outcome;
+  const Note note = Note::final_only(did, now_ms(), outcome, attempts);
   record({&note, 1});
 }
 

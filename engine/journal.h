@@ -121,6 +121,17 @@ class Journal {
     transport::Failure failure = transport::Failure::kNone;
     bool attempt = true;  // false: a final outcome without an attempt (final())
     std::optional<OutcomeKind> outcome;
+    // A final outcome reached without an attempt (what final() records).
+    static Note final_only(std::int64_t did, std::int64_t at_ms, OutcomeKind outcome,
+                           std::uint32_t attempts) noexcept {
+      Note note;
+      note.did = did;
+      note.at_ms = at_ms;
+      note.n = attempts;
+      note.attempt = false;
+      note.outcome = outcome;
+      return note;
+    }
   };
   void record(std::span<const Note> notes);
 

@@ -313,13 +313,8 @@ void Worker::attempt(Delivery& d) {
     if (auto it = targets_.find(d.subscription_id); it != targets_.end()) retire(it->second);
     finish(d, OutcomeKind::kDropped);
     if (engine_.shared_->journal != nullptr && d.did != 0) {
-      Journal::Note note;
-      note.did = d.did;
-      note.at_ms = now_unix_ms();
-      note.n = d.attempts;
-      note.attempt = false;
-      note.outcome = OutcomeKind::kDropped;
-      journal_notes_.push_back(note);
+      journal_notes_.push_back(
+          Journal::Note::final_only(d.did, now_unix_ms(), OutcomeKind::kDropped, d.attempts));
     }
     return;
   }

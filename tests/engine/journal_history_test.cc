@@ -208,12 +208,7 @@ TEST_F(JournalTest, NotesRecordedTogetherAreTheHistory) {
   notes.push_back({d1, t, kFuture, 1, 503, 1200, Failure::kNone, true, std::nullopt});
   notes.push_back({d2, t + 1, kFuture + 7, 1, 0, 40, Failure::kConnectRefused, true, std::nullopt});
   notes.push_back({d1, t + 2, 0, 2, 200, 800, Failure::kNone, true, OutcomeKind::kDelivered});
-  Journal::Note drop;
-  drop.did = d3;
-  drop.at_ms = t + 3;
-  drop.attempt = false;
-  drop.outcome = OutcomeKind::kDropped;
-  notes.push_back(drop);
+  notes.push_back(Journal::Note::final_only(d3, t + 3, OutcomeKind::kDropped, 0));
   j->record(notes);
   ASSERT_TRUE(wait_records(*j, 3 + 4));
   auto page = j->deliveries(kSub, "", 0, 10);

@@ -1,7 +1,7 @@
-"""What the API tests share (api_test.py, api_webhooks_test.py, api_tryout_test.py, and
-api_history_test.py and api_history_resend_test.py through api_history_case.py): the daemon's
-configuration with 31 extra event types, the shapes of a config and a tryout result, create
-items, and ApiCase, helpers over a shared daemon's API."""
+"""What the API tests share (api_test.py, api_limits_test.py, api_webhooks_test.py,
+api_tryout_test.py, and api_history_test.py and api_history_resend_test.py through
+api_history_case.py): the daemon's configuration with 31 extra event types, the shapes of a
+config and a tryout result, create items, and ApiCase, helpers over a shared daemon's API."""
 
 import itertools
 import sys

@@ -129,15 +129,15 @@ class Walker {
     switch (token.front()) {
       case '{': {
         if (depth > max_depth_) return Walk::kTooDeep;
-        od::object o;
-        if (v.get_object().get(o) != simdjson::SUCCESS) return Walk::kInvalid;
-        return object(o, depth);
+        auto o = v.get_object();
+        if (o.error() != simdjson::SUCCESS) return Walk::kInvalid;
+        return object(o.value_unsafe(), depth);
       }
       case '[': {
         if (depth > max_depth_) return Walk::kTooDeep;
-        od::array a;
-        if (v.get_array().get(a) != simdjson::SUCCESS) return Walk::kInvalid;
-        return array(a, depth);
+        auto a = v.get_array();
+        if (a.error() != simdjson::SUCCESS) return Walk::kInvalid;
+        return array(a.value_unsafe(), depth);
       }
       case '"': {
         // Stage 1 has already checked UTF-8, control characters and the closing quote; only
@@ -146,8 +146,7 @@ class Walker {
         // consumed: left to skip_child(), a string followed by ':' is taken for a key and the
         // skip runs on past the value's end, hiding a syntax error.
         if (!has_backslash(token.data() + 1, token.data() + token.size())) {
-          od::raw_json_string raw;
-          return v.get_raw_json_string().get(raw) == simdjson::SUCCESS ? Walk::kOk : Walk::kInvalid;
+          return v.get_raw_json_string().error() == simdjson::SUCCESS ? Walk::kOk : Walk::kInvalid;
         }
         std::string_view unescaped;
         return v.get_string().get(unescaped) == simdjson::SUCCESS ? Walk::kOk : Walk::kInvalid;
@@ -166,8 +165,8 @@ class Walker {
   // `o` has been started; its fields are at `depth` + 1.
   Walk object(od::object& o, std::size_t depth) noexcept {
     for (auto field_result : o) {
-      od::field field;
-      if (std::move(field_result).get(field) != simdjson::SUCCESS) return Walk::kInvalid;
+      if (field_result.error() != simdjson::SUCCESS) return Walk::kInvalid;
+      od::field& field = field_result.value_unsafe();  // in place: see the note above the class
       // Like a string value, a key needs checking only for its escapes. Between the key's first
       // byte and its value lie only the rest of the key, a quote, a colon and whitespace, so a
       // backslash there is an escape in the key; unescaping it (a copy) is then the check.
@@ -185,8 +184,8 @@ class Walker {
 
   Walk array(od::array& a, std::size_t depth) noexcept {
     for (auto element_result : a) {
-      od::value element;
-      if (std::move(element_result).get(element) != simdjson::SUCCESS) return Walk::kInvalid;
+      if (element_result.error() != simdjson::SUCCESS) return Walk::kInvalid;
+      od::value& element = element_result.value_unsafe();
       const Walk w = value(element, depth + 1);
       if (w != Walk::kOk) return w;
     }
@@ -490,10 +489,8 @@ tl::expected<Envelope, EnvelopeError> EnvelopeParser::Impl::parse(std::string_vi
   Fields f;
   f.listener = listener;
   for (auto field_result : root) {
-    od::field field;
-    if (std::move(field_result).get(field) != simdjson::SUCCESS) {
-      return unexpected(EnvelopeError::kInvalidJson);
-    }
+    if (field_result.error() != simdjson::SUCCESS) return unexpected(EnvelopeError::kInvalidJson);
+    od::field& field = field_result.value_unsafe();
     if (const auto e = read_field(f, field, doc, walker); e) return unexpected(*e);
   }
   if (!at_end(doc)) return unexpected(EnvelopeError::kInvalidJson);

@@ -198,6 +198,7 @@ void Worker::on_async(uv_async_t* handle) {
 }
 
 void Worker::drain_inbox() {
+  const transport::ClockScope clock;  // the batch's requests stamped with one clock read
   Delivery* batch[kInboxBatch];
   std::size_t total = 0;
   while (total < kInboxCapPerTurn) {

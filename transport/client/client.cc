@@ -16,7 +16,7 @@ namespace fanout::transport {
 
 void Client::submit(Request& r) {
   assert(r.where_ == Request::Where::kIdle && "a request is submitted again before it completed");
-  r.submit_ns_ = uv_hrtime();
+  r.submit_ns_ = ClockScope::now_ns();
   r.sent_ = false;
   r.requeues_ = 0;
   r.status_ = 0;
@@ -101,7 +101,7 @@ void Client::settle(Request& r, Failure f) {
 }
 
 void Client::finish(Request& r) {
-  const std::uint64_t now = uv_hrtime();
+  const std::uint64_t now = ClockScope::now_ns();
   Response resp;
   resp.failure = r.failure_;
   resp.status = r.failure_ == Failure::kNone ? r.status_ : 0;
@@ -270,11 +270,17 @@ void ClientConnection::abort_connecting(Failure f, std::string_view detail) {
 
 void ClientConnection::on_stream_data(Stream& /*stream*/, const std::uint8_t* data,
                                       std::size_t len) {
-  if (session_ && state_ != State::kClosed) session_->on_data(data, len);
+  if (session_ && state_ != State::kClosed) {
+    const ClockScope clock;  // the responses in these bytes arrived now
+    session_->on_data(data, len);
+  }
 }
 
 void ClientConnection::on_stream_drained(Stream& /*stream*/) {
-  if (session_ && state_ != State::kClosed) session_->on_drained();
+  if (session_ && state_ != State::kClosed) {
+    const ClockScope clock;
+    session_->on_drained();
+  }
 }
 
 void ClientConnection::on_stream_error(Stream& /*stream*/, StreamError error,

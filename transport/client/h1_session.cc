@@ -37,7 +37,7 @@ class ClientH1Session final : public ClientSession {
     stream->write(head_.data(), head_.size());
     stream->write(r.body.data(), r.body.size());
     r.sent_ = true;
-    r.sent_ns_ = uv_hrtime();
+    r.sent_ns_ = ClockScope::now_ns();
     r.timer_.set_callback(
         [](TimerEntry&, void* data) noexcept {
           auto* req = static_cast<Request*>(data);

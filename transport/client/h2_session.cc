@@ -410,7 +410,7 @@ class ClientH2Session final : public ClientSession {
     if (r == nullptr || r->sent_) return 0;
     ClientH2Session* s = self(user_data);
     r->sent_ = true;
-    r->sent_ns_ = uv_hrtime();
+    r->sent_ns_ = ClockScope::now_ns();
     r->timer_.set_callback(
         [](TimerEntry&, void* data) noexcept {
           auto* req = static_cast<Request*>(data);

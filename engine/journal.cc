@@ -368,6 +368,27 @@ std::uint64_t Journal::last_seq() const {
 
 // --- appending ----------------------------------------------------------------------------------
 
+namespace {
+// The journal this thread holds (Journal::hold), or null.
+thread_local Journal* t_held = nullptr;
+}  // namespace
+
+Journal* Journal::hold(Journal* journal) noexcept {
+  Journal* const outer = t_held;
+  if (journal != nullptr) t_held = journal;
+  return outer;
+}
+
+void Journal::release(Journal* journal, Journal* outer) noexcept {
+  t_held = outer;
+  if (journal == nullptr || outer == journal) return;
+  std::lock_guard lock(journal->mu_);
+  if (journal->writer_waiting_ && !journal->open_->records.empty()) {
+    journal->writer_wakes_.fetch_add(1, std::memory_order_relaxed);
+    journal->wake_.notify_one();
+  }
+}
+
 void Journal::push(const Record& r, std::string_view a, std::string_view b, std::string_view c) {
   Record& rec = open_->records.emplace_back(r);
   rec.offset = open_->bytes.size();
@@ -375,7 +396,10 @@ void Journal::push(const Record& r, std::string_view a, std::string_view b, std:
   open_->bytes.append(b);
   open_->bytes.append(c);
   ++pushed_;
-  if (writer_waiting_) wake_.notify_one();
+  if (writer_waiting_ && t_held != this) {
+    writer_wakes_.fetch_add(1, std::memory_order_relaxed);
+    wake_.notify_one();
+  }
 }
 
 bool Journal::remember_id(std::int64_t org_id, std::string_view event_id, std::int64_t now) {
@@ -601,7 +625,8 @@ Journal::Stats Journal::stats() const noexcept {
           index_failures_.load(std::memory_order_relaxed),
           backlog_waits_.load(std::memory_order_relaxed),
           index_boosts_.load(std::memory_order_relaxed),
-          checkpoints_.load(std::memory_order_relaxed)};
+          checkpoints_.load(std::memory_order_relaxed),
+          writer_wakes_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace fanout::engine

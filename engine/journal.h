@@ -95,6 +95,22 @@ class Journal {
   // Commits everything appended so far, then stops the writer. Idempotent.
   void stop();
 
+  // While a thread holds the journal (Producer::Batch), what it appends does not wake the log's
+  // writer; the outermost release does, once. For a caller that appends many deliveries it
+  // answers together (fanoutd's ingest: one answer for a request's events, once all are on
+  // disk): the writer takes them in one frame and one sync, instead of waking at the first and
+  // syncing it (nearly) alone while the rest wait for the next frame. Best effort: a writer
+  // awake for another reason (a frame just synced, a worker's notes, the periodic purge) takes
+  // what it finds; other threads' appends wake it as before. hold() returns what to give
+  // release(): the journal this thread held before (holds nest). Null `journal`: nothing.
+  static Journal* hold(Journal* journal) noexcept;
+  static void release(Journal* journal, Journal* outer) noexcept;
+  // Whether the writer is waiting for appends (nothing to write): tests.
+  [[nodiscard]] bool writer_waiting() const {
+    std::lock_guard lock(mu_);
+    return writer_waiting_;
+  }
+
   enum class Admit : std::uint8_t { kAccepted, kDuplicate, kFailing };
   // Records an accepted delivery and returns its did in `did`. When `check_id` (an id the
   // caller gave) and idempotency is on, an (org_id, event_id) seen within the window answers
@@ -186,6 +202,7 @@ class Journal {
     std::uint64_t backlog_waits = 0;  // the writer waited for the indexer (max_log_backlog_bytes)
     std::uint64_t index_boosts = 0;   // the indexer left the background (backlog near its bound)
     std::uint64_t checkpoints = 0;    // the checkpointer's passes that copied WAL frames
+    std::uint64_t writer_wakes = 0;   // appends, and closed Holds, that woke the waiting writer
   };
   [[nodiscard]] Stats stats() const noexcept;
 
@@ -281,7 +298,7 @@ class Journal {
   std::atomic<std::int64_t> indexed_did_{0};  // indexed_did(): set at open, then by the indexer
   std::atomic<std::uint64_t> commits_{0}, commit_failures_{0}, records_{0}, bytes_{0};
   std::atomic<std::uint64_t> indexed_{0}, index_failures_{0}, backlog_waits_{0}, index_boosts_{0},
-      checkpoints_{0};
+      checkpoints_{0}, writer_wakes_{0};
   std::atomic<bool> index_boosted_{false};  // the indexer is out of the background
   std::mutex boost_mu_;                     // steer_indexer()
   std::atomic<pid_t> index_tid_{0}, checkpoint_tid_{0};

@@ -67,8 +67,17 @@ PublishResult Producer::publish(std::string_view event_json, const PublishOption
   return state_->enqueue(env->org_id, env->type, id, env->payload, x);
 }
 
+Producer::Batch::Batch(Producer& producer) noexcept
+    : journal_(producer.state_->engine->shared_->journal.get()),
+      outer_(engine::Journal::hold(journal_)) {}
+
+Producer::Batch::~Batch() {
+  engine::Journal::release(journal_, outer_);
+}
+
 void Producer::publish_batch(std::span<const std::string_view> events,
                              std::span<PublishResult> results) {
+  const Batch batch(*this);
   const std::size_t n = std::min(events.size(), results.size());
   for (std::size_t i = 0; i < n; ++i) results[i] = publish(events[i]);
 }

@@ -22,6 +22,40 @@ TEST_F(JournalTest, ReopenRecoversExactlyTheDeliveriesWithoutAFinalOutcomeWithou
   check_recovery(0);
 }
 
+// A hold (Producer::Batch): what the holding thread appends does not wake the waiting writer;
+// the release hands all of it over (at most one wake), and it all becomes durable.
+TEST_F(JournalTest, AppendsInAHoldWakeTheWriterOnceAtTheRelease) {
+  auto j = open(options());
+  ASSERT_NE(j, nullptr);
+  j->start();
+  const std::int64_t first = accept_ok(*j, unfinished("before", 3, type_name(0), "{}", 9));
+  ASSERT_TRUE(wait_durable(*j, first));
+  // Idle: the next append would wake it.
+  ASSERT_TRUE(wait_until([&] { return j->writer_waiting(); }));
+  const std::uint64_t wakes = j->stats().writer_wakes;
+  std::int64_t last = 0;
+  {
+    Journal* const outer = Journal::hold(j.get());
+    EXPECT_EQ(outer, nullptr);
+    Journal* const inner = Journal::hold(j.get());  // nested: the release of the outer one wakes
+    for (std::size_t i = 0; i < 100; ++i) {
+      last = accept_ok(*j, unfinished("held-" + std::to_string(i), 3, type_name(i), "{}", 9));
+    }
+    Journal::release(j.get(), inner);
+    EXPECT_EQ(j->stats().writer_wakes, wakes) << "an append in a hold, or an inner release, woke "
+                                                 "the writer";
+    Journal::release(j.get(), outer);
+  }
+  ASSERT_TRUE(wait_durable(*j, last)) << "the held appends were handed over";
+  EXPECT_LE(j->stats().writer_wakes, wakes + 1);
+  // Released: appends wake the writer again, and a null journal holds nothing.
+  Journal::release(nullptr, Journal::hold(nullptr));
+  const std::int64_t after = accept_ok(*j, unfinished("after", 3, type_name(1), "{}", 9));
+  ASSERT_TRUE(wait_durable(*j, after));
+  j->stop();
+  EXPECT_EQ(j->stats().records, 102U);
+}
+
 // Without history every final row is deleted (or never written): the next did still comes from
 // the meta row, so dids never repeat across restarts.
 TEST_F(JournalTest, DidsNeverRepeatWhenEveryRowIsDeleted) {

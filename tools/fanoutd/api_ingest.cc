@@ -161,6 +161,8 @@ bool Api::ingest(const HttpRequest& req, const ApiKey& key, HttpResponder respon
     return r;
   };
   std::uint64_t first_seq = 0, last_seq = 0;  // journal sequences this answer promises
+  // One group commit for the request's events (the answer waits for all of them anyway).
+  const Producer::Batch batch(producer_);
   ingest_reply(req.body, ndjson, deps_.config->ingest_max_events,
                deps_.config->ingest_retry_after_s, stopping_, publish, reply, first_seq, last_seq);
   return !defer(first_seq, last_seq, responder, reply, "/v2/events");

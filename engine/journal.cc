@@ -51,6 +51,7 @@
 namespace fanout::engine {
 
 using journal_detail::kIndexRetry;
+using journal_detail::kNoteDelay;
 using journal_detail::kPurgeEvery;
 using journal_detail::kRecoveredColumns;
 using journal_detail::now_ms;
@@ -396,7 +397,17 @@ void Journal::push(const Record& r, std::string_view a, std::string_view b, std:
   open_->bytes.append(b);
   open_->bytes.append(c);
   ++pushed_;
-  if (writer_waiting_ && t_held != this) {
+  // An accept wakes the writer (unless this thread holds the journal); a note only when it is
+  // the first of the batch, so that the writer starts its kNoteDelay wait (run()).
+  bool wake = false;
+  if (r.kind == Record::Kind::kAccept) {
+    open_->has_accept = true;
+    wake = t_held != this;
+  } else if (open_->records.size() == 1) {
+    open_->first_note = std::chrono::steady_clock::now();
+    wake = true;
+  }
+  if (wake && writer_waiting_) {
     writer_wakes_.fetch_add(1, std::memory_order_relaxed);
     wake_.notify_one();
   }
@@ -500,11 +511,17 @@ void Journal::run() {
     bool failing = false;
     {
       std::unique_lock lock(mu_);
+      // An accept is written at once; notes alone wait up to kNoteDelay for one to share their
+      // frame (and sync); nothing at all, up to kPurgeEvery (then an empty frame while failing).
+      writer_waiting_ = true;
       if (open_->records.empty() && !stopping_) {
-        writer_waiting_ = true;
         wake_.wait_for(lock, kPurgeEvery, [this] { return !open_->records.empty() || stopping_; });
-        writer_waiting_ = false;
       }
+      if (!open_->records.empty() && !open_->has_accept && !stopping_ && !failing_) {
+        wake_.wait_until(lock, open_->first_note + kNoteDelay,
+                         [this] { return open_->has_accept || stopping_; });
+      }
+      writer_waiting_ = false;
       if (open_->records.empty() && stopping_) break;
       open_->last_did = static_cast<std::uint64_t>(next_did_ - 1);
       open_->pushes = pushed_;

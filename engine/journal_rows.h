@@ -46,10 +46,14 @@ struct Journal::Batch {
   std::uint64_t last_did = 0;  // every did up to here is in this batch or before
   std::uint64_t first_accept = 0, last_accept = 0;  // dids accepted in this batch
   std::uint64_t pushes = 0;  // records appended to the journal up to this batch's last
+  // The writer's: an accept is in it (written at once); else, when its first note came.
+  bool has_accept = false;
+  std::chrono::steady_clock::time_point first_note{};
   void clear() noexcept {
     records.clear();
     bytes.clear();
     last_did = first_accept = last_accept = pushes = 0;
+    has_accept = false;
   }
   // Appends a later batch (the indexer gathers a pass's frames into one): its records, their
   // offsets moved past the bytes already here.
@@ -131,6 +135,10 @@ namespace journal_detail {
 // (the log keeps everything), and a writer waiting for room checks again as often.
 inline constexpr auto kPurgeEvery = std::chrono::seconds(1);
 inline constexpr auto kIndexRetry = std::chrono::seconds(1);
+// A worker's notes (attempts' results, outcomes) wait at most this long for an accept to share
+// their frame before the writer syncs them alone: nothing waits for them to be durable, and a
+// crash before they are only makes those attempts again (at least once).
+inline constexpr auto kNoteDelay = std::chrono::milliseconds(10);
 
 inline std::int64_t now_ms() noexcept {
   using namespace std::chrono;

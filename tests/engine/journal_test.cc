@@ -56,6 +56,29 @@ TEST_F(JournalTest, AppendsInAHoldWakeTheWriterOnceAtTheRelease) {
   EXPECT_EQ(j->stats().records, 102U);
 }
 
+// A worker's notes alone (no accept) wake the writer once per frame, at the first of them, and
+// are written within kNoteDelay without an accept to carry them.
+TEST_F(JournalTest, NotesAloneWakeTheWriterOncePerFrameAndAreWritten) {
+  auto j = open(options());
+  ASSERT_NE(j, nullptr);
+  j->start();
+  std::vector<std::int64_t> dids;
+  for (std::size_t i = 0; i < 50; ++i) {
+    dids.push_back(accept_ok(*j, unfinished("n-" + std::to_string(i), 3, type_name(i), "{}", 9)));
+  }
+  ASSERT_TRUE(wait_durable(*j, dids.back()));
+  const Journal::Stats before = j->stats();
+  for (const std::int64_t did : dids) {
+    j->attempt(did, 1, 200, Failure::kNone, 100, 0, OutcomeKind::kDelivered);
+  }
+  ASSERT_TRUE(wait_records(*j, before.records + dids.size())) << "notes written without an accept";
+  const Journal::Stats after = j->stats();
+  EXPECT_GE(after.commits, before.commits + 1);
+  EXPECT_LE(after.writer_wakes - before.writer_wakes, after.commits - before.commits)
+      << "a note woke the writer when it was not the first of its frame";
+  j->stop();
+}
+
 // Without history every final row is deleted (or never written): the next did still comes from
 // the meta row, so dids never repeat across restarts.
 TEST_F(JournalTest, DidsNeverRepeatWhenEveryRowIsDeleted) {

@@ -268,6 +268,21 @@ LUA
 # loadavg: the 1, 5 and 15 minute load averages.
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
+# add_webhooks PORT DATA URL: on the fanoutd listening on PORT with data directory DATA, a
+# PROVIDER key for organisations 1..ORGS and one business_updated webhook each, to URL. Needs
+# FANOUTD (its `apikey` command) and ORGS; exits with a message if a webhook is refused.
+add_webhooks() {
+  local port=$1 data=$2 url=$3 provider o
+  provider=$("$FANOUTD" apikey create --data "$data" --role PROVIDER \
+    --orgs "$(seq -s, 1 "$ORGS")" | tail -n 1)
+  for o in $(seq 1 "$ORGS"); do
+    curl -sf -o /dev/null --max-time 10 -X POST "http://127.0.0.1:$port/v2/webhooks?org_id=$o" \
+      -H "x-APIKey: $provider" -H 'Content-Type: application/json' \
+      -d "{\"items\":[{\"url\":\"$url\",\"event_type\":\"business_updated\"}]}" ||
+      { log "creating the webhook of organisation $o failed"; exit 1; }
+  done
+}
+
 # start_ingest_daemon BIN DATA TOML [ARG...]: the set-up of the ingest benchmarks in
 # bench/fanoutd/: a fanout-sink (h2c) pinned to CPU 1, and `BIN serve --workers 1` on CPU 0 with
 # DATA, the config text TOML and ARGs, ORGS organisations (1..ORGS) with one business_updated
@@ -281,7 +296,7 @@ start_ingest_daemon() {
   SINK_PID=$!
   PIDS+=("$SINK_PID")
   wait_line "$TMP/sink.out" listening
-  local sport provider o
+  local sport
   sport=$(listen_port "$TMP/sink.out")
   printf '%s' "$toml" >"$TMP/fanoutd.toml"
   taskset -c 0 "$bin" serve --listen 127.0.0.1:0 --data "$data" --insecure \
@@ -291,13 +306,7 @@ start_ingest_daemon() {
   PIDS+=("$DPID")
   wait_line "$TMP/d.out" listening || { cat "$TMP/d.err" >&2; exit 1; }
   DPORT=$(listen_port "$TMP/d.out")
-  provider=$("$FANOUTD" apikey create --data "$data" --role PROVIDER \
-    --orgs "$(seq -s, 1 "$ORGS")" | tail -n 1)
-  for o in $(seq 1 "$ORGS"); do
-    curl -sf -o /dev/null -X POST "http://127.0.0.1:$DPORT/v2/webhooks?org_id=$o" \
-      -H "x-APIKey: $provider" -H 'Content-Type: application/json' \
-      -d "{\"items\":[{\"url\":\"http://127.0.0.1:$sport/hook\",\"event_type\":\"business_updated\"}]}"
-  done
+  add_webhooks "$DPORT" "$data" "http://127.0.0.1:$sport/hook"
   INGEST_KEY=$("$FANOUTD" apikey create --data "$data" --role INGEST --all-orgs | tail -n 1)
 }
 

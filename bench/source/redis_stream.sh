@@ -168,14 +168,7 @@ pid=$!
 PIDS+=("$pid")
 wait_line "$TMP/setup.out" listening || { cat "$TMP/setup.err" >&2; exit 1; }
 dport=$(listen_port "$TMP/setup.out")
-provider=$("$FANOUTD" apikey create --data "$DATA" --role PROVIDER \
-  --orgs "$(seq -s, 1 "$ORGS")" | tail -n 1)
-for o in $(seq 1 "$ORGS"); do
-  curl -sf -o /dev/null --max-time 10 -X POST "http://127.0.0.1:$dport/v2/webhooks?org_id=$o" \
-    -H "x-APIKey: $provider" -H 'Content-Type: application/json' \
-    -d "{\"items\":[{\"url\":\"$HOOK\",\"event_type\":\"business_updated\"}]}" ||
-    { log "creating the webhook of organisation $o failed"; exit 1; }
-done
+add_webhooks "$dport" "$DATA" "$HOOK"
 stop_pid "$pid"
 
 # --- the stream's content: fanout-load's events as XADD commands (RESP, for redis-cli --pipe) --

@@ -202,7 +202,7 @@ class Journal {
     std::uint64_t backlog_waits = 0;  // the writer waited for the indexer (max_log_backlog_bytes)
     std::uint64_t index_boosts = 0;   // the indexer left the background (backlog near its bound)
     std::uint64_t checkpoints = 0;    // the checkpointer's passes that copied WAL frames
-    std::uint64_t writer_wakes = 0;   // appends, and closed Holds, that woke the waiting writer
+    std::uint64_t writer_wakes = 0;   // appends, closed holds and history reads that woke it
   };
   [[nodiscard]] Stats stats() const noexcept;
 
@@ -244,6 +244,8 @@ class Journal {
   static int on_wal(void* self, sqlite3* db, const char* name, int frames);
   void push(const Record& r, std::string_view a = {}, std::string_view b = {},
             std::string_view c = {});
+  // Under mu_: wakes the writer if it waits (counted in Stats::writer_wakes).
+  void wake_writer();
   bool remember_id(std::int64_t org_id, std::string_view event_id, std::int64_t now_ms);
   void forget_ids(const Batch& batch);
 

@@ -40,10 +40,13 @@ void Journal::release(Journal* journal, Journal* outer) noexcept {
   t_held = outer;
   if (journal == nullptr || outer == journal) return;
   std::lock_guard lock(journal->mu_);
-  if (journal->writer_waiting_ && !journal->open_->records.empty()) {
-    journal->writer_wakes_.fetch_add(1, std::memory_order_relaxed);
-    journal->wake_.notify_one();
-  }
+  if (!journal->open_->records.empty()) journal->wake_writer();
+}
+
+void Journal::wake_writer() {
+  if (!writer_waiting_) return;
+  writer_wakes_.fetch_add(1, std::memory_order_relaxed);
+  wake_.notify_one();
 }
 
 void Journal::push(const Record& r, std::string_view a, std::string_view b, std::string_view c) {
@@ -57,16 +60,13 @@ void Journal::push(const Record& r, std::string_view a, std::string_view b, std:
   // the first of the batch, so that the writer starts its kNoteDelay wait (run()).
   bool wake = false;
   if (r.kind == Record::Kind::kAccept) {
-    open_->has_accept = true;
+    open_->write_now = true;
     wake = t_held != this;
   } else if (open_->records.size() == 1) {
     open_->first_note = std::chrono::steady_clock::now();
     wake = true;
   }
-  if (wake && writer_waiting_) {
-    writer_wakes_.fetch_add(1, std::memory_order_relaxed);
-    wake_.notify_one();
-  }
+  if (wake) wake_writer();
 }
 
 bool Journal::remember_id(std::int64_t org_id, std::string_view event_id, std::int64_t now) {
@@ -167,15 +167,16 @@ void Journal::run() {
     bool failing = false;
     {
       std::unique_lock lock(mu_);
-      // An accept is written at once; notes alone wait up to kNoteDelay for one to share their
-      // frame (and sync); nothing at all, up to kPurgeEvery (then an empty frame while failing).
+      // An accept (or a history read waiting) is written at once; notes alone wait up to
+      // kNoteDelay for one to share their frame (and sync); nothing at all, up to kPurgeEvery
+      // (then an empty frame while failing).
       writer_waiting_ = true;
       if (open_->records.empty() && !stopping_) {
         wake_.wait_for(lock, kPurgeEvery, [this] { return !open_->records.empty() || stopping_; });
       }
-      if (!open_->records.empty() && !open_->has_accept && !stopping_ && !failing_) {
+      if (!open_->records.empty() && !open_->write_now && !stopping_ && !failing_) {
         wake_.wait_until(lock, open_->first_note + kNoteDelay,
-                         [this] { return open_->has_accept || stopping_; });
+                         [this] { return open_->write_now || stopping_; });
       }
       writer_waiting_ = false;
       if (open_->records.empty() && stopping_) break;

@@ -274,7 +274,11 @@ void Journal::catch_up_index() {
   {
     std::lock_guard lock(mu_);
     target = pushed_;
-    if (writer_waiting_) wake_.notify_one();
+    // What is appended goes out now: notes do not wait for an accept's frame (kNoteDelay).
+    if (!open_->records.empty()) {
+      open_->write_now = true;
+      wake_writer();
+    }
   }
   std::unique_lock lock(index_mu_);
   ++hurry_;

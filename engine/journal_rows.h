@@ -46,14 +46,15 @@ struct Journal::Batch {
   std::uint64_t last_did = 0;  // every did up to here is in this batch or before
   std::uint64_t first_accept = 0, last_accept = 0;  // dids accepted in this batch
   std::uint64_t pushes = 0;  // records appended to the journal up to this batch's last
-  // The writer's: an accept is in it (written at once); else, when its first note came.
-  bool has_accept = false;
+  // The writer's: written at once (an accept is in it, or a history read waits for it); else
+  // up to kNoteDelay after its first note came.
+  bool write_now = false;
   std::chrono::steady_clock::time_point first_note{};
   void clear() noexcept {
     records.clear();
     bytes.clear();
     last_did = first_accept = last_accept = pushes = 0;
-    has_accept = false;
+    write_now = false;
   }
   // Appends a later batch (the indexer gathers a pass's frames into one): its records, their
   // offsets moved past the bytes already here.

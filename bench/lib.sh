@@ -268,6 +268,17 @@ LUA
 # loadavg: the 1, 5 and 15 minute load averages.
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
+# build_daemon_tools: what the scripts of bench/fanoutd/ run, checked and built in BUILD_DIR:
+# taskset, curl, python3; fanoutd, fanout-sink and fanout-load into FANOUTD, SINK and LOAD.
+# shellcheck disable=SC2034  # the globals are the callers'
+build_daemon_tools() {
+  require_tools taskset curl python3
+  build_targets "$BUILD_DIR" fanoutd fanout-sink fanout-load
+  FANOUTD=${BUILT[fanoutd]}
+  SINK=${BUILT[fanout-sink]}
+  LOAD=${BUILT[fanout-load]}
+}
+
 # add_webhooks PORT DATA URL: on the fanoutd listening on PORT with data directory DATA, a
 # PROVIDER key for organisations 1..ORGS and one business_updated webhook each, to URL. Needs
 # FANOUTD (its `apikey` command) and ORGS; exits with a message if a webhook is refused.

@@ -59,11 +59,7 @@ while [[ $# -gt 0 ]]; do
 done
 parse_bench_args durable_ingest "${args[@]}"
 [[ $STEADY_S =~ ^[1-9][0-9]*$ ]] || { echo "durable_ingest: --steady-seconds wants a positive integer" >&2; exit 2; }
-require_tools taskset curl python3
-build_targets "$BUILD_DIR" fanoutd fanout-sink fanout-load
-FANOUTD=${BUILT[fanoutd]}
-SINK=${BUILT[fanout-sink]}
-LOAD=${BUILT[fanout-load]}
+build_daemon_tools
 make_scratch fanout-durable
 ORGS=10
 

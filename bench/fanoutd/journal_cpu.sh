@@ -48,11 +48,7 @@ done
 if [[ " ${args[*]} " != *" --events "* ]]; then args+=(--events 300000); fi
 parse_bench_args journal_cpu "${args[@]}"
 [[ $RATE =~ ^[1-9][0-9]*$ ]] || { echo "journal_cpu: --rate wants a positive integer" >&2; exit 2; }
-require_tools taskset curl python3
-build_targets "$BUILD_DIR" fanoutd fanout-sink fanout-load
-FANOUTD=${BUILT[fanoutd]}
-SINK=${BUILT[fanout-sink]}
-LOAD=${BUILT[fanout-load]}
+build_daemon_tools
 if [[ -z $BASELINE ]]; then
   [[ $SMOKE == 1 ]] || { echo "journal_cpu: --baseline FANOUTD is required" >&2; exit 2; }
   BASELINE=$FANOUTD

@@ -45,11 +45,7 @@ for a in "${args[@]}"; do [[ $a == --events || $a == --smoke ]] && have_events=1
 [[ $have_events == 0 ]] && args+=(--events 1000000)
 parse_bench_args million "${args[@]}"
 [[ $SMOKE == 1 ]] && N=12000
-require_tools taskset curl python3
-build_targets "$BUILD_DIR" fanoutd fanout-sink fanout-load
-FANOUTD=${BUILT[fanoutd]}
-SINK=${BUILT[fanout-sink]}
-LOAD=${BUILT[fanout-load]}
+build_daemon_tools
 make_scratch fanout-million
 TYPES=business_created,business_updated,business_deleted,message_created,message_updated,lead_received
 ORGS=$(((N + 5) / 6))

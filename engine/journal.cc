@@ -412,7 +412,7 @@ Journal::Stats Journal::stats() const noexcept {
           commit_failures_.load(std::memory_order_relaxed),
           records_.load(std::memory_order_relaxed),
           bytes_.load(std::memory_order_relaxed),
-          indexed_.load(std::memory_order_relaxed),
+          indexed_.load(std::memory_order_acquire),  // after indexed_did_ (index())
           index_failures_.load(std::memory_order_relaxed),
           backlog_waits_.load(std::memory_order_relaxed),
           index_boosts_.load(std::memory_order_relaxed),

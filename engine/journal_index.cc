@@ -124,11 +124,13 @@ tl::expected<void, std::string> Journal::index(std::uint64_t until, bool purge) 
   }
   if (auto ok = tx->commit(); !ok) return ok;
   if (last != applied_) {
-    indexed_.fetch_add(last - applied_, std::memory_order_relaxed);
-    applied_ = last;
-    // The frames' high-water did only grows, and this thread is the only writer after open.
+    // The frames' high-water did only grows, and this thread is the only writer after open. It
+    // is published before the frames are counted (release): whoever sees them counted in
+    // stats() (acquire) also sees indexed_did() cover their deliveries.
     if (last_did > 0)
       indexed_did_.store(static_cast<std::int64_t>(last_did), std::memory_order_release);
+    indexed_.fetch_add(last - applied_, std::memory_order_release);
+    applied_ = last;
     cursor_ = at;
     {
       std::lock_guard lock(index_mu_);

@@ -324,16 +324,23 @@ void Journal::start() {
   });
   index_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "journal-index");
-    index_tid_.store(gettid(), std::memory_order_release);
     journal_detail::background_priority(gettid(), true);
+    publish_tid(index_tid_, gettid());  // after: a read's boost is not undone by the line above
     run_index();
+    publish_tid(index_tid_, 0);  // no priority set on a thread id the system may reuse
   });
   checkpoint_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "journal-ckpt");
-    checkpoint_tid_.store(gettid(), std::memory_order_release);
     journal_detail::background_priority(gettid(), true);
+    publish_tid(checkpoint_tid_, gettid());
     run_checkpoints();
+    publish_tid(checkpoint_tid_, 0);
   });
+}
+
+void Journal::publish_tid(std::atomic<pid_t>& tid, pid_t value) {
+  std::lock_guard lock(boost_mu_);  // steer_indexer() and hurry_indexer() read it under it
+  tid.store(value, std::memory_order_release);
 }
 
 void Journal::stop() {

@@ -236,6 +236,10 @@ class Journal {
   [[nodiscard]] std::uint64_t backlog_locked() const;
   [[nodiscard]] tl::expected<void, std::string> index(std::uint64_t until, bool purge);
   void catch_up_index();
+  // A history read begins (true) or ends (false) its wait for the indexer (boost_mu_).
+  void hurry_indexer(bool begin);
+  // Sets index_tid_ or checkpoint_tid_ (under boost_mu_, where they are used).
+  void publish_tid(std::atomic<pid_t>& tid, pid_t value);
   // Makes every transaction committed so far durable (the database runs with
   // synchronous=NORMAL: one commit with FULL syncs the WAL, and so everything before it).
   [[nodiscard]] tl::expected<void, std::string> sync_database();
@@ -302,7 +306,9 @@ class Journal {
   std::atomic<std::uint64_t> indexed_{0}, index_failures_{0}, backlog_waits_{0}, index_boosts_{0},
       checkpoints_{0}, writer_wakes_{0};
   std::atomic<bool> index_boosted_{false};  // the indexer is out of the background
-  std::mutex boost_mu_;                     // steer_indexer()
+  std::mutex boost_mu_;                     // steer_indexer(), hurry_indexer()
+  int reads_waiting_ = 0;                   // under boost_mu_: history reads waiting
+  bool read_boosted_ = false;  // under boost_mu_: out of the background for reads waiting
   std::atomic<pid_t> index_tid_{0}, checkpoint_tid_{0};
   std::atomic<bool> stopping_seen_{false};  // stop() began: the writer no longer waits
   std::atomic<bool> index_failing_{false};  // the indexer's last copy failed

@@ -24,8 +24,6 @@ constexpr std::size_t kIndexBytes = std::size_t{32} << 20;
 constexpr auto kIndexGather = std::chrono::milliseconds(50);
 // At stop, the indexer copies what is left for at most this long.
 constexpr auto kStopCopy = std::chrono::milliseconds(500);
-// A history read waits at most this long for the indexer to copy what came before it.
-constexpr auto kIndexWait = std::chrono::seconds(1);
 // Bytes of WAL frames after a commit: past the first, the checkpointer copies the WAL into the
 // database (PASSIVE: beside the indexer, never blocking it); past the second (it fell behind, or
 // never caught a moment with the whole WAL copied) the indexer itself restarts the WAL, so it
@@ -163,7 +161,10 @@ void Journal::steer_indexer(std::uint64_t backlog) {
   const pid_t checkpoint = checkpoint_tid_.load(std::memory_order_acquire);
   if (index == 0 || checkpoint == 0) return;
   if (out) {
-    journal_detail::background_priority(index, true);
+    // Back into the background, the indexer too unless history reads wait for it: then the
+    // last of them puts it back (hurry_indexer).
+    read_boosted_ = reads_waiting_ > 0;
+    if (!read_boosted_) journal_detail::background_priority(index, true);
     journal_detail::background_priority(checkpoint, true);
     index_boosted_.store(false, std::memory_order_relaxed);
   } else if (journal_detail::background_priority(index, false)) {
@@ -282,13 +283,39 @@ void Journal::catch_up_index() {
       wake_writer();
     }
   }
-  std::unique_lock lock(index_mu_);
-  ++hurry_;
-  index_wake_.notify_one();
-  index_done_.wait_for(lock, kIndexWait, [&] {
-    return indexed_pushes_ >= target || failed_pushes_ >= target || index_stop_;
-  });
-  --hurry_;
+  hurry_indexer(true);
+  {
+    std::unique_lock lock(index_mu_);
+    ++hurry_;
+    index_wake_.notify_one();
+    index_done_.wait_for(lock, std::chrono::milliseconds(options_.history_wait_ms), [&] {
+      return indexed_pushes_ >= target || failed_pushes_ >= target || index_stop_;
+    });
+    --hurry_;
+  }
+  hurry_indexer(false);
+}
+
+// In the background the indexer runs only on a core that would idle: with every core busy (a
+// load, or other processes) a history read would wait its whole history_wait_ms and then answer
+// from a database behind it. So while reads wait, the indexer takes a normal share (the
+// checkpointer stays where it is: a read does not wait for it). Nothing to do when the backlog
+// already has it out (steer_indexer), which leaves it out while reads wait.
+void Journal::hurry_indexer(bool begin) {
+  std::lock_guard lock(boost_mu_);
+  reads_waiting_ += begin ? 1 : -1;
+  const pid_t index = index_tid_.load(std::memory_order_acquire);
+  if (index == 0) return;
+  if (index_boosted_.load(std::memory_order_relaxed)) {
+    if (reads_waiting_ == 0) read_boosted_ = false;  // steer_indexer() puts it back
+    return;
+  }
+  if (begin && !read_boosted_) {
+    read_boosted_ = journal_detail::background_priority(index, false);
+  } else if (!begin && reads_waiting_ == 0 && read_boosted_) {
+    journal_detail::background_priority(index, true);
+    read_boosted_ = false;
+  }
 }
 
 }  // namespace fanout::engine

@@ -284,6 +284,9 @@ class JournalTest : public ::testing::Test {
   [[nodiscard]] DurabilityOptions options(std::string_view sub = "journal") const {
     DurabilityOptions o;
     o.dir = (dir_.path() / sub).string();
+    // A history read answers once the indexer has copied what came before it, however slow a
+    // sanitizer build on a loaded machine makes the copy (by default it waits 1 s at most).
+    o.history_wait_ms = std::chrono::milliseconds(kDeadline).count();
     return o;
   }
 

@@ -223,5 +223,69 @@ TEST_F(JournalTest, TheIndexerLeavesTheBackgroundWhenTheLogNearsItsBound) {
   j->stop();
 }
 
+// In the background the indexer runs only on a core that would idle; with both cores busy a
+// history read would wait out history_wait_ms and answer from a database behind it. While a read
+// waits, the indexer is out of the background (SCHED_OTHER), and back in it once the read is
+// answered. The indexer is held in before_index (where its thread id is taken) while the read
+// waits, so the read cannot end before the test has seen the indexer's policy change.
+TEST_F(JournalTest, AHistoryReadTakesTheIndexerOutOfTheBackgroundWhileItWaits) {
+  bool allowed = false;
+  std::thread([&] {
+    journal_detail::background_priority(gettid(), true);
+    allowed = journal_detail::background_priority(gettid(), false);
+  }).join();
+  if (!allowed) GTEST_SKIP() << "this process may not leave SCHED_IDLE (no CAP_SYS_NICE)";
+  DurabilityOptions o = options();
+  o.history_wait_ms = 3'600'000;  // the read ends when the indexer has copied the delivery
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = true;
+  pid_t indexer = 0;
+  std::vector<int> policies;  // the indexer's, as each held pass goes on
+  o.before_index = [&] {
+    std::unique_lock lock(mu);
+    indexer = gettid();
+    cv.notify_all();
+    if (!held) return;
+    cv.wait(lock, [&] { return !held; });
+    policies.push_back(sched_getscheduler(0));
+  };
+  auto j = open(o);
+  ASSERT_NE(j, nullptr);
+  j->start();
+  pid_t tid = 0;
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return indexer != 0; }));
+    tid = indexer;
+  }
+  EXPECT_EQ(sched_getscheduler(tid), SCHED_IDLE);
+  std::int64_t did = 0;
+  ASSERT_EQ(j->accept(1, 0, "read-me", "{}", 1, false, 0, did), Admit::kAccepted);
+  ASSERT_TRUE(wait_durable(*j, did));
+  std::optional<tl::expected<DeliveryPage, std::string>> page;
+  std::thread reader([&] { page = j->deliveries(1, "", 0, 10); });
+  const bool out = wait_until([&] { return sched_getscheduler(tid) == SCHED_OTHER; });
+  {
+    std::lock_guard lock(mu);
+    held = false;
+    cv.notify_all();
+  }
+  reader.join();
+  EXPECT_TRUE(out) << "the read left the indexer in the background";
+  ASSERT_TRUE(page.has_value());
+  ASSERT_TRUE(page->has_value()) << page->error();
+  ASSERT_EQ((*page)->items.size(), 1U) << "the read waited for the copy";
+  EXPECT_EQ((*page)->items[0].event_id, "read-me");
+  {
+    std::lock_guard lock(mu);
+    ASSERT_FALSE(policies.empty());
+    EXPECT_EQ(policies.front(), SCHED_OTHER) << "the held pass went on out of the background";
+  }
+  EXPECT_EQ(sched_getscheduler(tid), SCHED_IDLE) << "back in the background after the read";
+  EXPECT_EQ(j->stats().index_boosts, 0U) << "not the backlog's doing";
+  j->stop();
+}
+
 }  // namespace
 }  // namespace fanout::engine

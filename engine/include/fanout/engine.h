@@ -154,6 +154,11 @@ struct DurabilityOptions {
   // deliveries already copied into the journal's database (others move once they are); 0: every
   // waiting retry keeps its body in memory.
   std::uint64_t bodies_on_disk_after_ms = 10'000;
+  // A history call (deliveries, find, resend, recover) first waits up to this long for the
+  // indexer to copy every record made before it, and takes the indexer out of the background
+  // meanwhile (where the process may: CAP_SYS_NICE); past it the call answers from what the
+  // database has, a moment behind under a burst larger than the wait.
+  std::uint64_t history_wait_ms = 1'000;
   // Tests only: when set and it returns true, the next commit fails as a disk error would.
   std::function<bool()> fail_commit;
   // Tests only: called on the indexer thread before each copy of the log into the database (a

@@ -87,6 +87,9 @@ void Worker::flush_outcomes() {
   bump(dropped_, kinds[static_cast<std::size_t>(OutcomeKind::kDropped)]);
   engine_.shared_->in_flight_bytes.fetch_sub(bytes, std::memory_order_relaxed);
   engine_.shared_->in_flight.fetch_sub(n, std::memory_order_relaxed);
+  const transport::ClientStats cs = client_->stats();  // the connections, as of these outcomes
+  conns_h2_.store(cs.connections_h2, std::memory_order_relaxed);
+  conns_h1_.store(cs.connections_h1, std::memory_order_relaxed);
   engine_.observer_->on_outcomes(outcome_buf_);
   for (Delivery* d = done_.front(); d != nullptr;) {
     Delivery* next = done_.next(d);
@@ -94,9 +97,6 @@ void Worker::flush_outcomes() {
     d = next;
   }
   done_.reset();  // every delivery in it is freed
-  const transport::ClientStats cs = client_->stats();
-  conns_h2_.store(cs.connections_h2, std::memory_order_relaxed);
-  conns_h1_.store(cs.connections_h1, std::memory_order_relaxed);
 }
 
 // --- Stopping -----------------------------------------------------------------------------------

@@ -325,6 +325,12 @@ class Sink(_Process):
         return wait_until(lambda: self.count() >= n, timeout, interval=0.2,
                           message=lambda: f"sink to receive {n} requests (has {self.count()})")
 
+    def wait_recorded(self, n, timeout=WAIT_TIMEOUT):
+        """Waits until n complete lines are in the record file, for requests(partial=True):
+        the sink counts a request (its stderr's total) before its line is written."""
+        return wait_until(lambda: len(self.requests(partial=True)) >= n, timeout, interval=0.2,
+                          message=lambda: f"sink to record {n} requests")
+
     def stop(self, timeout=STOP_TIMEOUT, signum=signal.SIGTERM, expect=0):
         rc = super().stop(timeout, signum, expect)
         for line in reversed(self.stdout().splitlines()):

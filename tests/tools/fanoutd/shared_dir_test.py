@@ -92,7 +92,7 @@ class PropagationTest(SharedDirCase):
         self.assertStatus(r, 200)
         self.after_next_poll(a)
         moved = self.assert_routed(a, ingest, "business_created", True, "update")
-        second.wait_count(1)
+        second.wait_recorded(1)
         self.assertEqual([(q["path"], q.header("x-partoo-event-id"))
                           for q in second.requests(partial=True)], [("/two", moved)])
 

@@ -281,6 +281,50 @@ TEST_F(H2SessionTest, InformationalResponseIsNotTheFinalStatus) {
   EXPECT_EQ(reqs[0]->got_body, "final");
 }
 
+// nghttp2's HTTP messaging checks are off in the client; it checks :status itself. Each
+// malformed answer fails its attempt (retryable) and leaves the connection to the others; a field
+// the client does not read is not checked (a 2xx with an odd value is still the receiver's 2xx).
+TEST_F(H2SessionTest, MalformedStatusesFailTheirAttemptAndKeepTheConnection) {
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  const std::vector<Fields> answers = {
+      {{":status", "2000"}},
+      {{":status", "20"}},
+      {{":status", "2x0"}},
+      {{":status", "099"}},
+      {{":status", "600"}},
+      {{":status", ""}},
+      {{":status", "200"}, {":status", "500"}},  // a second status in the block
+      {{"server", "no-status"}},                 // none at all
+      {{":status", "103"}},                      // an informational one ends the stream
+      {{":status", "204"}, {"x-odd", std::string("a\x01b", 3)}},
+  };
+  H2Peer::Script s;
+  s.on_request = [&](PeerConn& c, Exchange& ex) {
+    c.send_fields(ex, answers.at(std::stoul(ex.path.substr(2))));
+  };
+  H2Peer& peer = start_peer(std::move(s));
+  make_client(h2c_options());
+  auto reqs = make_requests(answers.size());
+  run_all(reqs);
+  for (std::size_t i = 0; i < 7; ++i) {
+    SCOPED_TRACE("answer " + std::to_string(i));
+    EXPECT_EQ(reqs[i]->calls, 1);
+    EXPECT_EQ(reqs[i]->got.status, 0);
+    EXPECT_EQ(reqs[i]->got.failure, Failure::kProtocolError);
+    EXPECT_EQ(reqs[i]->got_detail, "a malformed :status");
+  }
+  for (std::size_t i = 7; i < 9; ++i) {
+    SCOPED_TRACE("answer " + std::to_string(i));
+    EXPECT_EQ(reqs[i]->got.status, 0);
+    EXPECT_EQ(reqs[i]->got.failure, Failure::kProtocolError);
+    EXPECT_EQ(reqs[i]->got_detail, "stream closed without a response");
+  }
+  EXPECT_EQ(reqs[9]->got.failure, Failure::kNone) << reqs[9]->got_detail;
+  EXPECT_EQ(reqs[9]->got.status, 204);
+  EXPECT_EQ(peer.connections(), 1u) << "a malformed answer resets its stream, not the connection";
+  EXPECT_EQ(client_->stats().connections_opened, 1u);
+}
+
 TEST_F(H2SessionTest, EarlyResponseWithNoErrorResetEndsTheUploadAndKeepsTheConnection) {
   // RFC 9113 §8.1: a server may answer before the whole request arrived and stop the upload
   // with RST_STREAM(NO_ERROR). A 1 MiB body cannot all be sent within the initial windows.

@@ -152,6 +152,19 @@ void PeerConn::send_headers(Exchange& ex, int status, std::optional<std::uint32_
   flush();
 }
 
+void PeerConn::send_fields(Exchange& ex,
+                           const std::vector<std::pair<std::string, std::string>>& fields) {
+  if (closing_ || !ex.open) return;
+  ex.answered = true;
+  std::vector<nghttp2_nv> nv;
+  nv.reserve(fields.size());
+  for (const auto& [name, value] : fields) nv.push_back(make_nv(name, value));
+  const std::int32_t rv = nghttp2_submit_headers(session_, NGHTTP2_FLAG_END_STREAM, ex.stream_id,
+                                                 nullptr, nv.data(), nv.size(), nullptr);
+  if (rv < 0) fail(std::string("submit_headers: ") + nghttp2_strerror(rv));
+  flush();
+}
+
 void PeerConn::reset(Exchange& ex, std::uint32_t error_code) {
   if (closing_ || !ex.open) return;
   ex.answered = true;

@@ -164,17 +164,24 @@ TEST_F(JournalTest, AnOlderDatabaseKeepsItsPagesAndIsCheckpointed) {
   expect_a_checkpoint(*j);
 }
 
-// Under a load beyond what the workers deliver no core idles, and an indexer left in the
-// background would not copy at all: the log would reach its bound and every answer wait for it.
-// From 1/4 of the bound the writer takes the indexer out of the background (SCHED_OTHER), and
-// the indexer goes back once under 1/16. Its policy is read in before_index, on its own thread.
-TEST_F(JournalTest, TheIndexerLeavesTheBackgroundWhenTheLogNearsItsBound) {
+// Whether a thread of this process, once in the background, may leave it (CAP_SYS_NICE).
+bool may_leave_background() {
   bool allowed = false;
   std::thread([&] {
     journal_detail::background_priority(gettid(), true);
     allowed = journal_detail::background_priority(gettid(), false);
   }).join();
-  if (!allowed) GTEST_SKIP() << "this process may not leave SCHED_IDLE (no CAP_SYS_NICE)";
+  return allowed;
+}
+
+// Under a load beyond what the workers deliver no core idles, and an indexer left in the
+// background would not copy at all: the log would reach its bound and every answer wait for it.
+// From 1/4 of the bound the writer takes the indexer out of the background (SCHED_OTHER), and
+// the indexer goes back once under 1/16. Its policy is read in before_index, on its own thread.
+TEST_F(JournalTest, TheIndexerLeavesTheBackgroundWhenTheLogNearsItsBound) {
+  if (!may_leave_background()) {
+    GTEST_SKIP() << "this process may not leave SCHED_IDLE (no CAP_SYS_NICE)";
+  }
   DurabilityOptions o = options();
   o.max_log_backlog_bytes = std::uint64_t{512} << 10;
   std::mutex mu;
@@ -229,12 +236,9 @@ TEST_F(JournalTest, TheIndexerLeavesTheBackgroundWhenTheLogNearsItsBound) {
 // answered. The indexer is held in before_index (where its thread id is taken) while the read
 // waits, so the read cannot end before the test has seen the indexer's policy change.
 TEST_F(JournalTest, AHistoryReadTakesTheIndexerOutOfTheBackgroundWhileItWaits) {
-  bool allowed = false;
-  std::thread([&] {
-    journal_detail::background_priority(gettid(), true);
-    allowed = journal_detail::background_priority(gettid(), false);
-  }).join();
-  if (!allowed) GTEST_SKIP() << "this process may not leave SCHED_IDLE (no CAP_SYS_NICE)";
+  if (!may_leave_background()) {
+    GTEST_SKIP() << "this process may not leave SCHED_IDLE (no CAP_SYS_NICE)";
+  }
   DurabilityOptions o = options();
   o.history_wait_ms = 3'600'000;  // the read ends when the indexer has copied the delivery
   std::mutex mu;

@@ -240,6 +240,11 @@ Target* Worker::target_for(const routing::Subscription& s, std::uint64_t version
   t->url = s.url;
   t->parts = s.parts;
   t->headers = s.custom_headers;
+  t->lower_names.reserve(t->headers.size());
+  for (const routing::Header& h : t->headers) {
+    std::string& lower = t->lower_names.emplace_back(h.name.size(), '\0');
+    transport::lower_header_name(h.name, lower.data());
+  }
   t->signing = s.signing;
   t->secret = s.webhook_secret;
   t->org_id = s.org_id;
@@ -327,10 +332,14 @@ void Worker::attempt(Delivery& d) {
   d.target = t->parts.target;
   AttemptHeaders& hv = lend_headers(d);
   std::size_t n = 0;
-  for (const routing::Header& h : t->headers) hv.views[n++] = {h.name, h.value};
-  hv.views[n++] = {"X-Partoo-Event-Id", d.event_id, /*never_index=*/true};
+  // Names lowered once (the target's, and literals here) rather than by the client on every
+  // request: HeaderView::lower_name.
+  for (std::size_t i = 0; i < t->headers.size(); ++i) {
+    hv.views[n++] = {t->headers[i].name, t->headers[i].value, false, t->lower_names[i]};
+  }
+  hv.views[n++] = {"X-Partoo-Event-Id", d.event_id, /*never_index=*/true, "x-partoo-event-id"};
   ++d.attempts;
-  hv.views[n++] = {"X-Partoo-Attempt", attempt_text(d.attempts, hv)};
+  hv.views[n++] = {"X-Partoo-Attempt", attempt_text(d.attempts, hv), false, "x-partoo-attempt"};
   // Signed once, on the worker's thread at the first attempt unless a signing thread did it
   // (not on the publishing thread: Ed25519 costs more than everything else publish() does).
   const Signer* partoo = engine_.shared_->partoo_signer;
@@ -339,7 +348,7 @@ void Worker::attempt(Delivery& d) {
   if (d.has_signature && partoo != nullptr) {
     hv.views[n++] = {"X-Partoo-Signature-v1",
                      std::string_view(d.signature, Signer::kSignatureBase64Size),
-                     /*never_index=*/true};
+                     /*never_index=*/true, "x-partoo-signature-v1"};
   }
   if (t->signing != routing::WebhookSigning::kOff &&
       (t->signing != routing::WebhookSigning::kDefault ||
@@ -415,10 +424,10 @@ std::size_t Worker::standard_webhooks(Delivery& d, AttemptHeaders& h, const Targ
     content.append(d.event_id).append(".").append(ts).append(".").append(d.body_bytes);
     sig_size = write_webhook_signature(v1, v1a, secret, signer, content, h.webhook_signature);
   }
-  h.views[n++] = {"webhook-id", d.event_id, /*never_index=*/true};
-  h.views[n++] = {"webhook-timestamp", ts};
+  h.views[n++] = {"webhook-id", d.event_id, /*never_index=*/true, "webhook-id"};
+  h.views[n++] = {"webhook-timestamp", ts, false, "webhook-timestamp"};
   h.views[n++] = {"webhook-signature", std::string_view(h.webhook_signature, sig_size),
-                  /*never_index=*/true};
+                  /*never_index=*/true, "webhook-signature"};
   return n;
 }
 

@@ -120,6 +120,7 @@ struct Target : transport::ListNode<Target> {
   std::string url;
   routing::UrlParts parts;
   std::vector<routing::Header> headers;
+  std::vector<std::string> lower_names;  // headers' names lower-cased, for HTTP/2 (HeaderView)
   std::uint32_t refs = 0;
   bool stale = false;  // replaced in the cache; freed when the last delivery lets go
   routing::WebhookSigning signing = routing::WebhookSigning::kDefault;

@@ -92,7 +92,14 @@ struct HeaderView {
   // request (an event id, a signature): indexing them only evicts useful entries and makes every
   // later lookup walk a longer chain.
   bool never_index = false;
+  // HTTP/2: `name` already lower-cased by the caller (once, where it is kept), sent as it is and
+  // unchecked; empty: the client lowers `name` for every request. HTTP/1.1 sends `name`.
+  std::string_view lower_name = {};
 };
+
+// `name` with ASCII upper case lowered, as HTTP/2 sends header names (RFC 9113 §8.2.1), written
+// at `out` (name.size() bytes); returns the lowered view. For HeaderView::lower_name.
+std::string_view lower_header_name(std::string_view name, char* out) noexcept;
 
 struct Response {
   Failure failure = Failure::kNone;

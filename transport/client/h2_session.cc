@@ -18,6 +18,16 @@
 
 namespace fanout::transport {
 
+// One pass without branches, so a name costs a few instructions a byte whatever its case.
+std::string_view lower_header_name(std::string_view name, char* out) noexcept {
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    const unsigned char upper = static_cast<unsigned char>(c - 'A') < 26 ? 0x20 : 0;
+    out[i] = static_cast<char>(c | upper);
+  }
+  return {out, name.size()};
+}
+
 namespace {
 
 // Past this many unflushed bytes the session stops producing frames until the stream drains.
@@ -34,17 +44,6 @@ nghttp2_nv make_nv(std::string_view name, std::string_view value, std::uint8_t f
   nv.valuelen = value.size();
   nv.flags = flags;
   return nv;
-}
-
-// `name` with ASCII upper case lowered, written at `out` (name.size() bytes): one pass without
-// branches, so a name costs a few instructions a byte whatever its case.
-std::string_view lower_into(std::string_view name, char* out) {
-  for (std::size_t i = 0; i < name.size(); ++i) {
-    const auto c = static_cast<unsigned char>(name[i]);
-    const unsigned char upper = static_cast<unsigned char>(c - 'A') < 26 ? 0x20 : 0;
-    out[i] = static_cast<char>(c | upper);
-  }
-  return {out, name.size()};
 }
 
 // nghttp2's allocations for one session. A request costs nghttp2 about six small blocks (stream,
@@ -254,16 +253,22 @@ class ClientH2Session final : public ClientSession {
                     std::string_view(length_, static_cast<std::size_t>(length_end - length_)),
                     NGHTTP2_NV_FLAG_NO_COPY_NAME);
     *nv++ = make_nv("user-agent", client.options().user_agent, NGHTTP2_NV_FLAG_NO_COPY_NAME);
-    // Header names go lower-cased on the wire (RFC 9113): each is copied, lowered, into one
-    // reused buffer, sized once up front so the views into it stay put (nghttp2 copies them
-    // again: the buffer is the next request's too).
+    // Header names go lower-cased on the wire (RFC 9113): as the caller lowered them
+    // (lower_name), or copied, lowered, into one reused buffer, sized once up front so the views
+    // into it stay put (nghttp2 copies them again: the buffer is the next request's too).
     std::size_t need = 0;
-    for (const HeaderView& h : r.headers) need += h.name.size();
+    for (const HeaderView& h : r.headers) {
+      if (h.lower_name.empty()) need += h.name.size();
+    }
     if (lowered_.size() < need) lowered_.resize(std::max(need, 2 * lowered_.size()));
     char* out = lowered_.data();
     for (const HeaderView& h : r.headers) {
-      const std::string_view name = lower_into(h.name, out);
-      out += name.size();
+      std::string_view name = h.lower_name;
+      if (name.empty()) {
+        name = lower_header_name(h.name, out);
+        out += name.size();
+      }
+      assert(std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; }));
       const bool index = !h.never_index || first_time_on_connection(name);
       *nv++ = make_nv(name, h.value, index ? NGHTTP2_NV_FLAG_NONE : NGHTTP2_NV_FLAG_NO_INDEX);
     }

@@ -1,6 +1,7 @@
 // How the HTTP/2 client encodes a never-indexed header (transport/client/h2_session.cc,
 // first_time_on_connection()): its value never enters the peer's HPACK table after the first
-// request of a connection, and its name is sent as an index, not spelled out every time.
+// request of a connection, and its name is sent as an index, not spelled out every time. And
+// how header names are lowered: by the client, or once by the caller (HeaderView::lower_name).
 //
 // The peer is a loopback TCP server on the client's loop that only reads; what it reads goes
 // through nghttp2's own server session (the real decoder), which reports each header with the
@@ -207,6 +208,44 @@ TEST_F(H2HpackTest, ANeverIndexedHeaderGoesByNameIndexAndItsValuesStayOutOfTheTa
   EXPECT_EQ(lengths, indexed_name);
   for (std::size_t i = 1; i < kRequests; ++i) {
     EXPECT_GE(literal_name[i], lengths[i] + 10) << "request " << i;
+  }
+}
+
+// Only A-Z change, whatever the byte (HTTP/1.1 field names are tokens; HTTP/2 wants them lower).
+TEST(LowerHeaderName, LowersAsciiUpperCaseOnly) {
+  std::string all(256, '\0');
+  for (int c = 0; c < 256; ++c) all[static_cast<std::size_t>(c)] = static_cast<char>(c);
+  std::string out(all.size(), '\0');
+  EXPECT_EQ(lower_header_name(all, out.data()).size(), all.size());
+  for (int c = 0; c < 256; ++c) {
+    const char want = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : static_cast<char>(c);
+    EXPECT_EQ(out[static_cast<std::size_t>(c)], want) << "byte " << c;
+  }
+}
+
+// A name the caller lowered once (lower_name) goes as given; any other is lowered by the client.
+TEST_F(H2HpackTest, NamesGoLowerCasedAsTheCallerLoweredThemOrByTheClient) {
+  peer_ = std::make_unique<DecodingPeer>(&loop_, 1);
+  ClientOptions o = loopback_options();
+  o.insecure = true;
+  make_client(o);
+  reqs_.push_back(make_request(false, "127.0.0.1", peer_->port(), "/hook", "{}"));
+  reqs_.back()->header_storage = {{"X-Mixed-Case", "a"},
+                                  {"X-Given", "b", /*never_index=*/false, "x-given"},
+                                  {"X-Id", "c", /*never_index=*/true, "x-id"}};
+  reqs_.back()->headers = reqs_.back()->header_storage;
+  remaining_ = 1;
+  client_->submit(*reqs_.back());
+  run_loop();
+  ASSERT_EQ(peer_->error, "");
+  ASSERT_EQ(peer_->blocks().size(), 1u);
+  std::map<std::string, std::string> got;
+  for (const Field& f : peer_->blocks().begin()->second.fields) got[f.name] = f.value;
+  EXPECT_EQ(got["x-mixed-case"], "a");
+  EXPECT_EQ(got["x-given"], "b");
+  EXPECT_EQ(got["x-id"], "c");
+  for (const auto& [name, value] : got) {
+    EXPECT_EQ(name.find_first_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), std::string::npos) << name;
   }
 }
 

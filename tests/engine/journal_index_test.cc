@@ -174,6 +174,60 @@ bool may_leave_background() {
   return allowed;
 }
 
+// Holds the indexer in before_index until released, and notes there, on the indexer's own
+// thread, its id and its scheduling policy as each pass begins and as a held pass goes on.
+class HeldIndexer {
+ public:
+  std::function<void()> hook() {
+    return [this] {
+      std::unique_lock lock(mu_);
+      tid_ = gettid();
+      began_.push_back(sched_getscheduler(0));
+      cv_.notify_all();
+      if (!held_) return;
+      cv_.wait(lock, [&] { return !held_; });
+      went_on_.push_back(sched_getscheduler(0));
+      cv_.notify_all();
+    };
+  }
+  // Waits until `passes` passes have begun and `held` held passes have gone on; false after
+  // 30 s.
+  bool wait(std::size_t passes, std::size_t held = 0) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30),
+                        [&] { return began_.size() >= passes && went_on_.size() >= held; });
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    held_ = false;
+    cv_.notify_all();
+  }
+  pid_t tid() {
+    std::lock_guard lock(mu_);
+    return tid_;
+  }
+  std::vector<int> began() {
+    std::lock_guard lock(mu_);
+    return began_;
+  }
+  std::vector<int> went_on() {
+    std::lock_guard lock(mu_);
+    return went_on_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = true;
+  pid_t tid_ = 0;
+  std::vector<int> began_, went_on_;
+};
+// Declared after the journal: releases the indexer before the journal stops (or it would wait).
+struct ReleaseOnExit {
+  HeldIndexer& indexer;
+  ~ReleaseOnExit() { indexer.release(); }
+};
+
 // Under a load beyond what the workers deliver no core idles, and an indexer left in the
 // background would not copy at all: the log would reach its bound and every answer wait for it.
 // From 1/4 of the bound the writer takes the indexer out of the background (SCHED_OTHER), and
@@ -184,26 +238,14 @@ TEST_F(JournalTest, TheIndexerLeavesTheBackgroundWhenTheLogNearsItsBound) {
   }
   DurabilityOptions o = options();
   o.max_log_backlog_bytes = std::uint64_t{512} << 10;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool held = true;
-  std::vector<int> policies;  // the indexer's, as each pass begins and, held, as it goes on
-  o.before_index = [&] {
-    std::unique_lock lock(mu);
-    policies.push_back(sched_getscheduler(0));
-    cv.notify_all();
-    if (!held) return;
-    cv.wait(lock, [&] { return !held; });
-    policies.push_back(sched_getscheduler(0));
-  };
+  HeldIndexer indexer;
+  o.before_index = indexer.hook();
   auto j = open(o);
   ASSERT_NE(j, nullptr);
+  ReleaseOnExit unhold{indexer};
   j->start();
-  {
-    std::unique_lock lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return !policies.empty(); }));
-    EXPECT_EQ(policies.front(), SCHED_IDLE);
-  }
+  ASSERT_TRUE(indexer.wait(1));
+  EXPECT_EQ(indexer.began().front(), SCHED_IDLE);
   // 100 deliveries of 4,000 bytes while the indexer is held: past 1/4 of the bound (128 KiB),
   // under the bound itself (the writer does not wait).
   const std::string body(4000, 'b');
@@ -214,17 +256,12 @@ TEST_F(JournalTest, TheIndexerLeavesTheBackgroundWhenTheLogNearsItsBound) {
   }
   ASSERT_TRUE(wait_durable(*j, did));
   EXPECT_EQ(j->stats().index_boosts, 1U) << "the writer takes the indexer out of the background";
-  {
-    std::unique_lock lock(mu);
-    const std::size_t before = policies.size();
-    held = false;
-    cv.notify_all();
-    // The held pass goes on out of the background; the next one, caught up, is back in it.
-    ASSERT_TRUE(
-        cv.wait_for(lock, std::chrono::seconds(30), [&] { return policies.size() >= before + 2; }));
-    EXPECT_EQ(policies[before], SCHED_OTHER);
-    EXPECT_EQ(policies[before + 1], SCHED_IDLE);
-  }
+  // The held pass goes on out of the background; the next one, caught up, is back in it.
+  const std::size_t before = indexer.began().size();
+  indexer.release();
+  ASSERT_TRUE(indexer.wait(before + 1, 1));
+  EXPECT_EQ(indexer.went_on().front(), SCHED_OTHER);
+  EXPECT_EQ(indexer.began()[before], SCHED_IDLE);
   EXPECT_EQ(j->stats().index_boosts, 1U);
   EXPECT_EQ(j->stats().backlog_waits, 0U);
   j->stop();
@@ -233,36 +270,22 @@ TEST_F(JournalTest, TheIndexerLeavesTheBackgroundWhenTheLogNearsItsBound) {
 // In the background the indexer runs only on a core that would idle; with both cores busy a
 // history read would wait out history_wait_ms and answer from a database behind it. While a read
 // waits, the indexer is out of the background (SCHED_OTHER), and back in it once the read is
-// answered. The indexer is held in before_index (where its thread id is taken) while the read
-// waits, so the read cannot end before the test has seen the indexer's policy change.
+// answered. The indexer is held in before_index while the read waits, so the read cannot end
+// before the test has seen the indexer's policy change.
 TEST_F(JournalTest, AHistoryReadTakesTheIndexerOutOfTheBackgroundWhileItWaits) {
   if (!may_leave_background()) {
     GTEST_SKIP() << "this process may not leave SCHED_IDLE (no CAP_SYS_NICE)";
   }
   DurabilityOptions o = options();
   o.history_wait_ms = 3'600'000;  // the read ends when the indexer has copied the delivery
-  std::mutex mu;
-  std::condition_variable cv;
-  bool held = true;
-  pid_t indexer = 0;
-  std::vector<int> policies;  // the indexer's, as each held pass goes on
-  o.before_index = [&] {
-    std::unique_lock lock(mu);
-    indexer = gettid();
-    cv.notify_all();
-    if (!held) return;
-    cv.wait(lock, [&] { return !held; });
-    policies.push_back(sched_getscheduler(0));
-  };
+  HeldIndexer indexer;
+  o.before_index = indexer.hook();
   auto j = open(o);
   ASSERT_NE(j, nullptr);
+  ReleaseOnExit unhold{indexer};
   j->start();
-  pid_t tid = 0;
-  {
-    std::unique_lock lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return indexer != 0; }));
-    tid = indexer;
-  }
+  ASSERT_TRUE(indexer.wait(1));
+  const pid_t tid = indexer.tid();
   EXPECT_EQ(sched_getscheduler(tid), SCHED_IDLE);
   std::int64_t did = 0;
   ASSERT_EQ(j->accept(1, 0, "read-me", "{}", 1, false, 0, did), Admit::kAccepted);
@@ -270,22 +293,16 @@ TEST_F(JournalTest, AHistoryReadTakesTheIndexerOutOfTheBackgroundWhileItWaits) {
   std::optional<tl::expected<DeliveryPage, std::string>> page;
   std::thread reader([&] { page = j->deliveries(1, "", 0, 10); });
   const bool out = wait_until([&] { return sched_getscheduler(tid) == SCHED_OTHER; });
-  {
-    std::lock_guard lock(mu);
-    held = false;
-    cv.notify_all();
-  }
+  indexer.release();
   reader.join();
   EXPECT_TRUE(out) << "the read left the indexer in the background";
   ASSERT_TRUE(page.has_value());
   ASSERT_TRUE(page->has_value()) << page->error();
   ASSERT_EQ((*page)->items.size(), 1U) << "the read waited for the copy";
   EXPECT_EQ((*page)->items[0].event_id, "read-me");
-  {
-    std::lock_guard lock(mu);
-    ASSERT_FALSE(policies.empty());
-    EXPECT_EQ(policies.front(), SCHED_OTHER) << "the held pass went on out of the background";
-  }
+  ASSERT_TRUE(indexer.wait(1, 1));
+  EXPECT_EQ(indexer.went_on().front(), SCHED_OTHER)
+      << "the held pass went on out of the background";
   EXPECT_EQ(sched_getscheduler(tid), SCHED_IDLE) << "back in the background after the read";
   EXPECT_EQ(j->stats().index_boosts, 0U) << "not the backlog's doing";
   j->stop();

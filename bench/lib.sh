@@ -59,7 +59,9 @@ wait_accepting() {
 }
 
 # wait_line FILE PATTERN: true once FILE has a line matching PATTERN (grep), polled every 10 ms;
-# false after ~30 s. For the "listening on 127.0.0.1:PORT" line of fanoutd and fanout-sink.
+# false after ~30 s. For the "listening on 127.0.0.1:PORT" line of fanoutd and fanout-sink. A
+# FILE used before must be removed before the process is started: the `>FILE` of a command run
+# with `&` truncates it in the child, maybe after this has matched the last run's line.
 wait_line() {
   local i
   for ((i = 0; i < 3000; i++)); do
@@ -303,6 +305,7 @@ add_webhooks() {
 start_ingest_daemon() {
   local bin=$1 data=$2 toml=$3
   shift 3
+  rm -f "$TMP/sink.out" "$TMP/d.out"  # the last run's: see wait_line
   taskset -c 1 "$SINK" --listen 127.0.0.1:0 --quiet >"$TMP/sink.out" 2>/dev/null &
   SINK_PID=$!
   PIDS+=("$SINK_PID")

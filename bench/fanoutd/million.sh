@@ -57,6 +57,7 @@ hwm_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 # run PAYLOAD_BYTES: prints one JSON line.
 run() {
   local payload=$1 data="$TMP/data-$RANDOM"
+  rm -f "$TMP/sink.out" "$TMP/d.out"  # the last run's: see wait_line in bench/lib.sh
   taskset -c 1 "$SINK" --listen 127.0.0.1:0 --quiet --status-mix 503:1 >"$TMP/sink.out" 2>&1 &
   local sink_pid=$!
   PIDS+=("$sink_pid")

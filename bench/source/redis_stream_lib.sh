@@ -206,6 +206,7 @@ EOF
   done
   local t_launch
   t_launch=$(date +%s.%N)
+  rm -f "$TMP/d.out"  # the last launch's: see wait_line in bench/lib.sh
   taskset -c 0 "$FANOUTD" serve --config "$TMP/fanoutd.toml" --listen 127.0.0.1:0 \
     --data "$DATA" --insecure --allow-subnet 127.0.0.1/32 --workers 1 --no-durable \
     --log-level warn >"$TMP/d.out" 2>"$TMP/d.err" &

@@ -20,6 +20,7 @@ void Client::submit(Request& r) {
   r.sent_ = false;
   r.requeues_ = 0;
   r.status_ = 0;
+  r.status_in_block_ = false;
   r.stream_id_ = -1;
   r.body_offset_ = 0;
   r.new_connection_ = false;
@@ -167,6 +168,7 @@ void Origin::requeue(Request& r) {
   r.stream_id_ = -1;
   r.body_offset_ = 0;
   r.status_ = 0;
+  r.status_in_block_ = false;
   r.body_excerpt_.clear();
   r.conn_ = nullptr;
   r.where_ = Request::Where::kPending;

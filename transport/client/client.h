@@ -168,6 +168,7 @@ class Request : private ListNode<Request> {
   std::uint64_t submit_ns_ = 0;
   std::uint64_t sent_ns_ = 0;
   int status_ = 0;
+  bool status_in_block_ = false;  // HTTP/2: a :status came in the header block being read
   std::string body_excerpt_;
   TimerEntry timer_;  // response timeout, or deferred completion
   Failure failure_ = Failure::kNone;

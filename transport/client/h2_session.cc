@@ -442,17 +442,25 @@ class ClientH2Session final : public ClientSession {
     auto* r =
         static_cast<Request*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
     if (r == nullptr) return 0;
-    const int status = parse_status({reinterpret_cast<const char*>(value), valuelen});
-    if (status == 0 || r->status_ != 0) {
-      // Not three digits from 100 to 599, or a second one after the final status (in its
-      // block, or in trailers): the response is malformed (RFC 9113 §8.1.1), whatever it
-      // said before. The stream is reset (INTERNAL_ERROR); the attempt fails, retryable.
+    if (r->status_ != 0 && !r->status_in_block_) {
+      // In trailers, after the final status's own block: malformed (RFC 9113 §8.1), but the
+      // receiver had answered; as with a reset after the headers, the answer stands and the
+      // stream is reset (INTERNAL_ERROR).
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    const int status =
+        r->status_in_block_ ? 0 : parse_status({reinterpret_cast<const char*>(value), valuelen});
+    r->status_in_block_ = true;
+    if (status == 0) {
+      // Not three digits from 100 to 599, or a second one in the block (RFC 9113 §8.3: once
+      // each): the response is malformed, whatever the block said before. The stream is reset
+      // (INTERNAL_ERROR); the attempt fails, retryable.
       r->status_ = 0;
       r->failure_ = Failure::kProtocolError;
       r->detail_ = "a malformed :status";
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    if (status >= 200) r->status_ = status;  // 1xx: the final response follows
+    if (status >= 200) r->status_ = status;  // 1xx: the final response follows in a next block
     return 0;
   }
 
@@ -473,6 +481,7 @@ class ClientH2Session final : public ClientSession {
       case NGHTTP2_HEADERS: {
         auto* r = static_cast<Request*>(
             nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+        if (r != nullptr) r->status_in_block_ = false;  // the block ends: a next one may have one
         // Headers met the response timeout; the same span again bounds the body, so a
         // receiver that stalls its body cannot hold the stream forever.
         if (r != nullptr && r->status_ != 0) {

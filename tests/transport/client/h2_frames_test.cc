@@ -283,44 +283,58 @@ TEST_F(H2SessionTest, InformationalResponseIsNotTheFinalStatus) {
 
 // nghttp2's HTTP messaging checks are off in the client; it checks :status itself. Each
 // malformed answer fails its attempt (retryable) and leaves the connection to the others; a field
-// the client does not read is not checked (a 2xx with an odd value is still the receiver's 2xx).
+// the client does not read is not checked (a 2xx with an odd value is still the receiver's 2xx),
+// and a status in trailers does not undo the answer before them.
 TEST_F(H2SessionTest, MalformedStatusesFailTheirAttemptAndKeepTheConnection) {
   using Fields = std::vector<std::pair<std::string, std::string>>;
-  const std::vector<Fields> answers = {
-      {{":status", "2000"}},
-      {{":status", "20"}},
-      {{":status", "2x0"}},
-      {{":status", "099"}},
-      {{":status", "600"}},
-      {{":status", ""}},
-      {{":status", "200"}, {":status", "500"}},  // a second status in the block
-      {{"server", "no-status"}},                 // none at all
-      {{":status", "103"}},                      // an informational one ends the stream
-      {{":status", "204"}, {"x-odd", std::string("a\x01b", 3)}},
+  struct Answer {
+    Fields fields;
+    bool end_stream = true;
+    Fields trailers = {};  // a second HEADERS frame, ending the stream
   };
+  const std::vector<Answer> answers = {
+      {{{":status", "2000"}}},
+      {{{":status", "20"}}},
+      {{{":status", "2x0"}}},
+      {{{":status", "099"}}},
+      {{{":status", "600"}}},
+      {{{":status", ""}}},
+      {{{":status", "200"}, {":status", "500"}}},  // a second status in the block
+      {{{":status", "100"}, {":status", "200"}}},  // the same, informational first
+      {{{":status", "2000"}}, false},              // malformed, the stream left open
+      {{{"server", "no-status"}}},                 // none at all
+      {{{":status", "103"}}},                      // an informational one ends the stream
+      {{{":status", "204"}, {"x-odd", std::string("a\x01b", 3)}}},
+      {{{":status", "200"}}, false, {{":status", "500"}}},  // a status in trailers
+  };
+  constexpr std::size_t kMalformed = 9, kNoStatus = 11;
   H2Peer::Script s;
   s.on_request = [&](PeerConn& c, Exchange& ex) {
-    c.send_fields(ex, answers.at(std::stoul(ex.path.substr(2))));
+    const Answer& a = answers.at(std::stoul(ex.path.substr(2)));
+    c.send_fields(ex, a.fields, a.end_stream && a.trailers.empty());
+    if (!a.trailers.empty()) c.send_fields(ex, a.trailers);
   };
   H2Peer& peer = start_peer(std::move(s));
   make_client(h2c_options());
   auto reqs = make_requests(answers.size());
   run_all(reqs);
-  for (std::size_t i = 0; i < 7; ++i) {
+  for (std::size_t i = 0; i < answers.size(); ++i) {
     SCOPED_TRACE("answer " + std::to_string(i));
     EXPECT_EQ(reqs[i]->calls, 1);
-    EXPECT_EQ(reqs[i]->got.status, 0);
-    EXPECT_EQ(reqs[i]->got.failure, Failure::kProtocolError);
-    EXPECT_EQ(reqs[i]->got_detail, "a malformed :status");
+    if (i < kMalformed) {
+      EXPECT_EQ(reqs[i]->got.status, 0);
+      EXPECT_EQ(reqs[i]->got.failure, Failure::kProtocolError);
+      EXPECT_EQ(reqs[i]->got_detail, "a malformed :status");
+    } else if (i < kNoStatus) {
+      EXPECT_EQ(reqs[i]->got.status, 0);
+      EXPECT_EQ(reqs[i]->got.failure, Failure::kProtocolError);
+      EXPECT_EQ(reqs[i]->got_detail, "stream closed without a response");
+    }
   }
-  for (std::size_t i = 7; i < 9; ++i) {
-    SCOPED_TRACE("answer " + std::to_string(i));
-    EXPECT_EQ(reqs[i]->got.status, 0);
-    EXPECT_EQ(reqs[i]->got.failure, Failure::kProtocolError);
-    EXPECT_EQ(reqs[i]->got_detail, "stream closed without a response");
-  }
-  EXPECT_EQ(reqs[9]->got.failure, Failure::kNone) << reqs[9]->got_detail;
-  EXPECT_EQ(reqs[9]->got.status, 204);
+  EXPECT_EQ(reqs[11]->got.failure, Failure::kNone) << reqs[11]->got_detail;
+  EXPECT_EQ(reqs[11]->got.status, 204);
+  EXPECT_EQ(reqs[12]->got.failure, Failure::kNone) << reqs[12]->got_detail;
+  EXPECT_EQ(reqs[12]->got.status, 200) << "the trailers' status does not undo the answer";
   EXPECT_EQ(peer.connections(), 1u) << "a malformed answer resets its stream, not the connection";
   EXPECT_EQ(client_->stats().connections_opened, 1u);
 }

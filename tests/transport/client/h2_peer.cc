@@ -153,14 +153,16 @@ void PeerConn::send_headers(Exchange& ex, int status, std::optional<std::uint32_
 }
 
 void PeerConn::send_fields(Exchange& ex,
-                           const std::vector<std::pair<std::string, std::string>>& fields) {
+                           const std::vector<std::pair<std::string, std::string>>& fields,
+                           bool end_stream) {
   if (closing_ || !ex.open) return;
   ex.answered = true;
   std::vector<nghttp2_nv> nv;
   nv.reserve(fields.size());
   for (const auto& [name, value] : fields) nv.push_back(make_nv(name, value));
-  const std::int32_t rv = nghttp2_submit_headers(session_, NGHTTP2_FLAG_END_STREAM, ex.stream_id,
-                                                 nullptr, nv.data(), nv.size(), nullptr);
+  const std::int32_t rv =
+      nghttp2_submit_headers(session_, end_stream ? NGHTTP2_FLAG_END_STREAM : NGHTTP2_FLAG_NONE,
+                             ex.stream_id, nullptr, nv.data(), nv.size(), nullptr);
   if (rv < 0) fail(std::string("submit_headers: ") + nghttp2_strerror(rv));
   flush();
 }

@@ -94,9 +94,10 @@ class PeerConn {
   void answer(Exchange& ex, int status, std::string body = {});
   // Response HEADERS without END_STREAM; then, with `reset_code`, RST_STREAM right after them.
   void send_headers(Exchange& ex, int status, std::optional<std::uint32_t> reset_code = {});
-  // A HEADERS frame with END_STREAM and exactly these fields, in order, malformed or not
-  // (nghttp2 checks no field it sends).
-  void send_fields(Exchange& ex, const std::vector<std::pair<std::string, std::string>>& fields);
+  // A HEADERS frame with exactly these fields, in order, malformed or not (nghttp2 checks no
+  // field it sends), ending the stream unless `end_stream` is false.
+  void send_fields(Exchange& ex, const std::vector<std::pair<std::string, std::string>>& fields,
+                   bool end_stream = true);
   void reset(Exchange& ex, std::uint32_t error_code);
   void goaway(std::int32_t last_stream_id, std::uint32_t error_code = NGHTTP2_NO_ERROR);
   // GOAWAY with last-stream-id 2^31-1: no new streams, every open one still processed.

@@ -324,15 +324,15 @@ void Journal::start() {
   });
   index_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "journal-index");
-    journal_detail::background_priority(gettid(), true);
-    publish_tid(index_tid_, gettid());  // after: a read's boost is not undone by the line above
+    publish_tid(index_tid_, gettid());
+    enter_background();  // after: a read that began meanwhile takes it out again
     run_index();
     publish_tid(index_tid_, 0);  // no priority set on a thread id the system may reuse
   });
   checkpoint_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "journal-ckpt");
-    journal_detail::background_priority(gettid(), true);
     publish_tid(checkpoint_tid_, gettid());
+    enter_background();
     run_checkpoints();
     publish_tid(checkpoint_tid_, 0);
   });
@@ -341,6 +341,7 @@ void Journal::start() {
 void Journal::publish_tid(std::atomic<pid_t>& tid, pid_t value) {
   std::lock_guard lock(boost_mu_);  // steer_indexer() and hurry_indexer() read it under it
   tid.store(value, std::memory_order_release);
+  if (&tid == &index_tid_ && value == 0) read_boosted_ = false;  // the thread is gone
 }
 
 void Journal::stop() {

@@ -240,6 +240,8 @@ class Journal {
   void hurry_indexer(bool begin);
   // Sets index_tid_ or checkpoint_tid_ (under boost_mu_, where they are used).
   void publish_tid(std::atomic<pid_t>& tid, pid_t value);
+  // The calling thread (indexer, checkpointer) into the background, outside boost_mu_.
+  void enter_background();
   // Makes every transaction committed so far durable (the database runs with
   // synchronous=NORMAL: one commit with FULL syncs the WAL, and so everything before it).
   [[nodiscard]] tl::expected<void, std::string> sync_database();

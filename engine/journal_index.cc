@@ -155,22 +155,53 @@ void Journal::steer_indexer(std::uint64_t backlog) {
   const std::uint64_t bound = options_.max_log_backlog_bytes;
   const bool out = index_boosted_.load(std::memory_order_relaxed);
   if (out ? backlog > bound / 16 : backlog < bound / 4) return;
+  bool demote_self = false;
+  {
+    std::lock_guard lock(boost_mu_);
+    if (index_boosted_.load(std::memory_order_relaxed) != out) return;  // the other thread did it
+    const pid_t index = index_tid_.load(std::memory_order_acquire);
+    const pid_t checkpoint = checkpoint_tid_.load(std::memory_order_acquire);
+    if (index == 0 || checkpoint == 0) return;
+    if (out) {
+      // Back into the background, the indexer too unless history reads wait for it: then the
+      // last of them puts it back (hurry_indexer). The indexer deciding this puts itself back
+      // after the lock (enter_background).
+      read_boosted_ = reads_waiting_ > 0;
+      if (!read_boosted_) {
+        if (index == gettid()) {
+          demote_self = true;
+        } else {
+          journal_detail::background_priority(index, true);
+        }
+      }
+      journal_detail::background_priority(checkpoint, true);
+      index_boosted_.store(false, std::memory_order_relaxed);
+    } else if (journal_detail::background_priority(index, false)) {
+      journal_detail::background_priority(checkpoint, false);
+      index_boosted_.store(true, std::memory_order_relaxed);
+      index_boosts_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (demote_self) enter_background();
+}
+
+// The calling thread (the indexer or the checkpointer) into the background with boost_mu_ not
+// held: a thread that has just entered SCHED_IDLE may wait long for its next slice, and the
+// writer and history reads must not wait on the lock behind it. Whatever wanted the thread out
+// meanwhile (the backlog, a history read for the indexer) takes it out again here.
+void Journal::enter_background() {
+  const pid_t self = gettid();
+  journal_detail::background_priority(self, true);
   std::lock_guard lock(boost_mu_);
-  if (index_boosted_.load(std::memory_order_relaxed) != out) return;  // the other thread did it
-  const pid_t index = index_tid_.load(std::memory_order_acquire);
-  const pid_t checkpoint = checkpoint_tid_.load(std::memory_order_acquire);
-  if (index == 0 || checkpoint == 0) return;
-  if (out) {
-    // Back into the background, the indexer too unless history reads wait for it: then the
-    // last of them puts it back (hurry_indexer).
-    read_boosted_ = reads_waiting_ > 0;
-    if (!read_boosted_) journal_detail::background_priority(index, true);
-    journal_detail::background_priority(checkpoint, true);
-    index_boosted_.store(false, std::memory_order_relaxed);
-  } else if (journal_detail::background_priority(index, false)) {
-    journal_detail::background_priority(checkpoint, false);
-    index_boosted_.store(true, std::memory_order_relaxed);
-    index_boosts_.fetch_add(1, std::memory_order_relaxed);
+  const bool backlog = index_boosted_.load(std::memory_order_relaxed);
+  if (self == index_tid_.load(std::memory_order_acquire)) {
+    if (backlog) {
+      journal_detail::background_priority(self, false);
+    } else if (reads_waiting_ > 0) {
+      read_boosted_ = journal_detail::background_priority(self, false);
+    }
+  } else if (self == checkpoint_tid_.load(std::memory_order_acquire) && backlog) {
+    journal_detail::background_priority(self, false);
   }
 }
 
@@ -277,20 +308,31 @@ void Journal::catch_up_index() {
   {
     std::lock_guard lock(mu_);
     target = pushed_;
+  }
+  const auto copied = [&] {
+    return indexed_pushes_ >= target || failed_pushes_ >= target || index_stop_;
+  };
+  {
+    std::lock_guard lock(index_mu_);
+    if (copied()) return;  // the database has it all already: no wake, no boost
+  }
+  {
+    std::lock_guard lock(mu_);
     // What is appended goes out now: notes do not wait for an accept's frame (kNoteDelay).
     if (!open_->records.empty()) {
       open_->write_now = true;
       wake_writer();
     }
   }
+  // At most a day, so that the wait's deadline stays within the clock's range.
+  const auto wait = std::chrono::milliseconds(
+      std::min<std::uint64_t>(options_.history_wait_ms, std::uint64_t{24} * 3600 * 1000));
   hurry_indexer(true);
   {
     std::unique_lock lock(index_mu_);
     ++hurry_;
     index_wake_.notify_one();
-    index_done_.wait_for(lock, std::chrono::milliseconds(options_.history_wait_ms), [&] {
-      return indexed_pushes_ >= target || failed_pushes_ >= target || index_stop_;
-    });
+    index_done_.wait_for(lock, wait, copied);
     --hurry_;
   }
   hurry_indexer(false);

@@ -339,9 +339,10 @@ void Journal::start() {
 }
 
 void Journal::publish_tid(std::atomic<pid_t>& tid, pid_t value) {
-  std::lock_guard lock(boost_mu_);  // steer_indexer() and hurry_indexer() read it under it
+  std::lock_guard lock(boost_mu_);  // set_classes_locked() reads it under it
   tid.store(value, std::memory_order_release);
-  if (&tid == &index_tid_ && value == 0) read_boosted_ = false;  // the thread is gone
+  // No class set yet on a new thread (enter_background() follows), none left on an ended one.
+  (&tid == &index_tid_ ? index_out_ : checkpoint_out_) = false;
 }
 
 void Journal::stop() {

@@ -242,6 +242,9 @@ class Journal {
   void publish_tid(std::atomic<pid_t>& tid, pid_t value);
   // The calling thread (indexer, checkpointer) into the background, outside boost_mu_.
   void enter_background();
+  // Sets the indexer's and the checkpointer's classes to what the backlog and the history reads
+  // want (under boost_mu_); true when the calling thread must call enter_background() after.
+  [[nodiscard]] bool set_classes_locked();
   // Makes every transaction committed so far durable (the database runs with
   // synchronous=NORMAL: one commit with FULL syncs the WAL, and so everything before it).
   [[nodiscard]] tl::expected<void, std::string> sync_database();
@@ -307,10 +310,13 @@ class Journal {
   std::atomic<std::uint64_t> commits_{0}, commit_failures_{0}, records_{0}, bytes_{0};
   std::atomic<std::uint64_t> indexed_{0}, index_failures_{0}, backlog_waits_{0}, index_boosts_{0},
       checkpoints_{0}, writer_wakes_{0};
-  std::atomic<bool> index_boosted_{false};  // the indexer is out of the background
-  std::mutex boost_mu_;                     // steer_indexer(), hurry_indexer()
-  int reads_waiting_ = 0;                   // under boost_mu_: history reads waiting
-  bool read_boosted_ = false;  // under boost_mu_: out of the background for reads waiting
+  // The two threads' scheduling classes (set_classes_locked()). backlog_out_ is written under
+  // boost_mu_ and read without it where a stale value only costs a needless lock or gather.
+  std::mutex boost_mu_;
+  std::atomic<bool> backlog_out_{false};  // the backlog wants both out (steer_indexer)
+  int reads_waiting_ = 0;                 // under boost_mu_: history reads waiting
+  bool index_out_ = false;  // under boost_mu_: the class last set on the indexer is SCHED_OTHER
+  bool checkpoint_out_ = false;  // under boost_mu_: the same for the checkpointer
   std::atomic<pid_t> index_tid_{0}, checkpoint_tid_{0};
   std::atomic<bool> stopping_seen_{false};  // stop() began: the writer no longer waits
   std::atomic<bool> index_failing_{false};  // the indexer's last copy failed

@@ -153,36 +153,42 @@ std::uint64_t Journal::backlog_locked() const {
 
 void Journal::steer_indexer(std::uint64_t backlog) {
   const std::uint64_t bound = options_.max_log_backlog_bytes;
-  const bool out = index_boosted_.load(std::memory_order_relaxed);
+  const bool out = backlog_out_.load(std::memory_order_relaxed);
   if (out ? backlog > bound / 16 : backlog < bound / 4) return;
   bool demote_self = false;
   {
     std::lock_guard lock(boost_mu_);
-    if (index_boosted_.load(std::memory_order_relaxed) != out) return;  // the other thread did it
-    const pid_t index = index_tid_.load(std::memory_order_acquire);
-    const pid_t checkpoint = checkpoint_tid_.load(std::memory_order_acquire);
-    if (index == 0 || checkpoint == 0) return;
-    if (out) {
-      // Back into the background, the indexer too unless history reads wait for it: then the
-      // last of them puts it back (hurry_indexer). The indexer deciding this puts itself back
-      // after the lock (enter_background).
-      read_boosted_ = reads_waiting_ > 0;
-      if (!read_boosted_) {
-        if (index == gettid()) {
-          demote_self = true;
-        } else {
-          journal_detail::background_priority(index, true);
-        }
-      }
-      journal_detail::background_priority(checkpoint, true);
-      index_boosted_.store(false, std::memory_order_relaxed);
-    } else if (journal_detail::background_priority(index, false)) {
-      journal_detail::background_priority(checkpoint, false);
-      index_boosted_.store(true, std::memory_order_relaxed);
-      index_boosts_.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (backlog_out_.load(std::memory_order_relaxed) != out) return;  // the other thread did it
+    backlog_out_.store(!out, std::memory_order_relaxed);
+    demote_self = set_classes_locked();
+    if (!out && index_out_) index_boosts_.fetch_add(1, std::memory_order_relaxed);
   }
   if (demote_self) enter_background();
+}
+
+// The one place the two threads' classes are decided: the indexer out of the background while
+// the backlog or a history read wants it, the checkpointer while the backlog does; a thread is
+// touched only when that differs from the class last set on it. A refusal (no CAP_SYS_NICE)
+// leaves it where it was, and it is tried again at the next change. The calling thread is not
+// put back here but by the caller, after the lock (enter_background): true then.
+bool Journal::set_classes_locked() {
+  const bool backlog = backlog_out_.load(std::memory_order_relaxed);
+  const pid_t self = gettid();
+  bool demote_self = false;
+  const auto set = [&](pid_t tid, bool want_out, bool& is_out) {
+    if (tid == 0 || want_out == is_out) return;
+    if (want_out) {
+      is_out = journal_detail::background_priority(tid, false);
+    } else if (tid == self) {
+      demote_self = true;
+    } else {
+      journal_detail::background_priority(tid, true);
+      is_out = false;
+    }
+  };
+  set(index_tid_.load(std::memory_order_acquire), backlog || reads_waiting_ > 0, index_out_);
+  set(checkpoint_tid_.load(std::memory_order_acquire), backlog, checkpoint_out_);
+  return demote_self;
 }
 
 // The calling thread (the indexer or the checkpointer) into the background with boost_mu_ not
@@ -193,16 +199,10 @@ void Journal::enter_background() {
   const pid_t self = gettid();
   journal_detail::background_priority(self, true);
   std::lock_guard lock(boost_mu_);
-  const bool backlog = index_boosted_.load(std::memory_order_relaxed);
-  if (self == index_tid_.load(std::memory_order_acquire)) {
-    if (backlog) {
-      journal_detail::background_priority(self, false);
-    } else if (reads_waiting_ > 0) {
-      read_boosted_ = journal_detail::background_priority(self, false);
-    }
-  } else if (self == checkpoint_tid_.load(std::memory_order_acquire) && backlog) {
-    journal_detail::background_priority(self, false);
-  }
+  if (self == index_tid_.load(std::memory_order_acquire)) index_out_ = false;
+  if (self == checkpoint_tid_.load(std::memory_order_acquire)) checkpoint_out_ = false;
+  // Never true here: this thread's class is now the background, and the other is not this one.
+  (void)set_classes_locked();
 }
 
 void Journal::run_index() {
@@ -218,7 +218,7 @@ void Journal::run_index() {
       });
       // Caught up before: gather frames for a while, so that one transaction (one sync of the
       // WAL) copies many of them, unless a history read is waiting or the journal stops.
-      if (caught_up && !index_boosted_.load(std::memory_order_relaxed) && !index_stop_ &&
+      if (caught_up && !backlog_out_.load(std::memory_order_relaxed) && !index_stop_ &&
           hurry_ == 0) {
         index_wake_.wait_for(lock, kIndexGather, [this] { return index_stop_ || hurry_ != 0; });
       }
@@ -341,23 +341,15 @@ void Journal::catch_up_index() {
 // In the background the indexer runs only on a core that would idle: with every core busy (a
 // load, or other processes) a history read would wait its whole history_wait_ms and then answer
 // from a database behind it. So while reads wait, the indexer takes a normal share (the
-// checkpointer stays where it is: a read does not wait for it). Nothing to do when the backlog
-// already has it out (steer_indexer), which leaves it out while reads wait.
+// checkpointer stays where it is: a read does not wait for it); set_classes_locked() decides.
 void Journal::hurry_indexer(bool begin) {
-  std::lock_guard lock(boost_mu_);
-  reads_waiting_ += begin ? 1 : -1;
-  const pid_t index = index_tid_.load(std::memory_order_acquire);
-  if (index == 0) return;
-  if (index_boosted_.load(std::memory_order_relaxed)) {
-    if (reads_waiting_ == 0) read_boosted_ = false;  // steer_indexer() puts it back
-    return;
+  bool demote_self = false;
+  {
+    std::lock_guard lock(boost_mu_);
+    reads_waiting_ += begin ? 1 : -1;
+    demote_self = set_classes_locked();  // a history read never runs on the indexer: false
   }
-  if (begin && !read_boosted_) {
-    read_boosted_ = journal_detail::background_priority(index, false);
-  } else if (!begin && reads_waiting_ == 0 && read_boosted_) {
-    journal_detail::background_priority(index, true);
-    read_boosted_ = false;
-  }
+  if (demote_self) enter_background();
 }
 
 }  // namespace fanout::engine

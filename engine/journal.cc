@@ -114,7 +114,10 @@ constexpr int kBackgroundNice = 10;
 // In the background, thread `tid` runs only when a core would otherwise idle (SCHED_IDLE), or,
 // where that is refused, at nice kBackgroundNice. Out of it: SCHED_OTHER at nice 0, which the
 // kernel refuses without CAP_SYS_NICE (or RLIMIT_NICE) once a thread is in the background: then
-// false, and the thread stays there. (Linux: both calls act on the one thread.)
+// false, and the thread stays there. All or nothing: the nice value goes first, since a
+// SCHED_IDLE thread at nice 0 is still in the background, where a thread let out of SCHED_IDLE
+// and then refused nice 0 (a process started under `nice`, RLIMIT_NICE between) would be out
+// while the caller records it in. (Linux: both calls act on the one thread.)
 bool journal_detail::background_priority(pid_t tid, bool background) noexcept {
   sched_param p{};
   if (background) {
@@ -123,8 +126,8 @@ bool journal_detail::background_priority(pid_t tid, bool background) noexcept {
     }
     return true;
   }
-  return sched_setscheduler(tid, SCHED_OTHER, &p) == 0 &&
-         setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0) == 0;
+  return setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0) == 0 &&
+         sched_setscheduler(tid, SCHED_OTHER, &p) == 0;
 }
 
 namespace {

@@ -161,7 +161,6 @@ void Journal::steer_indexer(std::uint64_t backlog) {
     if (backlog_out_.load(std::memory_order_relaxed) != out) return;  // the other thread did it
     backlog_out_.store(!out, std::memory_order_relaxed);
     demote_self = set_classes_locked();
-    if (!out && index_out_) index_boosts_.fetch_add(1, std::memory_order_relaxed);
   }
   if (demote_self) enter_background();
 }
@@ -169,24 +168,33 @@ void Journal::steer_indexer(std::uint64_t backlog) {
 // The one place the two threads' classes are decided: the indexer out of the background while
 // the backlog or a history read wants it, the checkpointer while the backlog does; a thread is
 // touched only when that differs from the class last set on it. A refusal (no CAP_SYS_NICE)
-// leaves it where it was, and it is tried again at the next change. The calling thread is not
-// put back here but by the caller, after the lock (enter_background): true then.
+// leaves it where it was (background_priority is all or nothing), and it is tried again at the
+// next call. The calling thread is not put back here but by the caller, after the lock
+// (enter_background): true then. index_boosts_ counts the indexer's moves out while the backlog
+// wants it, whoever makes them (the writer, or the indexer itself at its start).
 bool Journal::set_classes_locked() {
   const bool backlog = backlog_out_.load(std::memory_order_relaxed);
   const pid_t self = gettid();
   bool demote_self = false;
+  // True when it took the thread out.
   const auto set = [&](pid_t tid, bool want_out, bool& is_out) {
-    if (tid == 0 || want_out == is_out) return;
+    if (tid == 0 || want_out == is_out) return false;
     if (want_out) {
       is_out = journal_detail::background_priority(tid, false);
-    } else if (tid == self) {
+      return is_out;
+    }
+    if (tid == self) {
       demote_self = true;
     } else {
       journal_detail::background_priority(tid, true);
       is_out = false;
     }
+    return false;
   };
-  set(index_tid_.load(std::memory_order_acquire), backlog || reads_waiting_ > 0, index_out_);
+  if (set(index_tid_.load(std::memory_order_acquire), backlog || reads_waiting_ > 0, index_out_) &&
+      backlog) {
+    index_boosts_.fetch_add(1, std::memory_order_relaxed);
+  }
   set(checkpoint_tid_.load(std::memory_order_acquire), backlog, checkpoint_out_);
   return demote_self;
 }
@@ -217,7 +225,8 @@ void Journal::run_index() {
         return logged_.load(std::memory_order_relaxed) > applied_ || index_stop_;
       });
       // Caught up before: gather frames for a while, so that one transaction (one sync of the
-      // WAL) copies many of them, unless a history read is waiting or the journal stops.
+      // WAL) copies many of them, unless the backlog wants the copy out of the background, a
+      // history read is waiting or the journal stops.
       if (caught_up && !backlog_out_.load(std::memory_order_relaxed) && !index_stop_ &&
           hurry_ == 0) {
         index_wake_.wait_for(lock, kIndexGather, [this] { return index_stop_ || hurry_ != 0; });

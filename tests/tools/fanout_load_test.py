@@ -36,7 +36,7 @@ ENGINE_FIELDS = {
     "published", "delivered", "rejected", "exhausted", "dropped", "attempts", "attempts_2xx",
     "attempts_3xx", "attempts_4xx", "attempts_5xx", "attempts_failed", "deliveries_per_s",
     "elapsed_s", "latency_us", "cpu_user_s", "cpu_sys_s", "url", "conns", "streams", "workers",
-    "orgs", "payload_bytes", "rate", "signed"}
+    "orgs", "payload_bytes", "event_id", "rate", "signed"}
 LATENCY_FIELDS = {"p50", "p90", "p99", "p999", "max"}
 
 
@@ -90,8 +90,8 @@ class EngineModeTest(FanoutLoadTestCase):
         self.assertAllFinal(d)
         # The options used, with their defaults.
         self.assertEqual((d["url"], d["conns"], d["streams"], d["workers"], d["orgs"],
-                          d["payload_bytes"], d["rate"], d["signed"]),
-                         (sink.url(), 1, 100, 1, 10000, 564, 0, False))
+                          d["payload_bytes"], d["event_id"], d["rate"], d["signed"]),
+                         (sink.url(), 1, 100, 1, 10000, 564, "", 0, False))
         self.assertGreater(d["deliveries_per_s"], 0)
         self.assertGreater(d["latency_us"]["max"], 0)
         self.assertLessEqual(d["latency_us"]["p50"], d["latency_us"]["p99"])
@@ -195,6 +195,16 @@ class EngineModeTest(FanoutLoadTestCase):
             self.assertEqual(len(req.body[start:-1]), 100, req.body)
         self.assertEqual(by_type, {"business_updated": 30, "business_deleted": 30})
 
+    def test_event_id_gives_every_request_that_id(self):
+        sink = self.start_sink()
+        d = self.load_json("--url", sink.url(), "--events", 30, "--orgs", 3,
+                           "--event-id", "evt:fixed-1")
+        self.assertEqual((d["delivered"], d["event_id"]), (30, "evt:fixed-1"), d)
+        sink.stop()
+        ids = [req.header("x-partoo-event-id") for req in sink.requests()]
+        self.assertEqual(ids, ["evt:fixed-1"] * 30)
+        self.assertEqual(sink.summary["unique_event_ids"], 1, sink.summary)
+
     def test_usage_errors_exit_2_naming_the_option(self):
         url = "http://127.0.0.1:9/hook"
         cases = [
@@ -205,6 +215,9 @@ class EngineModeTest(FanoutLoadTestCase):
             (["--url", url, "--rate", "-1"], "--rate"),
             (["--url", url, "--types", "7"], "--types"),
             (["--url", url, "--payload-bytes", "1"], "--payload-bytes"),
+            (["--url", url, "--event-id", 'a"b'], "--event-id"),
+            (["--url", url, "--event-id", "x" * 129], "--event-id"),
+            (["--url", url, "--event-id", "a b"], "--event-id"),
             (["--url", url, "--allow-subnet", "10.0.0.1/8"], "--allow-subnet"),
             (["--url", url, "--sign-key", os.path.join(self.tmp, "missing.pem")], "--sign-key"),
             (["--url", url, "--sign", "--sign-key", "k.pem"], "--sign-key"),
@@ -282,6 +295,17 @@ class IngestModeTest(FanoutLoadTestCase):
                            "--http1")
         self.assertEqual((d["accepted"], d["dropped"]), (200, 0), d)
         sink.wait_count(700)
+
+    def test_a_repeated_id_is_counted_duplicate(self):
+        daemon, sink, key = self.start_subscribed_daemon()
+        d = self.load_json("--ingest", daemon.url, "--key", key, "--events", 50, "--orgs", 1,
+                           "--batch", 10, "--event-id", "same-id")
+        self.assertEqual((d["accepted"], d["duplicate"], d["dropped"], d["refused"]),
+                         (1, 49, 0, 0), d)
+        self.assertEqual((d["requests"], d["requests_failed"], d["unanswered"], d["error"]),
+                         (5, 0, 0, ""), d)
+        sink.wait_recorded(1)
+        self.assertEqual(sink.requests(partial=True)[0].header("x-partoo-event-id"), "same-id")
 
     def test_busy_lines_are_sent_again(self):
         # Room for 50 events in flight, each held 200 ms by the sink: a batch of 100 is half

@@ -243,6 +243,7 @@ void print_json(const Options& o, const LoadObserver& observer, const EngineRepo
       .num("types", o.types)
       .num("payload_bytes", o.payload_bytes)
       .num("body_bytes", r.body_bytes)
+      .text("event_id", o.event_id)
       .real("rate", o.rate, 1)
       .boolean("signed", r.signed_)
       .boolean("http1", o.http1)
@@ -331,7 +332,7 @@ void print_text(const Options& o, const LoadObserver& observer, const EngineRepo
 }  // namespace
 
 int run_engine(const Options& o) {
-  const EventSource src(o.orgs, event_types(o.types), o.payload_bytes);
+  const EventSource src(o.orgs, event_types(o.types), o.payload_bytes, o.event_id);
   LoadObserver observer;
   const std::unique_ptr<fanout::Engine> engine = make_engine(o, src, &observer, o.window);
   fanout::Producer producer = engine->make_producer();

@@ -18,11 +18,17 @@ std::string make_payload(std::size_t bytes);
 std::vector<std::string> event_types(std::uint32_t count);
 
 // Event i is for subscription s = i mod (K x T): organisation s mod K + 1, type s div K. Its
-// envelope is {"org_id":N,"type":"T","payload":P}, without an id (the engine makes one).
+// envelope is {"org_id":N,"type":"T","payload":P}, without an id (the engine makes one), or
+// with `event_id` first when given: {"id":"ID","org_id":N,...}, the same id for every event.
 class EventSource {
  public:
-  EventSource(std::uint32_t orgs, std::vector<std::string> types, std::size_t payload_bytes)
-      : orgs_(orgs), types_(std::move(types)), payload_(make_payload(payload_bytes)) {
+  EventSource(std::uint32_t orgs, std::vector<std::string> types, std::size_t payload_bytes,
+              const std::string& event_id = {})
+      : orgs_(orgs),
+        types_(std::move(types)),
+        payload_(make_payload(payload_bytes)),
+        prefix_(event_id.empty() ? std::string(R"({"org_id":)")
+                                 : R"({"id":")" + event_id + R"(","org_id":)") {
     for (const std::string& t : types_) {
       suffixes_.push_back(R"(,"type":")" + t + R"(","payload":)" + payload_ + "}");
     }
@@ -36,7 +42,7 @@ class EventSource {
     const std::uint64_t s = i % (std::uint64_t{orgs_} * types_.size());
     char digits[24];
     const auto end = std::to_chars(digits, digits + sizeof digits, s % orgs_ + 1).ptr;
-    out->append(R"({"org_id":)");
+    out->append(prefix_);
     out->append(digits, end);
     out->append(suffixes_[static_cast<std::size_t>(s / orgs_)]);
   }
@@ -44,13 +50,14 @@ class EventSource {
   [[nodiscard]] std::size_t max_event_bytes() const {
     std::size_t n = 0;
     for (const std::string& s : suffixes_) n = std::max(n, s.size());
-    return n + 32;
+    return n + prefix_.size() + 24;
   }
 
  private:
   std::uint32_t orgs_;
   std::vector<std::string> types_;
   std::string payload_;
+  std::string prefix_;
   std::vector<std::string> suffixes_;
 };
 

@@ -39,7 +39,7 @@ volatile unsigned g_sink = 0;
 // Publishes N events whose first attempt fails (503) and then wait an hour for their retry;
 // prints the heap and RSS growth per waiting retry.
 int run_waiting_retries(const Options& o) {
-  const EventSource src(o.orgs, event_types(o.types), o.payload_bytes);
+  const EventSource src(o.orgs, event_types(o.types), o.payload_bytes, o.event_id);
   LoadObserver observer;
   const std::uint64_t n = o.events;
   const std::unique_ptr<fanout::Engine> engine = make_engine(o, src, &observer, n);
@@ -107,7 +107,7 @@ int run_waiting_retries(const Options& o) {
 }
 
 int run_sign_rate_only(const Options& o) {
-  const EventSource src(o.orgs, event_types(o.types), o.payload_bytes);
+  const EventSource src(o.orgs, event_types(o.types), o.payload_bytes, o.event_id);
   const std::string body = fanout::routing::build_delivery_body(src.types()[0], src.payload());
   const fanout::engine::Signer signer = fanout::engine::Signer::generate();
   char header[fanout::engine::Signer::kSignatureBase64Size];

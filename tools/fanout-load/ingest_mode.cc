@@ -50,7 +50,7 @@ std::optional<std::uint64_t> count_in(std::string_view json, std::string_view na
 class IngestRun {
  public:
   IngestRun(const Options& o, const fanout::routing::UrlParts& parts)
-      : o_(o), parts_(parts), src_(o.orgs, event_types(o.types), o.payload_bytes) {
+      : o_(o), parts_(parts), src_(o.orgs, event_types(o.types), o.payload_bytes, o.event_id) {
     target_ = parts.target == "/" ? "/v2/events" : parts.target;
     max_requests_ = std::uint64_t{o.conns} * (o.http1 ? 1 : o.streams);
   }
@@ -249,7 +249,9 @@ class IngestRun {
     } else {
       const auto a = count_in(r.body, "accepted"), d = count_in(r.body, "dropped"),
                  f = count_in(r.body, "refused"), b = count_in(r.body, "busy");
-      if (!a || !d || !f || !b || *a + *d + *f + *b != count) {
+      // An id accepted before (--event-id): final, as the daemon answers it.
+      const std::uint64_t u = count_in(r.body, "duplicate").value_or(0);
+      if (!a || !d || !f || !b || *a + *d + *f + *b + u != count) {
         unanswered_ += count;
         ++requests_failed_;
         fail("unreadable answer to " + std::to_string(count) + " events (status " +
@@ -259,6 +261,7 @@ class IngestRun {
         dropped_.fetch_add(*d, std::memory_order_relaxed);
         refused_.fetch_add(*f, std::memory_order_relaxed);
         busy_.fetch_add(*b, std::memory_order_relaxed);
+        duplicate_.fetch_add(u, std::memory_order_relaxed);
         if (*b > 0) {
           // The first busy event stops the batch: the busy ones are its last B lines. The
           // daemon's Retry-After is 1 s by default (transport::Response carries no headers).
@@ -299,7 +302,7 @@ class IngestRun {
   int report(const CpuTime& cpu) {
     // Requests still in flight after finish() were cancelled by close(): counted there.
     const std::uint64_t acc = accepted_.load(), drop = dropped_.load(), ref = refused_.load();
-    const std::uint64_t answered = acc + drop + ref;
+    const std::uint64_t answered = acc + drop + ref + duplicate_.load();
     const double elapsed_s = seconds_between(t0_, std::max(t0_, last_answer_));
     const bool ok = !cut_ && error_.empty() && busy_unsent_ == 0 && unanswered_ == 0 && ref == 0 &&
                     answered == next_new_;
@@ -313,7 +316,7 @@ class IngestRun {
 
   void print_json(const CpuTime& cpu, double elapsed_s) const {
     const std::uint64_t acc = accepted_.load(), drop = dropped_.load(), ref = refused_.load();
-    const std::uint64_t answered = acc + drop + ref;
+    const std::uint64_t answered = acc + drop + ref + duplicate_.load();
     JsonObject j;
     j.text("mode", "ingest")
         .text("ingest", o_.ingest)
@@ -324,6 +327,7 @@ class IngestRun {
         .num("orgs", o_.orgs)
         .num("types", o_.types)
         .num("payload_bytes", o_.payload_bytes)
+        .text("event_id", o_.event_id)
         .real("rate", o_.rate, 1)
         .num("events", o_.duration_s > 0 ? 0 : o_.events)
         .real("duration_s", o_.duration_s, 3)
@@ -332,6 +336,7 @@ class IngestRun {
         .num("accepted", acc)
         .num("dropped", drop)
         .num("refused", ref)
+        .num("duplicate", duplicate_.load())
         .num("busy", busy_.load())
         .num("busy_unsent", busy_unsent_)
         .num("busy_pauses", busy_pauses_)
@@ -351,7 +356,7 @@ class IngestRun {
 
   void print_text(const CpuTime& cpu, double elapsed_s) const {
     const std::uint64_t acc = accepted_.load(), drop = dropped_.load(), ref = refused_.load();
-    const std::uint64_t answered = acc + drop + ref;
+    const std::uint64_t answered = acc + drop + ref + duplicate_.load();
     std::printf("fanout-load --ingest %s: batches of %zu, %" PRIu64 " request(s) at once, %s\n",
                 o_.ingest.c_str(), o_.batch, max_requests_, protocol_name(o_, o_.ingest).c_str());
     std::printf("  %" PRIu32 " orgs x %" PRIu32 " event types, payload %zu B\n", o_.orgs, o_.types,
@@ -359,10 +364,11 @@ class IngestRun {
     std::printf("finished in %.3f s, %.0f events/s ingested (%.0f accepted/s)%s\n", elapsed_s,
                 per_second(answered, elapsed_s), per_second(acc, elapsed_s),
                 cut_ ? (interrupted() ? " -- INTERRUPTED" : " -- CUT by --duration-max") : "");
-    std::printf("events: %" PRIu64 " sent, %" PRIu64 " accepted, %" PRIu64 " dropped, %" PRIu64
-                " refused; %" PRIu64 " busy answers re-sent or given up (%" PRIu64
-                " given up), %" PRIu64 " unanswered\n",
-                next_new_, acc, drop, ref, busy_.load(), busy_unsent_, unanswered_);
+    std::printf(
+        "events: %" PRIu64 " sent, %" PRIu64 " accepted, %" PRIu64 " dropped, %" PRIu64
+        " refused, %" PRIu64 " duplicate; %" PRIu64 " busy answers re-sent or given up (%" PRIu64
+        " given up), %" PRIu64 " unanswered\n",
+        next_new_, acc, drop, ref, duplicate_.load(), busy_.load(), busy_unsent_, unanswered_);
     std::printf("requests: %" PRIu64 " (%" PRIu64 " failed); latency %s\n", requests_,
                 requests_failed_, latency_line(hist_).c_str());
     std::printf("cpu: user %.3f s, sys %.3f s\n", cpu.user_s, cpu.sys_s);
@@ -391,7 +397,7 @@ class IngestRun {
   std::uint64_t requests_ = 0, requests_failed_ = 0;
   std::uint64_t busy_unsent_ = 0, unanswered_ = 0;
   std::atomic<std::uint64_t> generated_{0};
-  std::atomic<std::uint64_t> accepted_{0}, dropped_{0}, refused_{0}, busy_{0};
+  std::atomic<std::uint64_t> accepted_{0}, dropped_{0}, refused_{0}, busy_{0}, duplicate_{0};
   Histogram hist_;
   std::string error_;
   bool stopping_ = false;   // no new batches (after an error)

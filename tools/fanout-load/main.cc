@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   using namespace fanout::load;
   const Options o = parse_args(argc, argv);
   if (o.print_body) {
-    const EventSource src(o.orgs, event_types(o.types), o.payload_bytes);
+    const EventSource src(o.orgs, event_types(o.types), o.payload_bytes, o.event_id);
     const std::string body = fanout::routing::build_delivery_body(src.types()[0], src.payload());
     std::fwrite(body.data(), 1, body.size(), stdout);
     return 0;

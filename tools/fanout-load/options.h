@@ -21,6 +21,7 @@ struct Options {
   std::uint32_t orgs = 10'000;
   std::uint32_t types = 1;
   std::size_t payload_bytes = 564;
+  std::string event_id;  // every event's own id ("id"); empty: none, the engine makes one
   std::uint32_t conns = 1;
   std::uint32_t streams = 0;  // 0: the mode's default
   unsigned workers = 1;

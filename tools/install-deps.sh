@@ -15,6 +15,8 @@ packages=(
   # real peers for tests and benchmarks
   nghttp2-client nghttp2-server nginx wrk openssl curl ca-certificates python3
   redis-server redis-tools
+  # the receiver's instructions per request (bench/engine/receiver_instructions.sh)
+  valgrind
   # the app page's browser tests (Playwright from npm drives Debian's chromium)
   chromium
   # the long fuzz run (tools/fuzz.sh): clang and its libFuzzer runtime

@@ -201,16 +201,20 @@ make_cert() {
 # start_nghttpd PORT DOCROOT LOG [KEY CERT]: nghttpd on 127.0.0.1:PORT pinned to CPU 1, one
 # worker (-n 1), -m 256 (its stream limit never binds below a client's window); h2c without
 # KEY CERT, TLS with them. A POST to an existing file is answered 200 with the file. Adds the
-# pid to PIDS (make_scratch) and sets SERVER_PID.
+# pid to PIDS (make_scratch) and sets SERVER_PID. With NGHTTPD_UNDER set (an array: a command
+# and its options), nghttpd runs under it (receiver_instructions.sh: valgrind); SERVER_PID is
+# then that command's.
 start_nghttpd() {
   local port=$1 docroot=$2 logfile=$3
   shift 3
+  local under=()
+  if [[ -n ${NGHTTPD_UNDER+x} ]]; then under=("${NGHTTPD_UNDER[@]}"); fi
   if [[ $# -eq 2 ]]; then
-    taskset -c 1 nghttpd --address=127.0.0.1 -n 1 -m 256 -d "$docroot" "$port" "$1" "$2" \
-      >"$logfile" 2>&1 &
+    taskset -c 1 "${under[@]}" nghttpd --address=127.0.0.1 -n 1 -m 256 -d "$docroot" "$port" \
+      "$1" "$2" >"$logfile" 2>&1 &
   else
-    taskset -c 1 nghttpd --address=127.0.0.1 -n 1 -m 256 -d "$docroot" --no-tls "$port" \
-      >"$logfile" 2>&1 &
+    taskset -c 1 "${under[@]}" nghttpd --address=127.0.0.1 -n 1 -m 256 -d "$docroot" --no-tls \
+      "$port" >"$logfile" 2>&1 &
   fi
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")

@@ -65,20 +65,18 @@ FAILED=0
 
 # h2load_ok: true when h2load's output (TMP/client.log) says every request was answered 2xx.
 h2load_ok() {
-  grep -q "$N succeeded, 0 failed, 0 errored" "$TMP/client.log" &&
-    grep -q "status codes: $N 2xx" "$TMP/client.log"
+  local rps succeeded codes
+  IFS='|' read -r rps succeeded codes < <(benchpy h2load "$TMP/client.log")
+  [[ -n $rps && $succeeded == "$N" && $codes == "$N 2xx,"* ]]
 }
 
 # run CLIENT RUN: one nghttpd under callgrind, one run of CLIENT against it; appends
 # {"tool", "run", "instructions", "requests", "ok"} to RUNS.
 run() {
-  local tool=$1 run=$2 port rc=0 url out="$TMP/callgrind.$1.$2" vpid
+  local tool=$1 run=$2 port rc=0 url out="$TMP/callgrind.$1.$2"
   port=$(free_port)
-  taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$out" \
-    nghttpd --address=127.0.0.1 -n 1 -d "$TMP/htdocs" --no-tls "$port" \
-    >"$TMP/nghttpd.$tool.$run.log" 2>&1 &
-  vpid=$!
-  PIDS+=("$vpid")
+  NGHTTPD_UNDER=(valgrind --tool=callgrind --callgrind-out-file="$out")
+  start_nghttpd "$port" "$TMP/htdocs" "$TMP/nghttpd.$tool.$run.log"  # sets SERVER_PID
   # Under valgrind nghttpd takes a few seconds to listen: up to a minute.
   local i
   for ((i = 0; i < 6; i++)); do
@@ -105,7 +103,7 @@ run() {
       grep -q "\"delivered\":$N," "$TMP/client.log" || rc=1
       ;;
   esac
-  stop_pid "$vpid"  # callgrind writes its counts as nghttpd exits
+  stop_pid "$SERVER_PID"  # callgrind writes its counts as nghttpd exits
   if [[ $rc != 0 ]]; then
     log "receiver_instructions: $tool run $run failed (exit $rc):"
     tail -n 20 "$TMP/client.log" >&2
@@ -135,14 +133,15 @@ for ((r = 1; r <= REPEAT; r++)); do
 done
 
 python3 - "$RUNS" "$REPORT_DIR/receiver_instructions.md" "$N" "$REPEAT" <<'PY'
-import json, statistics, sys
+import json, sys
+from benchlib import median
 runs_path, report, n, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 runs = [json.loads(l) for l in open(runs_path) if l.strip()]
 per = {}
 for r in runs:
     if r["ok"]:
         per.setdefault(r["tool"], []).append(r["instructions"] / r["requests"])
-med = {t: statistics.median(v) for t, v in per.items()}
+med = {t: median(v) for t, v in per.items()}
 base = med.get("h2load-hdr")
 what = {
     "h2load": "the body alone",

@@ -299,10 +299,14 @@ class IngestRun {
     finished_ = true;
   }
 
+  // Events with a final answer: accepted, dropped, refused or duplicate (busy ones go again).
+  std::uint64_t answered_events() const {
+    return accepted_.load() + dropped_.load() + refused_.load() + duplicate_.load();
+  }
+
   int report(const CpuTime& cpu) {
     // Requests still in flight after finish() were cancelled by close(): counted there.
-    const std::uint64_t acc = accepted_.load(), drop = dropped_.load(), ref = refused_.load();
-    const std::uint64_t answered = acc + drop + ref + duplicate_.load();
+    const std::uint64_t ref = refused_.load(), answered = answered_events();
     const double elapsed_s = seconds_between(t0_, std::max(t0_, last_answer_));
     const bool ok = !cut_ && error_.empty() && busy_unsent_ == 0 && unanswered_ == 0 && ref == 0 &&
                     answered == next_new_;
@@ -316,7 +320,7 @@ class IngestRun {
 
   void print_json(const CpuTime& cpu, double elapsed_s) const {
     const std::uint64_t acc = accepted_.load(), drop = dropped_.load(), ref = refused_.load();
-    const std::uint64_t answered = acc + drop + ref + duplicate_.load();
+    const std::uint64_t answered = answered_events();
     JsonObject j;
     j.text("mode", "ingest")
         .text("ingest", o_.ingest)
@@ -356,7 +360,7 @@ class IngestRun {
 
   void print_text(const CpuTime& cpu, double elapsed_s) const {
     const std::uint64_t acc = accepted_.load(), drop = dropped_.load(), ref = refused_.load();
-    const std::uint64_t answered = acc + drop + ref + duplicate_.load();
+    const std::uint64_t answered = answered_events();
     std::printf("fanout-load --ingest %s: batches of %zu, %" PRIu64 " request(s) at once, %s\n",
                 o_.ingest.c_str(), o_.batch, max_requests_, protocol_name(o_, o_.ingest).c_str());
     std::printf("  %" PRIu32 " orgs x %" PRIu32 " event types, payload %zu B\n", o_.orgs, o_.types,
